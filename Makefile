@@ -1,0 +1,22 @@
+# The two commands of the README:
+#   make demo   set up, then train + evaluate Mask R-CNN and Semantic FPN on the bundled data
+#   make test   set up, then lint and run the whole test suite
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export MMATTN_VENV := $(abspath $(VENV))
+
+.PHONY: setup data demo test lint
+setup:
+	@bash tools/setup_env.sh
+
+data: setup
+	@$(PY) tools/dataset_converters/make_shapes.py --root data
+
+demo: data
+	@bash tools/demo.sh $(PY)
+
+lint: setup
+	@$(PY) -m ruff check mmattn tools tests configs
+
+test: lint data
+	@$(PY) -m pytest tests

@@ -1,0 +1,2 @@
+# COCO 2017 instance segmentation; expects data/coco/{train2017,val2017,annotations}.
+_base_ = 'mmdet::_base_/datasets/coco_instance.py'

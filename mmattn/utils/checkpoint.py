@@ -1,0 +1,128 @@
+"""Safe checkpoint loading and atomic saving.
+
+A ``.pth`` file is a pickle: unpickling an untrusted one can run arbitrary code. torch >= 2.6
+loads with ``weights_only=True`` by default, which refuses MMEngine's own checkpoints (its
+message hub stores ``HistoryBuffer`` objects holding numpy arrays), so resume breaks. The fix
+here is *not* ``weights_only=False``: we keep the restricted unpickler and allow exactly the
+extra types MMEngine writes. Anything else in a pickle is rejected with a clear error.
+"""
+import os
+import os.path as osp
+import tempfile
+from typing import Any, Optional
+
+import numpy as np
+import torch
+from mmengine.logging.history_buffer import HistoryBuffer
+
+
+class UnsafeCheckpointError(RuntimeError):
+    """A checkpoint wants to unpickle a type that is not on the allow-list."""
+
+
+def _numpy_globals() -> list:
+    """Numpy objects that pickled arrays and scalars reference (names differ across numpy 1/2)."""
+    allowed = [np.ndarray, np.dtype]
+    for mod_name in ('numpy.core.multiarray', 'numpy._core.multiarray'):
+        try:
+            mod = __import__(mod_name, fromlist=['_reconstruct', 'scalar'])
+        except ImportError:
+            continue
+        # Pickles name the module they were written with; register both spellings.
+        allowed.append((mod._reconstruct, f'{mod_name}._reconstruct'))
+        allowed.append((mod.scalar, f'{mod_name}.scalar'))
+    # dtype classes (numpy >= 1.25 pickles dtypes as e.g. numpy.dtypes.Float64DType)
+    dtypes = getattr(np, 'dtypes', None)
+    if dtypes is not None:
+        for name in dir(dtypes):
+            obj = getattr(dtypes, name)
+            if isinstance(obj, type) and issubclass(obj, np.dtype):
+                allowed.append(obj)
+    return allowed
+
+
+#: The types, beyond tensors and builtin containers, that MMEngine itself puts in checkpoints.
+SAFE_GLOBALS = [HistoryBuffer] + _numpy_globals()
+
+
+def safe_load(filename: str, map_location: Any = 'cpu') -> Any:
+    """Load a checkpoint with torch's restricted unpickler plus MMEngine's own types.
+
+    Args:
+        filename (str): Path of a local checkpoint (``.pth``) or ``.safetensors`` file.
+        map_location: As for :func:`torch.load`. Defaults to ``'cpu'``.
+
+    Returns:
+        The unpickled object (usually a dict).
+
+    Raises:
+        FileNotFoundError: The file does not exist.
+        UnsafeCheckpointError: The pickle references a type outside the allow-list.
+        RuntimeError: The file is truncated or not a checkpoint.
+    """
+    filename = osp.expanduser(filename)
+    if not osp.isfile(filename):
+        raise FileNotFoundError(f'checkpoint {filename} does not exist; check the path')
+    if filename.endswith('.safetensors'):
+        from safetensors.torch import load_file
+        device = map_location if isinstance(map_location, str) else 'cpu'
+        return {'state_dict': load_file(filename, device=device)}
+    try:
+        with torch.serialization.safe_globals(SAFE_GLOBALS):
+            return torch.load(filename, map_location=map_location, weights_only=True)
+    except Exception as err:  # torch raises UnpicklingError / RuntimeError / EOFError
+        msg = str(err)
+        if 'Weights only load failed' in msg or 'Unsupported global' in msg:
+            first = next((line.strip() for line in msg.splitlines()
+                          if 'Unsupported global' in line or 'GLOBAL' in line), msg.splitlines()[0])
+            raise UnsafeCheckpointError(
+                f'refusing to load {filename}: it contains a pickled object outside the '
+                f'allow-list of tensors, containers and MMEngine types ({first}). Only load '
+                f'checkpoints you trust; convert foreign ones with tools/model_converters.'
+            ) from None
+        raise RuntimeError(
+            f'cannot read checkpoint {filename}: {msg.splitlines()[0] if msg else type(err).__name__}'
+            f'. The file is truncated or not a PyTorch checkpoint; re-save or re-download it.'
+        ) from None
+
+
+def save_atomic(obj: Any, filename: str) -> None:
+    """Save ``obj`` with :func:`torch.save` so that ``filename`` is either complete or absent.
+
+    The data goes to a temporary file in the same folder, is flushed to disk, and is renamed
+    over ``filename`` (rename is atomic on POSIX). A ``.safetensors`` name stores a flat dict of
+    tensors (``obj['state_dict']`` when given a checkpoint dict).
+    """
+    folder = osp.dirname(osp.abspath(filename))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix='.tmp-', suffix='.part', dir=folder)
+    try:
+        with os.fdopen(fd, 'wb') as f:
+            if filename.endswith('.safetensors'):
+                from safetensors.torch import save
+                tensors = obj.get('state_dict', obj) if isinstance(obj, dict) else obj
+                f.write(save({k: v.contiguous() for k, v in tensors.items()}))
+            else:
+                torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, filename)
+    except BaseException:
+        if osp.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def _load_from_local(filename: str, map_location: Optional[Any] = None) -> Any:
+    return safe_load(filename, map_location)
+
+
+def install_safe_checkpoint_loader() -> None:
+    """Route MMEngine's local-file checkpoint loading through :func:`safe_load`.
+
+    MMEngine dispatches loads by path prefix; the empty prefix is the local-file loader used by
+    resume, ``load_from`` and ``init_cfg=dict(type='Pretrained')``. Re-registering it is
+    idempotent.
+    """
+    from mmengine.runner.checkpoint import CheckpointLoader
+    CheckpointLoader.register_scheme(prefixes='', force=True)(_load_from_local)

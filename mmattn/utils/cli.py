@@ -1,0 +1,161 @@
+"""What ``tools/train.py`` and ``tools/test.py`` share: loading a config with checked
+``--cfg-options``, pre-flight checks of the dataset paths, and turning user mistakes into one
+clear line instead of a traceback wall.
+"""
+import difflib
+import json
+import os
+import os.path as osp
+import sys
+from contextlib import contextmanager
+from typing import Iterator, Optional
+
+from mmengine.config import Config, DictAction
+
+from .checkpoint import UnsafeCheckpointError
+
+
+class UserInputError(ValueError):
+    """A mistake in what the user passed (path, config key, data): reported as one line."""
+
+
+def add_common_args(parser) -> None:
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override config keys, e.g. train_cfg.max_iters=100; every key must already '
+        'exist in the config (a misspelt key is an error)')
+    parser.add_argument(
+        '--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none',
+        help='job launcher (pytorch: torchrun / tools/dist_*.sh; slurm: tools/slurm_*.sh)')
+    # torch.distributed.launch passes --local-rank (newer) or --local_rank (older).
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+
+
+def _lookup(container, part):
+    if isinstance(container, (list, tuple)) and part.lstrip('-').isdigit():
+        idx = int(part)
+        if -len(container) <= idx < len(container):
+            return True, container[idx]
+        return False, None
+    if isinstance(container, dict) and part in container:
+        return True, container[part]
+    return False, None
+
+
+def check_cfg_options(cfg: Config, options: Optional[dict]) -> None:
+    """Reject ``--cfg-options`` keys that are not in the config (typos otherwise pass silently)."""
+    for key in options or {}:
+        node = cfg._cfg_dict
+        walked = []
+        for part in key.split('.'):
+            found, child = _lookup(node, part)
+            if not found:
+                where = '.'.join(walked) or 'the top level'
+                candidates = list(node.keys()) if isinstance(node, dict) else []
+                close = difflib.get_close_matches(part, candidates, n=1)
+                hint = f" (did you mean '{close[0]}'?)" if close else ''
+                raise UserInputError(
+                    f"--cfg-options key '{key}': '{part}' does not exist at {where}{hint}; "
+                    f'fix the spelling, or add the key to the config file')
+            walked.append(part)
+            node = child
+
+
+def load_config(path: str, options: Optional[dict] = None) -> Config:
+    """Load ``path`` and merge checked ``--cfg-options``."""
+    if not osp.isfile(path):
+        raise UserInputError(f'config file {path} does not exist; pass the path of a .py config '
+                             f'under configs/')
+    cfg = Config.fromfile(path)
+    if options:
+        check_cfg_options(cfg, options)
+        cfg.merge_from_dict(options)
+    return cfg
+
+
+def _iter_datasets(cfg: dict) -> Iterator[dict]:
+    """Yield the leaf dataset configs of (possibly wrapped) dataset configs."""
+    if not isinstance(cfg, dict):
+        return
+    if 'dataset' in cfg:
+        yield from _iter_datasets(cfg['dataset'])
+    elif 'datasets' in cfg:
+        for sub in cfg['datasets']:
+            yield from _iter_datasets(sub)
+    else:
+        yield cfg
+
+
+def check_coco_json(path: str) -> None:
+    """Fail clearly on an annotation file that is not valid COCO instances JSON."""
+    try:
+        with open(path, encoding='utf-8') as f:
+            data = json.load(f)
+    except json.JSONDecodeError as err:
+        raise UserInputError(f'annotation file {path} is not valid JSON (line {err.lineno}, '
+                             f'column {err.colno}: {err.msg}); regenerate or fix it') from None
+    if not isinstance(data, dict):
+        raise UserInputError(f'annotation file {path} must hold a JSON object with "images", '
+                             f'"annotations" and "categories", not a {type(data).__name__}')
+    missing = [k for k in ('images', 'annotations', 'categories') if k not in data]
+    if missing:
+        raise UserInputError(f'annotation file {path} lacks the COCO key(s) {missing}; it must '
+                             f'hold "images", "annotations" and "categories" lists')
+    if not data['images']:
+        raise UserInputError(f'annotation file {path} lists no images; a dataset needs at least '
+                             f'one image')
+
+
+def check_dataset_paths(cfg: Config, splits=('train', 'val', 'test')) -> None:
+    """Check that every dataset a run will build points at existing files."""
+    for split in splits:
+        loader = cfg.get(f'{split}_dataloader')
+        if not loader:
+            continue
+        for ds in _iter_datasets(loader.get('dataset', {})):
+            root = ds.get('data_root', '') or ''
+            if root and not osp.isdir(root):
+                raise UserInputError(
+                    f'{split} dataset folder {root} does not exist; set data_root in the config '
+                    f'(or --cfg-options {split}_dataloader.dataset.data_root=...), or run '
+                    f'`make data` for the bundled dataset')
+            ann = ds.get('ann_file', '') or ''
+            if ann:
+                ann_path = ann if osp.isabs(ann) else osp.join(root, ann)
+                if not osp.isfile(ann_path):
+                    raise UserInputError(f'{split} annotation file {ann_path} does not exist; '
+                                         f'check data_root and ann_file')
+                if ann_path.endswith('.json'):
+                    check_coco_json(ann_path)
+            prefix = ds.get('data_prefix', {}) or {}
+            for key in ('img', 'img_path', 'seg_map_path'):
+                sub = prefix.get(key)
+                if sub:
+                    path = sub if osp.isabs(sub) else osp.join(root, sub)
+                    if not osp.isdir(path):
+                        raise UserInputError(
+                            f'{split} dataset folder {path} ({key}) does not exist; check '
+                            f'data_root and data_prefix')
+
+
+@contextmanager
+def user_errors():
+    """Print user mistakes as one ``error:`` line and exit 2; keep tracebacks for real bugs.
+
+    Set ``MMATTN_DEBUG=1`` to see the full traceback of a user error too.
+    """
+    try:
+        yield
+    except (UserInputError, FileNotFoundError, UnsafeCheckpointError) as err:
+        if os.environ.get('MMATTN_DEBUG'):
+            raise
+        print(f'error: {err}', file=sys.stderr)
+        sys.exit(2)
+    except KeyError as err:
+        msg = str(err.args[0]) if err.args else ''
+        if os.environ.get('MMATTN_DEBUG') or 'registry' not in msg:
+            raise
+        print(f'error: {msg.splitlines()[0]}', file=sys.stderr)
+        sys.exit(2)

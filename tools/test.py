@@ -1,0 +1,84 @@
+"""Evaluate a checkpoint: COCO bbox/segm mAP for mmdet configs, mIoU for mmseg configs.
+
+    python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out FILE] [--show-dir DIR]
+                         [--cfg-options k=v ...] [--launcher none|pytorch|slurm]
+
+``--out`` writes the raw predictions (a pickle) atomically: the file is complete or absent.
+"""
+import argparse
+import os
+import os.path as osp
+import sys
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+from mmattn.utils.cli import (UserInputError, add_common_args,  # noqa: E402
+                              check_dataset_paths, load_config, user_errors)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description='Test (and evaluate) a checkpoint')
+    parser.add_argument('config', help='test config file path')
+    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument('--work-dir', help='folder for the evaluation logs')
+    parser.add_argument('--out', help='write the raw predictions to this pickle file')
+    parser.add_argument('--show-dir', help='draw predictions into this folder')
+    add_common_args(parser)
+    args = parser.parse_args(argv)
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    import mmattn  # noqa: F401  (installs the safe checkpoint loader)
+    from mmengine.runner import Runner
+
+    cfg = load_config(args.config, args.cfg_options)
+    if not osp.isfile(args.checkpoint):
+        raise UserInputError(f'checkpoint {args.checkpoint} does not exist; pass the .pth '
+                             f'written by tools/train.py')
+    cfg.launcher = args.launcher
+    cfg.load_from = args.checkpoint
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+
+    scope = cfg.get('default_scope', 'mmdet')
+    if args.show_dir:
+        hook = cfg.default_hooks.get('visualization')
+        if hook is None:
+            raise UserInputError('--show-dir needs a visualization hook in default_hooks')
+        hook['draw'] = True
+        if scope == 'mmdet':
+            hook['test_out_dir'] = osp.abspath(args.show_dir)
+        else:
+            cfg.visualizer['save_dir'] = osp.abspath(args.show_dir)
+            cfg.visualizer.setdefault('vis_backends', [dict(type='LocalVisBackend')])
+
+    tmp_out = None
+    if args.out:
+        out_dir = osp.dirname(osp.abspath(args.out))
+        os.makedirs(out_dir, exist_ok=True)
+        tmp_out = osp.join(out_dir, f'.{osp.basename(args.out)}.{os.getpid()}.part')
+        dump = dict(type='DumpDetResults' if scope == 'mmdet' else 'DumpResults',
+                    out_file_path=tmp_out)
+        evaluator = cfg.test_evaluator
+        cfg.test_evaluator = list(evaluator) + [dump] if isinstance(evaluator, (list, tuple)) \
+            else [evaluator, dump]
+
+    check_dataset_paths(cfg, splits=('test', ))
+    runner = Runner.from_cfg(cfg)
+    try:
+        runner.test()
+        if tmp_out is not None and osp.exists(tmp_out):
+            os.replace(tmp_out, args.out)  # atomic: the result file is complete or absent
+    finally:
+        if tmp_out is not None and osp.exists(tmp_out):
+            os.remove(tmp_out)
+
+
+if __name__ == '__main__':
+    with user_errors():
+        main()

@@ -1,0 +1,81 @@
+"""Train a detector or segmentor from an mmattn config.
+
+One script for both tasks: the config's ``default_scope`` (``mmdet`` or ``mmseg``) decides
+which registries build the model, datasets and metrics.
+
+    python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp]
+                          [--cfg-options k=v ...] [--launcher none|pytorch|slurm]
+"""
+import argparse
+import os
+import os.path as osp
+import sys
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+from mmattn.utils.cli import (add_common_args, check_dataset_paths, load_config,  # noqa: E402
+                              user_errors)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description='Train a detector or segmentor')
+    parser.add_argument('config', help='train config file path')
+    parser.add_argument('--work-dir', help='folder for logs and checkpoints')
+    parser.add_argument(
+        '--resume', nargs='?', type=str, const='auto',
+        help='resume from CKPT, or (no value) from the newest checkpoint in the work dir')
+    parser.add_argument('--amp', action='store_true',
+                        help='mixed precision: fp16 with loss scaling on CUDA, bf16 on CPU')
+    parser.add_argument('--auto-scale-lr', action='store_true',
+                        help='scale the learning rate by the actual total batch size')
+    add_common_args(parser)
+    args = parser.parse_args(argv)
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    import mmattn  # noqa: F401  (installs the safe checkpoint loader)
+    from mmengine.runner import Runner
+    import torch
+
+    cfg = load_config(args.config, args.cfg_options)
+    cfg.launcher = args.launcher
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+
+    if args.amp:
+        wrapper = cfg.optim_wrapper.get('type', 'OptimWrapper')
+        if wrapper in ('AmpOptimWrapper', 'mmattn.CPUAmpOptimWrapper'):
+            print(f'--amp: the config already uses {wrapper}', file=sys.stderr)
+        elif torch.cuda.is_available():
+            cfg.optim_wrapper.type = 'AmpOptimWrapper'
+            cfg.optim_wrapper.loss_scale = 'dynamic'
+        else:
+            cfg.optim_wrapper.type = 'mmattn.CPUAmpOptimWrapper'
+            cfg.optim_wrapper.dtype = 'bfloat16'
+
+    if args.auto_scale_lr:
+        if 'auto_scale_lr' not in cfg or 'base_batch_size' not in cfg.auto_scale_lr:
+            raise SystemExit('error: --auto-scale-lr needs auto_scale_lr.base_batch_size in '
+                             'the config')
+        cfg.auto_scale_lr.enable = True
+
+    if args.resume == 'auto':
+        cfg.resume = True
+        cfg.load_from = None
+    elif args.resume is not None:
+        cfg.resume = True
+        cfg.load_from = args.resume
+
+    check_dataset_paths(cfg, splits=('train', 'val'))
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+
+
+if __name__ == '__main__':
+    with user_errors():
+        main()
