@@ -1,0 +1,316 @@
+"""Bi-Level Routing Attention (BRA) and the global attention of BiFormer's last stage.
+
+Reference: Zhu et al., "BiFormer: Vision Transformer with Bi-Level Routing Attention",
+CVPR 2023; official code https://github.com/rayleizhu/BiFormer (``ops/bra_legacy.py`` and
+``models/_common.py``). This is an independent implementation of the same math.
+"""
+import math
+from typing import Optional, Sequence, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmengine.model import BaseModule
+
+from mmattn.registry import MODELS
+
+
+def _to_regions(t: torch.Tensor, n_win: int, rh: int, rw: int) -> torch.Tensor:
+    """(B, n_win*rh, n_win*rw, C) -> (B, n_win*n_win, rh*rw, C), regions in raster order."""
+    b, c = t.shape[0], t.shape[-1]
+    t = t.view(b, n_win, rh, n_win, rw, c).permute(0, 1, 3, 2, 4, 5)
+    return t.reshape(b, n_win * n_win, rh * rw, c)
+
+
+def _from_regions(t: torch.Tensor, n_win: int, rh: int, rw: int) -> torch.Tensor:
+    """Inverse of :func:`_to_regions`: (B, n_win*n_win, rh*rw, C) -> (B, Hp, Wp, C)."""
+    b, c = t.shape[0], t.shape[-1]
+    t = t.view(b, n_win, n_win, rh, rw, c).permute(0, 1, 3, 2, 4, 5)
+    return t.reshape(b, n_win * rh, n_win * rw, c)
+
+
+@MODELS.register_module()
+class BiLevelRoutingAttention(BaseModule):
+    """Bi-Level Routing Attention (BRA), the token mixer of BiFormer.
+
+    The (padded) map is split into ``n_win x n_win`` regions, so the region size follows the
+    input size. With ``q, k, v = qkv(x)`` and ``s = qk_scale or qk_dims ** -0.5`` (the *full*
+    ``qk_dims``, not the head dim, as in the released models):
+
+    1. region level: ``A_r = (s * mean_r(q)) @ mean_r(k)^T`` over the ``n_win**2`` regions;
+       each region keeps the indices of its ``topk`` largest affinities;
+    2. token level: every query token attends, per head, with ``softmax(s * q k^T)`` over the
+       union of the tokens of its region's ``topk`` routed regions;
+    3. ``out = proj(attention + LePE(v))`` with LePE a ``side_dwconv`` depthwise conv on V.
+
+    Routing carries no gradient by default (the indices are discrete and the released models
+    do not weight values by routing scores: ``diff_routing=False, soft_routing=False``).
+
+    Padding (the official ``auto_pad=True`` used by all dense-prediction configs): when H or
+    W is not a multiple of ``n_win``, the *input* of this op (the normalised tokens) is
+    zero-padded at the bottom/right *before* the qkv projection, so the padded tokens carry
+    ``q, k, v = bias`` and take part in the region means, in the attention softmax and in the
+    LePE conv; the output is cropped back to H x W. This reproduces the legacy op exactly, so
+    the released checkpoints give the same features. Without padding (H, W multiples of
+    ``n_win``, as for ImageNet 224 with ``n_win=7``) the op equals the unpadded legacy op.
+
+    Memory: the official op gathers the routed keys/values from a ``(B, P, P, w2, C)``
+    expanded view, materialising ``topk`` copies of K/V and, in backward, a ``P``-fold
+    (``P = n_win**2``) zero tensor for the gather's gradient. Here (``fused_attn=False``,
+    the default) the keys/values of one routed region are indexed per routing rank inside a
+    loop over ``topk`` (at most one extra copy of K/V alive at a time without autograd; the
+    indexing's gradient is an index-add into K/V's own shape). ``fused_attn=True`` instead
+    gathers the ``topk`` regions once (``topk`` copies, still no ``P``-fold gradient) and
+    calls :func:`torch.nn.functional.scaled_dot_product_attention`, which never materialises
+    the attention matrix.
+
+    Args:
+        embed_dims (int): Channels of the tokens (and of V).
+        num_heads (int): Attention heads. Defaults to 8.
+        n_win (int): Regions per side of the map. Defaults to 7.
+        topk (int): Routed regions per query region; clamped to ``n_win**2``. Defaults to 4.
+        qk_dims (int, optional): Channels of Q and K. Defaults to ``embed_dims``.
+        qk_scale (float, optional): Overrides ``qk_dims ** -0.5``. Defaults to None.
+        side_dwconv (int): Kernel size of the LePE depthwise conv; 0 disables LePE.
+            Defaults to 5.
+        qkv_bias (bool): Bias of the qkv linear. Defaults to True.
+        diff_routing (bool): Let gradients reach the routing through ``soft_routing``
+            weights (official option; needs ``soft_routing``). Defaults to False.
+        soft_routing (bool): Scale each routed region's keys and values by its softmax
+            routing weight (official option, unused by the released models).
+            Defaults to False.
+        attn_drop_rate (float): Dropout on attention weights. Defaults to 0.
+        proj_drop_rate (float): Dropout after the output projection. Defaults to 0.
+        fused_attn (bool): Gather-once + fused SDPA path instead of the lean loop.
+            Defaults to False.
+        init_cfg (dict, optional): Initialisation config. Defaults to None.
+    """
+
+    def __init__(self,
+                 embed_dims: int,
+                 num_heads: int = 8,
+                 n_win: int = 7,
+                 topk: int = 4,
+                 qk_dims: Optional[int] = None,
+                 qk_scale: Optional[float] = None,
+                 side_dwconv: int = 5,
+                 qkv_bias: bool = True,
+                 diff_routing: bool = False,
+                 soft_routing: bool = False,
+                 attn_drop_rate: float = 0.,
+                 proj_drop_rate: float = 0.,
+                 fused_attn: bool = False,
+                 init_cfg: Optional[dict] = None) -> None:
+        super().__init__(init_cfg=init_cfg)
+        qk_dims = qk_dims or embed_dims
+        if qk_dims % num_heads or embed_dims % num_heads:
+            raise ValueError(f'qk_dims ({qk_dims}) and embed_dims ({embed_dims}) must be '
+                             f'divisible by num_heads ({num_heads})')
+        if topk < 1 or n_win < 1:
+            raise ValueError(f'BRA needs topk >= 1 and n_win >= 1, got {topk}, {n_win}; use '
+                             'GlobalAttentionLePE for the topk=-2 stages')
+        if diff_routing and not soft_routing:
+            # NOTE: the official op raises NotImplementedError here ("hard" routing): hard
+            # top-k indices alone carry no gradient.
+            raise ValueError('diff_routing=True needs soft_routing=True')
+        self.embed_dims = embed_dims
+        self.num_heads = num_heads
+        self.n_win = n_win
+        self.topk = topk
+        self.qk_dims = qk_dims
+        self.scale = qk_scale or qk_dims**-0.5
+        self.diff_routing = diff_routing
+        self.soft_routing = soft_routing
+        self.fused_attn = fused_attn
+        self.attn_drop_rate = attn_drop_rate
+
+        # one linear producing q | k | v, then an output linear ('qkvo' in the official code)
+        self.qkv = nn.Linear(embed_dims, 2 * qk_dims + embed_dims, bias=qkv_bias)
+        self.proj = nn.Linear(embed_dims, embed_dims)
+        self.proj_drop = nn.Dropout(proj_drop_rate)
+        self.lepe = nn.Conv2d(
+            embed_dims, embed_dims, side_dwconv, padding=side_dwconv // 2,
+            groups=embed_dims) if side_dwconv > 0 else None
+
+    def route(self, q_r: torch.Tensor,
+              k_r: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Region-to-region routing.
+
+        Args:
+            q_r (Tensor): Queries by region, (B, P, w2, qk_dims).
+            k_r (Tensor): Keys by region, (B, P, w2, qk_dims).
+
+        Returns:
+            tuple[Tensor, Tensor]: Routing weights (softmax over the kept logits) and
+            indices of the routed regions, both (B, P, topk).
+        """
+        with torch.set_grad_enabled(torch.is_grad_enabled() and self.diff_routing):
+            q_win, k_win = q_r.mean(2), k_r.mean(2)  # (B, P, qk_dims)
+            logits = (q_win * self.scale) @ k_win.transpose(-2, -1)  # (B, P, P)
+            topk = min(self.topk, logits.shape[-1])
+            r_logit, r_idx = torch.topk(logits, k=topk, dim=-1)
+            return r_logit.softmax(-1), r_idx
+
+    def forward(self, x: torch.Tensor, hw_shape: Sequence[int]) -> torch.Tensor:
+        """Forward.
+
+        Args:
+            x (Tensor): Tokens, (B, H*W, C).
+            hw_shape (Sequence[int]): (H, W).
+
+        Returns:
+            Tensor: (B, H*W, C).
+        """
+        b, n, c = x.shape
+        h, w = hw_shape
+        assert n == h * w, f'{n} tokens do not make a {h}x{w} map'
+        s = self.n_win
+        rh, rw = math.ceil(h / s), math.ceil(w / s)  # region size follows the input size
+        hp, wp = rh * s, rw * s
+        x = x.view(b, h, w, c)
+        if hp != h or wp != w:
+            # legacy auto_pad: zero-pad the op input before the projection (see docstring)
+            x = F.pad(x, (0, 0, 0, wp - w, 0, hp - h))
+        q, k, v = self.qkv(x).split([self.qk_dims, self.qk_dims, c], dim=-1)  # (B, Hp, Wp, *)
+
+        if self.lepe is not None:
+            lepe = self.lepe(v.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)  # (B, Hp, Wp, C)
+
+        q_r, k_r, v_r = (_to_regions(t, s, rh, rw) for t in (q, k, v))  # (B, P, w2, *)
+        r_weight, r_idx = self.route(q_r, k_r)
+
+        m, p, w2 = self.num_heads, s * s, rh * rw
+        # (B, P, heads, w2, head_dim)
+        q_r = q_r.view(b, p, w2, m, -1).transpose(2, 3)
+        k_r = k_r.view(b, p, w2, m, -1).transpose(2, 3)
+        v_r = v_r.view(b, p, w2, m, -1).transpose(2, 3)
+        if self.fused_attn:
+            out = self._attend_fused(q_r, k_r, v_r, r_idx, r_weight)
+        else:
+            out = self._attend_lean(q_r, k_r, v_r, r_idx, r_weight)
+        out = _from_regions(out.transpose(2, 3).reshape(b, p, w2, c), s, rh, rw)
+        if self.lepe is not None:
+            out = out + lepe
+        # projection is per token: crop first (the legacy op crops after it; same result)
+        out = out[:, :h, :w].reshape(b, n, c)
+        return self.proj_drop(self.proj(out))
+
+    def _gather(self, t: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        """Regions ``idx`` (B, P[, k]) of ``t`` (B, P, ...) by advanced indexing.
+
+        Its gradient is an index-add into ``t``'s own shape, unlike ``torch.gather`` on the
+        official ``(B, P, P, ...)`` expanded view whose gradient is ``P`` times larger.
+        """
+        batch = torch.arange(t.shape[0], device=t.device).view(-1, *([1] * (idx.dim() - 1)))
+        return t[batch, idx]
+
+    def _attend_lean(self, q, k, v, r_idx, r_weight):
+        """Softmax attention over routed regions, one routed region per step."""
+        topk = r_idx.shape[-1]
+        q = q * self.scale
+        logits = []
+        for j in range(topk):
+            k_j = self._gather(k, r_idx[..., j])  # (B, P, heads, w2, d_qk)
+            if self.soft_routing:
+                k_j = k_j * r_weight[..., j, None, None, None]
+            logits.append(q @ k_j.transpose(-2, -1))  # (B, P, heads, w2, w2)
+        attn = torch.cat(logits, dim=-1).softmax(dim=-1)  # (B, P, heads, w2, topk*w2)
+        del logits
+        attn = F.dropout(attn, self.attn_drop_rate, self.training)
+        w2 = k.shape[-2]
+        out = 0
+        for j in range(topk):
+            v_j = self._gather(v, r_idx[..., j])  # (B, P, heads, w2, d_v)
+            if self.soft_routing:
+                v_j = v_j * r_weight[..., j, None, None, None]
+            out = out + attn[..., j * w2:(j + 1) * w2] @ v_j
+        return out  # (B, P, heads, w2, d_v)
+
+    def _attend_fused(self, q, k, v, r_idx, r_weight):
+        """Gather the routed regions once, then fused scaled-dot-product attention."""
+        b, p, m, w2, _ = q.shape
+        k_sel = self._gather(k, r_idx)  # (B, P, topk, heads, w2, d)
+        v_sel = self._gather(v, r_idx)
+        if self.soft_routing:
+            k_sel = k_sel * r_weight[..., None, None, None]
+            v_sel = v_sel * r_weight[..., None, None, None]
+        k_sel = k_sel.transpose(2, 3).flatten(3, 4)  # (B, P, heads, topk*w2, d)
+        v_sel = v_sel.transpose(2, 3).flatten(3, 4)
+        return F.scaled_dot_product_attention(
+            q, k_sel, v_sel, dropout_p=self.attn_drop_rate if self.training else 0.,
+            scale=self.scale)
+
+
+@MODELS.register_module()
+class GlobalAttentionLePE(BaseModule):
+    """Global multi-head attention plus LePE: BiFormer's last stage (``topk=-2``).
+
+    ``out = proj(softmax(s * q k^T) v + LePE(x))`` with ``s = qk_scale or head_dim ** -0.5``.
+    Two facts of the official ``AttentionLePE`` that the released checkpoints depend on:
+    the BiFormer backbone builds it *without* passing the number of heads, so it runs with
+    the default ``num_heads=8`` (not ``embed_dims // 32``), and its LePE convolves the op's
+    *input* ``x``, not V. The qkv linear has no bias.
+
+    Args:
+        embed_dims (int): Channels.
+        num_heads (int): Heads. Defaults to 8 (the official default the backbone relies on).
+        qkv_bias (bool): Bias of the qkv linear. Defaults to False.
+        qk_scale (float, optional): Overrides ``head_dim ** -0.5``. Defaults to None.
+        side_dwconv (int): LePE kernel size; 0 disables it. Defaults to 5.
+        attn_drop_rate (float): Dropout on attention weights. Defaults to 0.
+        proj_drop_rate (float): Dropout after the projection. Defaults to 0.
+        fused_attn (bool): Use ``F.scaled_dot_product_attention``; False runs the plain math
+            path. Defaults to True.
+        init_cfg (dict, optional): Initialisation config. Defaults to None.
+    """
+
+    def __init__(self,
+                 embed_dims: int,
+                 num_heads: int = 8,
+                 qkv_bias: bool = False,
+                 qk_scale: Optional[float] = None,
+                 side_dwconv: int = 5,
+                 attn_drop_rate: float = 0.,
+                 proj_drop_rate: float = 0.,
+                 fused_attn: bool = True,
+                 init_cfg: Optional[dict] = None) -> None:
+        super().__init__(init_cfg=init_cfg)
+        if embed_dims % num_heads:
+            raise ValueError(f'embed_dims ({embed_dims}) must be divisible by num_heads '
+                             f'({num_heads})')
+        self.num_heads = num_heads
+        self.scale = qk_scale or (embed_dims // num_heads)**-0.5
+        self.fused_attn = fused_attn
+        self.attn_drop_rate = attn_drop_rate
+        self.qkv = nn.Linear(embed_dims, 3 * embed_dims, bias=qkv_bias)
+        self.proj = nn.Linear(embed_dims, embed_dims)
+        self.proj_drop = nn.Dropout(proj_drop_rate)
+        self.lepe = nn.Conv2d(
+            embed_dims, embed_dims, side_dwconv, padding=side_dwconv // 2,
+            groups=embed_dims) if side_dwconv > 0 else None
+
+    def forward(self, x: torch.Tensor, hw_shape: Sequence[int]) -> torch.Tensor:
+        """Forward.
+
+        Args:
+            x (Tensor): Tokens, (B, H*W, C).
+            hw_shape (Sequence[int]): (H, W).
+
+        Returns:
+            Tensor: (B, H*W, C).
+        """
+        b, n, c = x.shape
+        h, w = hw_shape
+        q, k, v = self.qkv(x).view(b, n, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
+        if self.fused_attn:
+            out = F.scaled_dot_product_attention(
+                q, k, v, dropout_p=self.attn_drop_rate if self.training else 0.,
+                scale=self.scale)
+        else:
+            attn = ((q * self.scale) @ k.transpose(-2, -1)).softmax(-1)  # (B, heads, N, N)
+            out = F.dropout(attn, self.attn_drop_rate, self.training) @ v
+        out = out.transpose(1, 2).reshape(b, n, c)
+        if self.lepe is not None:
+            lepe = self.lepe(x.transpose(1, 2).reshape(b, c, h, w))
+            out = out + lepe.flatten(2).transpose(1, 2)
+        return self.proj_drop(self.proj(out))
