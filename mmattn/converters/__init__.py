@@ -1,0 +1,1 @@
+"""Official-checkpoint converters (logic for tools/model_converters/*2mmattn.py)."""

@@ -1,0 +1,175 @@
+"""Convert official Shunted Transformer ImageNet checkpoints to :class:`ShuntedTransformer`.
+
+The official training script (OliverRensu/Shunted-Transformer, ``main.py``) saves
+``{'model': state_dict, 'optimizer': ..., 'lr_scheduler': ..., 'epoch': ..., 'scaler': ...,
+'args': argparse.Namespace}``; released files may hold only ``{'model': ...}``. Key mapping:
+
+==========================================  ==============================================
+official                                    mmattn
+==========================================  ==============================================
+``patch_embed1.conv.{3j}.weight``           ``patch_embeds.0.convs.{j}.conv.weight``
+``patch_embed1.conv.{3j+1}.*`` (BN)         ``patch_embeds.0.convs.{j}.bn.*``
+``patch_embed1.conv.{3n+3}.*`` (2x2 conv)   ``patch_embeds.0.proj.*``
+``patch_embed{i}.{proj,norm}.*``            ``patch_embeds.{i-1}.{proj,norm}.*``
+``block{i}.{j}.{norm1,norm2,attn}.*``       ``stages.{i-1}.{j}.{norm1,norm2,attn}.*``
+``block{i}.{j}.mlp.{fc1,fc2}.*``            ``stages.{i-1}.{j}.ffn.{fc1,fc2}.*``
+``block{i}.{j}.mlp.dwconv.dwconv.*``        ``stages.{i-1}.{j}.ffn.dwconv.*``
+``norm{i}.*``                               ``norm{i}.*``
+``head.*``                                  dropped (classifier)
+==========================================  ==============================================
+"""
+import argparse
+import re
+from collections import OrderedDict
+from typing import Dict, List, Optional, Tuple
+
+import torch
+
+from mmattn.utils.checkpoint import safe_load, save_atomic
+
+
+class ConversionError(ValueError):
+    """The input is not a (complete) official Shunted checkpoint of the requested variant."""
+
+
+_CANONICAL = {'t': 'tiny', 's': 'small', 'b': 'base'}
+
+
+def _unwrap(ckpt) -> Dict[str, torch.Tensor]:
+    if not isinstance(ckpt, dict):
+        raise ConversionError(f'expected a dict checkpoint, got {type(ckpt).__name__}')
+    for key in ('model', 'state_dict'):
+        if key in ckpt and isinstance(ckpt[key], dict):
+            ckpt = ckpt[key]
+            break
+    sd = OrderedDict()
+    for k, v in ckpt.items():
+        if not torch.is_tensor(v):
+            raise ConversionError(f'entry {k!r} is not a tensor: not a model state dict')
+        sd[k[7:] if k.startswith('module.') else k] = v
+    return sd
+
+
+def infer_arch(sd: Dict[str, torch.Tensor]) -> str:
+    """Name (``'tiny'/'small'/'base'``) of the official variant that produced ``sd``."""
+    from mmattn.models.backbones.shunted import ShuntedTransformer
+    if 'patch_embed1.conv.0.weight' not in sd or 'block1.0.attn.q.weight' not in sd:
+        raise ConversionError(
+            'not an official Shunted Transformer checkpoint: the keys '
+            "'patch_embed1.conv.0.weight' and 'block1.0.attn.q.weight' are missing")
+    depths = []
+    for i in range(1, 5):
+        idx = {int(m.group(1)) for k in sd for m in [re.match(rf'block{i}\.(\d+)\.', k)] if m}
+        depths.append(max(idx) + 1 if idx else 0)
+    convs = {int(m.group(1)) for k in sd
+             for m in [re.match(r'patch_embed1\.conv\.(\d+)\.weight$', k)] if m}
+    num_convs = max(convs) // 3 - 1 if convs else -1
+    for name in ('tiny', 'small', 'base'):
+        arch = ShuntedTransformer.arch_zoo[name]
+        if arch['depths'] == depths and arch['num_convs'] == num_convs:
+            return name
+    raise ConversionError(f'checkpoint has depths {depths} and {num_convs} stem convs, which '
+                          f'match no Shunted variant (T/S/B)')
+
+
+def _map_key(key: str, num_convs: int) -> Optional[str]:
+    """mmattn name of an official key; None for unknown keys."""
+    m = re.match(r'patch_embed1\.conv\.(\d+)\.(.+)$', key)
+    if m:
+        idx, rest = int(m.group(1)), m.group(2)
+        layer, pos = divmod(idx, 3)
+        if layer <= num_convs and pos == 0 and rest == 'weight':
+            return f'patch_embeds.0.convs.{layer}.conv.weight'
+        if layer <= num_convs and pos == 1:
+            return f'patch_embeds.0.convs.{layer}.bn.{rest}'
+        if idx == 3 * (num_convs + 1) and rest in ('weight', 'bias'):
+            return f'patch_embeds.0.proj.{rest}'
+        return None
+    m = re.match(r'patch_embed([1-4])\.(proj|norm)\.(weight|bias)$', key)
+    if m:
+        if m.group(1) == '1' and m.group(2) == 'proj':
+            return None
+        return f'patch_embeds.{int(m.group(1)) - 1}.{m.group(2)}.{m.group(3)}'
+    m = re.match(r'block([1-4])\.(\d+)\.(.+)$', key)
+    if m:
+        prefix, rest = f'stages.{int(m.group(1)) - 1}.{m.group(2)}', m.group(3)
+        rest = rest.replace('mlp.dwconv.dwconv.', 'ffn.dwconv.').replace('mlp.', 'ffn.')
+        return f'{prefix}.{rest}'
+    if re.match(r'norm[1-4]\.(weight|bias)$', key):
+        return key
+    return None
+
+
+def convert_shunted(ckpt, arch: Optional[str] = None
+                    ) -> Tuple['OrderedDict[str, torch.Tensor]', dict]:
+    """Map an official checkpoint to mmattn names and check it against the backbone.
+
+    Args:
+        ckpt (dict): The loaded official file (``{'model': sd, ...}`` or a bare state dict).
+        arch (str, optional): Expected variant (``'t'/'tiny'``, ...); refused on mismatch.
+
+    Returns:
+        tuple: ``(state_dict, report)``; ``report`` has ``arch``, ``dropped`` (classifier keys)
+        and ``num_keys``.
+
+    Raises:
+        ConversionError: Not a Shunted checkpoint, a variant mismatch, unknown (unused) keys,
+            missing keys or shape mismatches. Nothing partial is returned.
+    """
+    from mmattn.models.backbones.shunted import ShuntedTransformer
+    sd = _unwrap(ckpt)
+    found = infer_arch(sd)
+    if arch is not None:
+        wanted = _CANONICAL.get(arch.lower(), arch.lower())
+        if wanted not in ('tiny', 'small', 'base'):
+            raise ConversionError(f'unknown arch {arch!r}; choose t/tiny, s/small or b/base')
+        if wanted != found:
+            raise ConversionError(f'--arch {arch!r} requested but the checkpoint is Shunted-'
+                                  f'{found[0].upper()} ({found})')
+    num_convs = ShuntedTransformer.arch_zoo[found]['num_convs']
+    out: 'OrderedDict[str, torch.Tensor]' = OrderedDict()
+    dropped: List[str] = []
+    unused: List[str] = []
+    for k, v in sd.items():
+        if k.startswith('head.'):
+            dropped.append(k)  # ImageNet classifier, not part of the backbone
+            continue
+        new = _map_key(k, num_convs)
+        if new is None:
+            unused.append(k)
+        else:
+            out[new] = v
+    expected = ShuntedTransformer(arch=found, drop_path_rate=0.).state_dict()
+    missing = [k for k in expected if k not in out]
+    extra = [k for k in out if k not in expected]
+    shapes = [f'{k}: {tuple(out[k].shape)} vs {tuple(v.shape)}' for k, v in expected.items()
+              if k in out and out[k].shape != v.shape]
+    problems = []
+    if unused:
+        problems.append(f'{len(unused)} unused official keys: {unused[:10]}')
+    if extra:
+        problems.append(f'{len(extra)} keys unknown to ShuntedTransformer: {extra[:10]}')
+    if missing:
+        problems.append(f'{len(missing)} missing keys: {missing[:10]}')
+    if shapes:
+        problems.append(f'{len(shapes)} shape mismatches: {shapes[:10]}')
+    if problems:
+        raise ConversionError(f'refusing to convert (Shunted-{found[0].upper()}): '
+                              + '; '.join(problems))
+    return out, dict(arch=found, dropped=dropped, num_keys=len(out))
+
+
+def convert_file(src: str, dst: str, arch: Optional[str] = None) -> dict:
+    """Convert ``src`` and write ``{'state_dict', 'meta'}`` to ``dst`` atomically.
+
+    Nothing is written when :func:`convert_shunted` refuses.
+    """
+    # The official trainer pickles its argparse.Namespace under 'args'; allow exactly that
+    # type on top of safe_load's allow-list.
+    with torch.serialization.safe_globals([argparse.Namespace]):
+        ckpt = safe_load(src)
+    state_dict, report = convert_shunted(ckpt, arch)
+    save_atomic(dict(state_dict=state_dict,
+                     meta=dict(source=src, converter='mmattn.converters.shunted',
+                               arch=report['arch'])), dst)
+    return report
