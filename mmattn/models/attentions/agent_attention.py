@@ -1,0 +1,230 @@
+"""Agent Attention (Han et al., ECCV 2024).
+
+Paper: "Agent Attention: On the Integration of Softmax and Linear Attention",
+arXiv 2312.08874. Official code: https://github.com/LeapLabTHU/Agent-Attention
+(``agent_transformer/models/agent_{pvt,swin}.py`` for ImageNet,
+``downstream/{detection,segmentation}`` for the dense backbones).
+"""
+import math
+from typing import Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmengine.model import BaseModule
+from mmengine.model.weight_init import trunc_normal_
+
+from mmattn.registry import MODELS
+
+
+def _pair(x: Union[int, Sequence[int]]) -> Tuple[int, int]:
+    if isinstance(x, int):
+        return (x, x)
+    x = tuple(int(v) for v in x)
+    if len(x) != 2:
+        raise ValueError(f'expected an int or a pair, got {x}')
+    return x
+
+
+def resize_agent_grid(bias: torch.Tensor, src_grid: Tuple[int, int],
+                      dst_grid: Tuple[int, int]) -> torch.Tensor:
+    """Bilinearly resize the agent axis of a bias laid out as ``(heads, A, ...)``.
+
+    The ``A = src_grid[0] * src_grid[1]`` agents are the row-major cells of the pooled grid; the
+    official dense code resizes that grid to the downstream agent grid the same way.
+
+    Args:
+        bias (Tensor): ``(heads, A, H, W)``.
+        src_grid (tuple[int, int]): The grid the agents of ``bias`` live on.
+        dst_grid (tuple[int, int]): The agent grid wanted.
+
+    Returns:
+        Tensor: ``(heads, A', H * W)`` with ``A' = dst_grid[0] * dst_grid[1]``.
+    """
+    heads, num_agents, h, w = bias.shape
+    if tuple(src_grid) == tuple(dst_grid):
+        return bias.reshape(heads, num_agents, h * w)
+    # (heads, HW, gh, gw): the agent grid becomes the spatial axes of the interpolation.
+    bias = bias.reshape(heads, src_grid[0], src_grid[1], h * w).permute(0, 3, 1, 2)
+    bias = F.interpolate(bias, size=dst_grid, mode='bilinear')
+    return bias.reshape(heads, h * w, -1).transpose(1, 2)
+
+
+@MODELS.register_module()
+class AgentAttention(BaseModule):
+    r"""Agent attention over a whole feature map.
+
+    With queries :math:`Q`, keys :math:`K`, values :math:`V` (per head, :math:`N = HW`) and
+    agent tokens :math:`A = \mathrm{AvgPool}_{g_h \times g_w}(Q)` (:math:`n = g_h g_w` agents):
+
+    .. math::
+        V_A = \mathrm{softmax}(s A K^T + B_1) V \quad \text{(agent aggregation)}
+
+        O = \mathrm{softmax}(s Q A^T + B_2) V_A + \mathrm{DWC}(V) \quad
+        \text{(agent broadcast + diversity restoration)}
+
+    followed by the output projection, with :math:`s` = ``head_dim ** -0.5``.
+    :math:`B_1` (agents x tokens) is ``an_bias`` (a 7x7 table per agent) plus the factorised
+    ``ah_bias + aw_bias``; :math:`B_2` (tokens x agents) is ``na_bias`` plus ``ha_bias +
+    wa_bias``. The factorised biases are sized for the pretraining feature map
+    ``pretrain_hw``. At any other ``H x W`` every table is resized bilinearly to ``H x W``, and
+    when the agent grid differs from the pretrained ``sqrt(agent_num)`` square (the dense
+    ``downstream_agent_shapes``), the agent axis of the biases is resized bilinearly too — both
+    as in the official dense code. At ``pretrain_hw`` with the pretrained grid nothing is
+    resized, which equals the official ImageNet model.
+
+    Args:
+        embed_dims (int): Channels of the tokens.
+        num_heads (int): Attention heads.
+        pretrain_hw (int | tuple[int, int]): The feature-map size the factorised biases are
+            sized for (ImageNet 224 input: 56/28/14/7 for the four stages). Defaults to 56.
+        agent_num (int): Agents at pretraining; must be a square (9, 16, 49, ...).
+            Defaults to 49.
+        agent_shape (int | tuple[int, int], optional): Agent grid used at run time (the
+            official ``downstream_agent_shape``). Defaults to None, i.e. the pretrained
+            ``sqrt(agent_num)`` square.
+        qkv_bias (bool): Bias in the qkv projection. Defaults to True.
+        qk_scale (float, optional): Overrides ``head_dim ** -0.5``. Defaults to None.
+        attn_drop_rate (float): Dropout on both attention maps. Defaults to 0.
+        proj_drop_rate (float): Dropout after the output projection. Defaults to 0.
+        kernel_size (int): Kernel of the depthwise conv on V. Defaults to 3.
+        with_bias (bool): Use the position biases (the paper's default). Defaults to True.
+        sr_ratio (int): Accepted for the PVT skeleton's contract; only 1 is supported, as in
+            the official code (agent stages have no spatial reduction). Defaults to 1.
+        fused (bool): Use ``F.scaled_dot_product_attention`` (biases as additive masks);
+            False runs the plain math path. Defaults to True.
+        init_cfg (dict, optional): Initialization config. Defaults to None.
+    """
+
+    def __init__(self,
+                 embed_dims: int,
+                 num_heads: int,
+                 pretrain_hw: Union[int, Sequence[int]] = 56,
+                 agent_num: int = 49,
+                 agent_shape: Optional[Union[int, Sequence[int]]] = None,
+                 qkv_bias: bool = True,
+                 qk_scale: Optional[float] = None,
+                 attn_drop_rate: float = 0.,
+                 proj_drop_rate: float = 0.,
+                 kernel_size: int = 3,
+                 with_bias: bool = True,
+                 sr_ratio: int = 1,
+                 fused: bool = True,
+                 init_cfg: Optional[dict] = None) -> None:
+        super().__init__(init_cfg=init_cfg)
+        if embed_dims % num_heads != 0:
+            raise ValueError(f'embed_dims {embed_dims} is not divisible by num_heads {num_heads}')
+        if sr_ratio != 1:
+            raise ValueError('AgentAttention supports sr_ratio=1 only (the official agent stages '
+                             f'use no spatial reduction), got {sr_ratio}')
+        side = math.isqrt(int(agent_num))
+        if side * side != agent_num:
+            raise ValueError(f'agent_num must be a perfect square, got {agent_num}')
+        self.embed_dims = embed_dims
+        self.num_heads = num_heads
+        self.head_dims = embed_dims // num_heads
+        self.scale = qk_scale or self.head_dims**-0.5
+        self.pretrain_hw = _pair(pretrain_hw)
+        self.agent_num = int(agent_num)
+        self.pretrain_grid = (side, side)
+        self.agent_shape = _pair(agent_shape) if agent_shape is not None else self.pretrain_grid
+        self.with_bias = with_bias
+        self.fused = fused
+        self.attn_drop_rate = attn_drop_rate
+
+        self.qkv = nn.Linear(embed_dims, embed_dims * 3, bias=qkv_bias)
+        self.attn_drop = nn.Dropout(attn_drop_rate)
+        self.proj = nn.Linear(embed_dims, embed_dims)
+        self.proj_drop = nn.Dropout(proj_drop_rate)
+        self.dwc = nn.Conv2d(embed_dims, embed_dims, kernel_size, padding=kernel_size // 2,
+                             groups=embed_dims)
+        if with_bias:
+            h0, w0 = self.pretrain_hw
+            heads, n = num_heads, self.agent_num
+            # Official shapes, so checkpoints load without reshaping.
+            self.an_bias = nn.Parameter(torch.zeros(heads, n, 7, 7))
+            self.na_bias = nn.Parameter(torch.zeros(heads, n, 7, 7))
+            self.ah_bias = nn.Parameter(torch.zeros(1, heads, n, h0, 1))
+            self.aw_bias = nn.Parameter(torch.zeros(1, heads, n, 1, w0))
+            self.ha_bias = nn.Parameter(torch.zeros(1, heads, h0, 1, n))
+            self.wa_bias = nn.Parameter(torch.zeros(1, heads, 1, w0, n))
+            for p in (self.an_bias, self.na_bias, self.ah_bias, self.aw_bias, self.ha_bias,
+                      self.wa_bias):
+                trunc_normal_(p, std=.02)
+
+    def extra_repr(self) -> str:
+        return (f'embed_dims={self.embed_dims}, num_heads={self.num_heads}, '
+                f'agent_num={self.agent_num}, agent_shape={self.agent_shape}, '
+                f'pretrain_hw={self.pretrain_hw}, fused={self.fused}')
+
+    def agent_biases(self, hw_shape: Tuple[int, int]) -> Tuple[torch.Tensor, torch.Tensor]:
+        """The two additive biases at feature size ``hw_shape`` and the current agent grid.
+
+        Returns:
+            tuple[Tensor, Tensor]: ``(heads, A', HW)`` for aggregation and ``(heads, HW, A')``
+            for broadcast.
+        """
+        size = tuple(hw_shape)
+
+        def resize(t: torch.Tensor) -> torch.Tensor:  # (heads, A, h, w) -> (heads, A, H, W)
+            return t if tuple(t.shape[-2:]) == size else F.interpolate(
+                t, size=size, mode='bilinear')
+
+        n, heads = self.agent_num, self.num_heads
+        h0, w0 = self.pretrain_hw
+        an = resize(self.an_bias) + resize((self.ah_bias + self.aw_bias).reshape(heads, n, h0, w0))
+        na = resize(self.na_bias) + resize(
+            (self.ha_bias + self.wa_bias).reshape(heads, h0, w0, n).permute(0, 3, 1, 2))
+        pos_bias = resize_agent_grid(an, self.pretrain_grid, self.agent_shape)
+        agent_bias = resize_agent_grid(na, self.pretrain_grid, self.agent_shape).transpose(1, 2)
+        return pos_bias, agent_bias
+
+    @staticmethod
+    def _attend(q, k, v, bias, scale, drop):
+        """Math path: softmax(scale * q k^T + bias) v."""
+        attn = (q * scale) @ k.transpose(-2, -1)
+        if bias is not None:
+            attn = attn + bias
+        return drop(attn.softmax(dim=-1)) @ v
+
+    def forward(self, x: torch.Tensor, hw_shape: Tuple[int, int]) -> torch.Tensor:
+        """Forward.
+
+        Args:
+            x (Tensor): Tokens ``(B, H*W, C)`` in row-major order.
+            hw_shape (tuple[int, int]): ``(H, W)``.
+
+        Returns:
+            Tensor: ``(B, H*W, C)``.
+        """
+        b, n, c = x.shape
+        h, w = hw_shape
+        if n != h * w:
+            raise ValueError(f'got {n} tokens for hw_shape {hw_shape}')
+        heads, d = self.num_heads, self.head_dims
+        q, k, v = self.qkv(x).reshape(b, n, 3, c).unbind(2)  # each (B, N, C)
+        agents = F.adaptive_avg_pool2d(q.transpose(1, 2).reshape(b, c, h, w), self.agent_shape)
+        agents = agents.reshape(b, heads, d, -1).transpose(-2, -1)  # (B, heads, A', d)
+        q = q.reshape(b, n, heads, d).transpose(1, 2)  # (B, heads, N, d)
+        k = k.reshape(b, n, heads, d).transpose(1, 2)
+        v = v.reshape(b, n, heads, d).transpose(1, 2)
+
+        pos_bias = agent_bias = None
+        if self.with_bias:
+            pos_bias, agent_bias = self.agent_biases((h, w))
+            pos_bias, agent_bias = pos_bias.to(q.dtype), agent_bias.to(q.dtype)
+        if self.fused:
+            p = self.attn_drop_rate if self.training else 0.
+            agent_v = F.scaled_dot_product_attention(
+                agents, k, v, attn_mask=pos_bias, dropout_p=p, scale=self.scale)
+            out = F.scaled_dot_product_attention(
+                q, agents, agent_v, attn_mask=agent_bias, dropout_p=p, scale=self.scale)
+        else:
+            agent_v = self._attend(agents, k, v, pos_bias, self.scale, self.attn_drop)
+            out = self._attend(q, agents, agent_v, agent_bias, self.scale, self.attn_drop)
+
+        out = out.transpose(1, 2).reshape(b, n, c)
+        # Diversity restoration: depthwise conv on V laid out as an image.
+        v_img = v.transpose(1, 2).reshape(b, h, w, c).permute(0, 3, 1, 2)
+        out = out + self.dwc(v_img).flatten(2).transpose(1, 2)
+        return self.proj_drop(self.proj(out))

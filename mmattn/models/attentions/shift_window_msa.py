@@ -1,0 +1,164 @@
+"""(Shifted-)window multi-head self-attention of Swin (Liu et al., ICCV 2021).
+
+Paper: "Swin Transformer: Hierarchical Vision Transformer using Shifted Windows",
+arXiv 2103.14030. Official code: https://github.com/microsoft/Swin-Transformer; the padding
+for any ``H, W`` follows the dense Swin code (mmdet / LeapLabTHU Agent-Attention downstream).
+"""
+from typing import Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmengine.model import BaseModule
+from mmengine.model.weight_init import trunc_normal_
+
+from mmattn.registry import MODELS
+
+
+def window_partition(x: torch.Tensor, window: Tuple[int, int]) -> torch.Tensor:
+    """``(B, H, W, C)`` with ``H, W`` multiples of ``window`` -> ``(B*nW, wh*ww, C)``."""
+    b, h, w, c = x.shape
+    wh, ww = window
+    x = x.view(b, h // wh, wh, w // ww, ww, c).permute(0, 1, 3, 2, 4, 5)
+    return x.reshape(-1, wh * ww, c)
+
+
+def window_reverse(windows: torch.Tensor, window: Tuple[int, int], h: int, w: int) -> torch.Tensor:
+    """Inverse of :func:`window_partition`: ``(B*nW, wh*ww, C)`` -> ``(B, H, W, C)``."""
+    wh, ww = window
+    c = windows.shape[-1]
+    x = windows.view(-1, h // wh, w // ww, wh, ww, c).permute(0, 1, 3, 2, 4, 5)
+    return x.reshape(-1, h, w, c)
+
+
+def shift_window_mask(hw_pad: Tuple[int, int], window: Tuple[int, int],
+                      shift: Tuple[int, int], device=None) -> torch.Tensor:
+    """Additive mask ``(nW, N, N)`` keeping each shifted window's pieces apart.
+
+    Tokens from different regions of the rolled map get -100, as in the official code
+    (a large finite number rather than -inf, so a fully masked row never yields NaN).
+    """
+    h, w = hw_pad
+    img = torch.zeros((1, h, w, 1), device=device)
+    cnt = 0
+    for hs in (slice(0, -window[0]), slice(-window[0], -shift[0]), slice(-shift[0], None)):
+        for ws in (slice(0, -window[1]), slice(-window[1], -shift[1]), slice(-shift[1], None)):
+            img[:, hs, ws, :] = cnt
+            cnt += 1
+    ids = window_partition(img, window).squeeze(-1)  # (nW, N)
+    mask = ids.unsqueeze(1) - ids.unsqueeze(2)
+    return mask.masked_fill(mask != 0, -100.0).masked_fill(mask == 0, 0.0)
+
+
+@MODELS.register_module()
+class ShiftWindowMSA(BaseModule):
+    r"""Window softmax attention with relative position bias, optionally shifted.
+
+    The ``(B, H*W, C)`` map is padded at the right/bottom to whole windows, rolled by half a
+    window when ``shift`` (with the -100 region mask), split into ``wh x ww`` windows where
+    :math:`\mathrm{softmax}(s\,QK^T + B_{rel} + M)V` runs, and put back and cropped.
+    As in the ImageNet Swin, a map no larger than the window (``min(H, W) <= min(window)``) is
+    not shifted unless ``pad_small_map`` (then the dense official behaviour: always shift).
+
+    Args:
+        embed_dims (int): Channels.
+        num_heads (int): Heads.
+        window_size (int | tuple[int, int]): Window ``(wh, ww)``. Defaults to 7.
+        shift (bool): Shifted windows (SW-MSA), by half a window. Defaults to False.
+        pad_small_map (bool): Shift even when the map fits one window. Defaults to False.
+        qkv_bias (bool): Bias in the qkv projection. Defaults to True.
+        qk_scale (float, optional): Overrides ``head_dim ** -0.5``. Defaults to None.
+        attn_drop_rate (float): Attention dropout. Defaults to 0.
+        proj_drop_rate (float): Output dropout. Defaults to 0.
+        fused (bool): Use ``F.scaled_dot_product_attention`` with the bias (+ mask) as an
+            additive mask. Defaults to True.
+        init_cfg (dict, optional): Initialization config. Defaults to None.
+    """
+
+    def __init__(self,
+                 embed_dims: int,
+                 num_heads: int,
+                 window_size: Union[int, Sequence[int]] = 7,
+                 shift: bool = False,
+                 pad_small_map: bool = False,
+                 qkv_bias: bool = True,
+                 qk_scale: Optional[float] = None,
+                 attn_drop_rate: float = 0.,
+                 proj_drop_rate: float = 0.,
+                 fused: bool = True,
+                 init_cfg: Optional[dict] = None) -> None:
+        super().__init__(init_cfg=init_cfg)
+        if embed_dims % num_heads != 0:
+            raise ValueError(f'embed_dims {embed_dims} is not divisible by num_heads {num_heads}')
+        wh, ww = (window_size, window_size) if isinstance(window_size, int) else window_size
+        self.window_size = (int(wh), int(ww))
+        self.embed_dims, self.num_heads = embed_dims, num_heads
+        self.scale = qk_scale or (embed_dims // num_heads)**-0.5
+        self.shift = shift
+        self.pad_small_map = pad_small_map
+        self.fused = fused
+        self.attn_drop_rate = attn_drop_rate
+
+        self.relative_position_bias_table = nn.Parameter(
+            torch.zeros((2 * wh - 1) * (2 * ww - 1), num_heads))
+        coords = torch.stack(torch.meshgrid(torch.arange(wh), torch.arange(ww), indexing='ij'))
+        coords = coords.flatten(1)
+        rel = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0)  # (N, N, 2)
+        index = (rel[..., 0] + wh - 1) * (2 * ww - 1) + (rel[..., 1] + ww - 1)
+        # Derived from window_size, so it is not part of the state dict.
+        self.register_buffer('relative_position_index', index, persistent=False)
+        trunc_normal_(self.relative_position_bias_table, std=.02)
+
+        self.qkv = nn.Linear(embed_dims, embed_dims * 3, bias=qkv_bias)
+        self.attn_drop = nn.Dropout(attn_drop_rate)
+        self.proj = nn.Linear(embed_dims, embed_dims)
+        self.proj_drop = nn.Dropout(proj_drop_rate)
+
+    def extra_repr(self) -> str:
+        return (f'embed_dims={self.embed_dims}, num_heads={self.num_heads}, '
+                f'window_size={self.window_size}, shift={self.shift}')
+
+    def relative_bias(self) -> torch.Tensor:
+        """``(heads, N, N)`` relative position bias of one window."""
+        n = self.window_size[0] * self.window_size[1]
+        bias = self.relative_position_bias_table[self.relative_position_index.view(-1)]
+        return bias.view(n, n, -1).permute(2, 0, 1)
+
+    def forward(self, x: torch.Tensor, hw_shape: Tuple[int, int]) -> torch.Tensor:
+        """Forward ``(B, H*W, C)`` tokens of an ``hw_shape`` map; returns the same shape."""
+        b, n, c = x.shape
+        h, w = hw_shape
+        wh, ww = self.window_size
+        x = x.view(b, h, w, c)
+        pad_b, pad_r = (wh - h % wh) % wh, (ww - w % ww) % ww
+        x = F.pad(x, (0, 0, 0, pad_r, 0, pad_b))
+        hp, wp = h + pad_b, w + pad_r
+        shift = self.shift and (self.pad_small_map or min(h, w) > min(wh, ww))
+        mask = None
+        if shift:
+            sh, sw = wh // 2, ww // 2
+            x = torch.roll(x, shifts=(-sh, -sw), dims=(1, 2))
+            mask = shift_window_mask((hp, wp), (wh, ww), (sh, sw), device=x.device)
+
+        win = window_partition(x, (wh, ww))  # (B*nW, N, C)
+        bw, nt, _ = win.shape
+        heads, d = self.num_heads, c // self.num_heads
+        q, k, v = self.qkv(win).reshape(bw, nt, 3, heads, d).permute(2, 0, 3, 1, 4)
+        bias = self.relative_bias().unsqueeze(0).to(q.dtype)  # (1, heads, N, N)
+        if mask is not None:
+            nw = mask.shape[0]
+            bias = (bias + mask.unsqueeze(1).to(q.dtype)).unsqueeze(0)  # (1, nW, heads, N, N)
+            bias = bias.expand(bw // nw, -1, -1, -1, -1).reshape(bw, heads, nt, nt)
+        if self.fused:
+            out = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=bias, dropout_p=self.attn_drop_rate if self.training else 0.,
+                scale=self.scale)
+        else:
+            attn = ((q * self.scale) @ k.transpose(-2, -1) + bias).softmax(dim=-1)
+            out = self.attn_drop(attn) @ v
+        out = self.proj_drop(self.proj(out.transpose(1, 2).reshape(bw, nt, c)))
+
+        x = window_reverse(out, (wh, ww), hp, wp)
+        if shift:
+            x = torch.roll(x, shifts=(sh, sw), dims=(1, 2))
+        return x[:, :h, :w, :].reshape(b, n, c)

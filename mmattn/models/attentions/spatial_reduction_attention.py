@@ -1,0 +1,82 @@
+"""PVT v1 spatial-reduction attention (Wang et al., ICCV 2021), the default op of the PVT skeleton.
+
+Paper: "Pyramid Vision Transformer: A Versatile Backbone for Dense Prediction without
+Convolutions", arXiv 2102.12122. Official code: https://github.com/whai362/PVT (the same
+module is the ``'B'`` attention of LeapLabTHU/Agent-Attention's ``agent_pvt.py``).
+"""
+from typing import Optional, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmengine.model import BaseModule
+
+from mmattn.registry import MODELS
+
+
+@MODELS.register_module()
+class SpatialReductionAttention(BaseModule):
+    r"""Softmax attention whose keys/values come from a spatially reduced map.
+
+    :math:`O = \mathrm{softmax}(s\,Q K_r^T) V_r` with :math:`K_r, V_r` projected from
+    ``LN(Conv_{r x r, stride r}(X))`` when ``sr_ratio = r > 1`` (else from ``X``), then the output
+    projection; :math:`s` = ``head_dim ** -0.5``.
+
+    Args:
+        embed_dims (int): Channels.
+        num_heads (int): Heads.
+        sr_ratio (int): Spatial reduction ratio of keys/values. Defaults to 1.
+        qkv_bias (bool): Bias in the q/kv projections. Defaults to True.
+        qk_scale (float, optional): Overrides ``head_dim ** -0.5``. Defaults to None.
+        attn_drop_rate (float): Attention dropout. Defaults to 0.
+        proj_drop_rate (float): Output dropout. Defaults to 0.
+        fused (bool): Use ``F.scaled_dot_product_attention``. Defaults to True.
+        init_cfg (dict, optional): Initialization config. Defaults to None.
+    """
+
+    def __init__(self,
+                 embed_dims: int,
+                 num_heads: int,
+                 sr_ratio: int = 1,
+                 qkv_bias: bool = True,
+                 qk_scale: Optional[float] = None,
+                 attn_drop_rate: float = 0.,
+                 proj_drop_rate: float = 0.,
+                 fused: bool = True,
+                 init_cfg: Optional[dict] = None) -> None:
+        super().__init__(init_cfg=init_cfg)
+        if embed_dims % num_heads != 0:
+            raise ValueError(f'embed_dims {embed_dims} is not divisible by num_heads {num_heads}')
+        self.embed_dims, self.num_heads = embed_dims, num_heads
+        self.scale = qk_scale or (embed_dims // num_heads)**-0.5
+        self.sr_ratio = sr_ratio
+        self.fused = fused
+        self.attn_drop_rate = attn_drop_rate
+        self.q = nn.Linear(embed_dims, embed_dims, bias=qkv_bias)
+        self.kv = nn.Linear(embed_dims, embed_dims * 2, bias=qkv_bias)
+        self.attn_drop = nn.Dropout(attn_drop_rate)
+        self.proj = nn.Linear(embed_dims, embed_dims)
+        self.proj_drop = nn.Dropout(proj_drop_rate)
+        if sr_ratio > 1:
+            self.sr = nn.Conv2d(embed_dims, embed_dims, kernel_size=sr_ratio, stride=sr_ratio)
+            self.norm = nn.LayerNorm(embed_dims)
+
+    def forward(self, x: torch.Tensor, hw_shape: Tuple[int, int]) -> torch.Tensor:
+        """Forward ``(B, H*W, C)`` tokens of an ``hw_shape`` map; returns the same shape."""
+        b, n, c = x.shape
+        h, w = hw_shape
+        heads, d = self.num_heads, c // self.num_heads
+        q = self.q(x).reshape(b, n, heads, d).transpose(1, 2)
+        if self.sr_ratio > 1:
+            x = self.sr(x.transpose(1, 2).reshape(b, c, h, w)).flatten(2).transpose(1, 2)
+            x = self.norm(x)
+        k, v = self.kv(x).reshape(b, -1, 2, heads, d).permute(2, 0, 3, 1, 4)  # (B, heads, M, d)
+        if self.fused:
+            out = F.scaled_dot_product_attention(
+                q, k, v, dropout_p=self.attn_drop_rate if self.training else 0.,
+                scale=self.scale)
+        else:
+            attn = ((q * self.scale) @ k.transpose(-2, -1)).softmax(dim=-1)
+            out = self.attn_drop(attn) @ v
+        out = out.transpose(1, 2).reshape(b, n, c)
+        return self.proj_drop(self.proj(out))
