@@ -1,0 +1,139 @@
+"""Discover the registered attention ops and build them at a common width for the analyses.
+
+The tools never hard-code the list of ops: every class registered in ``mmattn.MODELS`` from a
+module under ``mmattn.models.attentions`` is an op. Ops on tokens (``forward(x, hw_shape)``)
+are used as they are; ops on NCHW maps (``forward(x)`` with ``in_channels``, e.g. the EANet
+module) are wrapped so they take tokens too. Subclasses of another op (e.g. a plugin flavour
+of the same module) are left out as duplicates.
+"""
+import inspect
+import math
+from typing import Dict, Optional, Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+#: Settings that make an op look like it does in stage 1 of its backbone (the other
+#: constructor arguments keep their defaults); an op not listed here runs with its defaults.
+STAGE1_KWARGS: Dict[str, dict] = {
+    'ShuntedSelfAttention': dict(sr_ratio=8),
+    'SpatialReductionAttention': dict(sr_ratio=8),
+    'BiLevelRoutingAttention': dict(n_win=7, topk=4),
+}
+
+BASELINE = 'SoftmaxAttention'
+
+
+class SoftmaxAttention(nn.Module):
+    """Plain multi-head softmax attention over all tokens: the baseline of the analyses.
+
+    ``proj(softmax(s Q K^T) V)`` with ``Q, K, V = qkv(x)``; the attention matrix is written
+    out (``fused=False``, the textbook cost) or left to ``F.scaled_dot_product_attention``.
+
+    Args:
+        embed_dims (int): Channels.
+        num_heads (int): Heads.
+        fused (bool): Use the fused kernel. Defaults to False.
+    """
+
+    def __init__(self, embed_dims: int, num_heads: int, fused: bool = False) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.fused = fused
+        self.scale = (embed_dims // num_heads)**-0.5
+        self.qkv = nn.Linear(embed_dims, 3 * embed_dims)
+        self.proj = nn.Linear(embed_dims, embed_dims)
+
+    def forward(self, x: torch.Tensor, hw_shape: Optional[Sequence[int]] = None) -> torch.Tensor:
+        b, n, c = x.shape
+        q, k, v = self.qkv(x).view(b, n, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
+        if self.fused:
+            out = F.scaled_dot_product_attention(q, k, v, scale=self.scale)
+        else:
+            out = ((q * self.scale) @ k.transpose(-2, -1)).softmax(-1) @ v
+        return self.proj(out.transpose(1, 2).reshape(b, n, c))
+
+
+class MapOpAdapter(nn.Module):
+    """Runs an NCHW op (``forward(x)`` on ``(B, C, H, W)``) on ``(B, N, C)`` tokens."""
+
+    def __init__(self, op: nn.Module) -> None:
+        super().__init__()
+        self.op = op
+
+    def forward(self, x: torch.Tensor, hw_shape: Sequence[int]) -> torch.Tensor:
+        b, n, c = x.shape
+        out = self.op(x.transpose(1, 2).reshape(b, c, *hw_shape))
+        return out.flatten(2).transpose(1, 2)
+
+
+def _params(fn) -> Sequence[str]:
+    return list(inspect.signature(fn).parameters)
+
+
+def op_layout(cls) -> Optional[str]:
+    """``'tokens'``, ``'map'`` or None (not an attention op we can drive)."""
+    init, fwd = _params(cls.__init__), _params(cls.forward)
+    if 'embed_dims' in init and 'hw_shape' in fwd:
+        return 'tokens'
+    if 'in_channels' in init and len(fwd) == 2:
+        return 'map'
+    return None
+
+
+def attention_ops() -> Dict[str, type]:
+    """Registered attention ops, name -> class, in registration order."""
+    import mmattn.models  # noqa: F401  (registers everything)
+    from mmattn.registry import MODELS
+    found = {}
+    for name, cls in MODELS.module_dict.items():
+        if not inspect.isclass(cls) or not cls.__module__.startswith('mmattn.models.attentions'):
+            continue
+        if op_layout(cls) is not None:
+            found[name] = cls
+    # A subclass of another op is a flavour of it (e.g. a plugin wrapper): keep the parent.
+    return {n: c for n, c in found.items()
+            if not any(c is not o and issubclass(c, o) for o in found.values())}
+
+
+def build_attention(name: str, embed_dims: int, num_heads: int, **kwargs) -> nn.Module:
+    """Build op ``name`` (or the :data:`BASELINE`) with ``forward(x, hw_shape)``.
+
+    ``kwargs`` override :data:`STAGE1_KWARGS`; ``num_heads`` is not passed to ops that have
+    no heads argument.
+    """
+    if name == BASELINE:
+        return SoftmaxAttention(embed_dims, num_heads, **kwargs).eval()
+    if name == BASELINE + '-SDPA':
+        return SoftmaxAttention(embed_dims, num_heads, fused=True, **kwargs).eval()
+    from mmattn.registry import build_module
+    ops = attention_ops()
+    if name not in ops:
+        raise KeyError(f'unknown attention op {name!r}; registered: {", ".join(ops)}')
+    cls = ops[name]
+    cfg = dict(STAGE1_KWARGS.get(name, {}), **kwargs)
+    init = _params(cls.__init__)
+    if op_layout(cls) == 'map':
+        return MapOpAdapter(build_module(dict(type=name, in_channels=embed_dims, **cfg))).eval()
+    if 'num_heads' in init:
+        cfg['num_heads'] = num_heads
+    op = build_module(dict(type=name, embed_dims=embed_dims, **cfg))
+    return op.eval()
+
+
+def min_side(name: str) -> int:
+    """Smallest map side an op accepts with :data:`STAGE1_KWARGS` (its reduction rate)."""
+    return int(STAGE1_KWARGS.get(name, {}).get('sr_ratio', 1))
+
+
+def fit_exponent(xs: Sequence[float], ys: Sequence[float]) -> float:
+    """Least-squares slope of ``log y`` against ``log x`` (the growth exponent)."""
+    pts = [(math.log(x), math.log(y)) for x, y in zip(xs, ys) if x > 0 and y > 0]
+    if len(pts) < 2:
+        return float('nan')
+    mx = sum(p[0] for p in pts) / len(pts)
+    my = sum(p[1] for p in pts) / len(pts)
+    sxx = sum((p[0] - mx)**2 for p in pts)
+    sxy = sum((p[0] - mx) * (p[1] - my) for p in pts)
+    return sxy / sxx if sxx else float('nan')
