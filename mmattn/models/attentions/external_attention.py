@@ -212,6 +212,12 @@ class MultiHeadExternalAttention(BaseModule):
         attn_drop_rate (float): Dropout on the attention map. Defaults to 0.
         proj_drop_rate (float): Dropout after the output projection. Defaults to 0.
         eps (float): L1 denominator epsilon. Defaults to 1e-9.
+        qkv_bias (bool): Accepted because skeletons pass it to every token mixer; external
+            attention has no q/k/v projections, and its memories always carry biases (as
+            officially), so it has no effect. Defaults to True.
+        qk_scale (float, optional): Accepted for the same reason; there is no logit scale
+            (the softmax runs over the tokens), so anything but None is an error.
+            Defaults to None.
         init_cfg (dict, optional): MMEngine init config. Defaults to None.
     """
 
@@ -223,8 +229,12 @@ class MultiHeadExternalAttention(BaseModule):
                  attn_drop_rate: float = 0.,
                  proj_drop_rate: float = 0.,
                  eps: float = 1e-9,
+                 qkv_bias: bool = True,
+                 qk_scale: Optional[float] = None,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
+        if qk_scale is not None:
+            raise ValueError('external attention has no logit scale; qk_scale must be None')
         if embed_dims % num_heads != 0:
             raise ValueError(f'embed_dims ({embed_dims}) must be divisible by num_heads '
                              f'({num_heads})')
