@@ -104,6 +104,9 @@ class FocusedLinearAttention(BaseModule):
         embed_dims (int): Channels ``C``.
         num_heads (int): Heads; ``C`` must be divisible by it. Defaults to 8.
         qkv_bias (bool): Bias in the q and kv projections. Defaults to True.
+        qk_scale (float, optional): Must be None: the learned ``softplus(scale)`` replaces a
+            fixed q-k scale (accepted so skeletons can pass one signature to every op).
+            Defaults to None.
         attn_drop_rate (float): Must be 0: linear attention has no attention matrix to drop
             (accepted so skeletons can pass one signature to every op). Defaults to 0.
         proj_drop_rate (float): Dropout after the output projection. Defaults to 0.
@@ -125,6 +128,7 @@ class FocusedLinearAttention(BaseModule):
                  embed_dims: int,
                  num_heads: int = 8,
                  qkv_bias: bool = True,
+                 qk_scale: Optional[float] = None,
                  attn_drop_rate: float = 0.,
                  proj_drop_rate: float = 0.,
                  sr_ratio: int = 1,
@@ -137,6 +141,9 @@ class FocusedLinearAttention(BaseModule):
         super().__init__(init_cfg=init_cfg)
         if embed_dims % num_heads:
             raise ValueError(f'embed_dims {embed_dims} is not divisible by num_heads {num_heads}')
+        if qk_scale is not None:
+            raise ValueError('FocusedLinearAttention learns its kernel scale: qk_scale must be '
+                             f'None, got {qk_scale}')
         if attn_drop_rate:
             raise ValueError('FocusedLinearAttention has no attention matrix: attn_drop_rate '
                              f'must be 0, got {attn_drop_rate}')

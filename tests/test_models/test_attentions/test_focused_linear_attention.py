@@ -180,6 +180,8 @@ def test_registry_and_argument_checks():
         m(torch.randn(1, 10, 16), (3, 4))
     with pytest.raises(ValueError, match='attn_drop_rate'):
         FocusedLinearAttention(16, num_heads=2, attn_drop_rate=0.1)
+    with pytest.raises(ValueError, match='qk_scale'):
+        FocusedLinearAttention(16, num_heads=2, qk_scale=0.5)
     with pytest.raises(ValueError, match='divisible'):
         FocusedLinearAttention(18, num_heads=4)
     with pytest.raises(ValueError, match='compute_order'):

@@ -1,0 +1,272 @@
+"""Convert official FLatten-PVT / FLatten-Swin ImageNet checkpoints to :class:`FLattenPVT` /
+:class:`FLattenSwin`.
+
+The official trainer (LeapLabTHU/FLatten-Transformer, ``utils.py``, Swin codebase) saves
+``{'model': state_dict, 'optimizer': ..., 'lr_scheduler': ..., 'max_accuracy': ..., 'epoch':
+..., 'config': ...}``; released files may hold only ``{'model': ...}``.
+
+FLatten-PVT key mapping (``i`` = 1..4):
+
+=====================================  ===========================================
+official                               mmattn
+=====================================  ===========================================
+``patch_embed{i}.{proj,norm}.*``       ``layers.{i-1}.patch_embed.{proj,norm}.*``
+``pos_embed{i}``                       ``layers.{i-1}.pos_embed``
+``block{i}.{j}.*``                     ``layers.{i-1}.blocks.{j}.*`` (same names:
+                                       ``attn.{q,kv,proj,dwc,scale,positional_encoding}``)
+``norm.*``, ``head.*``                 dropped (classifier; ``norm`` is unused even by
+                                       the official forward)
+=====================================  ===========================================
+
+FLatten-Swin keeps the official names (``patch_embed.*``, ``layers.{i}.blocks.{j}.*``,
+``layers.{i}.downsample.*``) except that a linear block's ``attn.qkv`` is split into
+``attn.q`` (rows ``[0, C)``) and ``attn.kv`` (rows ``[C, 3C)``: ``[k; v]``). Dropped:
+``head.*``, the final ``norm.*`` (classifier) and the derived buffers ``*.attn_mask`` and
+``*.relative_position_index``. The dense output norms ``norm{i}.*`` are not in an ImageNet
+checkpoint and keep their init (reported as ``new``).
+"""
+import math
+import re
+from collections import OrderedDict
+from typing import Dict, List, Optional, Tuple
+
+import torch
+
+from mmattn.utils.checkpoint import safe_load, save_atomic
+
+
+class ConversionError(ValueError):
+    """The input is not a (complete) official FLatten checkpoint of the wanted variant."""
+
+
+_PVT_NAMES = {'t': 'tiny', 's': 'small', 'm': 'medium', 'l': 'large'}
+_SWIN_NAMES = {'t': 'tiny', 's': 'small', 'b': 'base'}
+
+
+def _unwrap(ckpt) -> Dict[str, torch.Tensor]:
+    if not isinstance(ckpt, dict):
+        raise ConversionError(f'expected a dict checkpoint, got {type(ckpt).__name__}')
+    for key in ('model', 'state_dict'):
+        if key in ckpt and isinstance(ckpt[key], dict):
+            ckpt = ckpt[key]
+            break
+    sd = OrderedDict()
+    for k, v in ckpt.items():
+        if not torch.is_tensor(v):
+            raise ConversionError(f'entry {k!r} is not a tensor: not a model state dict')
+        sd[k[7:] if k.startswith('module.') else k] = v
+    return sd
+
+
+def _depths(sd, pattern: str, num: int, offset: int) -> List[int]:
+    out = []
+    for i in range(num):
+        idx = {int(m.group(1)) for k in sd for m in [re.match(pattern % (i + offset), k)] if m}
+        out.append(max(idx) + 1 if idx else 0)
+    return out
+
+
+def _is_linear_block(sd, prefix: str) -> bool:
+    return all(prefix + s in sd for s in ('dwc.weight', 'scale'))
+
+
+def detect_family(sd: Dict[str, torch.Tensor]) -> str:
+    """``'pvt'`` or ``'swin'``; raises :class:`ConversionError` for anything else."""
+    if 'patch_embed1.proj.weight' in sd and (
+            'norm1.weight' in sd or sd['patch_embed1.proj.weight'].shape[-1] == 7):
+        raise ConversionError('this is a FLatten-PVTv2 checkpoint (overlapping patch embedding, '
+                              'per-stage norm{i}); only FLatten-PVT (v1) and FLatten-Swin '
+                              'convert')
+    linear = any(k.endswith('.attn.dwc.weight') for k in sd) and any(
+        k.endswith('.attn.scale') for k in sd)
+    if linear and 'patch_embed1.proj.weight' in sd and 'pos_embed1' in sd:
+        return 'pvt'
+    if linear and 'patch_embed.proj.weight' in sd and any(
+            k.startswith('layers.0.blocks.0.attn.') for k in sd):
+        return 'swin'
+    raise ConversionError(
+        'not an official FLatten-PVT or FLatten-Swin checkpoint: expected focused linear '
+        "attention keys ('*.attn.dwc.weight', '*.attn.scale') with 'patch_embed1.proj.weight' + "
+        "'pos_embed1' (PVT) or 'patch_embed.proj.weight' + 'layers.0.blocks.0.attn.*' (Swin)")
+
+
+def _pvt_facts(sd) -> dict:
+    from mmattn.models.backbones.flatten import FLattenPVT
+    depths = _depths(sd, r'block%d\.(\d+)\.', 4, 1)
+    arch = next((name for name in ('tiny', 'small', 'medium', 'large')
+                 if FLattenPVT.arch_zoo[name]['depths'] == depths), None)
+    if arch is None:
+        raise ConversionError(f'FLatten-PVT checkpoint with depths {depths} matches no variant '
+                              '(T 2-2-2-2, S 3-4-6-3, M 3-4-18-3, L 3-8-27-3)')
+    letters, sr = '', []
+    for i in range(1, 5):
+        prefix = f'block{i}.0.attn.'
+        letters += 'L' if _is_linear_block(sd, prefix) else 'S'
+        w = sd.get(prefix + 'sr.weight')
+        sr.append(int(w.shape[-1]) if (w is not None and letters[-1] == 'L') else 1)
+    side = math.isqrt(int(sd['pos_embed1'].shape[1]))
+    return dict(family='pvt', arch=arch, attn_types=letters, la_sr_ratios=sr,
+                pretrain_img_size=side * 4)
+
+
+def _swin_facts(sd) -> dict:
+    from mmattn.models.backbones.flatten import FLattenSwin
+    depths = _depths(sd, r'layers\.%d\.blocks\.(\d+)\.', 4, 0)
+    dims = int(sd['patch_embed.proj.weight'].shape[0])
+    arch = next((name for name in ('tiny', 'small', 'base')
+                 if FLattenSwin.arch_zoo[name]['depths'] == depths
+                 and FLattenSwin.arch_zoo[name]['embed_dims'] == dims), None)
+    if arch is None:
+        raise ConversionError(f'FLatten-Swin checkpoint with embed dim {dims} and depths '
+                              f'{depths} matches no variant (T 96/2-2-6-2, S 96/2-2-18-2, '
+                              'B 128/2-2-18-2)')
+    letters, window, img = [], 7, None
+    for i, depth in enumerate(depths):
+        stage = ''
+        for j in range(depth):
+            key = f'layers.{i}.blocks.{j}.attn.'
+            if _is_linear_block(sd, key):
+                stage += 'L'
+                pos = sd.get(key + 'positional_encoding')
+                if img is None and pos is not None:
+                    img = math.isqrt(int(pos.shape[1])) * 4 * 2**i
+            else:
+                stage += 'S'
+                table = sd.get(key + 'relative_position_bias_table')
+                if table is not None:
+                    window = (math.isqrt(int(table.shape[0])) + 1) // 2
+        letters.append(stage)
+    return dict(family='swin', arch=arch, attn_types=letters, window_size=window,
+                pretrain_img_size=img or 224)
+
+
+def build_target(facts: dict):
+    """The mmattn backbone that a checkpoint with ``facts`` converts to."""
+    if facts['family'] == 'pvt':
+        from mmattn.models.backbones.flatten import FLattenPVT
+        return FLattenPVT(arch=facts['arch'], attn_types=facts['attn_types'],
+                          la_sr_ratios=facts['la_sr_ratios'],
+                          pretrain_img_size=facts['pretrain_img_size'], drop_path_rate=0.)
+    from mmattn.models.backbones.flatten import FLattenSwin
+    return FLattenSwin(arch=facts['arch'], attn_types=facts['attn_types'],
+                       window_size=facts['window_size'],
+                       pretrain_img_size=facts['pretrain_img_size'], drop_path_rate=0.)
+
+
+def _map_pvt(sd) -> Tuple[dict, List[str], List[str]]:
+    out, dropped, unused = OrderedDict(), [], []
+    for k, v in sd.items():
+        if k.startswith('head.') or re.match(r'norm\.(weight|bias)$', k):
+            dropped.append(k)  # classifier and its (unused) norm
+            continue
+        m = re.match(r'(patch_embed|pos_embed|block)([1-4])(.*)$', k)
+        if m is None:
+            unused.append(k)
+            continue
+        kind, i, rest = m.group(1), int(m.group(2)) - 1, m.group(3)
+        if kind == 'patch_embed':
+            out[f'layers.{i}.patch_embed{rest}'] = v
+        elif kind == 'pos_embed':
+            if rest:
+                unused.append(k)
+            else:
+                out[f'layers.{i}.pos_embed'] = v
+        else:
+            out[f'layers.{i}.blocks{rest}'] = v
+    return out, dropped, unused
+
+
+def _map_swin(sd) -> Tuple[dict, List[str], List[str]]:
+    out, dropped, unused = OrderedDict(), [], []
+    for k, v in sd.items():
+        if k.startswith('head.') or re.match(r'norm\.(weight|bias)$', k):
+            dropped.append(k)  # classifier head and its pre-pool norm
+        elif k.endswith('.attn_mask') or k.endswith('.relative_position_index'):
+            dropped.append(k)  # buffers recomputed from the window/shift at run time
+        elif k.startswith('patch_embed.') or k.startswith('layers.'):
+            m = re.match(r'(layers\.\d+\.blocks\.\d+\.attn\.)qkv\.(weight|bias)$', k)
+            if m and _is_linear_block(sd, m.group(1)):
+                c = v.shape[0] // 3
+                out[f'{m.group(1)}q.{m.group(2)}'] = v[:c]
+                out[f'{m.group(1)}kv.{m.group(2)}'] = v[c:]
+            else:
+                out[k] = v
+        else:
+            unused.append(k)
+    return out, dropped, unused
+
+
+def convert_flatten(ckpt, arch: Optional[str] = None, family: Optional[str] = None,
+                    expected: Optional[Dict[str, torch.Size]] = None
+                    ) -> Tuple['OrderedDict[str, torch.Tensor]', dict]:
+    """Map an official FLatten-PVT/Swin checkpoint to mmattn names and check it.
+
+    Args:
+        ckpt (dict): The loaded official file (``{'model': sd, ...}`` or a bare state dict).
+        arch (str, optional): Expected variant (``'t'``, ``'tiny'``, ...); refused on mismatch.
+        family (str, optional): Expected family, ``'pvt'`` or ``'swin'``; refused on mismatch.
+        expected (dict, optional): ``key -> shape`` of the target backbone; built from
+            :func:`build_target` when None.
+
+    Returns:
+        tuple: ``(state_dict, report)``; ``report`` has ``family``, ``arch``, ``attn_types``,
+        ``pretrain_img_size`` (+ ``la_sr_ratios`` for PVT, ``window_size`` for Swin),
+        ``dropped``, ``new`` (mmattn keys left at their init: the Swin output norms) and
+        ``num_keys``.
+
+    Raises:
+        ConversionError: Not a FLatten-PVT/Swin checkpoint, a variant mismatch, unused
+            official keys, missing keys or shape mismatches. Nothing partial is returned.
+    """
+    sd = _unwrap(ckpt)
+    found = detect_family(sd)
+    if family is not None and family.lower() != found:
+        raise ConversionError(f'{family!r} requested but the checkpoint is '
+                              f'FLatten-{found.upper()}')
+    facts = _pvt_facts(sd) if found == 'pvt' else _swin_facts(sd)
+    if arch is not None:
+        names = _PVT_NAMES if found == 'pvt' else _SWIN_NAMES
+        wanted = names.get(arch.lower(), arch.lower())
+        if wanted not in names.values():
+            raise ConversionError(f'unknown arch {arch!r} for FLatten-{found.upper()}; choose '
+                                  f'from {sorted(names) + sorted(names.values())}')
+        if wanted != facts['arch']:
+            raise ConversionError(f'--arch {arch!r} requested but the checkpoint is '
+                                  f'FLatten-{found.upper()}-{facts["arch"]}')
+    out, dropped, unused = _map_pvt(sd) if found == 'pvt' else _map_swin(sd)
+    if expected is None:
+        expected = {k: v.shape for k, v in build_target(facts).state_dict().items()}
+    new = [k for k in expected if re.match(r'norm\d+\.', k)] if found == 'swin' else []
+    missing = [k for k in expected if k not in out and k not in new]
+    extra = [k for k in out if k not in expected]
+    shapes = [f'{k}: {tuple(out[k].shape)} vs {tuple(s)}' for k, s in expected.items()
+              if k in out and tuple(out[k].shape) != tuple(s)]
+    problems = []
+    if unused:
+        problems.append(f'{len(unused)} unused official keys: {unused[:10]}')
+    if extra:
+        problems.append(f'{len(extra)} keys unknown to the mmattn backbone: {extra[:10]}')
+    if missing:
+        problems.append(f'{len(missing)} missing keys: {missing[:10]}')
+    if shapes:
+        problems.append(f'{len(shapes)} shape mismatches: {shapes[:10]}')
+    if problems:
+        raise ConversionError(f'refusing to convert (FLatten-{found.upper()}-{facts["arch"]}): '
+                              + '; '.join(problems))
+    report = dict(facts, dropped=dropped, new=new, num_keys=len(out))
+    return out, report
+
+
+def convert_file(src: str, dst: str, arch: Optional[str] = None,
+                 family: Optional[str] = None) -> dict:
+    """Convert ``src`` and write ``{'state_dict', 'meta'}`` to ``dst`` atomically.
+
+    Nothing is written when :func:`convert_flatten` refuses.
+    """
+    ckpt = safe_load(src)
+    state_dict, report = convert_flatten(ckpt, arch, family)
+    meta = {k: report[k] for k in ('family', 'arch', 'attn_types', 'la_sr_ratios',
+                                   'pretrain_img_size', 'window_size') if k in report}
+    save_atomic(dict(state_dict=state_dict,
+                     meta=dict(meta, source=src, converter='mmattn.converters.flatten')), dst)
+    return report

@@ -1,0 +1,42 @@
+"""Convert an official FLatten-PVT / FLatten-Swin ImageNet checkpoint for mmattn.
+
+    python tools/model_converters/flatten2mmattn.py SRC DST [--family pvt|swin] [--arch t|s|m|l|b]
+
+SRC is a file from LeapLabTHU/FLatten-Transformer (``{'model': state_dict, ...}``). The
+classifier (and Swin's derived buffers) are dropped; any other unused, missing or mis-shaped
+key aborts the conversion and nothing is written. Use DST with
+``init_cfg=dict(type='Pretrained', checkpoint=DST)`` in ``FLattenPVT`` / ``FLattenSwin``.
+"""
+import argparse
+import os.path as osp
+import sys
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
+
+from mmattn.converters.flatten import ConversionError, convert_file  # noqa: E402
+from mmattn.utils.checkpoint import UnsafeCheckpointError  # noqa: E402
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('src', help='official checkpoint (.pth)')
+    parser.add_argument('dst', help='output checkpoint (.pth or .safetensors)')
+    parser.add_argument('--family', choices=['pvt', 'swin'],
+                        help='expected family; refuse on mismatch')
+    parser.add_argument('--arch', help='expected variant: t/s/m/l (PVT), t/s/b (Swin); refuse '
+                        'on mismatch')
+    args = parser.parse_args(argv)
+    try:
+        report = convert_file(args.src, args.dst, args.arch, args.family)
+    except (ConversionError, FileNotFoundError, UnsafeCheckpointError, RuntimeError) as err:
+        print(f'error: {err}', file=sys.stderr)
+        return 2
+    print(f"converted FLatten-{report['family'].upper()}-{report['arch']} "
+          f"({report['num_keys']} tensors, attn_types {report['attn_types']}) -> {args.dst}; "
+          f"dropped: {len(report['dropped'])} keys (classifier/buffers); left at init: "
+          f"{report['new']}")
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
