@@ -6,14 +6,22 @@
 ``--out`` writes the raw predictions (a pickle) atomically: the file is complete or absent.
 """
 import argparse
+import json
 import os
 import os.path as osp
 import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-from mmattn.utils.cli import (UserInputError, add_common_args,  # noqa: E402
-                              check_dataset_paths, load_config, user_errors)
+from mmattn.utils.checkpoint import write_json_atomic  # noqa: E402
+from mmattn.utils.cli import (  # noqa: E402
+    UserInputError,
+    add_common_args,
+    check_dataset_paths,
+    load_config,
+    prepare_launcher,
+    user_errors,
+)
 
 
 def parse_args(argv=None):
@@ -31,14 +39,15 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    import mmattn  # noqa: F401  (installs the safe checkpoint loader)
     from mmengine.runner import Runner
+
+    import mmattn  # noqa: F401  (installs the safe checkpoint loader)
 
     cfg = load_config(args.config, args.cfg_options)
     if not osp.isfile(args.checkpoint):
         raise UserInputError(f'checkpoint {args.checkpoint} does not exist; pass the .pth '
                              f'written by tools/train.py')
-    cfg.launcher = args.launcher
+    prepare_launcher(cfg, args.launcher)
     cfg.load_from = args.checkpoint
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir
@@ -71,7 +80,13 @@ def main(argv=None):
     check_dataset_paths(cfg, splits=('test', ))
     runner = Runner.from_cfg(cfg)
     try:
-        runner.test()
+        metrics = runner.test()
+        if runner.rank == 0:
+            # Machine-readable summary beside the logs (what the demo and the tests read).
+            write_json_atomic({k: float(v) if isinstance(v, (int, float)) else str(v)
+                               for k, v in (metrics or {}).items()},
+                              osp.join(cfg.work_dir, 'metrics.json'))
+            print('metrics: ' + json.dumps(metrics, default=str))
         if tmp_out is not None and osp.exists(tmp_out):
             os.replace(tmp_out, args.out)  # atomic: the result file is complete or absent
     finally:

@@ -13,8 +13,13 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-from mmattn.utils.cli import (add_common_args, check_dataset_paths, load_config,  # noqa: E402
-                              user_errors)
+from mmattn.utils.cli import (  # noqa: E402
+    add_common_args,
+    check_dataset_paths,
+    load_config,
+    prepare_launcher,
+    user_errors,
+)
 
 
 def parse_args(argv=None):
@@ -36,12 +41,13 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    import mmattn  # noqa: F401  (installs the safe checkpoint loader)
-    from mmengine.runner import Runner
     import torch
+    from mmengine.runner import Runner
+
+    import mmattn  # noqa: F401  (installs the safe checkpoint loader)
 
     cfg = load_config(args.config, args.cfg_options)
-    cfg.launcher = args.launcher
+    prepare_launcher(cfg, args.launcher)
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir
     elif cfg.get('work_dir') is None:
@@ -64,9 +70,12 @@ def main(argv=None):
                              'the config')
         cfg.auto_scale_lr.enable = True
 
+    # Crash-safe saves (atomic files, pointer last); auto-resume takes the newest complete one.
+    from mmattn.engine.hooks import enable_crash_safe_checkpoints, find_resume_checkpoint
+    enable_crash_safe_checkpoints(cfg)
     if args.resume == 'auto':
-        cfg.resume = True
-        cfg.load_from = None
+        cfg.load_from = find_resume_checkpoint(cfg.work_dir)
+        cfg.resume = cfg.load_from is not None
     elif args.resume is not None:
         cfg.resume = True
         cfg.load_from = args.resume

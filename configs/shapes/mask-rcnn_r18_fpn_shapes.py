@@ -27,7 +27,7 @@ model = dict(
         rcnn=dict(max_per_img=50)))
 
 max_iters = 600
-train_cfg = dict(_delete_=True, type='IterBasedTrainLoop', max_iters=max_iters,
+train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters,
                  val_interval=max_iters)
 val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')

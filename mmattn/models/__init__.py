@@ -2,5 +2,6 @@
 
 Configs load it with ``custom_imports = dict(imports=['mmattn.models'])``.
 """
-from . import attentions, backbones, layers  # noqa: F401
 from mmattn import engine  # noqa: F401  (CPUAmpOptimWrapper)
+
+from . import attentions, backbones, layers  # noqa: F401

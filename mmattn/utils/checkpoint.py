@@ -41,8 +41,30 @@ def _numpy_globals() -> list:
     return allowed
 
 
+# HistoryBuffer fills its statistics registry lazily (in __init__), so name the built-in ones.
+_BUILTIN_STATISTICS = ('min', 'max', 'current', 'mean')
+
+
+def _history_buffer_getattr(obj: Any, name: str) -> Any:
+    """A ``getattr`` that only resolves HistoryBuffer statistics methods.
+
+    MMEngine's message hub pickles ``HistoryBuffer`` objects whose statistics are bound methods,
+    which pickle as ``builtins.getattr(buffer, 'mean')``. Allowing the real ``getattr`` would
+    let a pickle walk from any allowed object to ``__globals__`` and run code, so this stand-in
+    is registered under that name instead and refuses everything else.
+    """
+    # The pickled dict of statistics holds HistoryBuffer's functions: getattr(HistoryBuffer, 'min').
+    owner_ok = obj is HistoryBuffer or isinstance(obj, HistoryBuffer)
+    if owner_ok and isinstance(name, str) and not name.startswith('_') \
+            and (name in _BUILTIN_STATISTICS or name in HistoryBuffer._statistics_methods):
+        return getattr(obj, name)
+    raise UnsafeCheckpointError(
+        f'checkpoint asks for attribute {name!r} of a {type(obj).__name__}; only HistoryBuffer '
+        f'statistics are allowed')
+
+
 #: The types, beyond tensors and builtin containers, that MMEngine itself puts in checkpoints.
-SAFE_GLOBALS = [HistoryBuffer] + _numpy_globals()
+SAFE_GLOBALS = [HistoryBuffer, (_history_buffer_getattr, 'builtins.getattr')] + _numpy_globals()
 
 
 def safe_load(filename: str, map_location: Any = 'cpu') -> Any:
@@ -70,6 +92,8 @@ def safe_load(filename: str, map_location: Any = 'cpu') -> Any:
     try:
         with torch.serialization.safe_globals(SAFE_GLOBALS):
             return torch.load(filename, map_location=map_location, weights_only=True)
+    except UnsafeCheckpointError as err:
+        raise UnsafeCheckpointError(f'refusing to load {filename}: {err}') from None
     except Exception as err:  # torch raises UnpicklingError / RuntimeError / EOFError
         msg = str(err)
         if 'Weights only load failed' in msg or 'Unsupported global' in msg:
@@ -80,10 +104,10 @@ def safe_load(filename: str, map_location: Any = 'cpu') -> Any:
                 f'allow-list of tensors, containers and MMEngine types ({first}). Only load '
                 f'checkpoints you trust; convert foreign ones with tools/model_converters.'
             ) from None
+        reason = msg.splitlines()[0] if msg else type(err).__name__
         raise RuntimeError(
-            f'cannot read checkpoint {filename}: {msg.splitlines()[0] if msg else type(err).__name__}'
-            f'. The file is truncated or not a PyTorch checkpoint; re-save or re-download it.'
-        ) from None
+            f'cannot read checkpoint {filename}: {reason}. The file is truncated or not a '
+            f'PyTorch checkpoint; re-save or re-download it.') from None
 
 
 def save_atomic(obj: Any, filename: str) -> None:
@@ -126,3 +150,21 @@ def install_safe_checkpoint_loader() -> None:
     """
     from mmengine.runner.checkpoint import CheckpointLoader
     CheckpointLoader.register_scheme(prefixes='', force=True)(_load_from_local)
+
+
+def write_json_atomic(obj: Any, filename: str) -> None:
+    """Write ``obj`` as JSON so that ``filename`` is either complete or absent."""
+    import json
+    folder = osp.dirname(osp.abspath(filename))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix='.tmp-', suffix='.part', dir=folder)
+    try:
+        with os.fdopen(fd, 'w') as f:
+            json.dump(obj, f, indent=2)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, filename)
+    except BaseException:
+        if osp.exists(tmp):
+            os.remove(tmp)
+        raise

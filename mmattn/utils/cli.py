@@ -159,3 +159,30 @@ def user_errors():
             raise
         print(f'error: {msg.splitlines()[0]}', file=sys.stderr)
         sys.exit(2)
+
+
+def prepare_launcher(cfg: Config, launcher: str) -> None:
+    """Make ``--launcher pytorch`` work on machines without CUDA.
+
+    MMEngine's ``init_dist`` calls ``torch.cuda.set_device``, which a CPU-only torch lacks, and
+    its default DDP wrapper passes ``device_ids=[LOCAL_RANK]``, which DDP rejects for CPU
+    modules. Without CUDA we start the process group with gloo ourselves (MMEngine then skips
+    its own init) and wrap the model in DDP without device ids.
+    """
+    cfg.launcher = launcher
+    if launcher == 'none':
+        return
+    import torch
+    import torch.distributed as dist
+    if torch.cuda.is_available():
+        return
+    if launcher != 'pytorch':
+        raise UserInputError(f'--launcher {launcher} needs CUDA on this machine; on CPU use '
+                             f'--launcher pytorch (tools/dist_train.sh), which runs on gloo')
+    cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})['backend'] = 'gloo'
+    if not dist.is_initialized():
+        dist.init_process_group(backend='gloo')
+    if cfg.get('model_wrapper_cfg') is None:
+        cfg.model_wrapper_cfg = dict(
+            type='MMDistributedDataParallel', broadcast_buffers=False,
+            find_unused_parameters=cfg.get('find_unused_parameters', False))

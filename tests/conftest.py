@@ -1,0 +1,43 @@
+"""Shared fixtures: the bundled datasets and a way to run the tools as a user does."""
+import os
+import os.path as osp
+import subprocess
+import sys
+
+import pytest
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+DATA = osp.join(REPO, 'data')
+
+
+@pytest.fixture(scope='session')
+def shapes_data():
+    """Paths of the bundled datasets, generated (atomically) if missing."""
+    from mmattn.datasets import make_shapes_ade, make_shapes_coco
+    coco, ade = osp.join(DATA, 'shapes_coco'), osp.join(DATA, 'shapes_ade')
+    make_shapes_coco(coco)
+    make_shapes_ade(ade)
+    return dict(coco=coco, ade=ade)
+
+
+def run_tool(script, *args, timeout=900, env=None, check=True):
+    """Run ``tools/<script>`` in a subprocess from the repo root, as a user would.
+
+    Returns the CompletedProcess; with ``check`` a non-zero exit fails the test and shows the
+    tail of the output.
+    """
+    full_env = dict(os.environ)
+    full_env.setdefault('OMP_NUM_THREADS', '2')
+    full_env.update(env or {})
+    cmd = [sys.executable, osp.join(REPO, 'tools', script)] + [str(a) for a in args]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout,
+                          env=full_env)
+    if check and proc.returncode != 0:
+        pytest.fail(f'{" ".join(cmd)} exited {proc.returncode}\n--- stdout ---\n'
+                    f'{proc.stdout[-4000:]}\n--- stderr ---\n{proc.stderr[-6000:]}')
+    return proc
+
+
+@pytest.fixture
+def tool():
+    return run_tool

@@ -1,0 +1,61 @@
+"""Every config under configs/ parses, builds under its own default scope, and its neck/head
+input channels equal the channels its backbone really produces."""
+import glob
+import os.path as osp
+
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.registry import DefaultScope, init_default_scope
+from mmengine.utils import import_modules_from_strings
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+CONFIGS = sorted(
+    osp.relpath(p, REPO) for p in glob.glob(osp.join(REPO, 'configs', '**', '*.py'),
+                                            recursive=True)
+    if '_base_' not in p)
+
+
+def _registry(scope):
+    if scope == 'mmdet':
+        from mmdet.registry import MODELS
+    else:
+        from mmseg.registry import MODELS
+    return MODELS
+
+
+def _expected_in_channels(model):
+    """The channels the model's first consumer of backbone features expects."""
+    neck = getattr(model, 'neck', None)
+    if neck is not None:
+        first = neck[0] if isinstance(neck, torch.nn.Sequential) else neck
+        return list(first.in_channels)
+    head = model.decode_head
+    return list(head.in_channels) if isinstance(head.in_channels, (list, tuple)) \
+        else [head.in_channels]
+
+
+def test_configs_found():
+    assert any('shapes' in c for c in CONFIGS)
+
+
+@pytest.mark.parametrize('config', CONFIGS)
+def test_config_builds_and_channels_match(config):
+    cfg = Config.fromfile(osp.join(REPO, config))
+    assert cfg.default_scope in ('mmdet', 'mmseg'), 'configs must name their task scope'
+    if cfg.get('custom_imports'):
+        import_modules_from_strings(**cfg.custom_imports)
+    init_default_scope(cfg.default_scope)
+    with DefaultScope.overwrite_default_scope(cfg.default_scope):
+        model = _registry(cfg.default_scope).build(cfg.model)
+    model.eval()
+    with torch.no_grad():
+        feats = model.backbone(torch.zeros(1, 3, 128, 128))
+    channels = [f.shape[1] for f in feats]
+    expected = _expected_in_channels(model)
+    if getattr(model, 'neck', None) is None:
+        # A decode head may consume a subset of the levels (in_index).
+        index = model.decode_head.in_index
+        index = list(index) if isinstance(index, (list, tuple)) else [index]
+        channels = [channels[i] for i in index]
+    assert channels == expected, f'{config}: backbone gives {channels}, consumer expects {expected}'

@@ -1,0 +1,150 @@
+"""tools/train.py and tools/test.py end to end, run in a subprocess the way a user runs them."""
+import json
+import os
+import os.path as osp
+import shutil
+import socket
+import subprocess
+import sys
+
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.registry import DefaultScope, init_default_scope
+
+from mmattn.utils.checkpoint import safe_load, save_atomic
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+DET = 'configs/shapes/mask-rcnn_r18_fpn_shapes.py'
+SEG = 'configs/shapes/fpn_r18_shapes.py'
+
+
+def _untrained_checkpoint(config, path):
+    """Save the freshly initialised model of ``config`` as a checkpoint (the chance baseline)."""
+    cfg = Config.fromfile(osp.join(REPO, config))
+    init_default_scope(cfg.default_scope)
+    if cfg.default_scope == 'mmdet':
+        from mmdet.registry import MODELS
+    else:
+        from mmseg.registry import MODELS
+    torch.manual_seed(0)
+    with DefaultScope.overwrite_default_scope(cfg.default_scope):
+        model = MODELS.build(cfg.model)
+    model.init_weights()
+    save_atomic({'state_dict': model.state_dict(), 'meta': {}}, path)
+    return path
+
+
+def _metrics(work_dir):
+    with open(osp.join(work_dir, 'metrics.json')) as f:
+        return json.load(f)
+
+
+def _train_then_test(tool, config, work_dir, iters, extra=()):
+    tool('train.py', config, '--work-dir', work_dir, '--cfg-options',
+         f'train_cfg.max_iters={iters}', f'train_cfg.val_interval={iters}',
+         f'default_hooks.checkpoint.interval={iters}', *extra)
+    ckpt = osp.join(work_dir, f'iter_{iters}.pth')
+    assert osp.isfile(ckpt)
+    tool('test.py', config, ckpt, '--work-dir', osp.join(work_dir, 'test'))
+    return _metrics(osp.join(work_dir, 'test'))
+
+
+def test_detection_trains_beyond_chance(tool, shapes_data, tmp_path):
+    baseline = _untrained_checkpoint(DET, str(tmp_path / 'untrained.pth'))
+    tool('test.py', DET, baseline, '--work-dir', str(tmp_path / 'untrained'))
+    untrained = _metrics(str(tmp_path / 'untrained'))
+    trained = _train_then_test(tool, DET, str(tmp_path / 'run'), iters=150)
+    for key in ('coco/bbox_mAP', 'coco/segm_mAP'):
+        assert trained[key] > untrained[key] + 0.02, (key, trained[key], untrained[key])
+
+
+def test_segmentation_trains_beyond_chance(tool, shapes_data, tmp_path):
+    baseline = _untrained_checkpoint(SEG, str(tmp_path / 'untrained.pth'))
+    tool('test.py', SEG, baseline, '--work-dir', str(tmp_path / 'untrained'))
+    untrained = _metrics(str(tmp_path / 'untrained'))['mIoU']
+    trained = _train_then_test(tool, SEG, str(tmp_path / 'run'), iters=100)['mIoU']
+    assert trained > untrained + 10, (trained, untrained)
+
+
+def test_resume_continues_iterations_and_optimizer_state(tool, shapes_data, tmp_path):
+    work = str(tmp_path / 'resume')
+    common = ['--work-dir', work, '--cfg-options', 'default_hooks.checkpoint.interval=3',
+              'default_hooks.logger.interval=1', 'train_cfg.val_interval=1000']
+    tool('train.py', SEG, *common, 'train_cfg.max_iters=3')
+    first = safe_load(osp.join(work, 'iter_3.pth'))
+    assert first['meta']['iter'] == 3
+    proc = tool('train.py', SEG, '--resume', *common, 'train_cfg.max_iters=6')
+    log = proc.stdout + proc.stderr
+    assert 'resumed' in log.lower()
+    assert 'Iter(train) [4/6]' in log and 'Iter(train) [1/6]' not in log
+    second = safe_load(osp.join(work, 'iter_6.pth'))
+    assert second['meta']['iter'] == 6
+    # AdamW counts its steps per parameter: 6 only if the saved state (3 steps) was restored.
+    steps = {float(s['step']) for s in second['optimizer']['state'].values()}
+    assert steps == {6.0}
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def test_dist_train_two_processes_gloo(shapes_data, tmp_path):
+    work = str(tmp_path / 'dist')
+    env = dict(os.environ, PYTHON=sys.executable, PORT=str(_free_port()), OMP_NUM_THREADS='1')
+    proc = subprocess.run(
+        ['bash', osp.join(REPO, 'tools', 'dist_train.sh'), SEG, '2', '--work-dir', work,
+         '--cfg-options', 'train_cfg.max_iters=2', 'train_cfg.val_interval=1000',
+         'default_hooks.checkpoint.interval=2', 'default_hooks.logger.interval=1'],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    log = proc.stdout + proc.stderr
+    assert 'Distributed training is not used' not in log
+    assert 'world_size: 2' in log or "'world_size': 2" in log or 'world size: 2' in log.lower()
+    assert osp.isfile(osp.join(work, 'iter_2.pth'))
+
+
+def _assert_one_line_error(proc, *needles):
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert 'Traceback' not in proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith('error: ')
+    for needle in needles:
+        assert needle in last, last
+
+
+def test_missing_config_is_one_line_error(tool):
+    proc = tool('train.py', 'configs/does/not_exist.py', check=False)
+    _assert_one_line_error(proc, 'configs/does/not_exist.py', 'does not exist')
+
+
+def test_missing_dataset_folder_is_one_line_error(tool, tmp_path):
+    missing = str(tmp_path / 'no_such_dataset')
+    proc = tool('train.py', SEG, '--work-dir', str(tmp_path / 'w'), '--cfg-options',
+                f'train_dataloader.dataset.data_root={missing}', check=False)
+    _assert_one_line_error(proc, missing, 'does not exist')
+
+
+def test_broken_annotation_json_is_one_line_error(tool, shapes_data, tmp_path):
+    root = tmp_path / 'coco'
+    shutil.copytree(shapes_data['coco'], root)
+    ann = root / 'annotations' / 'instances_train.json'
+    ann.write_text(ann.read_text()[:1000])  # truncated file
+    before = ann.read_text()
+    proc = tool('train.py', DET, '--work-dir', str(tmp_path / 'w'), '--cfg-options',
+                f'train_dataloader.dataset.data_root={root}/', check=False)
+    _assert_one_line_error(proc, 'instances_train.json', 'not valid JSON')
+    assert ann.read_text() == before  # nothing on disk was touched
+
+
+def test_misspelt_cfg_option_is_one_line_error(tool):
+    proc = tool('train.py', SEG, '--cfg-options', 'train_cfg.max_iter=5', check=False)
+    _assert_one_line_error(proc, "'max_iter'", "did you mean 'max_iters'")
+
+
+@pytest.mark.parametrize('script', ['train.py', 'test.py'])
+def test_tools_show_help(tool, script):
+    proc = tool(script, '--help')
+    assert '--cfg-options' in proc.stdout and '--launcher' in proc.stdout
