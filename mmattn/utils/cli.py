@@ -183,6 +183,7 @@ def prepare_launcher(cfg: Config, launcher: str) -> None:
     if not dist.is_initialized():
         dist.init_process_group(backend='gloo')
     if cfg.get('model_wrapper_cfg') is None:
+        # An explicit None: MMEngine would otherwise fill device_ids=[LOCAL_RANK].
         cfg.model_wrapper_cfg = dict(
-            type='MMDistributedDataParallel', broadcast_buffers=False,
+            type='MMDistributedDataParallel', device_ids=None, broadcast_buffers=False,
             find_unused_parameters=cfg.get('find_unused_parameters', False))
