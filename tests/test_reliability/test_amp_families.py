@@ -1,0 +1,121 @@
+"""Mixed precision: no NaN/Inf in losses or gradients for any family, ops' fp32 islands hold.
+
+Training steps run through :class:`mmattn.CPUAmpOptimWrapper` (what ``tools/train.py --amp``
+selects without CUDA) on the Semantic-FPN shapes model with each family's tiny backbone, at the
+normal input scale and with inputs scaled x30 (images far outside the normalised range, the
+case that breaks a linear-attention normaliser computed in half precision). One run goes
+through ``tools/train.py --amp`` as a user would.
+"""
+import glob
+import json
+import math
+import os.path as osp
+
+import pytest
+import torch
+from reliability_families import FAMILIES, build_model, config_text, landed
+
+STEPS = 2
+SCALES = (1.0, 30.0)
+
+
+def _batch(batch_size=2, size=64, seed=0):
+    from mmengine.structures import PixelData
+    from mmseg.structures import SegDataSample
+    g = torch.Generator().manual_seed(seed)
+    inputs, samples = [], []
+    for _ in range(batch_size):
+        inputs.append(torch.randint(0, 256, (3, size, size), generator=g, dtype=torch.uint8))
+        s = SegDataSample(metainfo=dict(img_shape=(size, size), ori_shape=(size, size),
+                                        pad_shape=(size, size)))
+        s.gt_sem_seg = PixelData(data=torch.randint(0, 4, (1, size, size), generator=g))
+        samples.append(s)
+    return dict(inputs=inputs, data_samples=samples)
+
+
+@pytest.mark.parametrize('family', list(FAMILIES))
+def test_amp_training_steps_finite(family, tmp_path):
+    from mmengine.optim import build_optim_wrapper
+
+    import mmattn.engine  # noqa: F401  (registers CPUAmpOptimWrapper)
+    assert family in landed()
+    model = build_model(family, tmp_path)
+    model.train()
+    wrapper = build_optim_wrapper(model, dict(
+        type='mmattn.CPUAmpOptimWrapper', dtype='bfloat16',
+        optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.01)))
+    bad = []
+    for scale in SCALES:
+        for step in range(STEPS):
+            data = model.data_preprocessor(_batch(seed=step), training=True)
+            data['inputs'] = data['inputs'] * scale
+            with wrapper.optim_context(model):
+                losses = model(**data, mode='loss')
+            loss, _ = model.parse_losses(losses)
+            wrapper.backward(loss)
+            if not math.isfinite(loss.item()):
+                bad.append(f'loss x{scale} step {step}: {loss.item()}')
+            for name, p in model.named_parameters():
+                if p.grad is not None and not torch.isfinite(p.grad).all():
+                    bad.append(f'grad {name} x{scale} step {step}')
+            unused = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+            assert not unused, f'{family}: parameters without gradient: {unused[:5]}'
+            wrapper.step()
+            wrapper.zero_grad()
+    print(f'{family}: {len(SCALES) * STEPS} bf16 steps, non-finite values: {len(bad)}')
+    assert not bad, f'{family} under bf16 autocast: {bad[:10]}'
+
+
+@pytest.mark.parametrize('dtype', [torch.bfloat16, torch.float16])
+def test_linear_attention_fp32_islands(dtype):
+    """FLatten and external attention under half-precision autocast, on huge activations.
+
+    The normalisers (sums over thousands of tokens) would overflow float16 (max 65504) and lose
+    all precision in bfloat16; computed in fp32 with autocast off they stay finite and match the
+    fp32 result.
+    """
+    from mmattn.models.attentions.external_attention import (
+        MultiHeadExternalAttention,
+        double_normalise,
+    )
+    from mmattn.models.attentions.focused_linear_attention import FocusedLinearAttention
+    torch.manual_seed(0)
+    hw = (48, 40)  # 1920 tokens, not a square
+    x = torch.randn(2, hw[0] * hw[1], 32) * 200
+    for op in (FocusedLinearAttention(32, num_heads=2).eval(),
+               MultiHeadExternalAttention(32, num_heads=2, num_slots=16).eval()):
+        ref = op(x, hw)
+        with torch.autocast('cpu', dtype=dtype):
+            out = op(x, hw)
+        name = type(op).__name__
+        assert torch.isfinite(out).all(), f'{name}: non-finite output under {dtype}'
+        err = ((out.float() - ref).norm() / ref.norm()).item()
+        assert err < 0.05, f'{name}: relative error {err:.3g} under {dtype}'
+
+    # The island itself: logits whose softmax / L1 sums are far outside half's range.
+    logits = (torch.randn(2, 1920, 16) * 1e3).to(dtype)
+    with torch.autocast('cpu', dtype=dtype):
+        attn = double_normalise(logits, token_dim=1, slot_dim=2)
+    assert attn.dtype == dtype and torch.isfinite(attn).all()
+    ref = double_normalise(logits.float(), token_dim=1, slot_dim=2)
+    assert torch.allclose(attn.float(), ref, atol=1e-2)
+
+
+def test_train_py_amp_flag(shapes_data, tmp_path, tool):
+    """``tools/train.py --amp`` on CPU: bf16 autocast, finite losses over a few iterations."""
+    family = landed()[0]
+    cfg = tmp_path / 'amp.py'
+    cfg.write_text(config_text(family, extra=(
+        'train_cfg = dict(max_iters=4, val_interval=1000)\n'
+        'train_dataloader = dict(batch_size=2)\n'
+        'val_cfg = None\nval_dataloader = None\nval_evaluator = None\n'
+        'default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval=1000))\n')))
+    work = tmp_path / 'work'
+    proc = tool('train.py', cfg, '--work-dir', work, '--amp')
+    assert 'CPUAmpOptimWrapper' in (proc.stdout + proc.stderr)
+    losses = []
+    for path in glob.glob(str(work / '*' / 'vis_data' / 'scalars.json')):
+        with open(path) as f:
+            losses += [json.loads(line)['loss'] for line in f if '"loss"' in line]
+    assert len(losses) == 4 and all(math.isfinite(v) for v in losses), losses
+    assert osp.isfile(work / 'iter_4.pth')
