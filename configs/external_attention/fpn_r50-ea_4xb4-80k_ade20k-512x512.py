@@ -1,0 +1,18 @@
+# Semantic FPN 80k on ADE20K 512x512 with ResNet-50-v1c + external attention plugins.
+# Optimizer and schedule: mmseg's Semantic FPN recipe (SGD 0.01, poly, 80k, 16 images/iter).
+_base_ = [
+    '../_base_/models/fpn.py', '../_base_/datasets/ade20k.py',
+    '../_base_/default_runtime_seg.py', '../_base_/schedules/schedule_80k.py'
+]
+crop_size = (512, 512)
+norm_cfg = dict(type='SyncBN', requires_grad=True)
+model = dict(
+    data_preprocessor=dict(size=crop_size),
+    backbone=dict(
+        depth=50,
+        plugins=[dict(cfg=dict(type='mmattn.ExternalAttentionBlock', num_slots=64,
+                               norm_cfg=norm_cfg),
+                      stages=(False, True, True, True), position='after_conv3')],
+        init_cfg=dict(type='Pretrained', checkpoint='open-mmlab://resnet50_v1c')),
+    decode_head=dict(num_classes=150))
+train_dataloader = dict(batch_size=4)

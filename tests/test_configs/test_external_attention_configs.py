@@ -1,0 +1,148 @@
+"""Every External Attention config parses, builds and takes a training step.
+
+Full-size builds with channel checks run in tests/test_configs/test_all_configs.py. Here each
+config's model is thinned (ResNets to depth 50 with 1/16 of the widths, EA-PVT to a 1-block
+pyramid; consumers' in_channels scaled to match) so one forward/backward per config fits the
+CPU test budget; the structure (plugins, heads, losses, data preprocessor) stays the config's.
+"""
+import glob
+import os.path as osp
+
+import pytest
+import torch
+from mmengine.config import Config, ConfigDict
+from mmengine.registry import DefaultScope, init_default_scope
+from mmengine.utils import import_modules_from_strings
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+CONFIGS = sorted(osp.relpath(p, REPO) for p in glob.glob(
+    osp.join(REPO, 'configs', 'external_attention', '*.py'))) + [
+        'configs/shapes/fpn_r50-ea_shapes.py']
+
+
+def _no_syncbn(obj):
+    """SyncBN needs a process group; a single CPU step uses BN (same parameters)."""
+    if isinstance(obj, dict):
+        return {k: ('BN' if k == 'type' and v == 'SyncBN' else _no_syncbn(v))
+                for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_no_syncbn(v) for v in obj)
+    return obj
+
+
+PVT_DIMS = {64: 16, 128: 32, 320: 48, 512: 64}
+
+
+def _thin(model):
+    bb = model['backbone']
+    if bb['type'].endswith('EAPVT'):
+        bb['arch'] = dict(embed_dims=[16, 32, 48, 64], num_heads=[1, 2, 3, 4],
+                          mlp_ratios=[2, 2, 2, 2], depths=[1, 1, 1, 1], sr_ratios=[8, 4, 2, 1])
+        bb['num_slots'] = 4
+        scale = PVT_DIMS.get
+    else:
+        bb.update(depth=50, base_channels=4)
+        if 'stem_channels' in bb or bb['type'] == 'ResNetV1c':
+            bb['stem_channels'] = bb.get('stem_channels', 64) // 16
+        for plugin in bb.get('plugins') or []:
+            plugin['cfg']['num_slots'] = 4
+        scale = lambda c: c // 16  # noqa: E731
+    for key in ('neck', 'decode_head', 'auxiliary_head'):
+        part = model.get(key)
+        if part and 'in_channels' in part and not (key == 'decode_head' and 'neck' in model
+                                                   and model['neck']):
+            c = part['in_channels']
+            part['in_channels'] = [scale(x) for x in c] if isinstance(c, list) else scale(c)
+    return model
+
+
+def _build(config):
+    cfg = Config.fromfile(osp.join(REPO, config))
+    if cfg.get('custom_imports'):
+        import_modules_from_strings(**cfg.custom_imports)
+    init_default_scope(cfg.default_scope)
+    if cfg.default_scope == 'mmdet':
+        from mmdet.registry import MODELS
+    else:
+        from mmseg.registry import MODELS
+    torch.manual_seed(0)
+    with DefaultScope.overwrite_default_scope(cfg.default_scope):
+        model_cfg = _no_syncbn(cfg.to_dict()['model'])
+        if 'shapes' not in config:  # the shapes config is CPU-sized already
+            model_cfg = _thin(model_cfg)
+        model = MODELS.build(ConfigDict(model_cfg))
+    return cfg, model
+
+
+def _seg_batch(num_classes, size=64):
+    from mmengine.structures import PixelData
+    from mmseg.structures import SegDataSample
+    inputs, samples = [], []
+    for _ in range(2):
+        inputs.append(torch.randint(0, 255, (3, size, size), dtype=torch.uint8))
+        s = SegDataSample(metainfo=dict(img_shape=(size, size), ori_shape=(size, size)))
+        s.gt_sem_seg = PixelData(data=torch.randint(0, num_classes, (1, size, size)))
+        samples.append(s)
+    return dict(inputs=inputs, data_samples=samples)
+
+
+def test_all_recipes_present():
+    names = {osp.basename(c) for c in CONFIGS}
+    for prefix in ('mask-rcnn_r50-ea', 'retinanet_r50-ea', 'upernet_r50-ea', 'upernet_r101-ea',
+                   'fpn_r50-ea', 'fpn_r101-ea', 'upernet_ea-pvt', 'fpn_ea-pvt', 'eanet_r101-d8'):
+        assert any(n.startswith(prefix) for n in names), prefix
+
+
+@pytest.mark.parametrize('config', CONFIGS)
+def test_config_builds_and_trains_one_step(config):
+    from mmattn.models.attentions.external_attention import (
+        ExternalAttention,
+        MultiHeadExternalAttention,
+    )
+    cfg, model = _build(config)
+    ops = [m for m in model.modules()
+           if isinstance(m, (ExternalAttention, MultiHeadExternalAttention))]
+    assert ops, 'no external attention in the model'
+    model.train()
+    size = 64
+    if cfg.default_scope == 'mmdet':
+        from mmdet.testing import demo_mm_inputs
+        packed = demo_mm_inputs(2, [[3, size, size]] * 2, num_items=[2, 2], num_classes=80,
+                                with_mask='mask' in config)
+    else:
+        num_classes = model.decode_head.num_classes
+        packed = _seg_batch(num_classes, size)
+    data = model.data_preprocessor(packed, True)
+    if cfg.default_scope != 'mmdet':
+        data['inputs'] = data['inputs'][..., :size, :size]  # crop-size padding not needed
+    losses = model(**data, mode='loss')
+    total = sum(v for k, v in losses.items() if 'loss' in k and torch.is_tensor(v)) + sum(
+        sum(x) for k, v in losses.items() if 'loss' in k and isinstance(v, list) for x in [v])
+    assert torch.isfinite(total)
+    total.backward()
+    grads = [p.grad for op in ops for p in op.parameters()]
+    assert all(g is not None for g in grads)
+    # neck / head channels equal what the backbone produces
+    model.eval()
+    with torch.no_grad():
+        feats = model.backbone(torch.zeros(1, 3, size, size))
+    neck = getattr(model, 'neck', None)
+    if neck is not None:
+        assert list(neck.in_channels) == [f.shape[1] for f in feats]
+    else:
+        head = model.decode_head
+        index = head.in_index if isinstance(head.in_index, (list, tuple)) else [head.in_index]
+        expected = head.in_channels if isinstance(head.in_channels, (list, tuple)) else [
+            head.in_channels]
+        assert list(expected) == [feats[i].shape[1] for i in index]
+
+
+def test_plugin_recipes_keep_imagenet_init():
+    for config in CONFIGS:
+        cfg = Config.fromfile(osp.join(REPO, config))
+        plugins = cfg.model.backbone.get('plugins')
+        if not plugins or 'shapes' in config:
+            continue
+        assert cfg.model.backbone.init_cfg.type == 'Pretrained', config
+        assert plugins[0].position == 'after_conv3'
+        assert plugins[0].cfg.type == 'mmattn.ExternalAttentionBlock'
