@@ -184,8 +184,9 @@ class AtomicCheckpointHook(CheckpointHook):
     resume (deterministic runs continue bit-for-bit).
     """
 
-    def __init__(self, *args, **kwargs) -> None:
+    def __init__(self, *args, strict_load: Optional[bool] = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
+        self.strict_load = strict_load
         self._rng_to_restore = None
 
     def _is_local(self, runner) -> bool:
@@ -220,8 +221,18 @@ class AtomicCheckpointHook(CheckpointHook):
         checkpoint.setdefault('meta', {})['rng_state'] = rng
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        from mmengine.model import is_model_wrapper
+
+        from mmattn.utils.data_checks import _strip, compare_state_dicts
+        resume = getattr(runner, '_resume', False)
+        # MMEngine loads non-strictly and only warns: a checkpoint of another family would
+        # train or be evaluated from random weights. Refuse it here, before it is applied.
+        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        where = f"checkpoint {getattr(runner, '_load_from', None) or ''}".strip()
+        strict = resume if self.strict_load is None else self.strict_load
+        compare_state_dicts(model.state_dict(), _strip(checkpoint, None), where, strict=strict)
         # Only a resume continues the random stream; load_from / testing must not.
-        if getattr(runner, '_resume', False):
+        if resume:
             self._rng_to_restore = checkpoint.get('meta', {}).get('rng_state')
 
     def _save_checkpoint_with_step(self, runner, step, meta) -> None:
@@ -260,10 +271,15 @@ class AtomicCheckpointHook(CheckpointHook):
                 self.file_backend.rmtree(path)
 
 
-def enable_crash_safe_checkpoints(cfg) -> None:
+def enable_crash_safe_checkpoints(cfg, strict_load: Optional[bool] = None) -> None:
     """Swap the config's stock ``CheckpointHook`` for :class:`AtomicCheckpointHook`.
 
     A custom checkpoint hook type chosen by the user is left alone.
+
+    Args:
+        cfg (Config): The run's config, changed in place.
+        strict_load (bool, optional): Require the loaded checkpoint to fit the model exactly
+            (testing); None: exactly when resuming, loosely for ``load_from`` fine-tuning.
     """
     hooks = cfg.get('default_hooks')
     if not hooks or not hooks.get('checkpoint'):
@@ -271,3 +287,5 @@ def enable_crash_safe_checkpoints(cfg) -> None:
     ckpt = hooks['checkpoint']
     if ckpt.get('type') in ('CheckpointHook', 'mmengine.CheckpointHook'):
         ckpt['type'] = 'mmattn.AtomicCheckpointHook'
+        if strict_load is not None:
+            ckpt['strict_load'] = strict_load

@@ -1,0 +1,327 @@
+"""Pre-flight checks of a user's data, model config and checkpoints, each failing in one line.
+
+``tools/train.py`` and ``tools/test.py`` call :func:`preflight` before building the runner, so
+a mistake surfaces in seconds as ``error: <what> (<where>); <what to do>`` instead of as a
+traceback an hour into training, or worse, as silently dropped annotations. The checks only
+read files. What is checked:
+
+* COCO JSON: every image exists, decodes as an 8-bit image of the size the JSON states (a
+  grayscale image is accepted: ``LoadImageFromFile`` converts it to 3 channels, and COCO has
+  such images); every box lies inside its image and has a positive area; image/category ids
+  resolve; the config's class names occur in the JSON.
+* Semantic segmentation folders: at least one image, each with its label map; label maps
+  have the image's size and no value above the class count.
+* The mmattn backbone config builds (unknown arch names, attention types and ``out_indices``
+  fail with the valid choices), and a ``Pretrained`` checkpoint belongs to that backbone.
+* The checkpoint to load or resume from is complete (a truncated file is named as such).
+
+On large datasets image headers and label maps are checked on an evenly spread sample
+(``MMATTN_DATA_CHECK_LIMIT``, default 5000 images and 300 label maps); existence is checked
+for every file. ``MMATTN_SKIP_DATA_CHECKS=1`` skips the dataset part.
+"""
+import json
+import os
+import os.path as osp
+from typing import Dict, Iterable, List, Optional
+
+import numpy as np
+
+from .cli import UserInputError, _iter_datasets
+
+IMAGE_LIMIT = int(os.environ.get('MMATTN_DATA_CHECK_LIMIT', 5000))
+LABEL_LIMIT = max(1, IMAGE_LIMIT // 16)
+
+
+def _spread(items: List, limit: int) -> List:
+    """At most ``limit`` items, evenly spread (deterministic)."""
+    if len(items) <= limit:
+        return items
+    step = len(items) / limit
+    return [items[int(i * step)] for i in range(limit)]
+
+
+def _more(n: int) -> str:
+    return f' (and {n} more such problem{"s" if n > 1 else ""})' if n else ''
+
+
+def image_header(path: str, where: str):
+    """``(width, height, mode)`` of an image file, or a :class:`UserInputError`."""
+    from PIL import Image, UnidentifiedImageError
+    if not osp.isfile(path):
+        raise UserInputError(f'image {path} does not exist ({where}); add the file or remove '
+                             f'its entry')
+    try:
+        with Image.open(path) as im:
+            size, mode = im.size, im.mode
+            im.verify()  # checks the container structure (PNG CRCs, JPEG markers)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        raise UserInputError(f'image {path} is corrupt or not an image ({where}): {err}; '
+                             f're-export or remove it') from None
+    if mode in ('I;16', 'I;16B', 'I;16L', 'I;16N', 'I', 'F'):
+        raise UserInputError(
+            f'image {path} is {mode} ({"16-bit" if mode.startswith("I;16") else "high bit depth"}'
+            f') ({where}); the image pipeline decodes to 8 bits and would crush it to near black; '
+            f'convert it to 8-bit RGB (e.g. scale to 0-255 and save as PNG/JPEG)')
+    return size[0], size[1], mode
+
+
+def check_coco_contents(ann_path: str, img_dir: str, classes: Optional[Iterable[str]] = None,
+                        split: str = 'train') -> None:
+    """Check a COCO instances JSON against its image folder (see the module docstring)."""
+    from .cli import check_coco_json
+    check_coco_json(ann_path)  # valid JSON with images/annotations/categories, >= 1 image
+    with open(ann_path, encoding='utf-8') as f:
+        data = json.load(f)
+    where = f'{split} annotations {ann_path}'
+    images: Dict = {}
+    for img in data['images']:
+        if not isinstance(img, dict) or not {'id', 'file_name', 'width', 'height'} <= set(img):
+            raise UserInputError(f'an entry of "images" lacks id/file_name/width/height ({where})'
+                                 f': {str(img)[:80]}; every image needs all four')
+        images[img['id']] = img
+    cats = {c.get('id'): c.get('name') for c in data['categories'] if isinstance(c, dict)}
+    if classes is not None:
+        classes = list(classes)
+        if classes and not set(classes) & set(cats.values()):
+            raise UserInputError(
+                f'none of the config classes {classes[:5]} occurs among the JSON categories '
+                f'{sorted(map(str, cats.values()))[:5]} ({where}); every annotation would be '
+                f'dropped: set metainfo.classes to the JSON category names')
+
+    problems = []
+    for ann in data['annotations']:
+        img = images.get(ann.get('image_id'))
+        aid = ann.get('id')
+        if img is None:
+            problems.append(f'annotation {aid} refers to image_id {ann.get("image_id")}, which '
+                            f'"images" does not list; fix the image_id or add the image')
+            continue
+        if ann.get('category_id') not in cats:
+            problems.append(f'annotation {aid} has category_id {ann.get("category_id")}, which '
+                            f'"categories" does not list; fix it or add the category')
+            continue
+        box = ann.get('bbox')
+        if not (isinstance(box, (list, tuple)) and len(box) == 4):
+            problems.append(f'annotation {aid} has no [x, y, w, h] bbox; add one')
+            continue
+        x, y, w, h = (float(v) for v in box)
+        name = img['file_name']
+        if w <= 0 or h <= 0:
+            problems.append(f'annotation {aid} on {name} has a zero-area box {box} (w and h '
+                            f'must be > 0); fix the box or delete the annotation')
+        elif x < -1 or y < -1 or x + w > img['width'] + 1 or y + h > img['height'] + 1:
+            problems.append(
+                f'annotation {aid} on {name} has box {box} outside the {img["width"]}x'
+                f'{img["height"]} image; clip the box to the image or fix width/height')
+    if problems:
+        raise UserInputError(f'{problems[0]} ({where}){_more(len(problems) - 1)}')
+
+    entries = sorted(images.values(), key=lambda i: str(i['file_name']))
+    missing = [i['file_name'] for i in entries
+               if not osp.isfile(osp.join(img_dir, i['file_name']))]
+    if missing:
+        raise UserInputError(f'image {osp.join(img_dir, missing[0])} listed in {ann_path} does '
+                             f'not exist{_more(len(missing) - 1)}; check data_root/data_prefix '
+                             f'or add the files')
+    for img in _spread(entries, IMAGE_LIMIT):
+        path = osp.join(img_dir, img['file_name'])
+        w, h, _ = image_header(path, where)
+        if (w, h) != (img['width'], img['height']):
+            raise UserInputError(
+                f'image {path} is {w}x{h} but {ann_path} says {img["width"]}x{img["height"]}; '
+                f'boxes and masks would be misplaced: fix width/height in the JSON')
+
+
+def _seg_classes(ds: dict) -> Optional[List[str]]:
+    meta = ds.get('metainfo') or {}
+    if meta.get('classes'):
+        return list(meta['classes'])
+    try:
+        from mmseg.registry import DATASETS
+        cls = DATASETS.get(ds.get('type', 'BaseSegDataset'))
+        return list(getattr(cls, 'METAINFO', {}).get('classes', [])) or None
+    except Exception:  # mmseg absent or unknown type: skip the label-range check
+        return None
+
+
+def check_seg_contents(ds: dict, split: str = 'train') -> None:
+    """Check an mmseg folder dataset (images + label maps) described by ``ds``."""
+    import cv2
+    root = ds.get('data_root', '') or ''
+    prefix = ds.get('data_prefix', {}) or {}
+    img_dir = osp.join(root, prefix.get('img_path', ''))
+    seg_dir = osp.join(root, prefix.get('seg_map_path', ''))
+    img_suffix = ds.get('img_suffix', '.jpg')
+    seg_suffix = ds.get('seg_map_suffix', '.png')
+    if ds.get('ann_file'):
+        return  # split files: the lists are the user's own; existence is checked by mmseg
+    images = sorted(
+        osp.relpath(osp.join(d, f), img_dir) for d, _, files in os.walk(img_dir)
+        for f in files if f.endswith(img_suffix))
+    if not images:
+        raise UserInputError(f'{split} image folder {img_dir} holds no *{img_suffix} files; '
+                             f'put the images there or fix data_prefix.img_path/img_suffix')
+    if not prefix.get('seg_map_path'):
+        return
+    missing = [i for i in images
+               if not osp.isfile(osp.join(seg_dir, i[:-len(img_suffix)] + seg_suffix))]
+    if missing:
+        path = osp.join(seg_dir, missing[0][:-len(img_suffix)] + seg_suffix)
+        raise UserInputError(f'label map {path} for image {osp.join(img_dir, missing[0])} does '
+                             f'not exist{_more(len(missing) - 1)}; add it or remove the image')
+    classes = _seg_classes(ds)
+    reduce_zero = bool(ds.get('reduce_zero_label', False))
+    top = None if classes is None else len(classes) - (0 if reduce_zero else 1)
+    for rel in _spread(images, LABEL_LIMIT):
+        seg_path = osp.join(seg_dir, rel[:-len(img_suffix)] + seg_suffix)
+        label = cv2.imread(seg_path, cv2.IMREAD_UNCHANGED)
+        if label is None:
+            raise UserInputError(f'label map {seg_path} is corrupt or not an image ({split} '
+                                 f'split); re-export it')
+        if label.ndim == 3:
+            raise UserInputError(f'label map {seg_path} has {label.shape[2]} channels; label '
+                                 f'maps hold one class index per pixel: save it single-channel')
+        w, h, _ = image_header(osp.join(img_dir, rel), f'{split} split')
+        if label.shape != (h, w):
+            raise UserInputError(f'label map {seg_path} is {label.shape[1]}x{label.shape[0]} '
+                                 f'but its image is {w}x{h}; they must match pixel for pixel')
+        if top is not None:
+            values = np.unique(label)
+            bad = values[(values > top) & (values != 255)]
+            if bad.size:
+                raise UserInputError(
+                    f'label map {seg_path} has value {int(bad.max())} but the dataset has '
+                    f'{len(classes)} classes (valid: 0-{top}, 255 = ignore'
+                    f'{", 0 = ignored under reduce_zero_label" if reduce_zero else ""}); '
+                    f'remap the labels or set metainfo.classes')
+
+
+def check_dataset_contents(cfg, splits=('train', 'val', 'test')) -> None:
+    """Run the content checks on every dataset of ``splits`` (after the path checks)."""
+    if os.environ.get('MMATTN_SKIP_DATA_CHECKS'):
+        return
+    seen = set()
+    for split in splits:
+        loader = cfg.get(f'{split}_dataloader')
+        if not loader:
+            continue
+        for ds in _iter_datasets(loader.get('dataset', {})):
+            root = ds.get('data_root', '') or ''
+            ann = ds.get('ann_file', '') or ''
+            ann_path = ann if (not ann or osp.isabs(ann)) else osp.join(root, ann)
+            key = (ann_path, str(ds.get('data_prefix')))
+            if key in seen:
+                continue
+            seen.add(key)
+            if ann_path.endswith('.json'):
+                prefix = ds.get('data_prefix', {}) or {}
+                img_dir = osp.join(root, prefix.get('img', prefix.get('img_path', '')))
+                classes = (ds.get('metainfo') or {}).get('classes')
+                check_coco_contents(ann_path, img_dir, classes, split)
+            elif 'seg_map_path' in (ds.get('data_prefix') or {}):
+                check_seg_contents(ds, split)
+
+
+def compare_state_dicts(model_sd: dict, ckpt_sd: dict, where: str, strict: bool) -> None:
+    """Fail when a checkpoint evidently belongs to another family or variant.
+
+    ``strict`` (backbone weights, resume): at least 90% of the model's and of the
+    checkpoint's tensors must match by name and shape, and no common name may differ in shape.
+    Otherwise (``load_from`` a full detector, where a new ``num_classes`` legitimately changes
+    the heads): at least half of the model's tensors must match.
+    """
+    common = [k for k in model_sd if k in ckpt_sd]
+    shape_bad = [k for k in common
+                 if tuple(getattr(ckpt_sd[k], 'shape', ())) != tuple(model_sd[k].shape)]
+    matched = len(common) - len(shape_bad)
+    frac_model = matched / max(len(model_sd), 1)
+    frac_ckpt = matched / max(len(ckpt_sd), 1)
+    if strict:
+        bad = frac_model < 0.9 or frac_ckpt < 0.9 or shape_bad
+    else:
+        bad = frac_model < 0.5
+    if not bad:
+        return
+    detail = ''
+    if shape_bad:
+        k = shape_bad[0]
+        detail = (f'; e.g. {k} is {tuple(ckpt_sd[k].shape)} in the checkpoint but '
+                  f'{tuple(model_sd[k].shape)} in the model')
+    else:
+        missing = [k for k in model_sd if k not in ckpt_sd]
+        if missing:
+            detail = f'; e.g. the model\'s {missing[0]} is absent'
+        elif ckpt_sd:
+            detail = f'; e.g. the checkpoint\'s {next(iter(ckpt_sd))} is unknown to the model'
+    raise UserInputError(
+        f'{where} does not fit the model: {matched} of its {len(model_sd)} tensors match by '
+        f'name and shape ({len(ckpt_sd)} in the checkpoint){detail}. It is from another family '
+        f'or variant: pick the checkpoint of this arch, or convert the official one with '
+        f'tools/model_converters')
+
+
+def _strip(sd: dict, prefix: Optional[str]) -> dict:
+    if 'state_dict' in sd and isinstance(sd['state_dict'], dict):
+        sd = sd['state_dict']
+    if prefix:
+        prefix = prefix if prefix.endswith('.') else prefix + '.'
+        sd = {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
+    return {k[7:] if k.startswith('module.') else k: v for k, v in sd.items()}
+
+
+def check_checkpoint_file(path: str, what: str) -> None:
+    """A local checkpoint must exist and be complete before a run starts."""
+    from mmattn.engine.hooks import is_complete_checkpoint
+    if not path or '://' in str(path):
+        return
+    if not osp.isfile(path):
+        raise UserInputError(f'{what} {path} does not exist; check the path')
+    if not is_complete_checkpoint(path):
+        raise UserInputError(
+            f'{what} {path} is truncated or corrupt (its archive is incomplete or fails the '
+            f'CRC check); re-download or re-convert it, or use --resume without a path to take '
+            f'the newest complete checkpoint')
+
+
+def check_model_config(cfg) -> None:
+    """Build an mmattn backbone of ``cfg`` once, turning config mistakes into one line."""
+    model = cfg.get('model') or {}
+    backbone = model.get('backbone')
+    if not isinstance(backbone, dict) or not str(backbone.get('type', '')).startswith('mmattn.'):
+        return
+    import mmattn.models  # noqa: F401  (registers the backbones)
+    from mmattn.registry import MODELS
+    name = backbone['type'].split('.', 1)[1]
+    if MODELS.get(name) is None:
+        from mmattn.models import backbones
+        valid = sorted(k for k, v in MODELS.module_dict.items()
+                       if v.__module__.startswith(backbones.__name__))
+        raise UserInputError(f"model.backbone.type 'mmattn.{name}' is not an mmattn backbone; "
+                             f'valid: {", ".join(valid)}')
+    args = {k: v for k, v in backbone.items() if k not in ('type', 'init_cfg', '_delete_')}
+    try:
+        built = MODELS.build(dict(type=name, _scope_='mmattn', **args))
+    except (KeyError, ValueError, TypeError, AssertionError, IndexError) as err:
+        msg = str(err.args[0] if isinstance(err, KeyError) and err.args else err)
+        raise UserInputError(f'model.backbone (mmattn.{name}) is invalid: '
+                             f'{msg.splitlines()[0] if msg else type(err).__name__}; '
+                             f'fix the config') from None
+    init = backbone.get('init_cfg')
+    if isinstance(init, dict) and init.get('type') == 'Pretrained' and init.get('checkpoint'):
+        path = init['checkpoint']
+        if '://' in str(path):
+            return
+        check_checkpoint_file(path, 'model.backbone.init_cfg checkpoint')
+        from .checkpoint import safe_load
+        ckpt = safe_load(path)
+        compare_state_dicts(built.state_dict(), _strip(ckpt, init.get('prefix')),
+                            f'backbone checkpoint {path}', strict=True)
+
+
+def preflight(cfg, splits=('train', 'val')) -> None:
+    """All pre-flight checks of a run: data contents, model config, checkpoint to load."""
+    check_dataset_contents(cfg, splits)
+    check_model_config(cfg)
+    if cfg.get('load_from'):
+        what = 'checkpoint to resume from' if cfg.get('resume') else 'checkpoint'
+        check_checkpoint_file(cfg.load_from, what)
