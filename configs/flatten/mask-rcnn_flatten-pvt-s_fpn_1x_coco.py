@@ -1,0 +1,7 @@
+# Mask R-CNN + FPN with FLatten-PVT-S, COCO 1x: the PVT-T recipe; drop path 0.1 (ImageNet
+# config cfgs/flatten_pvt_s.yaml).
+_base_ = './mask-rcnn_flatten-pvt-t_fpn_1x_coco.py'
+model = dict(
+    backbone=dict(
+        arch='small', drop_path_rate=0.1,
+        init_cfg=dict(type='Pretrained', checkpoint='pretrained/flatten_pvt_s_mmattn.pth')))

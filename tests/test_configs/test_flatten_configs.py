@@ -1,0 +1,208 @@
+"""FLatten recipes: parse, build, one training step; the shapes config end to end.
+
+Full-size builds with channel checks run in tests/test_configs/test_all_configs.py; here each
+recipe's backbone is thinned (PVT widths 16-32-48-64, Swin width 16, one or two blocks per
+stage; consumers' in_channels scaled to match) so one forward/backward fits the CPU budget.
+Heads, losses, optimizer settings and letters stay the config's. Thinning replaces ``arch``,
+so a sibling that differs from its primitive only in ``arch``/``drop_path_rate``/checkpoint
+would train the very same thin model: siblings are instead checked to differ from their
+primitive in exactly those keys, and the training step runs for the primitives, Swin-B (own
+head widths) and the shapes config.
+"""
+import glob
+import json
+import os.path as osp
+import re
+
+import pytest
+import torch
+from mmengine.config import Config, ConfigDict
+from mmengine.registry import DefaultScope, init_default_scope
+from mmengine.utils import import_modules_from_strings
+
+from mmattn.models.attentions.focused_linear_attention import FocusedLinearAttention
+from mmattn.utils.checkpoint import save_atomic
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+SHAPES = 'configs/shapes/fpn_flatten-pvt-nano_shapes.py'
+CONFIGS = sorted(osp.relpath(p, REPO) for p in glob.glob(
+    osp.join(REPO, 'configs', 'flatten', '*.py'))) + [SHAPES]
+PVT_DIMS = {64: 16, 128: 32, 320: 48, 512: 64}
+
+
+def _bn_only(obj):
+    """SyncBN needs a process group; one CPU step uses BN with the same parameters."""
+    if isinstance(obj, dict):
+        return {k: 'BN' if (k == 'type' and v == 'SyncBN') else _bn_only(v)
+                for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_bn_only(v) for v in obj)
+    return obj
+
+
+def _thin(model):
+    bb = model['backbone']
+    if bb['type'].endswith('FLattenPVT'):
+        bb['arch'] = dict(embed_dims=[16, 32, 48, 64], num_heads=[1, 2, 3, 4],
+                          mlp_ratios=[2, 2, 2, 2], depths=[1, 1, 1, 1], sr_ratios=[8, 4, 2, 1])
+        scale = PVT_DIMS.get
+    else:
+        base = {'tiny': 96, 'small': 96, 'base': 128}[bb['arch']]
+        bb['arch'] = dict(embed_dims=16, depths=[2, 2, 2, 2], num_heads=[1, 2, 2, 4])
+        scale = lambda c: c * 16 // base  # noqa: E731
+    for key in ('neck', 'decode_head', 'auxiliary_head'):
+        part = model.get(key)
+        if part and 'in_channels' in part and not (key != 'neck' and model.get('neck')):
+            c = part['in_channels']
+            part['in_channels'] = [scale(x) for x in c] if isinstance(c, list) else scale(c)
+    return model
+
+
+def _build(config, thin=True):
+    cfg = Config.fromfile(osp.join(REPO, config))
+    import_modules_from_strings(**cfg.custom_imports)
+    init_default_scope(cfg.default_scope)
+    if cfg.default_scope == 'mmdet':
+        from mmdet.registry import MODELS
+    else:
+        from mmseg.registry import MODELS
+    model_cfg = _bn_only(cfg.to_dict()['model'])
+    if thin and 'shapes' not in config:
+        model_cfg = _thin(model_cfg)
+    torch.manual_seed(0)
+    with DefaultScope.overwrite_default_scope(cfg.default_scope):
+        model = MODELS.build(ConfigDict(model_cfg))
+    return cfg, model
+
+
+def _seg_inputs(num_classes, size):
+    from mmengine.structures import PixelData
+    from mmseg.structures import SegDataSample
+    inputs, samples = [], []
+    for _ in range(2):
+        inputs.append(torch.randint(0, 256, (3, size, size), dtype=torch.uint8))
+        sample = SegDataSample(metainfo=dict(img_shape=(size, size), ori_shape=(size, size)))
+        sample.gt_sem_seg = PixelData(data=torch.randint(0, num_classes, (1, size, size)))
+        samples.append(sample)
+    return dict(inputs=inputs, data_samples=samples)
+
+
+def test_recipes_for_every_head_and_variant():
+    names = {osp.basename(c) for c in CONFIGS}
+    for v in 'tsml':
+        for name in (f'mask-rcnn_flatten-pvt-{v}_fpn_1x_coco.py',
+                     f'retinanet_flatten-pvt-{v}_fpn_1x_coco.py',
+                     f'fpn_flatten-pvt-{v}_8xb2-40k_ade20k-512x512.py'):
+            assert name in names, name
+    for v in 'tsb':
+        assert f'upernet_flatten-swin-{v}_8xb2-160k_ade20k-512x512.py' in names
+
+
+def test_recipe_hyper_parameters():
+    """The settings the README attributes to the PVT / Swin protocols are the ones in effect."""
+    arch = {'t': 'tiny', 's': 'small', 'm': 'medium', 'l': 'large', 'b': 'base'}
+    drop = {'t': 0.1, 's': 0.1, 'm': 0.3, 'l': 0.3}
+    for config in CONFIGS[:-1]:
+        cfg = Config.fromfile(osp.join(REPO, config))
+        fam, v = osp.basename(config).split('flatten-')[1][:6].split('-')
+        v = v[0]
+        bb = cfg.model.backbone
+        assert bb.type == ('mmattn.FLattenPVT' if fam == 'pvt' else 'mmattn.FLattenSwin')
+        assert bb.arch == arch[v]
+        assert bb.init_cfg == dict(type='Pretrained',
+                                   checkpoint=f'pretrained/flatten_{fam}_{v}_mmattn.pth')
+        opt = cfg.optim_wrapper.optimizer
+        assert opt.type == 'AdamW'
+        if 'mask-rcnn' in config:
+            assert (opt.lr, opt.weight_decay, cfg.train_cfg.max_epochs) == (2e-4, 1e-4, 12)
+        elif 'retinanet' in config:
+            assert (opt.lr, opt.weight_decay, cfg.train_cfg.max_epochs) == (1e-4, 1e-4, 12)
+        elif 'upernet' in config:
+            assert (opt.lr, opt.weight_decay, cfg.train_cfg.max_iters) == (6e-5, 0.01, 160000)
+            assert bb.attn_types == 'LLSS' and bb.drop_path_rate == 0.3
+        else:
+            assert (opt.lr, opt.weight_decay, cfg.train_cfg.max_iters) == (2e-4, 1e-4, 40000)
+        if fam == 'pvt':
+            assert bb.drop_path_rate == drop[v]
+            assert cfg.model.neck.in_channels == [64, 128, 320, 512]
+        if cfg.default_scope == 'mmseg':
+            assert cfg.train_dataloader.batch_size == 2
+
+
+PRIMITIVES = [c for c in CONFIGS if '-t_' in c or 'swin-b' in c or c == SHAPES]
+
+
+def _flat(d, prefix=''):
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f'{prefix}{k}.'))
+        else:
+            out[f'{prefix}{k}'] = v
+    return out
+
+
+@pytest.mark.parametrize('config', [c for c in CONFIGS if c not in PRIMITIVES])
+def test_siblings_differ_from_primitive_only_in_backbone_variant(config):
+    cfg = Config.fromfile(osp.join(REPO, config))
+    with open(osp.join(REPO, config)) as f:
+        parent = re.search(r"^_base_ = '(.+)'$", f.read(), re.M).group(1)
+    base = Config.fromfile(osp.join(REPO, osp.dirname(config), parent))
+    a, b = _flat(cfg.to_dict()), _flat(base.to_dict())
+    diff = {k for k in set(a) | set(b) if a.get(k) != b.get(k)}
+    allowed = {'model.backbone.arch', 'model.backbone.drop_path_rate',
+               'model.backbone.init_cfg.checkpoint'}
+    assert diff <= allowed, diff - allowed
+    assert 'model.backbone.arch' in diff
+
+
+@pytest.mark.parametrize('config', PRIMITIVES)
+def test_builds_and_trains_one_step(config):
+    cfg, model = _build(config)
+    ops = [m for m in model.backbone.modules() if isinstance(m, FocusedLinearAttention)]
+    assert ops, 'no focused linear attention in the backbone'
+    model.train()
+    size = 64
+    if cfg.default_scope == 'mmdet':
+        from mmdet.testing import demo_mm_inputs
+        packed = demo_mm_inputs(2, [[3, size, size]] * 2, num_items=[2, 3], num_classes=80,
+                                with_mask='mask-rcnn' in config)
+    else:
+        packed = _seg_inputs(model.decode_head.num_classes, size)
+        model.data_preprocessor.size = (size, size)  # the 64 px batch, not the 512 crop
+    data = model.data_preprocessor(packed, True)
+    losses = model(**data, mode='loss')
+    parsed, _ = model.parse_losses(losses)
+    assert torch.isfinite(parsed)
+    parsed.backward()
+    assert all(op.q.weight.grad is not None for op in ops)
+    model.eval()
+    with torch.no_grad():
+        feats = model.backbone(torch.zeros(1, 3, size, size))
+    channels = [f.shape[1] for f in feats]
+    consumer = getattr(model, 'neck', None) or model.decode_head
+    assert list(consumer.in_channels) == channels
+
+
+def test_shapes_config_trains_and_tests_end_to_end(tool, shapes_data, tmp_path):
+    """tools/train.py for 20 iterations, then tools/test.py; beats the untrained model."""
+    subset = 'test_dataloader.dataset.indices=24'  # 24 validation images keep it CPU-sized
+    _, model = _build(SHAPES)
+    model.init_weights()
+    untrained_ckpt = str(tmp_path / 'untrained.pth')
+    save_atomic({'state_dict': model.state_dict(), 'meta': {}}, untrained_ckpt)
+    tool('test.py', SHAPES, untrained_ckpt, '--work-dir', str(tmp_path / 'untrained'),
+         '--cfg-options', subset)
+    work = str(tmp_path / 'run')
+    tool('train.py', SHAPES, '--work-dir', work, '--cfg-options', 'train_cfg.max_iters=20',
+         'train_cfg.val_interval=1000', 'default_hooks.checkpoint.interval=20')
+    ckpt = osp.join(work, 'iter_20.pth')
+    assert osp.isfile(ckpt)
+    tool('test.py', SHAPES, ckpt, '--work-dir', str(tmp_path / 'trained'), '--cfg-options',
+         subset)
+    metrics = []
+    for name in ('untrained', 'trained'):
+        with open(osp.join(tmp_path, name, 'metrics.json')) as f:
+            metrics.append(json.load(f))
+    assert metrics[1]['aAcc'] > metrics[0]['aAcc'] + 10, metrics
+    assert metrics[1]['mIoU'] > metrics[0]['mIoU'], metrics
