@@ -1,0 +1,6 @@
+# UperNet with Shunted-B on ADE20K (same recipe as Shunted-S).
+_base_ = './upernet_shunted-s_8xb2-160k_ade20k-512x512.py'
+model = dict(
+    backbone=dict(
+        arch='base',
+        init_cfg=dict(type='Pretrained', checkpoint='pretrained/shunted_b_mmattn.pth')))
