@@ -90,21 +90,39 @@ def save_cache(cache: dict, path: str) -> None:
 
 
 def complexity(path: str, cache: dict, compute: bool = True, cfg=None,
-               shape: Optional[Tuple[int, int]] = None) -> Optional[dict]:
-    """Params/FLOPs of a config's whole model at ``shape`` (default: the papers'), cached."""
+               shape: Optional[Tuple[int, int]] = None,
+               flops: bool = True) -> Optional[dict]:
+    """Params/FLOPs of a config's whole model at ``shape`` (default: the papers'), cached.
+
+    With ``flops=False`` only the parameters are counted (building the model is quick,
+    tracing a COCO detector is not); such an entry has ``flops=None`` and is completed by a
+    later call with ``flops=True``.
+    """
     from mmengine.config import Config
 
-    from .flops import config_complexity
+    from .flops import (
+        DEFAULT_SHAPES,
+        build_model_from_cfg,
+        config_complexity,
+        count_params,
+        task_of,
+    )
     cfg = cfg if cfg is not None else Config.fromfile(path)
     key = model_key(cfg)
     hit = cache.get(path.replace(os.sep, '/'))
     if hit and hit.get('key') == key and (shape is None or hit['shape'] == list(shape)):
-        return hit
+        if hit.get('flops') is not None or not (compute and flops):
+            return hit
     if not compute:
         return None
-    res = config_complexity(cfg, shape)
-    entry = dict(key=key, shape=list(res['shape']), params=res['params'], flops=res['flops'],
-                 task=res['task'], uncounted=res['uncounted_products'])
+    if flops:
+        res = config_complexity(cfg, shape)
+        entry = dict(key=key, shape=list(res['shape']), params=res['params'],
+                     flops=res['flops'], task=res['task'], uncounted=res['uncounted_products'])
+    else:
+        task = task_of(cfg)
+        entry = dict(key=key, shape=list(shape or DEFAULT_SHAPES[task]), task=task, flops=None,
+                     params=count_params(build_model_from_cfg(cfg)), uncounted={})
     cache[path.replace(os.sep, '/')] = entry
     return entry
 
@@ -235,7 +253,8 @@ def _to_number(text: str) -> Optional[float]:
 def build_rows(configs_root: str, cache: dict, compute: bool = True,
                progress: bool = False, only: Optional[str] = None,
                on_update: Optional[Callable[[dict], None]] = None,
-               shape: Optional[Tuple[int, int]] = None) -> List[dict]:
+               shape: Optional[Tuple[int, int]] = None,
+               flops_only: Optional[str] = None) -> List[dict]:
     """One dict per config with everything the tables show.
 
     Args:
@@ -246,6 +265,8 @@ def build_rows(configs_root: str, cache: dict, compute: bool = True,
         only (str, optional): Regex; trace only matching config paths.
         on_update (callable, optional): Called with the cache after each traced config.
         shape (tuple, optional): Input (H, W) instead of the papers' sizes.
+        flops_only (str, optional): Regex; trace FLOPs only for matching config paths and
+            count just the parameters of the others.
     """
     from mmengine.config import Config
     items = []
@@ -265,7 +286,8 @@ def build_rows(configs_root: str, cache: dict, compute: bool = True,
         info = describe(path, cfg)
         todo = compute and (only is None or re.search(only, path))
         try:
-            cx = complexity(path, cache, bool(todo), cfg, shape)
+            cx = complexity(path, cache, bool(todo), cfg, shape,
+                            flops=not flops_only or bool(re.search(flops_only, path)))
         except Exception as err:  # one broken config must not stop the zoo
             from mmengine.logging import MMLogger
             MMLogger.get_current_instance().warning(f'{path}: {type(err).__name__}: {err}')

@@ -26,6 +26,9 @@ def parse_args(argv=None):
     parser.add_argument('--no-compute', action='store_true',
                         help='do not trace configs missing from the cache')
     parser.add_argument('--only', help='compute only configs whose path matches this regex')
+    parser.add_argument('--flops-only', metavar='REGEX',
+                        help='trace FLOPs only for matching configs; count just the params of '
+                        'the others (FLOPs shown as "—")')
     parser.add_argument('--shape', type=int, nargs=2, metavar=('H', 'W'),
                         help='count at this input instead of the papers\' sizes (quick looks)')
     parser.add_argument('--link-prefix', default=None,
@@ -45,7 +48,7 @@ def main(argv=None):
         items = mz.build_rows(
             args.configs, cache, compute=not args.no_compute, progress=True, only=args.only,
             on_update=(lambda c: mz.save_cache(c, args.cache)) if args.cache else None,
-            shape=tuple(args.shape) if args.shape else None)
+            shape=tuple(args.shape) if args.shape else None, flops_only=args.flops_only)
     out_dir = osp.dirname(osp.abspath(args.out))
     os.makedirs(out_dir, exist_ok=True)
     prefix = args.link_prefix
