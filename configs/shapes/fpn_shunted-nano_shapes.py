@@ -17,3 +17,6 @@ param_scheduler = [
     dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=5),
     dict(type='PolyLR', power=1.0, begin=5, end=max_iters, eta_min=1e-5, by_epoch=False)
 ]
+# `indices=N` (e.g. --cfg-options test_dataloader.dataset.indices=24) tests on the first N
+# images only; None uses them all.
+test_dataloader = dict(dataset=dict(indices=None))
