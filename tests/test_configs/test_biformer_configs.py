@@ -1,0 +1,149 @@
+"""Every BiFormer recipe parses, builds, matches channels and takes a training step; the
+shapes config trains end to end through tools/train.py + tools/test.py."""
+import glob
+import json
+import os.path as osp
+
+import pytest
+import torch
+from mmengine.config import Config, ConfigDict
+from mmengine.registry import DefaultScope, init_default_scope
+from mmengine.utils import import_modules_from_strings
+
+from mmattn.models.attentions.bi_level_routing_attention import (
+    BiLevelRoutingAttention,
+    GlobalAttentionLePE,
+)
+from mmattn.utils.checkpoint import save_atomic
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+CONFIGS = sorted(osp.relpath(p, REPO) for p in glob.glob(
+    osp.join(REPO, 'configs', 'biformer', '*.py')))
+SHAPES = 'configs/shapes/fpn_biformer-nano_shapes.py'
+
+
+def _no_syncbn(obj):
+    """SyncBN needs a process group; a single CPU step uses BN (same parameters)."""
+    if isinstance(obj, dict):
+        return {k: ('BN' if k == 'type' and v == 'SyncBN' else _no_syncbn(v))
+                for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_no_syncbn(v) for v in obj)
+    return obj
+
+
+def _build(config):
+    cfg = Config.fromfile(osp.join(REPO, config))
+    if cfg.get('custom_imports'):
+        import_modules_from_strings(**cfg.custom_imports)
+    init_default_scope(cfg.default_scope)
+    if cfg.default_scope == 'mmdet':
+        from mmdet.registry import MODELS
+    else:
+        from mmseg.registry import MODELS
+    torch.manual_seed(0)
+    with DefaultScope.overwrite_default_scope(cfg.default_scope):
+        model = MODELS.build(ConfigDict(_no_syncbn(cfg.to_dict()['model'])))
+    return cfg, model
+
+
+def test_all_recipes_present():
+    names = {osp.basename(c) for c in CONFIGS}
+    for variant in 'tsb':
+        for name in (f'mask-rcnn_biformer-{variant}_fpn_1x_coco.py',
+                     f'retinanet_biformer-{variant}_fpn_1x_coco.py',
+                     f'upernet_biformer-{variant}_8xb2-160k_ade20k-512x512.py',
+                     f'fpn_biformer-{variant}_8xb4-80k_ade20k-512x512.py'):
+            assert name in names, name
+
+
+def test_official_hyper_parameters():
+    """Spot checks of what the official object_detection/ and semantic_segmentation/ set."""
+    c = Config.fromfile(osp.join(REPO, 'configs/biformer/mask-rcnn_biformer-b_fpn_1x_coco.py'))
+    assert (c.model.backbone.n_win, c.model.backbone.drop_path_rate) == (16, 0.3)
+    assert c.model.backbone.norm_eval and c.optim_wrapper.optimizer.weight_decay == 0.05
+    assert c.optim_wrapper.paramwise_cfg.custom_keys.norm.decay_mult == 0.
+    c = Config.fromfile(osp.join(REPO, 'configs/biformer/retinanet_biformer-s_fpn_1x_coco.py'))
+    assert (c.model.neck.start_level, c.model.neck.add_extra_convs) == (1, 'on_input')
+    assert c.optim_wrapper.optimizer.weight_decay == 0.0001
+    c = Config.fromfile(osp.join(
+        REPO, 'configs/biformer/upernet_biformer-s_8xb2-160k_ade20k-512x512.py'))
+    assert (c.model.backbone.n_win, c.model.backbone.drop_path_rate) == (8, 0.3)
+    assert c.train_dataloader.batch_size == 2 and c.optim_wrapper.optimizer.lr == 6e-5
+    assert c.train_cfg.max_iters == 160000
+    c = Config.fromfile(osp.join(
+        REPO, 'configs/biformer/fpn_biformer-b_8xb4-80k_ade20k-512x512.py'))
+    assert c.model.backbone.drop_path_rate == 0.3 and c.optim_wrapper.optimizer.lr == 2e-4
+    assert c.train_cfg.max_iters == 80000 and c.optim_wrapper.loss_scale == 512.
+
+
+@pytest.mark.parametrize('config', CONFIGS + [SHAPES])
+def test_config_builds_and_trains_one_step(config):
+    cfg, model = _build(config)
+    bras = [m for m in model.backbone.modules() if isinstance(m, BiLevelRoutingAttention)]
+    glob_attn = [m for m in model.backbone.modules() if isinstance(m, GlobalAttentionLePE)]
+    assert bras and glob_attn and all(m.num_heads == 8 for m in glob_attn)
+    assert all(m.n_win == cfg.model.backbone.n_win for m in bras)
+    model.train()
+    size = 40  # not a multiple of the region grid: exercises padding in every BRA stage
+    if cfg.default_scope == 'mmdet':
+        from mmdet.testing import demo_mm_inputs
+        packed = demo_mm_inputs(1, [[3, size, size]], num_items=[2], num_classes=80,
+                                with_mask='mask' in config)
+    else:
+        from mmengine.structures import PixelData
+        from mmseg.structures import SegDataSample
+        samples = []
+        for _ in range(2):  # UperNet's pooled BN branch needs more than one sample
+            sample = SegDataSample(metainfo=dict(img_shape=(size, size),
+                                                 ori_shape=(size, size)))
+            sample.gt_sem_seg = PixelData(
+                data=torch.randint(0, model.decode_head.num_classes, (1, size, size)))
+            samples.append(sample)
+        packed = dict(inputs=[torch.randint(0, 255, (3, size, size), dtype=torch.uint8)
+                              for _ in samples], data_samples=samples)
+    data = model.data_preprocessor(packed, True)
+    if cfg.default_scope != 'mmdet':
+        data['inputs'] = data['inputs'][..., :size, :size]  # no padding to the 512 crop
+    losses = model(**data, mode='loss')
+    total = sum(x for k, v in losses.items() if 'loss' in k
+                for x in (v if isinstance(v, list) else [v]))
+    assert torch.isfinite(total)
+    total.backward()
+    assert all(p.grad is not None for m in bras for p in m.parameters())
+    model.eval()
+    with torch.no_grad():
+        feats = model.backbone(torch.zeros(1, 3, size, size))
+    neck = getattr(model, 'neck', None)
+    if neck is not None:
+        assert list(neck.in_channels) == [f.shape[1] for f in feats]
+    else:
+        assert list(model.decode_head.in_channels) == [f.shape[1] for f in feats]
+
+
+def _untrained_checkpoint(path):
+    cfg, model = _build(SHAPES)
+    model.init_weights()
+    save_atomic({'state_dict': model.state_dict(), 'meta': {}}, path)
+    return path
+
+
+def test_shapes_config_trains_end_to_end(tool, shapes_data, tmp_path):
+    """~20 iterations through the user-facing tools; the result beats the untrained model."""
+    iters = 20
+    val = ['test_dataloader.dataset.indices=20']  # first 20 validation images
+    work = str(tmp_path / 'run')
+    tool('train.py', SHAPES, '--work-dir', work, '--cfg-options',
+         f'train_cfg.max_iters={iters}', f'train_cfg.val_interval={iters + 1}',
+         f'default_hooks.checkpoint.interval={iters}', 'default_hooks.logger.interval=5')
+    ckpt = osp.join(work, f'iter_{iters}.pth')
+    assert osp.isfile(ckpt)
+    tool('test.py', SHAPES, ckpt, '--work-dir', str(tmp_path / 'trained'), '--cfg-options',
+         *val)
+    baseline = _untrained_checkpoint(str(tmp_path / 'untrained.pth'))
+    tool('test.py', SHAPES, baseline, '--work-dir', str(tmp_path / 'untrained'),
+         '--cfg-options', *val)
+    trained = json.load(open(tmp_path / 'trained' / 'metrics.json'))
+    untrained = json.load(open(tmp_path / 'untrained' / 'metrics.json'))
+    assert trained['aAcc'] > untrained['aAcc'] + 10, (trained, untrained)
+    assert trained['mIoU'] > untrained['mIoU'], (trained, untrained)
