@@ -30,8 +30,9 @@ HEADS = {
 }
 TASKS = {'det': 'Object detection and instance segmentation (COCO)',
          'seg': 'Semantic segmentation (ADE20K and others)'}
-METRIC_RE = re.compile(r'(\bAP|mIoU|mAcc|aAcc|Top-?1|Top-?5|\bAcc|PQ|box|mask)', re.I)
-PARAMS_RE = re.compile(r'param', re.I)
+METRIC_RE = re.compile(
+    r'(\bAP|mIoU|mAcc|aAcc|Top-?1|Top-?5|\bAcc|PQ|box|mask|result|metric)', re.I)
+PARAMS_RE = re.compile(r'(?<!hyper-)(?<!hyper )\bparam', re.I)
 FLOPS_RE = re.compile(r'flop|macs', re.I)
 
 
@@ -182,12 +183,29 @@ def _head_in(text: str, head: str) -> bool:
     return False
 
 
+def expand_braces(text: str) -> List[str]:
+    """``'fpn_x-{t,s}_40k'`` -> ``['fpn_x-t_40k', 'fpn_x-s_40k']`` (READMEs list variants so)."""
+    m = re.search(r'\{([^{}]*)\}', text)
+    if not m:
+        return [text]
+    return [v for alt in m.group(1).split(',')
+            for v in expand_braces(text[:m.start()] + alt.strip() + text[m.end():])]
+
+
+def _names_config(cell: str, stem: str) -> bool:
+    """Whether a cell names the config (its file name or stem, brace lists expanded)."""
+    for variant in expand_braces(cell):
+        if re.search(rf'(^|[^\w-]){re.escape(stem)}(\.py)?($|[^\w-])', variant):
+            return True
+    return False
+
+
 def match_rows(info: dict, tables: List[dict]) -> Optional[Tuple[dict, List[str]]]:
     """The README row of a config (see the module docstring), or None."""
     stem = info['stem']
     for t in tables:
         for row in t['rows']:
-            if any(stem in c for c in row):
+            if any(_names_config(c, stem) for c in row):
                 return t, row
     bb = _norm(info['backbone'])
     if not bb:
@@ -216,10 +234,32 @@ def _spaced(text: str) -> str:
     return ' '.join(_norm(w) for w in re.split(r'[\s|,/()]+', text) if w)
 
 
-def paper_numbers(table: dict, row: List[str]) -> dict:
-    """Metrics, params and FLOPs columns of a README row."""
+def _variant_only(cell: str, variant: str) -> str:
+    """Keep the number labelled with this variant in cells like ``'mIoU: T 37.2, S 41.0'``.
+
+    A row that covers several configs (``fpn_x-{t,s}_...``) may label its numbers by variant
+    letter; the numbers of other variants must not be shown against this config.
+    """
+    labelled = re.findall(r'\b([TSMLB])\s+(\d+(?:\.\d+)?)', cell)
+    if not labelled:
+        return cell
+    mine = [num for letter, num in labelled if letter.lower() == variant.lower()]
+    remarks = ' '.join(re.findall(r'\([^)]*\)', cell))  # e.g. "(unverified)"
+    return f'{mine[0]} {remarks}'.strip() if mine else ''
+
+
+def paper_numbers(table: dict, row: List[str], variant: str = '') -> dict:
+    """Metrics, params and FLOPs columns of a README row.
+
+    Args:
+        table (dict): From :func:`parse_tables`.
+        row (list[str]): The matched row.
+        variant (str): The config's size letter (``'t'`` of ``agent-pvt-t``), used for rows
+            covering several variants. Defaults to ''.
+    """
     metrics, params, flops, source = {}, '', '', ''
     for header, cell in zip(table['headers'], row):
+        cell = _paper_part(header, cell)
         if not cell or cell in ('-', '—'):
             continue
         if PARAMS_RE.search(header):
@@ -229,8 +269,20 @@ def paper_numbers(table: dict, row: List[str]) -> dict:
         elif re.search(r'source|ref', header, re.I):
             source = cell
         elif METRIC_RE.search(header) and re.search(r'\d', cell):
-            metrics[header] = cell
+            cell = _variant_only(cell, variant) if variant else cell
+            if cell:
+                metrics[header] = cell
     return dict(metrics=metrics, params=params, flops=flops, source=source)
+
+
+def _paper_part(header: str, cell: str) -> str:
+    """For ``'Params (official / mmattn)'`` columns keep the official/paper part of the cell."""
+    hparts, cparts = header.split('/'), cell.split('/')
+    if len(hparts) > 1 and len(hparts) == len(cparts):
+        for i, h in enumerate(hparts):
+            if re.search(r'official|paper|published', h, re.I):
+                return cparts[i].strip()
+    return cell
 
 
 def readme_title(text: str, fallback: str) -> str:
@@ -295,8 +347,9 @@ def build_rows(configs_root: str, cache: dict, compute: bool = True,
         if todo and on_update is not None:
             on_update(cache)
         found = match_rows(info, tables)
-        paper = paper_numbers(*found) if found else dict(metrics={}, params='', flops='',
-                                                         source='')
+        variant = info['backbone'].rsplit('-', 1)[-1] if '-' in info['backbone'] else ''
+        paper = paper_numbers(*found, variant=variant) if found else dict(
+            metrics={}, params='', flops='', source='')
         items.append(dict(info, method=method, path=path, readme=readme,
                           title=readme_title(text, method), complexity=cx, paper=paper))
     return items

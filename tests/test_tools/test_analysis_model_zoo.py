@@ -51,6 +51,20 @@ def test_readme_rows_match_configs():
     assert match_rows(name_fields('mask-rcnn_demo-b_fpn_1x_coco.py'), tables) is None
 
 
+def test_variant_lists_and_header_words():
+    text = """### Results
+| Config | Paper result | Hyper-parameters from | Params (official / mmattn) |
+|---|---|---|---|
+| `fpn_x-{t,s}_40k_ade20k.py` | mIoU: T 37.2 (unverified) | PVT (AdamW 1e-4) | 15M / 15.3M |
+"""
+    tables = parse_tables(text)
+    got = paper_numbers(*match_rows(name_fields('fpn_x-t_40k_ade20k.py'), tables), variant='t')
+    assert got['metrics'] == {'Paper result': '37.2 (unverified)'} and got['params'] == '15M'
+    got = paper_numbers(*match_rows(name_fields('fpn_x-s_40k_ade20k.py'), tables), variant='s')
+    assert got['metrics'] == {}  # T's number is not shown against S
+    assert match_rows(name_fields('fpn_x-b_40k_ade20k.py'), tables) is None
+
+
 def test_model_zoo_tool(tool, tmp_path):
     root = tmp_path / 'configs'
     (root / 'demo').mkdir(parents=True)
