@@ -57,7 +57,13 @@ def image_header(path: str, where: str):
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         raise UserInputError(f'image {path} is corrupt or not an image ({where}): {err}; '
                              f're-export or remove it') from None
-    if mode in ('I;16', 'I;16B', 'I;16L', 'I;16N', 'I', 'F'):
+    if mode not in ('I;16', 'I;16B', 'I;16L', 'I;16N', 'I', 'F'):
+        # PIL reports 16-bit RGB(A) PNGs as 8-bit 'RGB'; the IHDR chunk has the bit depth.
+        with open(path, 'rb') as f:
+            head = f.read(25)
+        if head[:8] == b'\x89PNG\r\n\x1a\n' and len(head) == 25 and head[24] == 16:
+            mode = 'I;16 (PNG)'
+    if mode.startswith('I') or mode == 'F':
         raise UserInputError(
             f'image {path} is {mode} ({"16-bit" if mode.startswith("I;16") else "high bit depth"}'
             f') ({where}); the image pipeline decodes to 8 bits and would crush it to near black; '
