@@ -9,7 +9,7 @@ _base_ = [
     '../_base_/schedules/schedule_1x.py', '../_base_/default_runtime_det.py'
 ]
 ea_plugin = dict(
-    cfg=dict(type='mmattn.ExternalAttentionBlock', num_slots=64,
+    cfg=dict(type='mmattn.ExternalAttentionBlock', num_slots=64, reduction=4,
              norm_cfg=dict(type='GN', num_groups=32, requires_grad=True)),
     stages=(False, True, True, True),
     position='after_conv3')

@@ -11,7 +11,7 @@ model = dict(
     data_preprocessor=dict(size=crop_size),
     backbone=dict(
         depth=50,
-        plugins=[dict(cfg=dict(type='mmattn.ExternalAttentionBlock', num_slots=64,
+        plugins=[dict(cfg=dict(type='mmattn.ExternalAttentionBlock', num_slots=64, reduction=4,
                                norm_cfg=norm_cfg),
                       stages=(False, True, True, True), position='after_conv3')],
         init_cfg=dict(type='Pretrained', checkpoint='open-mmlab://resnet50_v1c')),

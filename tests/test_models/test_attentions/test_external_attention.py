@@ -30,14 +30,15 @@ def _naive_double_norm(logits_ns):
 def _naive_single_head(m, x):
     """The EANet module written out per image from the formulas, in float64."""
     B, C, H, W = x.shape
-    mk = m.mem_k.weight[:, :, 0].double()  # (S, C)
-    mv = m.mem_v.weight[:, :, 0].double()  # (C, S)
+    D = m.conv_in.out_channels  # C / reduction
+    mk = m.mem_k.weight[:, :, 0].double()  # (S, D)
+    mv = m.mem_v.weight[:, :, 0].double()  # (D, S)
     y = torch.empty(B, C, H, W, dtype=torch.float64)
     for b in range(B):
         feat = F.conv2d(x[b:b + 1].double(), m.conv_in.weight.double(),
-                        m.conv_in.bias.double())[0].reshape(C, H * W).T  # (N, C)
+                        m.conv_in.bias.double())[0].reshape(D, H * W).T  # (N, D)
         attn = _naive_double_norm(feat @ mk.T)  # (N, S)
-        out = (attn @ mv.T).T.reshape(1, C, H, W)  # (1, C, H, W)
+        out = (attn @ mv.T).T.reshape(1, D, H, W)  # (1, D, H, W)
         out = F.conv2d(out, m.conv_out.weight.double())
         bn = m.norm
         out = (out - bn.running_mean.double().view(1, -1, 1, 1)) / torch.sqrt(
@@ -72,10 +73,10 @@ def _randomise_bn(m):
         m.norm.running_var.uniform_(0.5, 2.0)
 
 
-@pytest.mark.parametrize('hw', [(8, 8), (7, 11)])
-def test_single_head_matches_naive(hw):
+@pytest.mark.parametrize('hw,reduction', [((8, 8), 1), ((7, 11), 1), ((7, 11), 4)])
+def test_single_head_matches_naive(hw, reduction):
     torch.manual_seed(0)
-    m = ExternalAttention(16, num_slots=8).eval()
+    m = ExternalAttention(16, num_slots=8, reduction=reduction).eval()
     _randomise_bn(m)
     x = torch.randn(2, 16, *hw)
     y = m(x)
@@ -133,6 +134,7 @@ def test_block_is_identity_at_init_and_builds_as_plugin():
     name, block = build_plugin_layer(dict(type='mmattn.ExternalAttentionBlock'),
                                      postfix=1, in_channels=32)
     assert name == 'ea_block1' and isinstance(block, ExternalAttentionBlock)
+    assert block.conv_in.out_channels == 8 and block.mem_k.weight.shape == (64, 8, 1)
     x = torch.randn(2, 32, 6, 7)  # negative values must survive (no trailing ReLU)
     for mode in (block.train(), block.eval()):
         assert torch.equal(mode(x), x)
