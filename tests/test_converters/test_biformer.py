@@ -87,3 +87,21 @@ def test_cli(tmp_path):
     assert main([str(src), str(tmp_path / 'c.pth'), '--arch', 't']) == 0
     assert main([str(src), str(tmp_path / 'd.pth'), '--arch', 'b']) == 2
     assert not (tmp_path / 'd.pth').exists()
+
+
+def test_converted_checkpoint_loads_through_init_cfg(tmp_path):
+    from mmattn.models.backbones.biformer import BiFormer
+    torch.manual_seed(0)
+    official = {'model': {k: torch.randn(s) for k, s in VARIANTS['t'].items()}}
+    src, dst = tmp_path / 'o.pth', tmp_path / 'c.pth'
+    save_atomic(official, str(src))
+    convert_file(str(src), str(dst))
+    model = BiFormer('t', init_cfg=dict(type='Pretrained', checkpoint=str(dst)))
+    model.init_weights()
+    sd = official['model']
+    assert torch.equal(model.stages[1][0].attn.qkv.weight, sd['stages.1.0.attn.qkv.qkv.weight'])
+    assert torch.equal(model.stages[1][0].attn.proj.bias, sd['stages.1.0.attn.wo.bias'])
+    assert torch.equal(model.stages[3][1].attn.qkv.weight, sd['stages.3.1.attn.qkv.weight'])
+    assert torch.equal(model.stem.bn2.running_var, sd['downsample_layers.0.4.running_var'])
+    assert torch.equal(model.downsamples[2].conv.weight, sd['downsample_layers.3.0.weight'])
+    assert torch.equal(model.stages[2][7].mlp.fc2.weight, sd['stages.2.7.mlp.3.weight'])
