@@ -31,7 +31,7 @@ FAMILIES = {
 
 
 def build_model(family: str, folder, extra: str = '', backbone_extra: str = '',
-                model_extra: str = ''):
+                model_extra: str = '', backbone_update: dict = None):
     """Build the segmentor of :func:`config_text` in-process (seeded, weights initialised)."""
     import torch
     from mmengine.config import Config
@@ -41,7 +41,7 @@ def build_model(family: str, folder, extra: str = '', backbone_extra: str = '',
     register_all_modules(init_default_scope=False)
     path = osp.join(str(folder), f'{family}_model.py')
     with open(path, 'w') as f:
-        f.write(config_text(family, extra, backbone_extra, model_extra))
+        f.write(config_text(family, extra, backbone_extra, model_extra, backbone_update))
     cfg = Config.fromfile(path)
     assert cfg.model.backbone.type == FAMILIES[family][0]['type'], cfg.model.backbone
     with DefaultScope.overwrite_default_scope('mmseg'):
@@ -61,9 +61,10 @@ def landed() -> list:
 
 
 def config_text(family: str, extra: str = '', backbone_extra: str = '',
-                model_extra: str = '') -> str:
+                model_extra: str = '', backbone_update: dict = None) -> str:
     """A config file body: the shapes Semantic FPN with ``family``'s tiny backbone."""
     backbone, channels = FAMILIES[family]
+    backbone = dict(backbone, **(backbone_update or {}))
     # Spelled out key by key: the config parser does not expand ``**{...}`` inside dict().
     args = ', '.join(f'{k}={v!r}' for k, v in backbone.items())
     return (f'_base_ = {SHAPES_FPN!r}\n'
