@@ -18,3 +18,7 @@ param_scheduler = [
     dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=5),
     dict(type='PolyLR', power=1.0, begin=5, end=max_iters, eta_min=1e-5, by_epoch=False)
 ]
+# All validation/test images by default; the key exists so a quick run can pass
+# `--cfg-options test_dataloader.dataset.indices=24` (tools reject keys a config lacks).
+val_dataloader = dict(dataset=dict(indices=None))
+test_dataloader = dict(dataset=dict(indices=None))

@@ -186,16 +186,17 @@ def test_builds_and_trains_one_step(config):
 
 def test_shapes_config_trains_and_tests_end_to_end(tool, shapes_data, tmp_path):
     """tools/train.py for 20 iterations, then tools/test.py; beats the untrained model."""
-    subset = 'test_dataloader.dataset.indices=24'  # 24 validation images keep it CPU-sized
     _, model = _build(SHAPES)
     model.init_weights()
     untrained_ckpt = str(tmp_path / 'untrained.pth')
     save_atomic({'state_dict': model.state_dict(), 'meta': {}}, untrained_ckpt)
+    subset = 'test_dataloader.dataset.indices=24'  # 24 validation images keep it CPU-sized
     tool('test.py', SHAPES, untrained_ckpt, '--work-dir', str(tmp_path / 'untrained'),
          '--cfg-options', subset)
     work = str(tmp_path / 'run')
     tool('train.py', SHAPES, '--work-dir', work, '--cfg-options', 'train_cfg.max_iters=20',
-         'train_cfg.val_interval=1000', 'default_hooks.checkpoint.interval=20')
+         'train_cfg.val_interval=1000', 'default_hooks.checkpoint.interval=20',
+         'val_dataloader.dataset.indices=8')  # the loop validates once at its last iteration
     ckpt = osp.join(work, 'iter_20.pth')
     assert osp.isfile(ckpt)
     tool('test.py', SHAPES, ckpt, '--work-dir', str(tmp_path / 'trained'), '--cfg-options',
