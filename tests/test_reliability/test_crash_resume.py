@@ -149,7 +149,7 @@ def test_sigkill_anywhere_then_resume_matches_uninterrupted(shapes_data, tmp_pat
 
     work = str(tmp_path / 'crashed')
     rng = random.Random(int(time.time()))
-    plan = [('random', rng.uniform(4.0, 10.0)), ('torn-ckpt', None), ('before-rename', None),
+    plan = [('random', rng.uniform(3.0, 8.0)), ('torn-ckpt', None), ('before-rename', None),
             ('after-rename', None), ('torn-pointer', None), ('before-delete', None)]
     crashes, resumed_from = 0, []
     for i, (kind, delay) in enumerate(plan):
@@ -225,3 +225,55 @@ def test_resume_skips_truncated_and_dangling(tmp_path):
         if name.endswith('.pth'):
             os.remove(osp.join(work, name))
     assert find_resume_checkpoint(work) is None
+
+
+OUT_DRIVER = r'''
+import os, runpy, signal, sys
+target = os.environ.get('KILL_BEFORE_REPLACE')
+real_replace = os.replace
+
+def replace(src, dst, *a, **k):
+    if target and os.path.abspath(str(dst)) == target:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real_replace(src, dst, *a, **k)
+
+os.replace = replace
+sys.argv = [sys.argv[1]] + sys.argv[2:]
+runpy.run_path(sys.argv[0], run_name='__main__')
+'''
+
+
+def test_test_py_out_is_complete_or_untouched(shapes_data, tmp_path):
+    """tools/test.py --out killed just before publishing: the old file stays intact."""
+    import pickle
+
+    from reliability_families import build_model, config_text
+
+    from mmattn.utils.checkpoint import save_atomic
+    extra = 'test_dataloader = dict(dataset=dict(indices=4))\n'
+    model = build_model('shunted', tmp_path, extra=extra)
+    ckpt = str(tmp_path / 'model.pth')
+    save_atomic({'state_dict': model.state_dict(), 'meta': {}}, ckpt)
+    cfg = tmp_path / 'cfg.py'
+    cfg.write_text(config_text('shunted', extra=extra))
+    driver = tmp_path / 'out_driver.py'
+    driver.write_text(OUT_DRIVER)
+    out = tmp_path / 'results' / 'preds.pkl'
+    out.parent.mkdir()
+    out.write_bytes(b'results of an earlier run')
+    cmd = [sys.executable, str(driver), osp.join(REPO, 'tools', 'test.py'), str(cfg), ckpt,
+           '--work-dir', str(tmp_path / 'w'), '--out', str(out)]
+    env = dict(_env(), KILL_BEFORE_REPLACE=str(out.resolve()))
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
+    assert out.read_bytes() == b'results of an earlier run'
+
+    proc = subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    with open(out, 'rb') as f:
+        preds = pickle.load(f)
+    assert len(preds) == 4
+    # Only the killed run's hidden temporary file may remain; no other file appeared.
+    assert sorted(p.name for p in out.parent.iterdir() if not p.name.startswith('.')) == \
+        ['preds.pkl']
