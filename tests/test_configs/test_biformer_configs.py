@@ -131,19 +131,21 @@ def _untrained_checkpoint(path):
 def test_shapes_config_trains_end_to_end(tool, shapes_data, tmp_path):
     """~20 iterations through the user-facing tools; the result beats the untrained model."""
     iters = 20
-    val = ['test_dataloader.dataset.indices=20']  # first 20 validation images
+    small_val = tmp_path / 'small_val.py'  # the shapes config, tested on 20 val images
+    small_val.write_text(f"_base_ = '{osp.join(REPO, SHAPES)}'\n"
+                         'val_dataloader = dict(dataset=dict(indices=20))\n'
+                         'test_dataloader = val_dataloader\n')
     work = str(tmp_path / 'run')
     tool('train.py', SHAPES, '--work-dir', work, '--cfg-options',
          f'train_cfg.max_iters={iters}', f'train_cfg.val_interval={iters + 1}',
          f'default_hooks.checkpoint.interval={iters}', 'default_hooks.logger.interval=5')
     ckpt = osp.join(work, f'iter_{iters}.pth')
     assert osp.isfile(ckpt)
-    tool('test.py', SHAPES, ckpt, '--work-dir', str(tmp_path / 'trained'), '--cfg-options',
-         *val)
+    tool('test.py', small_val, ckpt, '--work-dir', str(tmp_path / 'trained'))
     baseline = _untrained_checkpoint(str(tmp_path / 'untrained.pth'))
-    tool('test.py', SHAPES, baseline, '--work-dir', str(tmp_path / 'untrained'),
-         '--cfg-options', *val)
+    tool('test.py', small_val, baseline, '--work-dir', str(tmp_path / 'untrained'))
     trained = json.load(open(tmp_path / 'trained' / 'metrics.json'))
     untrained = json.load(open(tmp_path / 'untrained' / 'metrics.json'))
-    assert trained['aAcc'] > untrained['aAcc'] + 10, (trained, untrained)
-    assert trained['mIoU'] > untrained['mIoU'], (trained, untrained)
+    # measured: trained aAcc 83.5 / mIoU 20.9 vs untrained 25.2 / 7.2
+    assert float(trained['aAcc']) > float(untrained['aAcc']) + 10, (trained, untrained)
+    assert float(trained['mIoU']) > float(untrained['mIoU']) + 5, (trained, untrained)
