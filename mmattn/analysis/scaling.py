@@ -34,7 +34,7 @@ def default_ops() -> List[str]:
 
 def measure_op(name: str, side: int, embed_dims: int = 64, num_heads: int = 2,
                batch_size: int = 1, repeat: int = 3, warmup: int = 1, backward: bool = True,
-               memory: bool = True) -> Dict[str, object]:
+               memory: bool = True, clock: str = 'wall') -> Dict[str, object]:
     """One CSV row: cost of op ``name`` on a ``side x side`` map."""
     row: Dict[str, object] = dict(op=name, side=side, tokens=side * side,
                                   embed_dims=embed_dims, num_heads=num_heads, error='')
@@ -49,7 +49,7 @@ def measure_op(name: str, side: int, embed_dims: int = 64, num_heads: int = 2,
         def fwd():
             return op(x, hw)
 
-        times = time_runs(fwd, repeat, warmup)
+        times = time_runs(fwd, repeat, warmup, clock=clock)
         row['fwd_ms'], row['fwd_ms_min'] = _median(times) * 1e3, min(times) * 1e3
         if memory:
             row['fwd_peak_mib'] = peak_memory(fwd) / 2**20
@@ -62,7 +62,7 @@ def measure_op(name: str, side: int, embed_dims: int = 64, num_heads: int = 2,
                 op.zero_grad(set_to_none=True)
                 xg.grad = None
 
-            times = time_runs(fwdbwd, repeat, warmup)
+            times = time_runs(fwdbwd, repeat, warmup, clock=clock)
             row['fwdbwd_ms'], row['fwdbwd_ms_min'] = _median(times) * 1e3, min(times) * 1e3
             if memory:
                 row['fwdbwd_peak_mib'] = peak_memory(fwdbwd) / 2**20

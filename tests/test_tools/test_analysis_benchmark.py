@@ -18,6 +18,13 @@ def test_time_runs_counts_and_warmup():
     assert len(times) == 4 and len(calls) == 7 and all(t >= 0 for t in times)
 
 
+def test_process_clock_ignores_sleeping():
+    import time
+    wall = time_runs(lambda: time.sleep(0.05), repeat=1, warmup=0)
+    cpu = time_runs(lambda: time.sleep(0.05), repeat=1, warmup=0, clock='process')
+    assert wall[0] >= 0.05 > cpu[0]
+
+
 def test_cpu_peak_memory_sees_temporaries():
     n = 1 << 20  # 4 MiB of fp32, alive together with a second buffer of the same size
 

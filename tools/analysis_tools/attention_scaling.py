@@ -33,6 +33,9 @@ def parse_args(argv=None):
     parser.add_argument('--no-backward', action='store_true')
     parser.add_argument('--no-memory', action='store_true')
     parser.add_argument('--threads', type=int, help='torch CPU threads')
+    parser.add_argument('--clock', choices=['wall', 'process'], default='wall',
+                        help='wall time, or the CPU time of this process (robust on a shared '
+                        'CPU; use with --threads 1)')
     parser.add_argument('--baseline-max-side', type=int, default=64,
                         help='largest side for the math-path softmax baseline, whose N x N '
                         'matrices grow fastest (default 64)')
@@ -66,11 +69,14 @@ def main(argv=None):
                 args.ops, args.sides, embed_dims=args.embed_dims, num_heads=args.num_heads,
                 batch_size=args.batch_size, repeat=args.repeat, warmup=args.warmup,
                 backward=not args.no_backward, memory=not args.no_memory,
-                max_side={BASELINE: args.baseline_max_side})
+                max_side={BASELINE: args.baseline_max_side}, clock=args.clock)
         scaling.write_csv(rows, csv_path)
         print(f'wrote {csv_path}')
     title = (f'C={int(rows[0]["embed_dims"])}, heads={int(rows[0]["num_heads"])}, '
-             f'{torch.get_num_threads()} CPU threads') if rows else ''
+             f'{torch.get_num_threads()} CPU thread(s)') if rows else ''
+    if not args.from_csv and args.clock == 'process':
+        title += ', times: process CPU time'
+
     scaling.plot(rows, png_path, title)
     print(f'wrote {png_path}')
     for metric in ('flops', 'fwd_ms', 'fwd_peak_mib'):
