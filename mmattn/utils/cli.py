@@ -45,22 +45,30 @@ def _lookup(container, part):
 
 
 def check_cfg_options(cfg: Config, options: Optional[dict]) -> None:
-    """Reject ``--cfg-options`` keys that are not in the config (typos otherwise pass silently)."""
+    """Reject ``--cfg-options`` keys that look like typos (they would otherwise pass silently).
+
+    Every component but the last must exist. The last may be new (e.g.
+    ``randomness.deterministic=True``) unless it closely resembles a key that exists there,
+    which is almost always a misspelling (``train_cfg.max_iter`` for ``max_iters``).
+    """
     for key in options or {}:
         node = cfg._cfg_dict
-        walked = []
-        for part in key.split('.'):
+        parts = key.split('.')
+        for depth, part in enumerate(parts):
             found, child = _lookup(node, part)
-            if not found:
-                where = '.'.join(walked) or 'the top level'
-                candidates = list(node.keys()) if isinstance(node, dict) else []
-                close = difflib.get_close_matches(part, candidates, n=1)
-                hint = f" (did you mean '{close[0]}'?)" if close else ''
-                raise UserInputError(
-                    f"--cfg-options key '{key}': '{part}' does not exist at {where}{hint}; "
-                    f'fix the spelling, or add the key to the config file')
-            walked.append(part)
-            node = child
+            if found:
+                node = child
+                continue
+            where = '.'.join(parts[:depth]) or 'the top level'
+            candidates = [str(k) for k in node.keys()] if isinstance(node, dict) else []
+            close = difflib.get_close_matches(part, candidates, n=1, cutoff=0.75)
+            is_leaf = depth == len(parts) - 1
+            if is_leaf and isinstance(node, dict) and not close:
+                break  # a new key under an existing dict: allowed
+            hint = f" (did you mean '{close[0]}'?)" if close else ''
+            raise UserInputError(
+                f"--cfg-options key '{key}': '{part}' does not exist at {where}{hint}; "
+                f'fix the spelling, or add the key to the config file')
 
 
 def load_config(path: str, options: Optional[dict] = None) -> Config:
