@@ -7,11 +7,17 @@
 """
 import argparse
 import json
+import numbers
 import os
 import os.path as osp
 import sys
+import warnings
+
+import numpy as np
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+# mmengine looks up mmdet::/mmseg:: base configs through pkg_resources, which warns on import.
+warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
 
 from mmattn.utils.checkpoint import write_json_atomic  # noqa: E402
 from mmattn.utils.cli import (  # noqa: E402
@@ -42,6 +48,8 @@ def main(argv=None):
     from mmengine.runner import Runner
 
     import mmattn  # noqa: F401  (installs the safe checkpoint loader)
+    from mmattn.engine.hooks import enable_crash_safe_checkpoints
+    from mmattn.utils.data_checks import preflight
 
     cfg = load_config(args.config, args.cfg_options)
     if not osp.isfile(args.checkpoint):
@@ -68,9 +76,13 @@ def main(argv=None):
 
     tmp_out = None
     if args.out:
+        if not args.out.endswith(('.pkl', '.pickle')):
+            raise UserInputError(f'--out {args.out}: the predictions are written as a pickle; '
+                                 f'use a file name ending in .pkl')
         out_dir = osp.dirname(osp.abspath(args.out))
         os.makedirs(out_dir, exist_ok=True)
-        tmp_out = osp.join(out_dir, f'.{osp.basename(args.out)}.{os.getpid()}.part')
+        # DumpResults insists on a .pkl name, so the temporary name ends in .pkl too.
+        tmp_out = osp.join(out_dir, f'.{osp.basename(args.out)}.{os.getpid()}.part.pkl')
         dump = dict(type='DumpDetResults' if scope == 'mmdet' else 'DumpResults',
                     out_file_path=tmp_out)
         evaluator = cfg.test_evaluator
@@ -78,12 +90,14 @@ def main(argv=None):
             else [evaluator, dump]
 
     check_dataset_paths(cfg, splits=('test', ))
+    enable_crash_safe_checkpoints(cfg, strict_load=True)  # refuses another model's checkpoint
+    preflight(cfg, splits=('test', ))
     runner = Runner.from_cfg(cfg)
     try:
         metrics = runner.test()
         if runner.rank == 0:
             # Machine-readable summary beside the logs (what the demo and the tests read).
-            write_json_atomic({k: float(v) if isinstance(v, (int, float)) else str(v)
+            write_json_atomic({k: float(v) if isinstance(v, (numbers.Real, np.number)) else str(v)
                                for k, v in (metrics or {}).items()},
                               osp.join(cfg.work_dir, 'metrics.json'))
             print('metrics: ' + json.dumps(metrics, default=str))

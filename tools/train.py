@@ -10,8 +10,11 @@ import argparse
 import os
 import os.path as osp
 import sys
+import warnings
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+# mmengine looks up mmdet::/mmseg:: base configs through pkg_resources, which warns on import.
+warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
 
 from mmattn.utils.cli import (  # noqa: E402
     add_common_args,
@@ -45,6 +48,8 @@ def main(argv=None):
     from mmengine.runner import Runner
 
     import mmattn  # noqa: F401  (installs the safe checkpoint loader)
+    from mmattn.engine.hooks import enable_crash_safe_checkpoints, find_resume_checkpoint
+    from mmattn.utils.data_checks import preflight
 
     cfg = load_config(args.config, args.cfg_options)
     prepare_launcher(cfg, args.launcher)
@@ -71,7 +76,6 @@ def main(argv=None):
         cfg.auto_scale_lr.enable = True
 
     # Crash-safe saves (atomic files, pointer last); auto-resume takes the newest complete one.
-    from mmattn.engine.hooks import enable_crash_safe_checkpoints, find_resume_checkpoint
     enable_crash_safe_checkpoints(cfg)
     if args.resume == 'auto':
         cfg.load_from = find_resume_checkpoint(cfg.work_dir)
@@ -81,6 +85,7 @@ def main(argv=None):
         cfg.load_from = args.resume
 
     check_dataset_paths(cfg, splits=('train', 'val'))
+    preflight(cfg, splits=('train', 'val'))  # data contents, backbone config, checkpoint file
     runner = Runner.from_cfg(cfg)
     runner.train()
 
