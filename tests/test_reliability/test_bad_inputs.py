@@ -411,6 +411,19 @@ def test_full_checkpoint_of_another_family_in_test_py(shapes_data, tmp_path, too
     CATALOGUE.append(lines[0])
 
 
+SHAPES_CONFIGS = sorted(
+    osp.basename(p) for p in __import__('glob').glob(osp.join(REPO, 'configs/shapes/*.py')))
+
+
+@pytest.mark.parametrize('name', SHAPES_CONFIGS)
+def test_family_shapes_configs_pass_preflight(shapes_data, name):
+    """No false alarms: every bundled shapes config (each family's) passes all checks."""
+    from mmengine.config import Config
+
+    from mmattn.utils.data_checks import preflight
+    preflight(Config.fromfile(osp.join(REPO, 'configs/shapes', name)), ('train', 'val', 'test'))
+
+
 def test_zz_catalogue_size():
     """The catalogue above holds at least 20 distinct bad inputs (printed for the report)."""
     print(f'\nbad inputs tried: {len(CATALOGUE)}')
