@@ -400,12 +400,14 @@ def render(items: List[dict], link_prefix: str = '../') -> str:
 
 
 def comparison(items: List[dict]) -> List[dict]:
-    """Ours vs paper params/FLOPs where both exist (for reports)."""
+    """Ours vs paper params/FLOPs where both exist (for reports); None where not counted."""
     rows = []
     for i in items:
         cx, paper = i['complexity'] or {}, i['paper']
         p_params, p_flops = _to_number(paper['params']), _to_number(paper['flops'])
         if cx and (p_params or p_flops):
+            flops = cx.get('flops')
             rows.append(dict(config=i['stem'], params=cx['params'] / 1e6, paper_params=p_params,
-                             flops=cx['flops'] / 1e9, paper_flops=p_flops))
+                             flops=None if flops is None else flops / 1e9,
+                             paper_flops=p_flops))
     return rows

@@ -63,8 +63,9 @@ def main(argv=None):
     print(f'wrote {args.out}: {len(items)} configs, {n_cx} with params/FLOPs, {n_paper} with '
           f'paper metrics')
     for row in mz.comparison(items):
+        flops = '—' if row['flops'] is None else f'{row["flops"]:.1f}G'
         print(f'  {row["config"]}: params {row["params"]:.1f}M (paper {row["paper_params"]}), '
-              f'FLOPs {row["flops"]:.1f}G (paper {row["paper_flops"]})')
+              f'FLOPs {flops} (paper {row["paper_flops"]})')
 
 
 if __name__ == '__main__':
