@@ -9,8 +9,25 @@ name up in mmdet's registry and fails (see STYLE.md, section 2).
 from mmengine.registry import MODELS as MMENGINE_MODELS
 from mmengine.registry import OPTIM_WRAPPERS as MMENGINE_OPTIM_WRAPPERS
 from mmengine.registry import Registry
+from mmengine.registry.build_functions import build_model_from_cfg
 
-MODELS = Registry('model', parent=MMENGINE_MODELS, scope='mmattn', locations=['mmattn.models'])
+
+def _build_in_own_scope(cfg, registry, default_args=None):
+    """MMEngine's model build, with the registry's own scope as the default.
+
+    MMEngine resolves an unprefixed type in the *current default scope*, so after any mmdet or
+    mmseg config has run in the process, ``mmattn.registry.MODELS.build(dict(type='BiFormer'))``
+    would look in mmdet's registry and fail. Building from mmattn's registry means the mmattn
+    scope unless the config says otherwise (``_scope_`` or a prefixed type).
+    """
+    if isinstance(cfg, dict) and '_scope_' not in cfg:
+        cfg = cfg.copy()
+        cfg['_scope_'] = registry.scope
+    return build_model_from_cfg(cfg, registry, default_args)
+
+
+MODELS = Registry('model', parent=MMENGINE_MODELS, scope='mmattn', locations=['mmattn.models'],
+                  build_func=_build_in_own_scope)
 OPTIM_WRAPPERS = Registry(
     'optim_wrapper', parent=MMENGINE_OPTIM_WRAPPERS, scope='mmattn', locations=['mmattn.engine'])
 

@@ -71,3 +71,14 @@ def test_registry_is_child_of_mmengine_root():
     assert MODELS.parent is ROOT
     assert MODELS.scope == 'mmattn'
     assert ROOT.get('mmattn.ScopeProbeMixer') is ScopeProbeMixer
+
+
+def test_own_registry_builds_in_own_scope_after_a_foreign_scope_ran():
+    """A detection config having run in the process must not break mmattn's own builds."""
+    DefaultScope.get_instance('test-after-mmdet', scope_name='mmdet')
+    assert DefaultScope.get_current_instance().scope_name == 'mmdet'
+    assert isinstance(MODELS.build(dict(type='ScopeProbeMixer', embed_dims=4)), ScopeProbeMixer)
+    # and a prefixed foreign type still resolves through the root
+    from mmdet.models.necks import FPN
+    fpn = MODELS.build(dict(type='mmdet.FPN', in_channels=[4, 8], out_channels=4, num_outs=2))
+    assert isinstance(fpn, FPN)
