@@ -149,8 +149,11 @@ def test_sigkill_anywhere_then_resume_matches_uninterrupted(shapes_data, tmp_pat
 
     work = str(tmp_path / 'crashed')
     rng = random.Random(int(time.time()))
-    plan = [('random', rng.uniform(3.0, 8.0)), ('torn-ckpt', None), ('before-rename', None),
-            ('after-rename', None), ('torn-pointer', None), ('before-delete', None)]
+    # Deterministic crash points first: each dies at the next checkpoint save, so each leaves
+    # work for the next run. The random kill goes last: on an idle machine a 3-8 s kill can
+    # come after the run finished, and nothing would be left to crash after it.
+    plan = [('torn-ckpt', None), ('before-rename', None), ('after-rename', None),
+            ('torn-pointer', None), ('before-delete', None), ('random', rng.uniform(3.0, 8.0))]
     crashes, resumed_from = 0, []
     for i, (kind, delay) in enumerate(plan):
         expected_start = _newest_loadable(work) if i else 0
