@@ -313,7 +313,8 @@ def test_cfg_options_key_misspelt(capsys, shapes_data, tmp_path):
 
 
 # Input smaller than the total stride (32): a clear error or a working forward.
-SMALL_OK = ['agent-swin', 'flatten-swin', 'biformer', 'shunted']
+SMALL_OK = ['agent-pvt', 'flatten-pvt', 'ea-pvt', 'agent-swin', 'flatten-swin', 'biformer',
+            'shunted']
 
 
 @pytest.mark.parametrize('family', SMALL_OK)

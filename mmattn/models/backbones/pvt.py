@@ -66,6 +66,12 @@ class PVTPatchEmbed(nn.Module):
         self.norm = nn.LayerNorm(embed_dims)  # eps 1e-5, as the official PatchEmbed
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, Tuple[int, int]]:
+        p = self.proj.kernel_size[0]
+        if x.shape[2] < p or x.shape[3] < p:
+            raise ValueError(
+                f'PVT stage input {x.shape[2]}x{x.shape[3]} is smaller than its {p}x{p} patch '
+                f'embedding: the image is smaller than the backbone\'s total stride; pad or '
+                f'resize it (at least 32 px per side for the 4-stage pyramid)')
         x = self.proj(x)
         hw = (x.shape[2], x.shape[3])
         return self.norm(x.flatten(2).transpose(1, 2)), hw
