@@ -31,38 +31,11 @@ from typing import Dict, List, Optional, Tuple
 
 import torch
 
+from mmattn.converters.common import ConversionError, block_depths, unwrap_state_dict
 from mmattn.utils.checkpoint import safe_load, save_atomic
-
-
-class ConversionError(ValueError):
-    """The input is not a (complete) official Agent-PVT/Swin checkpoint of the wanted variant."""
-
 
 _PVT_NAMES = {'t': 'tiny', 's': 'small', 'm': 'medium', 'l': 'large'}
 _SWIN_NAMES = {'t': 'tiny', 's': 'small', 'b': 'base'}
-
-
-def _unwrap(ckpt) -> Dict[str, torch.Tensor]:
-    if not isinstance(ckpt, dict):
-        raise ConversionError(f'expected a dict checkpoint, got {type(ckpt).__name__}')
-    for key in ('model', 'state_dict'):
-        if key in ckpt and isinstance(ckpt[key], dict):
-            ckpt = ckpt[key]
-            break
-    sd = OrderedDict()
-    for k, v in ckpt.items():
-        if not torch.is_tensor(v):
-            raise ConversionError(f'entry {k!r} is not a tensor: not a model state dict')
-        sd[k[7:] if k.startswith('module.') else k] = v
-    return sd
-
-
-def _depths(sd, pattern: str, num: int, offset: int) -> List[int]:
-    out = []
-    for i in range(num):
-        idx = {int(m.group(1)) for k in sd for m in [re.match(pattern % (i + offset), k)] if m}
-        out.append(max(idx) + 1 if idx else 0)
-    return out
 
 
 def detect_family(sd: Dict[str, torch.Tensor]) -> str:
@@ -80,7 +53,7 @@ def detect_family(sd: Dict[str, torch.Tensor]) -> str:
 
 def _pvt_facts(sd) -> dict:
     from mmattn.models.backbones.pvt import AgentPVT
-    depths = _depths(sd, r'block%d\.(\d+)\.', 4, 1)
+    depths = block_depths(sd, r'block%d\.(\d+)\.', 4, 1)
     arch = next((name for name in ('tiny', 'small', 'medium', 'large')
                  if AgentPVT.arch_zoo[name]['depths'] == depths), None)
     if arch is None:
@@ -101,7 +74,7 @@ def _pvt_facts(sd) -> dict:
 
 def _swin_facts(sd) -> dict:
     from mmattn.models.backbones.swin import AgentSwin
-    depths = _depths(sd, r'layers\.%d\.blocks\.(\d+)\.', 4, 0)
+    depths = block_depths(sd, r'layers\.%d\.blocks\.(\d+)\.', 4, 0)
     dims = int(sd['patch_embed.proj.weight'].shape[0])
     arch = next((name for name in ('tiny', 'small', 'base')
                  if AgentSwin.arch_zoo[name]['depths'] == depths
@@ -209,7 +182,7 @@ def convert_agent(ckpt, arch: Optional[str] = None, family: Optional[str] = None
         ConversionError: Not an Agent-PVT/Swin checkpoint, a variant mismatch, unused
             official keys, missing keys or shape mismatches. Nothing partial is returned.
     """
-    sd = _unwrap(ckpt)
+    sd = unwrap_state_dict(ckpt)
     found = detect_family(sd)
     if family is not None and family.lower() != found:
         raise ConversionError(f'{family!r} requested but the checkpoint is Agent-{found.upper()}')

@@ -17,6 +17,7 @@ from typing import Dict, List, Optional, Tuple
 
 import torch
 
+from mmattn.converters.common import ConversionError
 from mmattn.utils.checkpoint import safe_load, save_atomic
 
 #: (official pattern, mmattn replacement); the first match wins.
@@ -37,10 +38,6 @@ _RULES = [
 ]
 _DROPPED = re.compile(r'^(head|norm|pre_logits)\.')
 _ARCH_ALIASES = {'t': 'tiny', 's': 'small', 'b': 'base'}
-
-
-class ConversionError(RuntimeError):
-    """The checkpoint is not an official BiFormer one, or not of the requested variant."""
 
 
 def _unwrap(ckpt) -> Dict[str, torch.Tensor]:

@@ -19,6 +19,7 @@ from typing import Dict, List, Optional, Tuple
 
 import torch
 
+from mmattn.converters.common import ConversionError
 from mmattn.utils.checkpoint import safe_load, save_atomic
 
 _DEPTH_OF_LAYER3 = {6: 50, 23: 101, 36: 152}
@@ -41,10 +42,6 @@ _RULES = [
     (r'^fc1\.0\.(conv|bn)\.(.+)$', r'decode_head.fc1.\1.\2'),
     (r'^fc2\.(.+)$', r'decode_head.conv_seg.\1'),
 ]
-
-
-class ConversionError(ValueError):
-    """The input is not an official EANet checkpoint, or it is incomplete."""
 
 
 def expected_keys(depth: int) -> List[str]:

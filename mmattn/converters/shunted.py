@@ -25,29 +25,10 @@ from typing import Dict, List, Optional, Tuple
 
 import torch
 
+from mmattn.converters.common import ConversionError, unwrap_state_dict
 from mmattn.utils.checkpoint import safe_load, save_atomic
 
-
-class ConversionError(ValueError):
-    """The input is not a (complete) official Shunted checkpoint of the requested variant."""
-
-
 _CANONICAL = {'t': 'tiny', 's': 'small', 'b': 'base'}
-
-
-def _unwrap(ckpt) -> Dict[str, torch.Tensor]:
-    if not isinstance(ckpt, dict):
-        raise ConversionError(f'expected a dict checkpoint, got {type(ckpt).__name__}')
-    for key in ('model', 'state_dict'):
-        if key in ckpt and isinstance(ckpt[key], dict):
-            ckpt = ckpt[key]
-            break
-    sd = OrderedDict()
-    for k, v in ckpt.items():
-        if not torch.is_tensor(v):
-            raise ConversionError(f'entry {k!r} is not a tensor: not a model state dict')
-        sd[k[7:] if k.startswith('module.') else k] = v
-    return sd
 
 
 def infer_arch(sd: Dict[str, torch.Tensor]) -> str:
@@ -117,7 +98,7 @@ def convert_shunted(ckpt, arch: Optional[str] = None
             missing keys or shape mismatches. Nothing partial is returned.
     """
     from mmattn.models.backbones.shunted import ShuntedTransformer
-    sd = _unwrap(ckpt)
+    sd = unwrap_state_dict(ckpt)
     found = infer_arch(sd)
     if arch is not None:
         wanted = _CANONICAL.get(arch.lower(), arch.lower())
