@@ -31,7 +31,12 @@ from typing import Dict, List, Optional, Tuple
 
 import torch
 
-from mmattn.converters.common import ConversionError, block_depths, unwrap_state_dict
+from mmattn.converters.common import (
+    ConversionError,
+    audit_key_mapping,
+    block_depths,
+    unwrap_state_dict,
+)
 from mmattn.utils.checkpoint import safe_load, save_atomic
 
 _PVT_NAMES = {'t': 'tiny', 's': 'small', 'm': 'medium', 'l': 'large'}
@@ -199,22 +204,8 @@ def convert_agent(ckpt, arch: Optional[str] = None, family: Optional[str] = None
     out, dropped, unused = _map_pvt(sd, facts) if found == 'pvt' else _map_swin(sd)
     expected = _build(facts).state_dict()
     new = [k for k in expected if re.match(r'norm\d+\.', k)] if found == 'swin' else []
-    missing = [k for k in expected if k not in out and k not in new]
-    extra = [k for k in out if k not in expected]
-    shapes = [f'{k}: {tuple(out[k].shape)} vs {tuple(v.shape)}' for k, v in expected.items()
-              if k in out and out[k].shape != v.shape]
-    problems = []
-    if unused:
-        problems.append(f'{len(unused)} unused official keys: {unused[:10]}')
-    if extra:
-        problems.append(f'{len(extra)} keys unknown to the mmattn backbone: {extra[:10]}')
-    if missing:
-        problems.append(f'{len(missing)} missing keys: {missing[:10]}')
-    if shapes:
-        problems.append(f'{len(shapes)} shape mismatches: {shapes[:10]}')
-    if problems:
-        raise ConversionError(f'refusing to convert (Agent-{found.upper()}-{facts["arch"]}): '
-                              + '; '.join(problems))
+    audit_key_mapping(out, {k: v.shape for k, v in expected.items()}, unused,
+                      f'Agent-{found.upper()}-{facts["arch"]}', allowed_missing=tuple(new))
     report = dict(facts, dropped=dropped, new=new, num_keys=len(out))
     return out, report
 

@@ -1,7 +1,7 @@
 """What every official-checkpoint converter shares."""
 import re
 from collections import OrderedDict
-from typing import Dict, List
+from typing import Dict, List, Tuple
 
 import torch
 
@@ -40,3 +40,37 @@ def block_depths(sd: Dict[str, torch.Tensor], pattern: str, num: int, offset: in
         idx = {int(m.group(1)) for k in sd for m in [re.match(pattern % (i + offset), k)] if m}
         out.append(max(idx) + 1 if idx else 0)
     return out
+
+
+def audit_key_mapping(converted: Dict[str, torch.Tensor], expected_shapes: Dict[str, tuple],
+                      unused: List[str], label: str, target: str = 'the mmattn backbone',
+                      allowed_missing: Tuple[str, ...] = ()) -> None:
+    """Refuse a conversion that is not a complete, exact mapping onto the target model.
+
+    Args:
+        converted: The converted state dict.
+        expected_shapes: Key -> shape of the target model's state dict.
+        unused: Official keys that mapped to nothing (and were not knowingly dropped).
+        label: The variant, for the message (e.g. ``'Agent-PVT-tiny'``).
+        target: How to name the target model in the message.
+        allowed_missing: Target keys that start fresh (e.g. dense output norms).
+
+    Raises:
+        ConversionError: Listing every kind of problem found, at most 10 keys of each.
+    """
+    missing = [k for k in expected_shapes if k not in converted and k not in allowed_missing]
+    extra = [k for k in converted if k not in expected_shapes]
+    shapes = [f'{k}: {tuple(converted[k].shape)} vs {tuple(s)}'
+              for k, s in expected_shapes.items()
+              if k in converted and tuple(converted[k].shape) != tuple(s)]
+    problems = []
+    if unused:
+        problems.append(f'{len(unused)} unused official keys: {unused[:10]}')
+    if extra:
+        problems.append(f'{len(extra)} keys unknown to {target}: {extra[:10]}')
+    if missing:
+        problems.append(f'{len(missing)} missing keys: {missing[:10]}')
+    if shapes:
+        problems.append(f'{len(shapes)} shape mismatches: {shapes[:10]}')
+    if problems:
+        raise ConversionError(f'refusing to convert ({label}): ' + '; '.join(problems))

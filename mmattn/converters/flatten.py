@@ -32,7 +32,12 @@ from typing import Dict, List, Optional, Tuple
 
 import torch
 
-from mmattn.converters.common import ConversionError, block_depths, unwrap_state_dict
+from mmattn.converters.common import (
+    ConversionError,
+    audit_key_mapping,
+    block_depths,
+    unwrap_state_dict,
+)
 from mmattn.utils.checkpoint import safe_load, save_atomic
 
 _PVT_NAMES = {'t': 'tiny', 's': 'small', 'm': 'medium', 'l': 'large'}
@@ -210,22 +215,8 @@ def convert_flatten(ckpt, arch: Optional[str] = None, family: Optional[str] = No
     if expected is None:
         expected = {k: v.shape for k, v in build_target(facts).state_dict().items()}
     new = [k for k in expected if re.match(r'norm\d+\.', k)] if found == 'swin' else []
-    missing = [k for k in expected if k not in out and k not in new]
-    extra = [k for k in out if k not in expected]
-    shapes = [f'{k}: {tuple(out[k].shape)} vs {tuple(s)}' for k, s in expected.items()
-              if k in out and tuple(out[k].shape) != tuple(s)]
-    problems = []
-    if unused:
-        problems.append(f'{len(unused)} unused official keys: {unused[:10]}')
-    if extra:
-        problems.append(f'{len(extra)} keys unknown to the mmattn backbone: {extra[:10]}')
-    if missing:
-        problems.append(f'{len(missing)} missing keys: {missing[:10]}')
-    if shapes:
-        problems.append(f'{len(shapes)} shape mismatches: {shapes[:10]}')
-    if problems:
-        raise ConversionError(f'refusing to convert (FLatten-{found.upper()}-{facts["arch"]}): '
-                              + '; '.join(problems))
+    audit_key_mapping(out, expected, unused, f'FLatten-{found.upper()}-{facts["arch"]}',
+                      allowed_missing=tuple(new))
     report = dict(facts, dropped=dropped, new=new, num_keys=len(out))
     return out, report
 

@@ -25,7 +25,7 @@ from typing import Dict, List, Optional, Tuple
 
 import torch
 
-from mmattn.converters.common import ConversionError, unwrap_state_dict
+from mmattn.converters.common import ConversionError, audit_key_mapping, unwrap_state_dict
 from mmattn.utils.checkpoint import safe_load, save_atomic
 
 _CANONICAL = {'t': 'tiny', 's': 'small', 'b': 'base'}
@@ -121,22 +121,8 @@ def convert_shunted(ckpt, arch: Optional[str] = None
         else:
             out[new] = v
     expected = ShuntedTransformer(arch=found, drop_path_rate=0.).state_dict()
-    missing = [k for k in expected if k not in out]
-    extra = [k for k in out if k not in expected]
-    shapes = [f'{k}: {tuple(out[k].shape)} vs {tuple(v.shape)}' for k, v in expected.items()
-              if k in out and out[k].shape != v.shape]
-    problems = []
-    if unused:
-        problems.append(f'{len(unused)} unused official keys: {unused[:10]}')
-    if extra:
-        problems.append(f'{len(extra)} keys unknown to ShuntedTransformer: {extra[:10]}')
-    if missing:
-        problems.append(f'{len(missing)} missing keys: {missing[:10]}')
-    if shapes:
-        problems.append(f'{len(shapes)} shape mismatches: {shapes[:10]}')
-    if problems:
-        raise ConversionError(f'refusing to convert (Shunted-{found[0].upper()}): '
-                              + '; '.join(problems))
+    audit_key_mapping(out, {k: v.shape for k, v in expected.items()}, unused,
+                      f'Shunted-{found[0].upper()}', target='ShuntedTransformer')
     return out, dict(arch=found, dropped=dropped, num_keys=len(out))
 
 
