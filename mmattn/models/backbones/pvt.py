@@ -33,6 +33,7 @@ from mmcv.cnn.bricks import DropPath
 from mmengine.model import BaseModule
 from mmengine.model.weight_init import trunc_normal_
 
+from mmattn.models.layers.arch_utils import init_linear_and_norm, select_arch
 from mmattn.models.layers.attn_builder import build_attention
 from mmattn.registry import MODELS
 
@@ -230,28 +231,11 @@ class PyramidVisionTransformerSkeleton(BaseModule):
 
     @classmethod
     def _parse_arch(cls, arch: Union[str, dict]) -> dict:
-        if isinstance(arch, str):
-            key = arch.lower()
-            if key not in cls.arch_zoo:
-                raise ValueError(f'unknown arch {arch!r} for {cls.__name__}; choose from '
-                                 f'{sorted(cls.arch_zoo)} or give a dict with '
-                                 f'{sorted(cls._arch_keys)}')
-            return copy.deepcopy(cls.arch_zoo[key])
-        missing = cls._arch_keys - set(arch)
-        if missing:
-            raise ValueError(f'custom arch lacks {sorted(missing)}')
-        return copy.deepcopy(dict(arch))
+        return select_arch(cls.__name__, cls.arch_zoo, cls._arch_keys, arch)
 
     def _init_default(self) -> None:
         """Random init of the official code (used unless a Pretrained init_cfg loads weights)."""
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                trunc_normal_(m.weight, std=.02)
-                if m.bias is not None:
-                    nn.init.constant_(m.bias, 0)
-            elif isinstance(m, nn.LayerNorm):
-                nn.init.constant_(m.weight, 1.0)
-                nn.init.constant_(m.bias, 0)
+        init_linear_and_norm(self)
         for layer in self.layers:
             trunc_normal_(layer.pos_embed, std=.02)
 
