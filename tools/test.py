@@ -24,6 +24,7 @@ from mmattn.utils.cli import (  # noqa: E402
     UserInputError,
     add_common_args,
     check_dataset_paths,
+    finish_launcher,
     load_config,
     prepare_launcher,
     user_errors,
@@ -103,6 +104,7 @@ def main(argv=None):
             print('metrics: ' + json.dumps(metrics, default=str))
         if tmp_out is not None and osp.exists(tmp_out):
             os.replace(tmp_out, args.out)  # atomic: the result file is complete or absent
+        finish_launcher()
     finally:
         if tmp_out is not None and osp.exists(tmp_out):
             os.remove(tmp_out)

@@ -19,6 +19,7 @@ warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
 from mmattn.utils.cli import (  # noqa: E402
     add_common_args,
     check_dataset_paths,
+    finish_launcher,
     load_config,
     prepare_launcher,
     user_errors,
@@ -88,6 +89,7 @@ def main(argv=None):
     preflight(cfg, splits=('train', 'val'))  # data contents, backbone config, checkpoint file
     runner = Runner.from_cfg(cfg)
     runner.train()
+    finish_launcher()
 
 
 if __name__ == '__main__':

@@ -195,3 +195,17 @@ def prepare_launcher(cfg: Config, launcher: str) -> None:
         cfg.model_wrapper_cfg = dict(
             type='MMDistributedDataParallel', device_ids=None, broadcast_buffers=False,
             find_unused_parameters=cfg.get('find_unused_parameters', False))
+
+
+def finish_launcher() -> None:
+    """Leave the process group cleanly once a distributed run has finished.
+
+    Without this, the first rank to return tears down the rendezvous store while the others
+    still run gloo's threads, and a rank can die with ``terminate called without an active
+    exception`` (SIGABRT) after a run that completed, so ``torchrun`` reports a failure. The
+    barrier lets every rank finish its last collective before any of them leaves.
+    """
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()

@@ -10,7 +10,8 @@ raises at the next forward when a parameter got no gradient.
 """
 import os
 import os.path as osp
-import random
+import re
+import socket
 import subprocess
 import sys
 
@@ -64,9 +65,29 @@ MODEL_EXTRA = (", num_classes=5, dropout_ratio=0., norm_cfg=dict(type='GN', num_
                "requires_grad=True)), data_preprocessor=dict(size=(64, 64)")
 
 
-def _run(cmd, env):
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600, env=env)
-    assert proc.returncode == 0, f'{" ".join(cmd)}\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}'
+#: torchrun's rendezvous failing to bind or reach its port: another process took the port
+#: between our probe and its bind. Only this is retried, never a failure of the training itself.
+PORT_RACE = re.compile(r'EADDRINUSE|[Aa]ddress already in use|failed to listen|'
+                       r'Connection refused|Connection reset by peer')
+
+
+def _free_port():
+    # Ask the kernel for a port that is free now instead of guessing one: a random guess can
+    # land on an ephemeral port that an earlier gloo run still holds.
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
+
+
+def _run(cmd, env, attempts=1):
+    for attempt in range(attempts):
+        if attempts > 1:
+            env = dict(env, PORT=str(_free_port()))
+        proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600,
+                              env=env)
+        if proc.returncode == 0 or not PORT_RACE.search(proc.stderr + proc.stdout):
+            break
+    assert proc.returncode == 0, f'{" ".join(cmd)}\n{proc.stdout[-3000:]}\n{proc.stderr[-8000:]}'
     return proc
 
 
@@ -85,8 +106,7 @@ def _save_init(family, tmp_path, path):
 @pytest.mark.parametrize('family', DDP_FAMILIES)
 def test_dist_train_equals_single(family, shapes_data, tmp_path):
     assert family in landed()
-    env = dict(os.environ, OMP_NUM_THREADS='1', PORT=str(random.randint(20000, 40000)),
-               PYTHON=sys.executable)
+    env = dict(os.environ, OMP_NUM_THREADS='1', PYTHON=sys.executable)
     # Both runs start from the same weights (load_from), whatever RNG draws each made before.
     init = str(tmp_path / 'init.pth')
     _save_init(family, tmp_path, init)
@@ -102,7 +122,7 @@ def test_dist_train_equals_single(family, shapes_data, tmp_path):
                   '--work-dir', work[name]], env)
         else:
             _run(['bash', osp.join(REPO, 'tools', 'dist_train.sh'), str(cfg), '2',
-                  '--work-dir', work[name]], env)
+                  '--work-dir', work[name]], env, attempts=3)
 
     # The two steps really moved the weights (the comparison is not vacuous).
     first = _params(osp.join(work['single'], 'iter_1.pth'))
