@@ -49,7 +49,8 @@ def double_normalise(logits: torch.Tensor, token_dim: int, slot_dim: int,
         Tensor: The attention map, same shape and dtype as ``logits``.
     """
     with torch.autocast(device_type=logits.device.type, enabled=False):
-        attn = logits.float().softmax(dim=token_dim)
+        # at least fp32: a float64 model keeps its precision
+        attn = logits.to(torch.promote_types(logits.dtype, torch.float32)).softmax(dim=token_dim)
         attn = attn / (eps + attn.sum(dim=slot_dim, keepdim=True))
     return attn.to(logits.dtype)
 

@@ -93,8 +93,9 @@ class FocusedLinearAttention(BaseModule):
     cheaper order is taken on every call (``compute_order='auto'``), so tiny maps (e.g. the
     7 x 7 last stage at 224 input, ``N < d``) use the quadratic order.
 
-    The kernel map, the normaliser and both matrix products run in fp32 with autocast off, so
-    bf16/fp16 training cannot overflow or divide by zero; the result is cast back.
+    The kernel map, the normaliser and both matrix products run in fp32 (fp64 for a float64
+    model) with autocast off, so bf16/fp16 training cannot overflow or divide by zero; the
+    result is cast back.
 
     The positional encoding has the length of the pretraining map (``pretrain_hw``, divided by
     ``sr_ratio``); for another ``H x W`` it is bilinearly resized as a 2-D grid (see
@@ -224,12 +225,14 @@ class FocusedLinearAttention(BaseModule):
         k, v = self.kv(x_).chunk(2, dim=-1)  # (B, n, C) each
         n = k.shape[1]
 
+        # At least fp32 (never down-casts a float64 model: that would cost it its precision).
+        acc = torch.promote_types(q.dtype, torch.float32)
         with torch.autocast(device_type=x.device.type, enabled=False):
-            qf, kf, vf = q.float(), k.float(), v.float()
+            qf, kf, vf = q.to(acc), k.to(acc), v.to(acc)
             if self.positional_encoding is not None:
-                kf = kf + resize_pos_encoding(self.positional_encoding.float(), self.pos_hw,
+                kf = kf + resize_pos_encoding(self.positional_encoding.to(acc), self.pos_hw,
                                               kv_hw, self.pos_interp_mode)
-            scale = F.softplus(self.scale.float())
+            scale = F.softplus(self.scale.to(acc))
             qf = focused_kernel(qf, scale, self.focusing_factor)
             kf = focused_kernel(kf, scale, self.focusing_factor)
             qf = qf.reshape(B, N, heads, d).transpose(1, 2)  # (B, heads, N, d)

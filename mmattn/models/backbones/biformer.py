@@ -17,6 +17,7 @@ from mmengine.model import BaseModule, ModuleList
 from mmengine.model.weight_init import constant_init, trunc_normal_init
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from mmattn.models.layers.tokens import map_to_tokens, tokens_to_map
 from mmattn.registry import MODELS, build_module
 
 
@@ -73,10 +74,13 @@ class BiFormerBlock(BaseModule):
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
         x = x + self.pos_embed(x)
-        x = x.flatten(2).transpose(1, 2)  # (B, N, C)
+        # NOTE: through NHWC, not flatten/transpose: the block's input is a BatchNorm output
+        # (stem, downsampling), whose CPU backward is wrong for the latter's gradient layout at
+        # batch size 1 (see mmattn/models/layers/tokens.py).
+        x = map_to_tokens(x)  # (B, N, C)
         x = x + self.drop_path(self.attn(self.norm1(x), (h, w)))
         x = x + self.drop_path(self.mlp(self.norm2(x)))
-        return x.transpose(1, 2).reshape(b, c, h, w)
+        return tokens_to_map(x, (h, w)).contiguous()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Forward an NCHW map; returns the same shape."""

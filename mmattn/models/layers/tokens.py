@@ -1,0 +1,29 @@
+"""NCHW map <-> (B, N, C) token sequence, in the layout that keeps BatchNorm's backward right.
+
+``x.flatten(2).transpose(1, 2)`` is the usual spelling, but its backward hands the upstream
+layer a gradient with channels-last strides whose batch stride, for a batch of one, is not the
+canonical ``H * W * C``. On torch 2.13's CPU kernels ``BatchNorm2d``'s backward (train and eval
+mode, fp32 and fp64) then returns wrong input, weight and bias gradients: off by the size of the
+gradient itself. Forward values are unaffected, so nothing but a gradient check notices. Going
+through NHWC (``permute`` then ``flatten``) gives the canonical strides and the right gradient.
+Use these two helpers wherever a BatchNorm's output can reach a token sequence without a
+convolution in between (e.g. a stem or a downsampling layer that ends in BN, feeding blocks).
+``tests/test_reliability/test_batch_independence.py`` checks every backbone for this.
+"""
+from typing import Tuple
+
+import torch
+
+
+def map_to_tokens(x: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) -> (B, H * W, C), row-major over H, W (same values as flatten/transpose)."""
+    return x.permute(0, 2, 3, 1).flatten(1, 2)
+
+
+def tokens_to_map(x: torch.Tensor, hw: Tuple[int, int]) -> torch.Tensor:
+    """(B, H * W, C) -> (B, C, H, W), the inverse of :func:`map_to_tokens`."""
+    b, n, c = x.shape
+    h, w = hw
+    if n != h * w:
+        raise ValueError(f'tokens_to_map: {n} tokens cannot form a {h} x {w} map')
+    return x.reshape(b, h, w, c).permute(0, 3, 1, 2)
