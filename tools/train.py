@@ -69,6 +69,10 @@ def main(argv=None):
         else:
             cfg.optim_wrapper.type = 'mmattn.CPUAmpOptimWrapper'
             cfg.optim_wrapper.dtype = 'bfloat16'
+            if cfg.get('default_scope') == 'mmdet':
+                # mmcv's CPU NMS / RoIAlign have no bf16 kernels: autocast the feature
+                # extractor only (see mmattn/engine/optim_wrapper.py).
+                cfg.optim_wrapper.autocast_modules = ('backbone', 'neck')
 
     if args.auto_scale_lr:
         if 'auto_scale_lr' not in cfg or 'base_batch_size' not in cfg.auto_scale_lr:

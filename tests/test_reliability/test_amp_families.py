@@ -13,7 +13,7 @@ import os.path as osp
 
 import pytest
 import torch
-from reliability_families import FAMILIES, build_model, config_text, landed
+from reliability_families import FAMILIES, REPO, build_model, config_text, landed
 
 STEPS = 2
 SCALES = (1.0, 30.0)
@@ -119,3 +119,82 @@ def test_train_py_amp_flag(shapes_data, tmp_path, tool):
             losses += [json.loads(line)['loss'] for line in f if '"loss"' in line]
     assert len(losses) == 4 and all(math.isfinite(v) for v in losses), losses
     assert osp.isfile(work / 'iter_4.pth')
+
+
+def test_train_py_amp_flag_mask_rcnn(shapes_data, tmp_path, tool):
+    """``--amp`` on a CPU detector: mmcv's NMS / RoIAlign have no bf16 kernels, so train.py
+    autocasts the backbone and neck only; Mask R-CNN with an attention backbone then trains."""
+    work = tmp_path / 'work'
+    tool('train.py', osp.join(REPO, 'configs/shapes/mask-rcnn_agent-pvt-tiny_fpn_shapes.py'),
+         '--work-dir', work, '--amp', '--cfg-options', 'train_cfg.max_iters=3',
+         'train_cfg.val_interval=1000', 'default_hooks.logger.interval=1',
+         'default_hooks.checkpoint.interval=1000')
+    from mmengine.config import Config
+    dumped = Config.fromfile(str(work / 'mask-rcnn_agent-pvt-tiny_fpn_shapes.py'))
+    assert dumped.optim_wrapper.type == 'mmattn.CPUAmpOptimWrapper'
+    assert tuple(dumped.optim_wrapper.autocast_modules) == ('backbone', 'neck')
+    losses = []
+    for path in glob.glob(str(work / '*' / 'vis_data' / 'scalars.json')):
+        with open(path) as f:
+            losses += [json.loads(line)['loss'] for line in f if '"loss"' in line]
+    assert len(losses) == 3 and all(math.isfinite(v) for v in losses), losses
+
+
+class _Detector(torch.nn.Module):
+    """backbone -> neck -> head, where the head insists on fp32 input (like mmcv's CPU NMS)."""
+
+    def __init__(self, fail=False):
+        super().__init__()
+        self.backbone = torch.nn.Linear(4, 4)
+        self.neck = torch.nn.Linear(4, 4)
+        self.head = torch.nn.Linear(4, 1)
+        self.fail, self.seen = fail, {}
+
+    def forward(self, x):
+        feats = self.backbone(x)
+        self.seen['backbone'] = feats.dtype
+        if self.fail:
+            raise RuntimeError('boom')
+        feats = self.neck(feats)
+        self.seen['neck'] = feats.dtype
+        self.seen['head_autocast'] = torch.is_autocast_cpu_enabled()
+        return self.head(feats)
+
+
+def _wrapper(**kwargs):
+    from mmattn.engine.optim_wrapper import CPUAmpOptimWrapper
+    model = _Detector(**kwargs.pop('model', {}))
+    return model, CPUAmpOptimWrapper(optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
+                                     **kwargs)
+
+
+def test_cpu_amp_autocast_modules_scope():
+    model, wrapper = _wrapper(autocast_modules=('backbone', 'neck', 'absent'))
+    raw = []  # registered first, so it sees the output before the wrapper's cast-back hook
+    model.backbone.register_forward_hook(lambda mod, args, out: raw.append(out.dtype))
+    with wrapper.optim_context(model):
+        out = model(torch.randn(2, 4))
+    assert raw == [torch.bfloat16]
+    # inside the scoped modules the matmuls ran in bf16; what leaves them is fp32 again
+    assert model.seen == {'backbone': torch.float32, 'neck': torch.float32,
+                          'head_autocast': False}
+    assert out.dtype == torch.float32
+    assert not torch.is_autocast_cpu_enabled()
+    assert len(model.backbone._forward_hooks) == 1 and not model.backbone._forward_pre_hooks
+    # the whole-model default: everything under autocast, bf16 out
+    model, wrapper = _wrapper()
+    with wrapper.optim_context(model):
+        assert model(torch.randn(2, 4)).dtype == torch.bfloat16
+
+
+def test_cpu_amp_autocast_modules_unwinds_after_an_error_and_names_a_mismatch():
+    model, wrapper = _wrapper(autocast_modules=['backbone'], model=dict(fail=True))
+    with pytest.raises(RuntimeError, match='boom'):
+        with wrapper.optim_context(model):
+            model(torch.randn(2, 4))
+    assert not torch.is_autocast_cpu_enabled()
+    assert not model.backbone._forward_hooks and not model.backbone._forward_pre_hooks
+    model, wrapper = _wrapper(autocast_modules='encoder')
+    with pytest.raises(ValueError, match=r"has none of autocast_modules=\['encoder'\]"):
+        with wrapper.optim_context(model):
+            pass
