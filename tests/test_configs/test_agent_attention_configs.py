@@ -5,11 +5,11 @@ import os.path as osp
 
 import pytest
 import torch
-from mmengine.config import Config, ConfigDict
-from mmengine.registry import DefaultScope, init_default_scope
-from mmengine.utils import import_modules_from_strings
+from mmengine.config import Config
+from mmengine.registry import DefaultScope
 
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+from .builders import REPO, build_recipe, seg_batch
+
 CONFIGS = sorted(osp.relpath(p, REPO) for p in glob.glob(
     osp.join(REPO, 'configs', 'agent_attention', '*.py')))
 SHAPES = 'configs/shapes/mask-rcnn_agent-pvt-tiny_fpn_shapes.py'
@@ -24,16 +24,6 @@ OFFICIAL_PARAMS = {
     'upernet_agent-swin-b': 121, 'fpn_agent-pvt-t': 15, 'fpn_agent-pvt-s': 24,
     'fpn_agent-pvt-m': 40, 'fpn_agent-pvt-l': 52,
 }
-
-
-def _no_syncbn(obj):
-    """SyncBN needs a process group; a single CPU step uses BN (same parameters)."""
-    if isinstance(obj, dict):
-        return {k: ('BN' if k == 'type' and v == 'SyncBN' else _no_syncbn(v))
-                for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_no_syncbn(v) for v in obj)
-    return obj
 
 
 #: configs built at full size (parameter count vs the official table); the others take their
@@ -59,35 +49,14 @@ def _thin(backbone):
 
 
 def _build(config, size=64, thin=False):
-    cfg = Config.fromfile(osp.join(REPO, config))
-    import_modules_from_strings(**cfg.custom_imports)
-    init_default_scope(cfg.default_scope)
-    if cfg.default_scope == 'mmdet':
-        from mmdet.registry import MODELS
-    else:
-        from mmseg.registry import MODELS
-    model_cfg = _no_syncbn(cfg.to_dict()['model'])
-    model_cfg['backbone'].pop('init_cfg', None)  # no converted weights in the test suite
-    if thin:
-        model_cfg['backbone'] = _thin(model_cfg['backbone'])
-    if cfg.default_scope == 'mmseg':  # pad to the small test input, not the 512 crop
-        model_cfg['data_preprocessor']['size'] = (size, size)
-    torch.manual_seed(0)
-    with DefaultScope.overwrite_default_scope(cfg.default_scope):
-        model = MODELS.build(ConfigDict(model_cfg))
-    return cfg, model
-
-
-def _seg_batch(num_classes, size):
-    from mmengine.structures import PixelData
-    from mmseg.structures import SegDataSample
-    inputs, samples = [], []
-    for _ in range(2):
-        inputs.append(torch.randint(0, 255, (3, size, size), dtype=torch.uint8))
-        s = SegDataSample(metainfo=dict(img_shape=(size, size), ori_shape=(size, size)))
-        s.gt_sem_seg = PixelData(data=torch.randint(0, num_classes, (1, size, size)))
-        samples.append(s)
-    return dict(inputs=inputs, data_samples=samples)
+    def edit(model_cfg, cfg):
+        model_cfg['backbone'].pop('init_cfg', None)  # no converted weights in the test suite
+        if thin:
+            model_cfg['backbone'] = _thin(model_cfg['backbone'])
+        if cfg.default_scope == 'mmseg':  # pad to the small test input, not the 512 crop
+            model_cfg['data_preprocessor']['size'] = (size, size)
+        return model_cfg
+    return build_recipe(config, edit)
 
 
 def test_all_recipes_present():
@@ -130,7 +99,7 @@ def test_config_builds_and_trains_one_step(config):
                                 num_classes=80 if 'shapes' not in config else 3,
                                 with_mask='mask' in config)
     else:
-        packed = _seg_batch(model.decode_head.num_classes, size)
+        packed = seg_batch(model.decode_head.num_classes, size)
     data = model.data_preprocessor(packed, True)
     losses = model(**data, mode='loss')
     total = sum(v if torch.is_tensor(v) else sum(v) for k, v in losses.items() if 'loss' in k)

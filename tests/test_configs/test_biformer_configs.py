@@ -6,9 +6,7 @@ import os.path as osp
 
 import pytest
 import torch
-from mmengine.config import Config, ConfigDict
-from mmengine.registry import DefaultScope, init_default_scope
-from mmengine.utils import import_modules_from_strings
+from mmengine.config import Config
 
 from mmattn.models.attentions.bi_level_routing_attention import (
     BiLevelRoutingAttention,
@@ -16,35 +14,11 @@ from mmattn.models.attentions.bi_level_routing_attention import (
 )
 from mmattn.utils.checkpoint import save_atomic
 
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+from .builders import REPO, build_recipe
+
 CONFIGS = sorted(osp.relpath(p, REPO) for p in glob.glob(
     osp.join(REPO, 'configs', 'biformer', '*.py')))
 SHAPES = 'configs/shapes/fpn_biformer-nano_shapes.py'
-
-
-def _no_syncbn(obj):
-    """SyncBN needs a process group; a single CPU step uses BN (same parameters)."""
-    if isinstance(obj, dict):
-        return {k: ('BN' if k == 'type' and v == 'SyncBN' else _no_syncbn(v))
-                for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_no_syncbn(v) for v in obj)
-    return obj
-
-
-def _build(config):
-    cfg = Config.fromfile(osp.join(REPO, config))
-    if cfg.get('custom_imports'):
-        import_modules_from_strings(**cfg.custom_imports)
-    init_default_scope(cfg.default_scope)
-    if cfg.default_scope == 'mmdet':
-        from mmdet.registry import MODELS
-    else:
-        from mmseg.registry import MODELS
-    torch.manual_seed(0)
-    with DefaultScope.overwrite_default_scope(cfg.default_scope):
-        model = MODELS.build(ConfigDict(_no_syncbn(cfg.to_dict()['model'])))
-    return cfg, model
 
 
 def test_all_recipes_present():
@@ -79,7 +53,7 @@ def test_official_hyper_parameters():
 
 @pytest.mark.parametrize('config', CONFIGS + [SHAPES])
 def test_config_builds_and_trains_one_step(config):
-    cfg, model = _build(config)
+    cfg, model = build_recipe(config)
     bras = [m for m in model.backbone.modules() if isinstance(m, BiLevelRoutingAttention)]
     glob_attn = [m for m in model.backbone.modules() if isinstance(m, GlobalAttentionLePE)]
     assert bras and glob_attn and all(m.num_heads == 8 for m in glob_attn)
@@ -122,7 +96,7 @@ def test_config_builds_and_trains_one_step(config):
 
 
 def _untrained_checkpoint(path):
-    cfg, model = _build(SHAPES)
+    cfg, model = build_recipe(SHAPES)
     model.init_weights()
     save_atomic({'state_dict': model.state_dict(), 'meta': {}}, path)
     return path

@@ -10,24 +10,13 @@ import os.path as osp
 
 import pytest
 import torch
-from mmengine.config import Config, ConfigDict
-from mmengine.registry import DefaultScope, init_default_scope
-from mmengine.utils import import_modules_from_strings
+from mmengine.config import Config
 
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+from .builders import REPO, build_recipe, seg_batch
+
 CONFIGS = sorted(osp.relpath(p, REPO) for p in glob.glob(
     osp.join(REPO, 'configs', 'external_attention', '*.py'))) + [
         'configs/shapes/fpn_r50-ea_shapes.py']
-
-
-def _no_syncbn(obj):
-    """SyncBN needs a process group; a single CPU step uses BN (same parameters)."""
-    if isinstance(obj, dict):
-        return {k: ('BN' if k == 'type' and v == 'SyncBN' else _no_syncbn(v))
-                for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_no_syncbn(v) for v in obj)
-    return obj
 
 
 PVT_DIMS = {64: 16, 128: 32, 320: 48, 512: 64}
@@ -57,33 +46,8 @@ def _thin(model):
 
 
 def _build(config):
-    cfg = Config.fromfile(osp.join(REPO, config))
-    if cfg.get('custom_imports'):
-        import_modules_from_strings(**cfg.custom_imports)
-    init_default_scope(cfg.default_scope)
-    if cfg.default_scope == 'mmdet':
-        from mmdet.registry import MODELS
-    else:
-        from mmseg.registry import MODELS
-    torch.manual_seed(0)
-    with DefaultScope.overwrite_default_scope(cfg.default_scope):
-        model_cfg = _no_syncbn(cfg.to_dict()['model'])
-        if 'shapes' not in config:  # the shapes config is CPU-sized already
-            model_cfg = _thin(model_cfg)
-        model = MODELS.build(ConfigDict(model_cfg))
-    return cfg, model
-
-
-def _seg_batch(num_classes, size=64):
-    from mmengine.structures import PixelData
-    from mmseg.structures import SegDataSample
-    inputs, samples = [], []
-    for _ in range(2):
-        inputs.append(torch.randint(0, 255, (3, size, size), dtype=torch.uint8))
-        s = SegDataSample(metainfo=dict(img_shape=(size, size), ori_shape=(size, size)))
-        s.gt_sem_seg = PixelData(data=torch.randint(0, num_classes, (1, size, size)))
-        samples.append(s)
-    return dict(inputs=inputs, data_samples=samples)
+    # the shapes config is CPU-sized already
+    return build_recipe(config, None if 'shapes' in config else lambda m, cfg: _thin(m))
 
 
 def test_all_recipes_present():
@@ -111,7 +75,7 @@ def test_config_builds_and_trains_one_step(config):
                                 with_mask='mask' in config)
     else:
         num_classes = model.decode_head.num_classes
-        packed = _seg_batch(num_classes, size)
+        packed = seg_batch(num_classes, size)
     data = model.data_preprocessor(packed, True)
     if cfg.default_scope != 'mmdet':
         data['inputs'] = data['inputs'][..., :size, :size]  # crop-size padding not needed

@@ -16,28 +16,17 @@ import re
 
 import pytest
 import torch
-from mmengine.config import Config, ConfigDict
-from mmengine.registry import DefaultScope, init_default_scope
-from mmengine.utils import import_modules_from_strings
+from mmengine.config import Config
 
 from mmattn.models.attentions.focused_linear_attention import FocusedLinearAttention
 from mmattn.utils.checkpoint import save_atomic
 
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+from .builders import REPO, build_recipe, seg_batch
+
 SHAPES = 'configs/shapes/fpn_flatten-pvt-nano_shapes.py'
 CONFIGS = sorted(osp.relpath(p, REPO) for p in glob.glob(
     osp.join(REPO, 'configs', 'flatten', '*.py'))) + [SHAPES]
 PVT_DIMS = {64: 16, 128: 32, 320: 48, 512: 64}
-
-
-def _bn_only(obj):
-    """SyncBN needs a process group; one CPU step uses BN with the same parameters."""
-    if isinstance(obj, dict):
-        return {k: 'BN' if (k == 'type' and v == 'SyncBN') else _bn_only(v)
-                for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_bn_only(v) for v in obj)
-    return obj
 
 
 def _thin(model):
@@ -59,32 +48,9 @@ def _thin(model):
 
 
 def _build(config, thin=True):
-    cfg = Config.fromfile(osp.join(REPO, config))
-    import_modules_from_strings(**cfg.custom_imports)
-    init_default_scope(cfg.default_scope)
-    if cfg.default_scope == 'mmdet':
-        from mmdet.registry import MODELS
-    else:
-        from mmseg.registry import MODELS
-    model_cfg = _bn_only(cfg.to_dict()['model'])
-    if thin and 'shapes' not in config:
-        model_cfg = _thin(model_cfg)
-    torch.manual_seed(0)
-    with DefaultScope.overwrite_default_scope(cfg.default_scope):
-        model = MODELS.build(ConfigDict(model_cfg))
-    return cfg, model
-
-
-def _seg_inputs(num_classes, size):
-    from mmengine.structures import PixelData
-    from mmseg.structures import SegDataSample
-    inputs, samples = [], []
-    for _ in range(2):
-        inputs.append(torch.randint(0, 256, (3, size, size), dtype=torch.uint8))
-        sample = SegDataSample(metainfo=dict(img_shape=(size, size), ori_shape=(size, size)))
-        sample.gt_sem_seg = PixelData(data=torch.randint(0, num_classes, (1, size, size)))
-        samples.append(sample)
-    return dict(inputs=inputs, data_samples=samples)
+    def edit(model_cfg, cfg):
+        return _thin(model_cfg) if thin and 'shapes' not in config else model_cfg
+    return build_recipe(config, edit)
 
 
 def test_recipes_for_every_head_and_variant():
@@ -168,7 +134,7 @@ def test_builds_and_trains_one_step(config):
         packed = demo_mm_inputs(2, [[3, size, size]] * 2, num_items=[2, 3], num_classes=80,
                                 with_mask='mask-rcnn' in config)
     else:
-        packed = _seg_inputs(model.decode_head.num_classes, size)
+        packed = seg_batch(model.decode_head.num_classes, size)
         model.data_preprocessor.size = (size, size)  # the 64 px batch, not the 512 crop
     data = model.data_preprocessor(packed, True)
     losses = model(**data, mode='loss')

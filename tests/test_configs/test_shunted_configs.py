@@ -5,53 +5,16 @@ import os.path as osp
 
 import pytest
 import torch
-from mmengine.config import Config, ConfigDict
-from mmengine.registry import DefaultScope, init_default_scope
-from mmengine.utils import import_modules_from_strings
+from mmengine.config import Config
 
 from mmattn.models.backbones.shunted import ShuntedTransformer
 from mmattn.utils.checkpoint import save_atomic
 
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+from .builders import REPO, build_recipe, seg_batch
+
 SHAPES = 'configs/shapes/fpn_shunted-nano_shapes.py'
 CONFIGS = sorted(osp.relpath(p, REPO) for p in glob.glob(
     osp.join(REPO, 'configs', 'shunted', '*.py'))) + [SHAPES]
-
-
-def _bn_only(obj):
-    """SyncBN needs a process group; one CPU step uses BN with the same parameters."""
-    if isinstance(obj, dict):
-        return {k: 'BN' if (k == 'type' and v == 'SyncBN') else _bn_only(v)
-                for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_bn_only(v) for v in obj)
-    return obj
-
-
-def _build(config):
-    cfg = Config.fromfile(osp.join(REPO, config))
-    import_modules_from_strings(**cfg.custom_imports)
-    init_default_scope(cfg.default_scope)
-    if cfg.default_scope == 'mmdet':
-        from mmdet.registry import MODELS
-    else:
-        from mmseg.registry import MODELS
-    torch.manual_seed(0)
-    with DefaultScope.overwrite_default_scope(cfg.default_scope):
-        model = MODELS.build(ConfigDict(_bn_only(cfg.to_dict()['model'])))
-    return cfg, model
-
-
-def _seg_inputs(num_classes, size):
-    from mmengine.structures import PixelData
-    from mmseg.structures import SegDataSample
-    inputs, samples = [], []
-    for _ in range(2):
-        inputs.append(torch.randint(0, 256, (3, size, size), dtype=torch.uint8))
-        sample = SegDataSample(metainfo=dict(img_shape=(size, size), ori_shape=(size, size)))
-        sample.gt_sem_seg = PixelData(data=torch.randint(0, num_classes, (1, size, size)))
-        samples.append(sample)
-    return dict(inputs=inputs, data_samples=samples)
 
 
 def test_recipes_for_every_head_and_variant():
@@ -90,7 +53,7 @@ def test_recipe_hyper_parameters():
 
 @pytest.mark.parametrize('config', CONFIGS)
 def test_builds_and_trains_one_step(config):
-    cfg, model = _build(config)
+    cfg, model = build_recipe(config)
     assert isinstance(model.backbone, ShuntedTransformer)
     model.train()
     size = 64
@@ -99,7 +62,7 @@ def test_builds_and_trains_one_step(config):
         packed = demo_mm_inputs(2, [[3, size, size]] * 2, num_items=[2, 3], num_classes=80,
                                 with_mask='mask-rcnn' in config)
     else:
-        packed = _seg_inputs(model.decode_head.num_classes, size)
+        packed = seg_batch(model.decode_head.num_classes, size)
     if cfg.default_scope == 'mmseg':
         model.data_preprocessor.size = (size, size)  # the 64 px batch, not the 512 crop
     data = model.data_preprocessor(packed, True)
@@ -126,7 +89,7 @@ def _metrics(folder):
 def test_shapes_config_trains_and_tests_end_to_end(tool, shapes_data, tmp_path):
     """tools/train.py for 20 iterations, then tools/test.py, against the untrained model."""
     subset = 'test_dataloader.dataset.indices=16'  # 16 validation images keep it CPU-sized
-    cfg, model = _build(SHAPES)
+    cfg, model = build_recipe(SHAPES)
     model.init_weights()
     untrained_ckpt = str(tmp_path / 'untrained.pth')
     save_atomic({'state_dict': model.state_dict(), 'meta': {}}, untrained_ckpt)
