@@ -1,6 +1,7 @@
 """Shared fixtures: the bundled datasets and a way to run the tools as a user does."""
 import os
 import os.path as osp
+import socket
 import subprocess
 import sys
 
@@ -41,3 +42,17 @@ def run_tool(script, *args, timeout=900, env=None, check=True):
 @pytest.fixture
 def tool():
     return run_tool
+
+
+def _free_port():
+    # Ask the kernel for a port that is free now instead of guessing one: a random guess can
+    # land on an ephemeral port that an earlier gloo run still holds.
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def free_port():
+    """A function returning a TCP port free right now (for torchrun's rendezvous)."""
+    return _free_port

@@ -50,6 +50,11 @@ class CPUAmpOptimWrapper(OptimWrapper):
             raise ValueError(f'CPUAmpOptimWrapper dtype must be bfloat16 or float16, got {dtype}')
         if isinstance(autocast_modules, str):
             autocast_modules = (autocast_modules, )
+        if autocast_modules is not None and not (
+                isinstance(autocast_modules, (list, tuple))
+                and all(isinstance(name, str) for name in autocast_modules)):
+            raise TypeError(f'CPUAmpOptimWrapper autocast_modules must be sub-module names '
+                            f"(e.g. ('backbone', 'neck')) or None, got {autocast_modules!r}")
         self.autocast_modules = None if autocast_modules is None else tuple(autocast_modules)
 
     def _scoped_modules(self, model):

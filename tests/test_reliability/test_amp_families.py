@@ -198,3 +198,5 @@ def test_cpu_amp_autocast_modules_unwinds_after_an_error_and_names_a_mismatch():
     with pytest.raises(ValueError, match=r"has none of autocast_modules=\['encoder'\]"):
         with wrapper.optim_context(model):
             pass
+    with pytest.raises(TypeError, match=r'autocast_modules must be sub-module names.*got 5'):
+        _wrapper(autocast_modules=5)

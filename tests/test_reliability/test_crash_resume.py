@@ -143,6 +143,7 @@ def _newest_loadable(work_dir):
     best = 0
     for path in glob.glob(osp.join(work_dir, 'iter_*.pth')):
         try:
+            # our own run's files; deliberately not mmattn's loader, whose behaviour is tested
             torch.load(path, map_location='cpu', weights_only=False)
         except Exception:
             continue

@@ -11,7 +11,6 @@ raises at the next forward when a parameter got no gradient.
 import os
 import os.path as osp
 import re
-import socket
 import subprocess
 import sys
 
@@ -58,18 +57,10 @@ PORT_RACE = re.compile(r'EADDRINUSE|[Aa]ddress already in use|failed to listen|'
                        r'Connection refused|Connection reset by peer')
 
 
-def _free_port():
-    # Ask the kernel for a port that is free now instead of guessing one: a random guess can
-    # land on an ephemeral port that an earlier gloo run still holds.
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(('127.0.0.1', 0))
-        return sock.getsockname()[1]
-
-
-def _run(cmd, env, attempts=1):
+def _run(cmd, env, attempts=1, free_port=None):
     for attempt in range(attempts):
-        if attempts > 1:
-            env = dict(env, PORT=str(_free_port()))
+        if free_port is not None:  # a fresh rendezvous port for every attempt
+            env = dict(env, PORT=str(free_port()))
         proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600,
                               env=env)
         if proc.returncode == 0 or not PORT_RACE.search(proc.stderr + proc.stdout):
@@ -90,7 +81,7 @@ def _save_init(family, tmp_path, path):
 
 
 @pytest.mark.parametrize('family', DDP_FAMILIES)
-def test_dist_train_equals_single(family, shapes_data, tmp_path):
+def test_dist_train_equals_single(family, shapes_data, tmp_path, free_port):
     assert family in landed()
     env = dict(os.environ, OMP_NUM_THREADS='1', PYTHON=sys.executable)
     # Both runs start from the same weights (load_from), whatever RNG draws each made before.
@@ -108,7 +99,7 @@ def test_dist_train_equals_single(family, shapes_data, tmp_path):
                   '--work-dir', work[name]], env)
         else:
             _run(['bash', osp.join(REPO, 'tools', 'dist_train.sh'), str(cfg), '2',
-                  '--work-dir', work[name]], env, attempts=3)
+                  '--work-dir', work[name]], env, attempts=3, free_port=free_port)
 
     # The two steps really moved the weights (the comparison is not vacuous).
     first = _params(osp.join(work['single'], 'iter_1.pth'))

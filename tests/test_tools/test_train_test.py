@@ -3,7 +3,6 @@ import json
 import os
 import os.path as osp
 import shutil
-import socket
 import subprocess
 import sys
 
@@ -85,18 +84,12 @@ def test_resume_continues_iterations_and_optimizer_state(tool, shapes_data, tmp_
     assert steps == {6.0}
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.parametrize('config', [SEG, 'configs/shapes/mask-rcnn_agent-pvt-tiny_fpn_shapes.py'])
-def test_dist_train_two_processes_gloo(config, shapes_data, tmp_path):
+def test_dist_train_two_processes_gloo(config, shapes_data, tmp_path, free_port):
     """2 gloo processes; 3 iterations, so DDP (find_unused_parameters=False) would raise at the
     2nd or 3rd if an iteration left a parameter (e.g. Mask R-CNN's mask head) without gradient."""
     work = str(tmp_path / 'dist')
-    env = dict(os.environ, PYTHON=sys.executable, PORT=str(_free_port()), OMP_NUM_THREADS='1')
+    env = dict(os.environ, PYTHON=sys.executable, PORT=str(free_port()), OMP_NUM_THREADS='1')
     proc = subprocess.run(
         ['bash', osp.join(REPO, 'tools', 'dist_train.sh'), config, '2', '--work-dir', work,
          '--cfg-options', 'train_cfg.max_iters=3', 'train_cfg.val_interval=1000',

@@ -17,11 +17,15 @@ import torch
 
 def map_to_tokens(x: torch.Tensor) -> torch.Tensor:
     """(B, C, H, W) -> (B, H * W, C), row-major over H, W (same values as flatten/transpose)."""
+    if x.dim() != 4:
+        raise ValueError(f'map_to_tokens: expected a (B, C, H, W) map, got shape {tuple(x.shape)}')
     return x.permute(0, 2, 3, 1).flatten(1, 2)
 
 
 def tokens_to_map(x: torch.Tensor, hw: Tuple[int, int]) -> torch.Tensor:
     """(B, H * W, C) -> (B, C, H, W), the inverse of :func:`map_to_tokens`."""
+    if x.dim() != 3:
+        raise ValueError(f'tokens_to_map: expected (B, N, C) tokens, got shape {tuple(x.shape)}')
     b, n, c = x.shape
     h, w = hw
     if n != h * w:

@@ -47,3 +47,10 @@ def test_batchnorm_then_tokens_has_the_finite_difference_gradient_at_batch_one(t
         numeric = (loss(x + eps * direction) - loss(x - eps * direction)) / (2 * eps)
         bn.momentum = momentum
     assert (xg.grad * direction).sum().item() == pytest.approx(numeric.item(), rel=1e-6)
+
+
+def test_wrong_ranks_name_the_expected_layout():
+    with pytest.raises(ValueError, match=r'expected a \(B, C, H, W\) map, got shape \(2, 3\)'):
+        map_to_tokens(torch.zeros(2, 3))
+    with pytest.raises(ValueError, match=r'expected \(B, N, C\) tokens, got shape \(6, 2\)'):
+        tokens_to_map(torch.zeros(6, 2), (2, 3))
