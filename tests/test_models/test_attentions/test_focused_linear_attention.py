@@ -1,4 +1,7 @@
-"""FocusedLinearAttention against a naive N x n reference, AMP safety and the pos-enc resize."""
+"""FocusedLinearAttention against naive N x n references (with and without spatial reduction),
+AMP safety, the official initial state and the pos-enc resize."""
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -61,6 +64,108 @@ def naive_flatten(m: FocusedLinearAttention, x: torch.Tensor, hw) -> torch.Tenso
     return F.linear(out, m.proj.weight.double(), m.proj.bias.double())
 
 
+#: fp32 op vs float64 reference, relative to the output's largest value: the cubic focusing
+#: triples relative rounding errors and the normalisers add a few eps; the worst of 300 random
+#: cases (30 seeds x orders x sizes x sr 1/2/4) measured 3e-6. A wrong formula is off by O(1).
+REL_TOL = 1e-5
+
+
+def _rel_err(out: torch.Tensor, ref: torch.Tensor) -> float:
+    return ((out.double() - ref).abs().max() / ref.abs().max()).item()
+
+
+def _linear_resample_matrix(n_in: int, n_out: int) -> torch.Tensor:
+    """``(n_out, n_in)`` matrix of 1-D linear resampling with half-pixel centres.
+
+    Built entry by entry from the definition (output sample ``i`` sits at input coordinate
+    ``(i + 0.5) * n_in / n_out - 0.5``, clamped at 0, and mixes its two neighbours), not by
+    calling ``F.interpolate``.
+    """
+    mat = torch.zeros(n_out, n_in, dtype=torch.float64)
+    for i in range(n_out):
+        src = max((i + 0.5) * n_in / n_out - 0.5, 0.)
+        lo = min(int(src), n_in - 1)
+        hi = min(lo + 1, n_in - 1)
+        frac = src - lo
+        mat[i, lo] += 1. - frac
+        mat[i, hi] += frac
+    return mat
+
+
+def naive_flatten_sr(m: FocusedLinearAttention, x: torch.Tensor, hw) -> torch.Tensor:
+    """The op with spatial reduction (``sr_ratio > 1``), materialised in float64.
+
+    Keys and values come from the map reduced by a stride-``sr`` conv and a LayerNorm written
+    out by hand; the N x n focused kernel matrix is built explicitly and row-normalised (row
+    sums + ``n * 1e-6``); for the DWC the n reduced value tokens are resampled to N by an
+    explicit linear-interpolation matrix over the flattened sequence (the official behaviour).
+    """
+    H, W = hw
+    B, N, C = x.shape
+    h, d, r = m.num_heads, m.head_dims, m.sr_ratio
+    x = x.double()
+    q = x @ m.q.weight.double().t() + m.q.bias.double()
+    grid = x.reshape(B, H, W, C).permute(0, 3, 1, 2)
+    red = F.conv2d(grid, m.sr.weight.double(), m.sr.bias.double(), stride=r)
+    hr, wr = red.shape[-2:]
+    assert (hr, wr) == (H // r, W // r)
+    t = red.reshape(B, C, hr * wr).permute(0, 2, 1)  # (B, n, C)
+    n = hr * wr
+    mu = t.mean(-1, keepdim=True)
+    var = ((t - mu) ** 2).mean(-1, keepdim=True)
+    t = (t - mu) / torch.sqrt(var + m.norm.eps) * m.norm.weight.double() + m.norm.bias.double()
+    kv = t @ m.kv.weight.double().t() + m.kv.bias.double()
+    k, v = kv[..., :C], kv[..., C:]
+    if m.positional_encoding is not None:
+        h0, w0 = m.pos_hw
+        table = m.positional_encoding.double().reshape(1, h0, w0, C).permute(0, 3, 1, 2)
+        if (h0, w0) != (hr, wr):
+            table = F.interpolate(table, size=(hr, wr), mode='bilinear', align_corners=False)
+        k = k + table.permute(0, 2, 3, 1).reshape(1, n, C)
+    scale = F.softplus(m.scale.double())
+
+    def phi(z):
+        z = (torch.relu(z) + 1e-6) / scale
+        zp = z ** m.focusing_factor
+        return zp / zp.norm(dim=-1, keepdim=True) * z.norm(dim=-1, keepdim=True)
+
+    qf, kf = phi(q), phi(k)
+    out = torch.zeros(B, N, C, dtype=torch.float64)
+    for i in range(h):
+        sl = slice(i * d, (i + 1) * d)
+        a = qf[..., sl] @ kf[..., sl].transpose(1, 2)  # (B, N, n)
+        a = a / (a.sum(-1, keepdim=True) + n * 1e-6)
+        out[..., sl] = a @ v[..., sl]
+    v_full = _linear_resample_matrix(n, N) @ v  # (B, N, C): each head's channels resampled
+    w = m.dwc.weight.double().repeat(h, 1, 1, 1)
+    b = m.dwc.bias.double().repeat(h)
+    vmap = v_full.reshape(B, H, W, C).permute(0, 3, 1, 2)
+    out = out + F.conv2d(vmap, w, b, padding=m.dwc.padding, groups=C).flatten(2).transpose(1, 2)
+    return out @ m.proj.weight.double().t() + m.proj.bias.double()
+
+
+def test_linear_resample_matrix_is_what_the_op_relies_on():
+    """The hand-built matrix agrees with torch's linear mode (so the reference is the op's
+    documented behaviour, not a different resampling)."""
+    seq = torch.randn(2, 3, 12, dtype=torch.float64)
+    for n_out in (12, 31, 5):
+        ref = F.interpolate(seq, size=n_out, mode='linear')
+        torch.testing.assert_close(seq @ _linear_resample_matrix(12, n_out).t(), ref)
+
+
+@pytest.mark.parametrize('order', ['linear', 'quadratic'])
+@pytest.mark.parametrize('sr_ratio,hw', [(2, (8, 8)), (2, (7, 9)), (4, (9, 13))])
+@pytest.mark.parametrize('pretrain_hw', [None, (8, 8), (16, 12)])
+def test_spatial_reduction_matches_naive_reference(order, sr_ratio, hw, pretrain_hw):
+    m = _randomise(FocusedLinearAttention(32, num_heads=4, sr_ratio=sr_ratio,
+                                          pretrain_hw=pretrain_hw, compute_order=order))
+    x = torch.randn(2, hw[0] * hw[1], 32, generator=torch.Generator().manual_seed(1))
+    out = m(x, hw)
+    ref = naive_flatten_sr(m, x, hw)
+    assert out.shape == x.shape
+    assert _rel_err(out, ref) <= REL_TOL
+
+
 @pytest.mark.parametrize('order', ['linear', 'quadratic'])
 @pytest.mark.parametrize('hw', [(6, 6), (5, 7)])
 @pytest.mark.parametrize('pretrain_hw', [None, 'same', (4, 6)])
@@ -69,11 +174,11 @@ def test_matches_naive_reference(order, hw, pretrain_hw):
         pretrain_hw = hw
     m = _randomise(FocusedLinearAttention(32, num_heads=4, pretrain_hw=pretrain_hw,
                                           compute_order=order))
-    x = torch.randn(2, hw[0] * hw[1], 32)
+    x = torch.randn(2, hw[0] * hw[1], 32, generator=torch.Generator().manual_seed(1))
     out = m(x, hw)
     ref = naive_flatten(m, x, hw)
     assert out.shape == x.shape
-    assert (out.double() - ref).abs().max().item() <= 1e-5
+    assert _rel_err(out, ref) <= REL_TOL
 
 
 def test_orders_agree_and_auto_picks_cheaper():
@@ -169,13 +274,64 @@ def test_fp32_kernel_does_not_overflow():
     assert torch.isfinite(m(x, (4, 4))).all()
 
 
+def test_initial_state_is_official():
+    """Official start: scale 0 (softplus: log 2 on every channel) and P 0 from the constructor;
+    init_weights re-draws q/kv/proj (trunc. normal, std 0.02, zero bias) and keeps scale and P.
+
+    The linears are filled with ones first, so a no-op init_weights fails the std check.
+    """
+    m = FocusedLinearAttention(16, num_heads=2, pretrain_hw=6)
+    with torch.no_grad():
+        for lin in (m.q, m.kv, m.proj):
+            lin.weight.fill_(1.)
+            lin.bias.fill_(1.)
+    m.init_weights()
+    for lin in (m.q, m.kv, m.proj):
+        assert 0.015 < lin.weight.std().item() < 0.025, lin
+        assert lin.weight.abs().max().item() < 0.15 and not lin.bias.any()
+    torch.testing.assert_close(F.softplus(m.scale), torch.full((1, 1, 16), math.log(2.)))
+    assert m.positional_encoding.shape == (1, 36, 16) and not m.positional_encoding.any()
+
+
+def _set_kernel_divisor(m: FocusedLinearAttention, divisor: torch.Tensor) -> None:
+    """Set ``scale`` so that ``softplus(scale) == divisor`` (inverse softplus)."""
+    with torch.no_grad():
+        m.scale.copy_(torch.log(torch.expm1(divisor)))
+
+
+def test_scale_acts_per_channel_and_pos_encoding_shifts_keys():
+    """What the learned scale and P can change, checked on the op's output.
+
+    phi_p is positively homogeneous, so a factor common to all channels of the divisor cancels
+    in the row normalisation except through the 1e-6 epsilons (measured: 1e-5 to 6e-3 of the
+    output for a factor 2 to 3): mostly the divisor's per-channel profile matters (measured:
+    0.14 to 0.22 of the output for a 0.5-2 profile). An op that ignored ``scale`` fails the
+    per-channel assertion; an op that ignored P fails the last one.
+    """
+    m = _randomise(FocusedLinearAttention(16, num_heads=2, pretrain_hw=(5, 7)))
+    x = torch.randn(1, 35, 16, generator=torch.Generator().manual_seed(0))
+    divisor = F.softplus(m.scale.detach().clone())
+    with torch.no_grad():
+        base = m(x, (5, 7))
+        _set_kernel_divisor(m, divisor * 2.)  # common factor: (almost) no effect
+        common = m(x, (5, 7))
+        profile = torch.linspace(0.5, 2., 16).view(1, 1, 16)
+        _set_kernel_divisor(m, divisor * profile)  # per-channel factor: an effect
+        per_channel = m(x, (5, 7))
+        _set_kernel_divisor(m, divisor)
+        m.positional_encoding.add_(torch.randn_like(m.positional_encoding))
+        shifted = m(x, (5, 7))
+    rel = lambda a: ((a - base).norm() / base.norm()).item()  # noqa: E731
+    assert rel(per_channel) > 0.05, rel(per_channel)
+    assert rel(common) < 0.1 * rel(per_channel), (rel(common), rel(per_channel))
+    assert rel(shifted) > 0.05, rel(shifted)
+
+
 def test_registry_and_argument_checks():
     m = build_module(dict(type='FocusedLinearAttention', embed_dims=16, num_heads=2,
                           pretrain_hw=6))
     assert m.positional_encoding.shape == (1, 36, 16)
     assert m.dwc.weight.shape == (8, 1, 5, 5)  # one kernel shared by the heads
-    m.init_weights()
-    assert m.scale.abs().sum() == 0 and m.positional_encoding.abs().sum() == 0
     with pytest.raises(ValueError, match='hw_shape'):
         m(torch.randn(1, 10, 16), (3, 4))
     with pytest.raises(ValueError, match='attn_drop_rate'):
