@@ -1,3 +1,3 @@
-# Semantic FPN, ADE20K, EA-PVT-T (from scratch; no official weights).
+# Semantic FPN, ADE20K, EA-PVT-T: the EA-PVT-S recipe (from scratch; no official weights).
 _base_ = './fpn_ea-pvt-s_4xb4-40k_ade20k-512x512.py'
 model = dict(backbone=dict(arch='tiny'))
