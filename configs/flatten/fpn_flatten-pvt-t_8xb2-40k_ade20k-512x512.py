@@ -1,7 +1,9 @@
 # Semantic FPN with FLatten-PVT-T on ADE20K 512x512, 40k iterations, 8 GPUs x 2 images.
-# No official dense code; the PVT v1 Semantic FPN recipe as run by the authors' Agent-Attention
-# dense code (configs/agent_pvt/fpn_agent_pvt_*.py): AdamW lr 2e-4, weight decay 1e-4 on every
-# parameter, poly decay (power 0.9, min lr 0), no warm-up. Drop path 0.1 (ImageNet config).
+# No official dense code; the schedule of the authors' official Agent-PVT Semantic FPN configs
+# (LeapLabTHU/Agent-Attention downstream/segmentation/configs/agent_pvt/fpn_agent_pvt_*.py):
+# AdamW lr 2e-4, weight decay 1e-4 on every parameter, poly decay (power 0.9, min lr 0), no
+# warm-up, 40k iterations of 16 images (8 x 2). PVT v1's own Semantic FPN recipe has the same
+# optimizer and length but 32 images per iteration (8 x 4). Drop path 0.1 (ImageNet config).
 _base_ = [
     '../_base_/models/fpn.py', '../_base_/datasets/ade20k.py',
     '../_base_/default_runtime_seg.py', '../_base_/schedules/schedule_40k.py'
