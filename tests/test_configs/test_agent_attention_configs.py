@@ -19,6 +19,8 @@ SHAPES_SEG = 'configs/shapes/fpn_agent-swin-tiny_shapes.py'
 OFFICIAL_PARAMS = {
     'mask-rcnn_agent-pvt-t': 31, 'mask-rcnn_agent-pvt-s': 40, 'mask-rcnn_agent-pvt-m': 56,
     'mask-rcnn_agent-pvt-l': 68, 'mask-rcnn_agent-swin-t': 48, 'mask-rcnn_agent-swin-s': 69,
+    'cascade-mask-rcnn_agent-swin-t': 86, 'cascade-mask-rcnn_agent-swin-s': 107,
+    'cascade-mask-rcnn_agent-swin-b': 145,
     'retinanet_agent-pvt-t': 21, 'retinanet_agent-pvt-s': 30, 'retinanet_agent-pvt-m': 46,
     'retinanet_agent-pvt-l': 58, 'upernet_agent-swin-t': 61, 'upernet_agent-swin-s': 81,
     'upernet_agent-swin-b': 121, 'fpn_agent-pvt-t': 15, 'fpn_agent-pvt-s': 24,
@@ -48,11 +50,24 @@ def _thin(backbone):
     return backbone
 
 
+def _few_rois(model_cfg):
+    """8 sampled RoIs per image and cascade stage instead of 512 (and 16 proposals): the
+    cascade's 4conv1fc heads would cost ~350 GMACs per training step otherwise (27 s on CPU).
+    The heads themselves stay the config's."""
+    train_cfg = model_cfg['train_cfg']
+    train_cfg['rpn_proposal'].update(nms_pre=16, max_per_img=16)
+    for stage in train_cfg['rcnn']:
+        stage['sampler']['num'] = 8
+    return model_cfg
+
+
 def _build(config, size=64, thin=False):
     def edit(model_cfg, cfg):
         model_cfg['backbone'].pop('init_cfg', None)  # no converted weights in the test suite
         if thin:
             model_cfg['backbone'] = _thin(model_cfg['backbone'])
+        if model_cfg['type'] == 'CascadeRCNN':
+            model_cfg = _few_rois(model_cfg)
         if cfg.default_scope == 'mmseg':  # pad to the small test input, not the 512 crop
             model_cfg['data_preprocessor']['size'] = (size, size)
         return model_cfg
@@ -66,7 +81,10 @@ def test_all_recipes_present():
                            ('fpn_agent-pvt-{}_8xb2-40k', 'tsml'),
                            ('upernet_agent-swin-{}_8xb2-160k', 'tsb'),
                            ('mask-rcnn_agent-swin-{}_fpn', 'ts'),
-                           ('mask-rcnn_agent-swin-{}_fpn_ms-crop-3x', 'ts')):
+                           ('mask-rcnn_agent-swin-{}_fpn_ms-crop-3x', 'ts'),
+                           ('cascade-mask-rcnn_agent-swin-{}_fpn_4conv1fc-giou_1x', 't'),
+                           ('cascade-mask-rcnn_agent-swin-{}_fpn_4conv1fc-giou_ms-crop-3x',
+                            'tsb')):
         for v in variants:
             assert head.format(v) in names or any(
                 n.startswith(head.format(v)) for n in names), head.format(v)
@@ -115,6 +133,48 @@ def test_config_builds_and_trains_one_step(config):
     else:
         assert list(model.decode_head.in_channels) == [f.shape[1] for f in feats]
         assert model.auxiliary_head.in_channels == feats[2].shape[1]
+
+
+def test_cascade_recipes_are_official():
+    """Agent-Swin Cascade Mask R-CNN as in the official configs/agent_swin/*crcnn* (mmdet 2.x):
+    three class-specific 4conv1fc box heads (SyncBN) regressing decoded boxes with GIoU (weight
+    10), the cascade's target stds, the Swin optimizer, 1x (8, 11) / 3x (27, 33) steps, drop
+    path T/S 0.1, B 0.4, the DETR-style multi-scale + crop augmentation."""
+    stds = [[0.1, 0.1, 0.2, 0.2], [0.05, 0.05, 0.1, 0.1], [0.033, 0.033, 0.067, 0.067]]
+    cascades = [c for c in CONFIGS if osp.basename(c).startswith('cascade-mask-rcnn')]
+    assert len(cascades) == 4, cascades
+    for config in cascades:
+        cfg = Config.fromfile(osp.join(REPO, config))
+        model = cfg.model
+        assert model.type == 'CascadeRCNN' and model.roi_head.type == 'CascadeRoIHead'
+        heads = model.roi_head.bbox_head
+        assert [h.bbox_coder.target_stds for h in heads] == stds
+        for h in heads:
+            assert (h.type, h.num_shared_convs, h.num_shared_fcs, h.conv_out_channels,
+                    h.fc_out_channels) == ('ConvFCBBoxHead', 4, 1, 256, 1024)
+            assert h.reg_decoded_bbox and not h.reg_class_agnostic
+            assert h.norm_cfg.type == 'SyncBN' and h.num_classes == 80
+            assert (h.loss_bbox.type, h.loss_bbox.loss_weight) == ('GIoULoss', 10.0)
+        assert model.roi_head.stage_loss_weights == [1, 0.5, 0.25]
+        assert [s.assigner.pos_iou_thr for s in model.train_cfg.rcnn] == [0.5, 0.6, 0.7]
+        variant = osp.basename(config).split('agent-swin-')[1][0]
+        assert model.backbone.arch == {'t': 'tiny', 's': 'small', 'b': 'base'}[variant]
+        assert model.backbone.drop_path_rate == (0.4 if variant == 'b' else 0.1)
+        assert model.backbone.init_cfg.checkpoint == f'pretrained/agent_swin_{variant}_mmattn.pth'
+        assert model.neck.in_channels == ([128, 256, 512, 1024] if variant == 'b' else
+                                          [96, 192, 384, 768])
+        opt = cfg.optim_wrapper.optimizer
+        assert (opt.type, opt.lr, opt.weight_decay) == ('AdamW', 1e-4, 0.05)
+        assert cfg.optim_wrapper.get('clip_grad') is None
+        assert cfg.optim_wrapper.get('type', 'OptimWrapper') == 'OptimWrapper'  # no AMP
+        steps = [s for s in cfg.param_scheduler if s.type == 'MultiStepLR'][0]
+        warm = [s for s in cfg.param_scheduler if s.type == 'LinearLR'][0]
+        assert (warm.end, warm.start_factor) == (500, 0.001)
+        epochs = 12 if '_1x_' in config else 36
+        assert cfg.train_cfg.max_epochs == epochs
+        assert steps.milestones == ([8, 11] if epochs == 12 else [27, 33])
+        assert cfg.train_dataloader.batch_size == 2
+        assert cfg.train_dataloader.dataset.pipeline[3].type == 'RandomChoice'
 
 
 def test_dense_agent_grids_are_official():
