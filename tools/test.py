@@ -24,6 +24,7 @@ from mmattn.utils.cli import (  # noqa: E402
     UserInputError,
     add_common_args,
     check_dataset_paths,
+    drop_pretrained_init,
     finish_launcher,
     load_config,
     prepare_launcher,
@@ -48,16 +49,20 @@ def main(argv=None):
     args = parse_args(argv)
     from mmengine.runner import Runner
 
-    import mmattn  # noqa: F401  (installs the safe checkpoint loader)
     from mmattn.engine.hooks import enable_crash_safe_checkpoints
+    from mmattn.utils.checkpoint import install_safe_checkpoint_loader
     from mmattn.utils.data_checks import preflight
 
+    # Every checkpoint MMEngine loads goes through the weights_only unpickler + allow-list.
+    install_safe_checkpoint_loader()
     cfg = load_config(args.config, args.cfg_options)
     if not osp.isfile(args.checkpoint):
         raise UserInputError(f'checkpoint {args.checkpoint} does not exist; pass the .pth '
                              f'written by tools/train.py')
     prepare_launcher(cfg, args.launcher)
     cfg.load_from = args.checkpoint
+    # The trained checkpoint holds every weight: the backbone's ImageNet file is not needed.
+    drop_pretrained_init(cfg.model)
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir
     elif cfg.get('work_dir') is None:

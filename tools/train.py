@@ -45,13 +45,15 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    import torch
     from mmengine.runner import Runner
 
-    import mmattn  # noqa: F401  (installs the safe checkpoint loader)
     from mmattn.engine.hooks import enable_crash_safe_checkpoints, find_resume_checkpoint
+    from mmattn.engine.optim_wrapper import fit_optim_wrapper_to_device
+    from mmattn.utils.checkpoint import install_safe_checkpoint_loader
     from mmattn.utils.data_checks import preflight
 
+    # Every checkpoint MMEngine loads goes through the weights_only unpickler + allow-list.
+    install_safe_checkpoint_loader()
     cfg = load_config(args.config, args.cfg_options)
     prepare_launcher(cfg, args.launcher)
     if args.work_dir is not None:
@@ -59,20 +61,10 @@ def main(argv=None):
     elif cfg.get('work_dir') is None:
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
 
-    if args.amp:
-        wrapper = cfg.optim_wrapper.get('type', 'OptimWrapper')
-        if wrapper in ('AmpOptimWrapper', 'mmattn.CPUAmpOptimWrapper'):
-            print(f'--amp: the config already uses {wrapper}', file=sys.stderr)
-        elif torch.cuda.is_available():
-            cfg.optim_wrapper.type = 'AmpOptimWrapper'
-            cfg.optim_wrapper.loss_scale = 'dynamic'
-        else:
-            cfg.optim_wrapper.type = 'mmattn.CPUAmpOptimWrapper'
-            cfg.optim_wrapper.dtype = 'bfloat16'
-            if cfg.get('default_scope') == 'mmdet':
-                # mmcv's CPU NMS / RoIAlign have no bf16 kernels: autocast the feature
-                # extractor only (see mmattn/engine/optim_wrapper.py).
-                cfg.optim_wrapper.autocast_modules = ('backbone', 'neck')
+    # fp16 AMP recipes (AmpOptimWrapper) run in fp32 (or bf16 with --amp) where CUDA is absent.
+    note = fit_optim_wrapper_to_device(cfg, amp=args.amp)
+    if note:
+        print(f'note: {note}', file=sys.stderr)
 
     if args.auto_scale_lr:
         if 'auto_scale_lr' not in cfg or 'base_batch_size' not in cfg.auto_scale_lr:

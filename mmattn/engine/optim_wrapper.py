@@ -100,3 +100,88 @@ class CPUAmpOptimWrapper(OptimWrapper):
         stack.callback(unwind)
         stack.callback(module.register_forward_hook(leave).remove)
         stack.callback(module.register_forward_pre_hook(enter).remove)
+
+
+#: Keys only MMEngine's ``AmpOptimWrapper`` takes; ``OptimWrapper`` refuses them.
+_FP16_AMP_KEYS = ('loss_scale', 'dtype', 'use_fsdp')
+
+
+def device_has_fp16_amp() -> bool:
+    """Whether MMEngine's ``AmpOptimWrapper`` can run here (CUDA, NPU, MLU or MUSA)."""
+    import mmengine.device as dev
+    import torch
+    checks = [torch.cuda.is_available()] + [
+        getattr(dev, name)() for name in ('is_npu_available', 'is_mlu_available',
+                                          'is_musa_available') if hasattr(dev, name)]
+    return any(checks)
+
+
+def fit_optim_wrapper_to_device(cfg, amp: bool = False,
+                                fp16_amp_available: Optional[bool] = None) -> Optional[str]:
+    """Make ``cfg.optim_wrapper`` runnable on this machine; return a one-line note or None.
+
+    Recipes copy the official ``AmpOptimWrapper`` (fp16 with loss scaling), which MMEngine
+    refuses without CUDA. Researchers debug recipes on laptops and CPU nodes, so:
+
+    * fp16 AMP unavailable, recipe asks for it: train in fp32 with ``OptimWrapper``, or, with
+      ``amp=True`` (``--amp``), under CPU bf16 autocast (:class:`CPUAmpOptimWrapper`);
+    * ``amp=True`` on a plain ``OptimWrapper``: ``AmpOptimWrapper`` (dynamic loss scale) where
+      fp16 AMP runs, :class:`CPUAmpOptimWrapper` elsewhere;
+    * an ``OptimWrapper`` left with AMP-only keys (``--cfg-options optim_wrapper.type=
+      OptimWrapper`` on an AMP recipe): the keys are dropped.
+
+    A detector (``default_scope='mmdet'``) autocasts only its backbone and neck on CPU: mmcv's
+    CPU NMS / RoIAlign have no bf16 kernels.
+
+    Args:
+        cfg (Config): The full config; ``cfg.optim_wrapper`` is edited in place.
+        amp (bool): Mixed precision was asked for (``--amp``). Defaults to False.
+        fp16_amp_available (bool, optional): Override the device probe (tests).
+            Defaults to None (probe with :func:`device_has_fp16_amp`).
+    """
+    wrapper = cfg.get('optim_wrapper')
+    if not wrapper:
+        return None
+    fp16 = device_has_fp16_amp() if fp16_amp_available is None else fp16_amp_available
+    kind = str(wrapper.get('type', 'OptimWrapper')).split('.')[-1]
+
+    def use_cpu_amp():
+        for key in _FP16_AMP_KEYS:
+            wrapper.pop(key, None)
+        wrapper['type'] = 'mmattn.CPUAmpOptimWrapper'
+        wrapper['dtype'] = 'bfloat16'
+        if cfg.get('default_scope') == 'mmdet':
+            wrapper['autocast_modules'] = ('backbone', 'neck')
+
+    if kind == 'AmpOptimWrapper':
+        if fp16:
+            return None
+        if amp:
+            use_cpu_amp()
+            return ('the recipe trains with fp16 AMP (AmpOptimWrapper), which needs CUDA; '
+                    '--amp: using bf16 autocast on the CPU instead (mmattn.CPUAmpOptimWrapper)')
+        for key in _FP16_AMP_KEYS:
+            wrapper.pop(key, None)
+        wrapper['type'] = 'OptimWrapper'
+        return ('the recipe trains with fp16 AMP (AmpOptimWrapper), which needs CUDA; training '
+                'in fp32 on this machine instead (pass --amp for bf16 autocast on the CPU)')
+    if kind == 'OptimWrapper':
+        leftover = [key for key in _FP16_AMP_KEYS if key in wrapper]
+        for key in leftover:
+            wrapper.pop(key)
+        if amp:
+            if fp16:
+                wrapper['type'] = 'AmpOptimWrapper'
+                wrapper['loss_scale'] = 'dynamic'
+                return '--amp: fp16 autocast with dynamic loss scaling (AmpOptimWrapper)'
+            use_cpu_amp()
+            return '--amp: bf16 autocast on the CPU (mmattn.CPUAmpOptimWrapper)'
+        if leftover:
+            return (f'optim_wrapper is a plain OptimWrapper: dropped the AMP-only key(s) '
+                    f'{", ".join(leftover)}')
+        return None
+    if kind == 'CPUAmpOptimWrapper' and amp:
+        return '--amp: the config already uses mmattn.CPUAmpOptimWrapper'
+    if amp:
+        return f'--amp: optim_wrapper type {kind} is kept as the config sets it'
+    return None

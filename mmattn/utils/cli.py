@@ -80,7 +80,63 @@ def load_config(path: str, options: Optional[dict] = None) -> Config:
     if options:
         check_cfg_options(cfg, options)
         cfg.merge_from_dict(options)
+    for note in fit_dataloader_workers(cfg):
+        print(f'note: {note}', file=sys.stderr)
     return cfg
+
+
+def fit_dataloader_workers(cfg: Config) -> list:
+    """Turn ``persistent_workers`` off where ``num_workers`` is 0; return one note each.
+
+    PyTorch's DataLoader refuses ``persistent_workers=True`` without worker processes, so
+    ``--cfg-options train_dataloader.num_workers=0`` (the usual way to debug a pipeline in one
+    process) would otherwise fail inside PyTorch on a recipe that keeps its workers alive.
+    """
+    notes = []
+    for split in ('train', 'val', 'test'):
+        loader = cfg.get(f'{split}_dataloader')
+        if isinstance(loader, dict) and loader.get('num_workers', 1) == 0 \
+                and loader.get('persistent_workers'):
+            loader['persistent_workers'] = False
+            notes.append(f'{split}_dataloader.num_workers=0: set persistent_workers=False '
+                         f'(it needs worker processes)')
+    return notes
+
+
+def drop_pretrained_init(model_cfg) -> list:
+    """Remove every ``init_cfg`` of type ``Pretrained`` from a model config; return their paths.
+
+    Testing loads the whole trained checkpoint, so the ImageNet weights a backbone starts
+    training from are neither needed nor wanted (MMDetection's and MMSegmentation's test tools
+    never initialise weights either); without this, a trained model could not be tested on a
+    machine that lacks the backbone's ``pretrained/`` file.
+    """
+    dropped = []
+
+    def is_pretrained(init) -> bool:
+        return isinstance(init, dict) and str(init.get('type', '')).endswith('Pretrained')
+
+    def walk(node):
+        if isinstance(node, dict):
+            init = node.get('init_cfg')
+            if is_pretrained(init):
+                dropped.append(init.get('checkpoint'))
+                node['init_cfg'] = None
+            elif isinstance(init, (list, tuple)) and any(is_pretrained(i) for i in init):
+                dropped.extend(i.get('checkpoint') for i in init if is_pretrained(i))
+                node['init_cfg'] = [i for i in init if not is_pretrained(i)] or None
+            if node.get('pretrained') is not None and isinstance(node.get('pretrained'), str):
+                dropped.append(node['pretrained'])
+                node['pretrained'] = None
+            for key, value in node.items():
+                if key != 'init_cfg':
+                    walk(value)
+        elif isinstance(node, (list, tuple)):
+            for item in node:
+                walk(item)
+
+    walk(model_cfg)
+    return dropped
 
 
 def _iter_datasets(cfg: dict) -> Iterator[dict]:

@@ -138,16 +138,51 @@ def check_coco_contents(ann_path: str, img_dir: str, classes: Optional[Iterable[
                 f'boxes and masks would be misplaced: fix width/height in the JSON')
 
 
+def _seg_dataset_class(ds: dict):
+    """The mmseg dataset class ``ds`` builds, or None (mmseg absent, unknown type)."""
+    try:
+        from mmseg.registry import DATASETS
+        return DATASETS.get(ds.get('type', 'BaseSegDataset'))
+    except Exception:  # mmseg absent or unknown type: the checks that need it are skipped
+        return None
+
+
 def _seg_classes(ds: dict) -> Optional[List[str]]:
     meta = ds.get('metainfo') or {}
     if meta.get('classes'):
         return list(meta['classes'])
-    try:
-        from mmseg.registry import DATASETS
-        cls = DATASETS.get(ds.get('type', 'BaseSegDataset'))
-        return list(getattr(cls, 'METAINFO', {}).get('classes', [])) or None
-    except Exception:  # mmseg absent or unknown type: skip the label-range check
-        return None
+    cls = _seg_dataset_class(ds)
+    return list(getattr(cls, 'METAINFO', {}).get('classes', [])) or None
+
+
+def effective_reduce_zero_label(ds: dict, split: str = 'train') -> bool:
+    """Whether the dataset ``ds`` will map label 0 to ignore and ``v`` to ``v - 1``.
+
+    What mmseg does, in its order: the dataset's ``reduce_zero_label`` argument (the config
+    key, else the class default: ``ADE20KDataset`` defaults to True), which every sample
+    carries to the pipeline; a ``LoadAnnotations`` step that sets ``reduce_zero_label``
+    explicitly must agree with it (mmseg asserts at the first sample otherwise).
+    """
+    if 'reduce_zero_label' in ds:
+        value = bool(ds['reduce_zero_label'])
+    else:
+        import inspect
+        cls = _seg_dataset_class(ds)
+        param = None
+        if cls is not None:
+            param = inspect.signature(cls.__init__).parameters.get('reduce_zero_label')
+        value = bool(param.default) if param is not None and \
+            param.default is not inspect.Parameter.empty else False
+    for step in ds.get('pipeline') or []:
+        if not isinstance(step, dict) or 'LoadAnnotations' not in str(step.get('type', '')):
+            continue
+        piped = step.get('reduce_zero_label')
+        if piped is not None and bool(piped) != value:
+            raise UserInputError(
+                f'{split} dataset {ds.get("type")} has reduce_zero_label={value} but its '
+                f'LoadAnnotations step sets reduce_zero_label={bool(piped)}; mmseg refuses the '
+                f'mismatch at the first sample: set the same value in both (ADE20K: True)')
+    return value
 
 
 def check_seg_contents(ds: dict, split: str = 'train') -> None:
@@ -176,7 +211,7 @@ def check_seg_contents(ds: dict, split: str = 'train') -> None:
         raise UserInputError(f'label map {path} for image {osp.join(img_dir, missing[0])} does '
                              f'not exist{_more(len(missing) - 1)}; add it or remove the image')
     classes = _seg_classes(ds)
-    reduce_zero = bool(ds.get('reduce_zero_label', False))
+    reduce_zero = effective_reduce_zero_label(ds, split)
     top = None if classes is None else len(classes) - (0 if reduce_zero else 1)
     for rel in _spread(images, LABEL_LIMIT):
         seg_path = osp.join(seg_dir, rel[:-len(img_suffix)] + seg_suffix)
@@ -277,7 +312,7 @@ def _strip(sd: dict, prefix: Optional[str]) -> dict:
 
 def check_checkpoint_file(path: str, what: str) -> None:
     """A local checkpoint must exist and be complete before a run starts."""
-    from mmattn.engine.hooks import is_complete_checkpoint
+    from .checkpoint import is_complete_checkpoint
     if not path or '://' in str(path):
         return
     if not osp.isfile(path):
