@@ -1,9 +1,9 @@
-"""mmattn: efficient attention backbones for MMDetection 3.x and MMSegmentation 1.x."""
-from .utils.checkpoint import install_safe_checkpoint_loader
-from .version import __version__
+"""mmattn: efficient attention backbones for MMDetection 3.x and MMSegmentation 1.x.
 
-# Every local checkpoint load that goes through MMEngine (resume, init_cfg Pretrained,
-# load_from) uses torch's weights_only unpickler with an allow-list of MMEngine's own types.
-install_safe_checkpoint_loader()
+Importing mmattn (or ``mmattn.models``) only registers modules. The safe checkpoint loader is
+installed by ``tools/train.py`` / ``tools/test.py``, or by importing :mod:`mmattn.safe_loading`
+(for MMDetection's and MMSegmentation's own tools, through ``custom_imports``).
+"""
+from .version import __version__
 
 __all__ = ['__version__']

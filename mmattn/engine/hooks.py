@@ -18,107 +18,46 @@ It also stores the global torch RNG state in the checkpoint, so that a determini
 resumed after a kill logs the same losses as the uninterrupted run.
 """
 import glob
-import os
 import os.path as osp
 import re
-import tempfile
-import zipfile
-from typing import Optional, Union
+from typing import Optional
 
 import torch
 from mmengine.dist import is_main_process
 from mmengine.fileio.backends import LocalBackend, register_backend
+from mmengine.fileio.backends.registry_utils import backends as _registered_backends
 from mmengine.hooks import CheckpointHook
 from mmengine.logging import print_log
 from mmengine.registry import HOOKS as MMENGINE_HOOKS
 from mmengine.registry import Registry
 
+from mmattn.utils.atomic import atomic_write, remove_stale_tmp_files
+from mmattn.utils.checkpoint import is_complete_checkpoint
+
+__all__ = ['AtomicCheckpointHook', 'enable_crash_safe_checkpoints', 'find_resume_checkpoint',
+           'is_complete_checkpoint', 'remove_stale_tmp_files']
+
 #: mmattn's hook registry (scope ``mmattn``), so configs of any default scope can name
 #: ``type='mmattn.AtomicCheckpointHook'``.
 HOOKS = Registry('hook', parent=MMENGINE_HOOKS, scope='mmattn', locations=['mmattn.engine.hooks'])
 
-#: Temporary files are hidden and end in ``.part``; a stale one is removed on the next start.
-TMP_PREFIX = '.tmp-'
-TMP_SUFFIX = '.part'
 ATOMIC_BACKEND = 'mmattn_atomic_local'
-_UMASK = os.umask(0)
-os.umask(_UMASK)
-
-
-def _fsync_dir(folder: str) -> None:
-    """Persist a rename: the directory entry itself must reach the disk."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:  # e.g. platforms without directory fds
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_write(data: Union[bytes, str], filepath: str, encoding: str = 'utf-8') -> None:
-    """Write ``data`` so that ``filepath`` is either the old file, or the complete new one.
-
-    Args:
-        data (bytes | str): Content; ``str`` is encoded with ``encoding``.
-        filepath (str): Destination.
-        encoding (str): Text encoding. Defaults to ``'utf-8'``.
-    """
-    if isinstance(data, str):
-        data = data.encode(encoding)
-    folder = osp.dirname(osp.abspath(filepath))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=TMP_SUFFIX, dir=folder)
-    try:
-        # mkstemp creates 0600; give the file the mode a plain open() would (0666 - umask).
-        os.chmod(tmp, 0o666 & ~_UMASK)
-        with os.fdopen(fd, 'wb') as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, filepath)
-    except BaseException:
-        if osp.exists(tmp):
-            os.remove(tmp)
-        raise
-    _fsync_dir(folder)
 
 
 class AtomicLocalBackend(LocalBackend):
     """MMEngine's local file backend with atomic ``put``/``put_text``."""
 
     def put(self, obj: bytes, filepath) -> None:
-        atomic_write(obj, str(filepath))
+        atomic_write(str(filepath), obj)
 
     def put_text(self, obj: str, filepath, encoding: str = 'utf-8') -> None:
-        atomic_write(obj, str(filepath), encoding=encoding)
+        atomic_write(str(filepath), obj, encoding=encoding)
 
 
-register_backend(ATOMIC_BACKEND, AtomicLocalBackend, force=True)
-
-
-def is_complete_checkpoint(path: str) -> bool:
-    """Whether ``path`` is a whole checkpoint file (not truncated, not torn).
-
-    ``torch.save`` writes a zip archive with a CRC per record; a truncated file has no central
-    directory and a torn one fails the CRC check. Nothing is unpickled.
-    """
-    if not osp.isfile(path) or osp.getsize(path) == 0:
-        return False
-    if path.endswith('.safetensors'):
-        return True
-    try:
-        if not zipfile.is_zipfile(path):
-            # Legacy (pre-1.6) torch format: no integrity data; accept a non-empty file.
-            with open(path, 'rb') as f:
-                return f.read(2) == b'\x80\x02'
-        with zipfile.ZipFile(path) as zf:
-            return zf.testzip() is None
-    except (OSError, zipfile.BadZipFile, EOFError, RuntimeError):
-        return False
+def register_atomic_backend() -> None:
+    """Register :class:`AtomicLocalBackend` with MMEngine's file I/O, once, when first used."""
+    if ATOMIC_BACKEND not in _registered_backends:
+        register_backend(ATOMIC_BACKEND, AtomicLocalBackend)
 
 
 def _ckpt_step(path: str) -> int:
@@ -162,17 +101,6 @@ def find_resume_checkpoint(work_dir: str) -> Optional[str]:
     return None
 
 
-def remove_stale_tmp_files(folder: str) -> list:
-    """Delete temporary files left by a write that was killed; returns their paths."""
-    stale = glob.glob(osp.join(glob.escape(folder), f'{TMP_PREFIX}*{TMP_SUFFIX}'))
-    for path in stale:
-        try:
-            os.remove(path)
-        except OSError:
-            pass
-    return stale
-
-
 @HOOKS.register_module()
 class AtomicCheckpointHook(CheckpointHook):
     """:class:`mmengine.hooks.CheckpointHook` whose saves survive ``SIGKILL`` at any moment.
@@ -197,6 +125,7 @@ class AtomicCheckpointHook(CheckpointHook):
         atomic = self._is_local(runner) and self.backend_args is None \
             and self.file_client_args is None
         if atomic:
+            register_atomic_backend()
             self.backend_args = dict(backend=ATOMIC_BACKEND)
         super().before_train(runner)
         if atomic and is_main_process():
@@ -262,7 +191,7 @@ class AtomicCheckpointHook(CheckpointHook):
         if not is_main_process():
             return
         # NOTE: order matters: complete checkpoint -> pointer -> delete outdated ones.
-        atomic_write(self.last_ckpt, osp.join(runner.work_dir, 'last_checkpoint'))
+        atomic_write(osp.join(runner.work_dir, 'last_checkpoint'), self.last_ckpt)
         for old in outdated:
             path = self.file_backend.join_path(self.out_dir, self.filename_tmpl.format(old))
             if self.file_backend.isfile(path):

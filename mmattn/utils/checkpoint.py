@@ -6,14 +6,14 @@ message hub stores ``HistoryBuffer`` objects holding numpy arrays), so resume br
 here is *not* ``weights_only=False``: we keep the restricted unpickler and allow exactly the
 extra types MMEngine writes. Anything else in a pickle is rejected with a clear error.
 """
-import os
 import os.path as osp
-import tempfile
 from typing import Any, Optional
 
 import numpy as np
 import torch
 from mmengine.logging.history_buffer import HistoryBuffer
+
+from .atomic import atomic_write
 
 
 class UnsafeCheckpointError(RuntimeError):
@@ -113,28 +113,37 @@ def safe_load(filename: str, map_location: Any = 'cpu') -> Any:
 def save_atomic(obj: Any, filename: str) -> None:
     """Save ``obj`` with :func:`torch.save` so that ``filename`` is either complete or absent.
 
-    The data goes to a temporary file in the same folder, is flushed to disk, and is renamed
-    over ``filename`` (rename is atomic on POSIX). A ``.safetensors`` name stores a flat dict of
-    tensors (``obj['state_dict']`` when given a checkpoint dict).
+    A ``.safetensors`` name stores a flat dict of tensors (``obj['state_dict']`` when given a
+    checkpoint dict). See :func:`mmattn.utils.atomic.atomic_write`.
     """
-    folder = osp.dirname(osp.abspath(filename))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix='.tmp-', suffix='.part', dir=folder)
+    if filename.endswith('.safetensors'):
+        from safetensors.torch import save
+        tensors = obj.get('state_dict', obj) if isinstance(obj, dict) else obj
+        atomic_write(filename, save({k: v.contiguous() for k, v in tensors.items()}))
+    else:
+        atomic_write(filename, lambda f: torch.save(obj, f))
+
+
+def is_complete_checkpoint(path: str) -> bool:
+    """Whether ``path`` is a whole checkpoint file (not truncated, not torn).
+
+    ``torch.save`` writes a zip archive with a CRC per record; a truncated file has no central
+    directory and a torn one fails the CRC check. Nothing is unpickled.
+    """
+    import zipfile
+    if not osp.isfile(path) or osp.getsize(path) == 0:
+        return False
+    if path.endswith('.safetensors'):
+        return True
     try:
-        with os.fdopen(fd, 'wb') as f:
-            if filename.endswith('.safetensors'):
-                from safetensors.torch import save
-                tensors = obj.get('state_dict', obj) if isinstance(obj, dict) else obj
-                f.write(save({k: v.contiguous() for k, v in tensors.items()}))
-            else:
-                torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, filename)
-    except BaseException:
-        if osp.exists(tmp):
-            os.remove(tmp)
-        raise
+        if not zipfile.is_zipfile(path):
+            # Legacy (pre-1.6) torch format: no integrity data; accept a non-empty file.
+            with open(path, 'rb') as f:
+                return f.read(2) == b'\x80\x02'
+        with zipfile.ZipFile(path) as zf:
+            return zf.testzip() is None
+    except (OSError, zipfile.BadZipFile, EOFError, RuntimeError):
+        return False
 
 
 def _load_from_local(filename: str, map_location: Optional[Any] = None) -> Any:
@@ -146,7 +155,9 @@ def install_safe_checkpoint_loader() -> None:
 
     MMEngine dispatches loads by path prefix; the empty prefix is the local-file loader used by
     resume, ``load_from`` and ``init_cfg=dict(type='Pretrained')``. Re-registering it is
-    idempotent.
+    idempotent. Importing mmattn does *not* call this: ``tools/train.py`` and ``tools/test.py``
+    do, and configs run by MMDetection's or MMSegmentation's own tools opt in with
+    ``custom_imports = dict(imports=['mmattn.models', 'mmattn.safe_loading'])``.
     """
     from mmengine.runner.checkpoint import CheckpointLoader
     CheckpointLoader.register_scheme(prefixes='', force=True)(_load_from_local)
@@ -155,16 +166,4 @@ def install_safe_checkpoint_loader() -> None:
 def write_json_atomic(obj: Any, filename: str) -> None:
     """Write ``obj`` as JSON so that ``filename`` is either complete or absent."""
     import json
-    folder = osp.dirname(osp.abspath(filename))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix='.tmp-', suffix='.part', dir=folder)
-    try:
-        with os.fdopen(fd, 'w') as f:
-            json.dump(obj, f, indent=2)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, filename)
-    except BaseException:
-        if osp.exists(tmp):
-            os.remove(tmp)
-        raise
+    atomic_write(filename, json.dumps(obj, indent=2))

@@ -49,7 +49,7 @@ def test_safe_load_rejects(evil):
 
 
 def test_init_cfg_pretrained_rejects(evil):
-    import mmattn  # noqa: F401  (installs the safe loader into MMEngine)
+    import mmattn.safe_loading  # noqa: F401  (installs the safe loader into MMEngine)
     from mmattn.registry import MODELS
     from mmattn.utils.checkpoint import UnsafeCheckpointError
     path, target = evil
@@ -113,7 +113,7 @@ def test_allow_list_still_loads_mmengine_checkpoints(tmp_path):
 
 def test_safetensors_round_trip(tmp_path):
     """Converted weights written as .safetensors load back (and as init_cfg Pretrained)."""
-    import mmattn  # noqa: F401
+    import mmattn.safe_loading  # noqa: F401
     from mmattn.registry import MODELS
     from mmattn.utils.checkpoint import safe_load, save_atomic
     bb = dict(FAMILIES['shunted'][0], type='ShuntedTransformer')
