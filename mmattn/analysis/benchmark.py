@@ -236,9 +236,11 @@ def compile_model(model: nn.Module, backbone_only: bool = False, dynamic: Option
     ``nn.Module.compile`` keeps the module and its state-dict names; the backbone is where the
     attention runs, while the heads' post-processing (NMS, mask pasting) is data dependent.
     """
-    target = model if backbone_only else model.backbone
-    target.compile(dynamic=dynamic, fullgraph=fullgraph)
-    return model
+    if backbone_only:
+        model.compile(dynamic=dynamic, fullgraph=fullgraph)
+        return model
+    from mmattn.engine.compile import compile_backbone
+    return compile_backbone(model, dynamic=dynamic, fullgraph=fullgraph)
 
 
 def compare_callables(fns: Dict[str, Callable[[], object]], batch_size: int, rounds: int = 3,

@@ -138,3 +138,36 @@ def test_benchmark_tool_train_and_compare(tool, tmp_path):
     assert set(res['sides']) == {'configs/shapes/fpn_r18_shapes.py',
                                  'configs/shapes/fpn_shunted-nano_shapes.py'}
     assert all(len(s['round_medians']) == 2 for s in res['sides'].values())
+
+
+def test_compile_backbone_in_place_through_a_wrapper():
+    """--compile's function: compiles model.backbone (not the heads) through a model wrapper,
+    keeps state-dict names, trains (gradients equal eager) and refuses a model without one."""
+    import pytest
+    from mmengine.model import MMDistributedDataParallel  # noqa: F401 (wrapper registry)
+    from mmengine.registry import MODEL_WRAPPERS
+
+    from mmattn.engine.compile import compile_backbone
+
+    @MODEL_WRAPPERS.register_module(name='_TestWrapper', force=True)
+    class _Wrapper(torch.nn.Module):
+        def __init__(self, module):
+            super().__init__()
+            self.module = module
+
+    torch.manual_seed(0)
+    eager = _TinyDetector()
+    model = _TinyDetector()
+    model.load_state_dict(eager.state_dict())
+    wrapped = _Wrapper(model)
+    keys = list(wrapped.state_dict())
+    assert compile_backbone(wrapped, dynamic=True) is wrapped
+    assert list(wrapped.state_dict()) == keys
+    assert model.backbone._compiled_call_impl is not None
+    x = torch.randn(1, 3, 24, 20)
+    for m in (eager, model):
+        m(x).square().mean().backward()
+    for (name, p), q in zip(eager.named_parameters(), model.parameters()):
+        torch.testing.assert_close(q.grad, p.grad, msg=name)
+    with pytest.raises(ValueError, match='no `backbone`'):
+        compile_backbone(torch.nn.Linear(2, 2))
