@@ -44,14 +44,29 @@ warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
 _SCALE_KEYS = ('scale', 'scales', 'crop_size', 'img_scale')
 
 
+def _size_rank(path: str) -> int:
+    """0 for tiny variants ... 3 for base/large ones, from the recipe's name."""
+    name = osp.basename(path)
+    for rank, marks in enumerate((('-t_', '-t-', 'r50'), ('-s_', '-s-'), ('-m_', '-m-'),
+                                  ('-b_', '-b-', '-l_', '-l-', 'r101'))):
+        if any(m in name for m in marks):
+            return rank
+    return 1
+
+
 def all_recipes() -> List[str]:
+    """Every recipe under ``configs/<family>/``, smallest variants first (so that a sweep cut
+    short has covered every family and head)."""
     recipes = []
     for folder in sorted(glob.glob(osp.join(REPO, 'configs', '*'))):
         name = osp.basename(folder)
         if name.startswith('_') or name == 'shapes' or not osp.isdir(folder):
             continue
-        recipes += sorted(glob.glob(osp.join(folder, '*.py')))
-    return recipes
+        # configs on the bundled shapes data (e.g. the comparison's CPU-sized ones) are not
+        # recipes for the real datasets
+        recipes += sorted(p for p in glob.glob(osp.join(folder, '*.py'))
+                          if not p.endswith('_shapes.py'))
+    return sorted(recipes, key=lambda r: (_size_rank(r), r))
 
 
 def _scaled(value, factor: float):
@@ -267,6 +282,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     from mmattn.datasets.real_layout import make_real_layout
+    from mmattn.utils.atomic import atomic_write
     from mmattn.utils.checkpoint import write_json_atomic
     recipes = [osp.abspath(r) for r in args.recipes] or all_recipes()
     missing = [r for r in recipes if not osp.isfile(r)]
@@ -277,6 +293,22 @@ def main(argv=None) -> int:
     os.makedirs(workspace, exist_ok=True)
     make_real_layout(osp.join(workspace, 'data'))
     rows, start = [], time.time()
+
+    def report(final: bool):
+        """The table so far; written after every recipe, so a sweep cut short keeps its rows."""
+        wall = time.time() - start
+        failed = sum(not (r['train'] and r['test']) for r in rows)
+        summary = (f'{len(rows) - failed} of {len(rows)} recipes passed in {wall / 60:.1f} min'
+                   f'{"" if final else f" (sweep in progress: {len(recipes)} recipes)"} '
+                   f'(scale {args.scale:g}, {os.cpu_count()} CPU cores)')
+        table = format_table(rows)
+        if args.out:
+            atomic_write(args.out, f'{table}\n\n{summary}\n')
+        if args.json:
+            write_json_atomic(dict(rows=rows, wall_seconds=wall, scale=args.scale,
+                                   complete=final), args.json)
+        return table, summary, failed
+
     try:
         for recipe in recipes:
             row = run_recipe(recipe, workspace, args.scale, args.timeout)
@@ -284,25 +316,13 @@ def main(argv=None) -> int:
             status = 'ok' if row['train'] and row['test'] else 'FAIL ' + row['error']
             print(f"[{len(rows)}/{len(recipes)}] {osp.basename(recipe)}: {status} "
                   f"({row['seconds']:.0f}s)", flush=True)
+            report(final=False)
     finally:
         if not args.workspace:
             shutil.rmtree(workspace, ignore_errors=True)
-    wall = time.time() - start
-    table = format_table(rows)
-    failed = sum(not (r['train'] and r['test']) for r in rows)
-    summary = (f'{len(rows) - failed} of {len(rows)} recipes passed in {wall / 60:.1f} min '
-               f'(scale {args.scale:g}, {os.cpu_count()} CPU cores, torch threads '
-               f'{os.environ.get("OMP_NUM_THREADS", "default")})')
+    table, summary, failed = report(final=True)
     print(table)
     print(summary)
-    if args.out:
-        os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
-        tmp = args.out + '.part'
-        with open(tmp, 'w') as f:
-            f.write(f'{table}\n\n{summary}\n')
-        os.replace(tmp, args.out)
-    if args.json:
-        write_json_atomic(dict(rows=rows, wall_seconds=wall, scale=args.scale), args.json)
     return 1 if failed else 0
 
 
