@@ -312,25 +312,48 @@ def test_cfg_options_key_misspelt(capsys, shapes_data, tmp_path):
            extra=('--cfg-options', 'train_cfg.max_iter=5'))
 
 
-# Input smaller than the total stride (32): a clear error or a working forward.
-SMALL_OK = ['agent-pvt', 'flatten-pvt', 'ea-pvt', 'agent-swin', 'flatten-swin', 'biformer',
-            'shunted']
+# Input smaller than the total stride (32): per family, either the one-line ValueError it is
+# meant to raise (PVT pyramids: a stage map smaller than the next patch embedding; Shunted: a
+# map smaller than the aggregation rate) or a forward whose four maps have the ceil-divided
+# sizes 5, 3, 2, 1 (Swin and BiFormer pad; 20 / 4 = 5, then each merge halves, rounding up).
+_PVT_TOO_SMALL = ('error', ('smaller than its 2x2 patch embedding', 'at least 32 px'))
+_PADDED = ('output', [(5, 5), (3, 3), (2, 2), (1, 1)])
+SMALL_INPUT_OUTCOME = {
+    'agent-pvt': _PVT_TOO_SMALL,
+    'flatten-pvt': _PVT_TOO_SMALL,
+    'ea-pvt': _PVT_TOO_SMALL,
+    'agent-swin': _PADDED,
+    'flatten-swin': _PADDED,
+    'biformer': _PADDED,
+    'shunted': ('error', ('5x5 is smaller than the aggregation rate 8', 'use a larger input')),
+}
 
 
-@pytest.mark.parametrize('family', SMALL_OK)
+@pytest.mark.parametrize('family', list(SMALL_INPUT_OUTCOME))
 def test_input_smaller_than_stride(family):
     from mmattn.registry import MODELS
-    bb = FAMILIES[family][0]
+    bb, channels = FAMILIES[family]
     model = MODELS.build(dict(bb, type=bb['type'].split('.')[1])).eval()
+    kind, expected = SMALL_INPUT_OUTCOME[family]
+    x = torch.randn(1, 3, 20, 20)
+    if kind == 'error':
+        with pytest.raises(ValueError) as err, torch.no_grad():
+            model(x)
+        msg = str(err.value)
+        assert len(msg.splitlines()) == 1, msg
+        for needle in expected:
+            assert needle in msg, (needle, msg)
+        CATALOGUE.append(f'{family} 20x20: {msg}')
+        return
     with torch.no_grad():
-        try:
-            outs = model(torch.randn(1, 3, 20, 20))
-        except ValueError as err:
-            msg = str(err)
-            assert len(msg.splitlines()) == 1 and ('smaller' in msg or 'size' in msg), msg
-            CATALOGUE.append(f'{family} 20x20: {msg}')
-            return
-    assert [tuple(o.shape[2:]) for o in outs][-1] >= (1, 1)
+        outs = model(x)
+    assert [tuple(o.shape[2:]) for o in outs] == expected
+    assert [o.shape[1] for o in outs] == channels
+    assert all(torch.isfinite(o).all() for o in outs)
+
+
+def test_small_input_outcomes_cover_every_family():
+    assert set(SMALL_INPUT_OUTCOME) == set(FAMILIES)
 
 
 @pytest.mark.parametrize('family', list(FAMILIES))
