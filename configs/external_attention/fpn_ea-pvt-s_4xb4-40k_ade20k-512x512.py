@@ -15,7 +15,8 @@ crop_size = (512, 512)
 model = dict(
     data_preprocessor=dict(size=crop_size),
     backbone=dict(
-        _delete_=True, type='mmattn.EAPVT', arch='small', expand_ratio=4, num_slots=64,
+        _delete_=True, type='mmattn.EAPVT', arch='small',
+        attn_cfgs=dict(type='MultiHeadExternalAttention', expand_ratio=4, num_slots=64),
         drop_path_rate=0.1, out_indices=(0, 1, 2, 3), init_cfg=None),
     neck=dict(in_channels=[64, 128, 320, 512]),
     decode_head=dict(num_classes=150))

@@ -15,8 +15,7 @@ model = dict(
     backbone=dict(
         _delete_=True,
         type='mmattn.FLattenSwin',
-        arch='tiny',
-        attn_types='LLSS',
+        arch='tiny',  # default attn_cfgs: the official layout (linear stages 1-2, windows 3-4)
         drop_path_rate=0.3,
         out_indices=(0, 1, 2, 3),
         init_cfg=dict(type='Pretrained', checkpoint='pretrained/flatten_swin_t_mmattn.pth')),

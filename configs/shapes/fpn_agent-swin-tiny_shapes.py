@@ -1,5 +1,5 @@
 # Semantic FPN on the bundled shapes set with a narrow Agent-Swin trained from scratch: agent
-# blocks in stages 1-2 and the first block of stage 3 ('AAMB1'), shifted-window blocks after;
+# blocks in stages 1-2 and the first block of stage 3, shifted-window blocks after;
 # the Agent Attention family's end-to-end segmentation config. Agent biases are sized for the
 # 128x128 images (pretrain_img_size).
 _base_ = './fpn_r18_shapes.py'
@@ -9,7 +9,12 @@ model = dict(
         _delete_=True,
         type='mmattn.AgentSwin',
         arch=dict(embed_dims=32, depths=[1, 1, 2, 1], num_heads=[1, 2, 4, 8]),
-        attn_types='AAMB1',
+        attn_cfgs=[
+            dict(type='AgentAttention'),
+            dict(type='AgentAttention'),
+            [dict(type='AgentAttention'), dict(type='ShiftWindowMSA')],
+            dict(type='ShiftWindowMSA'),
+        ],
         agent_nums=(9, 16, 16, 4),
         pretrain_img_size=128,
         drop_path_rate=0.,

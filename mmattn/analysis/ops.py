@@ -1,10 +1,12 @@
 """Discover the registered attention ops and build them at a common width for the analyses.
 
-The tools never hard-code the list of ops: every class registered in ``mmattn.MODELS`` from a
-module under ``mmattn.models.attentions`` is an op. Ops on tokens (``forward(x, hw_shape)``)
-are used as they are; ops on NCHW maps (``forward(x)`` with ``in_channels``, e.g. the EANet
-module) are wrapped so they take tokens too. Subclasses of another op (e.g. a plugin flavour
-of the same module) are left out as duplicates.
+The tools never hard-code the list of ops: every class registered in ``mmattn.MODELS`` whose
+``__init__`` takes ``embed_dims`` and whose ``forward`` takes ``hw_shape`` is a token op (so
+an op registered from any module, a user's own included, is found), as is every class
+registered from ``mmattn.models.attentions`` that works on NCHW maps (``in_channels``). Ops
+on tokens (``forward(x, hw_shape)``) are used as they are; ops on NCHW maps (``forward(x)``,
+e.g. the EANet module) are wrapped so they take tokens too. Subclasses of another op (e.g. a
+plugin flavour of the same module) are left out as duplicates.
 """
 import inspect
 import math
@@ -29,18 +31,19 @@ class SoftmaxAttention(nn.Module):
     """Plain multi-head softmax attention over all tokens: the baseline of the analyses.
 
     ``proj(softmax(s Q K^T) V)`` with ``Q, K, V = qkv(x)``; the attention matrix is written
-    out (``fused=False``, the textbook cost) or left to ``F.scaled_dot_product_attention``.
+    out (``fused_attn=False``, the textbook cost) or left to
+    ``F.scaled_dot_product_attention``.
 
     Args:
         embed_dims (int): Channels.
         num_heads (int): Heads.
-        fused (bool): Use the fused kernel. Defaults to False.
+        fused_attn (bool): Use the fused kernel. Defaults to False.
     """
 
-    def __init__(self, embed_dims: int, num_heads: int, fused: bool = False) -> None:
+    def __init__(self, embed_dims: int, num_heads: int, fused_attn: bool = False) -> None:
         super().__init__()
         self.num_heads = num_heads
-        self.fused = fused
+        self.fused_attn = fused_attn
         self.scale = (embed_dims // num_heads)**-0.5
         self.qkv = nn.Linear(embed_dims, 3 * embed_dims)
         self.proj = nn.Linear(embed_dims, embed_dims)
@@ -48,7 +51,7 @@ class SoftmaxAttention(nn.Module):
     def forward(self, x: torch.Tensor, hw_shape: Optional[Sequence[int]] = None) -> torch.Tensor:
         b, n, c = x.shape
         q, k, v = self.qkv(x).view(b, n, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
-        if self.fused:
+        if self.fused_attn:
             out = F.scaled_dot_product_attention(q, k, v, scale=self.scale)
         else:
             out = ((q * self.scale) @ k.transpose(-2, -1)).softmax(-1) @ v
@@ -88,38 +91,39 @@ def attention_ops() -> Dict[str, type]:
     from mmattn.registry import MODELS
     found = {}
     for name, cls in MODELS.module_dict.items():
-        if not inspect.isclass(cls) or not cls.__module__.startswith('mmattn.models.attentions'):
+        if not inspect.isclass(cls):
             continue
-        if op_layout(cls) is not None:
+        layout = op_layout(cls)
+        # NCHW modules are ops only in the attentions package (heads take in_channels too).
+        if layout == 'tokens' or (layout == 'map' and cls.__module__.startswith(
+                'mmattn.models.attentions')):
             found[name] = cls
     # A subclass of another op is a flavour of it (e.g. a plugin wrapper): keep the parent.
     return {n: c for n, c in found.items()
             if not any(c is not o and issubclass(c, o) for o in found.values())}
 
 
-def build_attention(name: str, embed_dims: int, num_heads: int, **kwargs) -> nn.Module:
-    """Build op ``name`` (or the :data:`BASELINE`) with ``forward(x, hw_shape)``.
+def build_op(name: str, embed_dims: int, num_heads: int, **kwargs) -> nn.Module:
+    """Op ``name`` (or the :data:`BASELINE`) at a common width, in eval mode.
 
-    ``kwargs`` override :data:`STAGE1_KWARGS`; ``num_heads`` is not passed to ops that have
-    no heads argument.
+    Token ops are built by the skeletons' own builder
+    (:func:`mmattn.models.layers.attn_builder.build_attention`): ``embed_dims`` always,
+    ``num_heads`` only to ops that take it, :data:`STAGE1_KWARGS` and ``kwargs`` as the config.
+    NCHW ops get ``in_channels`` and are wrapped to take tokens.
     """
     if name == BASELINE:
         return SoftmaxAttention(embed_dims, num_heads, **kwargs).eval()
     if name == BASELINE + '-SDPA':
-        return SoftmaxAttention(embed_dims, num_heads, fused=True, **kwargs).eval()
+        return SoftmaxAttention(embed_dims, num_heads, fused_attn=True, **kwargs).eval()
+    from mmattn.models.layers.attn_builder import build_attention
     from mmattn.registry import build_module
     ops = attention_ops()
     if name not in ops:
         raise KeyError(f'unknown attention op {name!r}; registered: {", ".join(ops)}')
-    cls = ops[name]
-    cfg = dict(STAGE1_KWARGS.get(name, {}), **kwargs)
-    init = _params(cls.__init__)
-    if op_layout(cls) == 'map':
-        return MapOpAdapter(build_module(dict(type=name, in_channels=embed_dims, **cfg))).eval()
-    if 'num_heads' in init:
-        cfg['num_heads'] = num_heads
-    op = build_module(dict(type=name, embed_dims=embed_dims, **cfg))
-    return op.eval()
+    cfg = dict(STAGE1_KWARGS.get(name, {}), **kwargs, type=name)
+    if op_layout(ops[name]) == 'map':
+        return MapOpAdapter(build_module(dict(cfg, in_channels=embed_dims))).eval()
+    return build_attention(cfg, dict(embed_dims=embed_dims), dict(num_heads=num_heads)).eval()
 
 
 def min_side(name: str) -> int:

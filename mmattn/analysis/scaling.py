@@ -16,7 +16,7 @@ import torch
 
 from .benchmark import peak_memory, time_runs
 from .flops import count_flops
-from .ops import BASELINE, attention_ops, build_attention, fit_exponent, min_side
+from .ops import BASELINE, attention_ops, build_op, fit_exponent, min_side
 
 FIELDS = ['op', 'side', 'tokens', 'embed_dims', 'num_heads', 'flops', 'fwd_ms', 'fwd_ms_min',
           'fwd_peak_mib', 'fwdbwd_ms', 'fwdbwd_ms_min', 'fwdbwd_peak_mib', 'error']
@@ -40,7 +40,7 @@ def measure_op(name: str, side: int, embed_dims: int = 64, num_heads: int = 2,
                                   embed_dims=embed_dims, num_heads=num_heads, error='')
     try:
         torch.manual_seed(0)
-        op = build_attention(name, embed_dims, num_heads)
+        op = build_op(name, embed_dims, num_heads)
         hw = (side, side)
         x = torch.randn(batch_size, side * side, embed_dims)
         row['flops'] = count_flops(op, (x, hw)).flops

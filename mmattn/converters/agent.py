@@ -35,6 +35,7 @@ from mmattn.converters.common import (
     ConversionError,
     audit_key_mapping,
     block_depths,
+    describe_layout,
     unwrap_state_dict,
 )
 from mmattn.utils.checkpoint import safe_load, save_atomic
@@ -64,16 +65,16 @@ def _pvt_facts(sd) -> dict:
     if arch is None:
         raise ConversionError(f'Agent-PVT checkpoint with depths {depths} matches no variant '
                               '(T 2222, S 3463, M 3-4-18-3, L 3-8-27-3)')
-    letters, agent_nums = '', []
+    cfgs, agent_nums = [], []
     for i in range(1, 5):
         if f'block{i}.0.attn.an_bias' in sd:
-            letters += 'A'
+            cfgs.append(dict(type='AgentAttention'))
             agent_nums.append(int(sd[f'block{i}.0.attn.an_bias'].shape[1]))
-        else:
-            letters += 'B'
+        else:  # the official 'B' stages: PVT's spatial-reduction attention
+            cfgs.append(dict(type='SpatialReductionAttention'))
             agent_nums.append(49)
     side = math.isqrt(int(sd['pos_embed1'].shape[1]))
-    return dict(family='pvt', arch=arch, attn_types=letters, agent_nums=agent_nums,
+    return dict(family='pvt', arch=arch, attn_cfgs=cfgs, agent_nums=agent_nums,
                 pretrain_img_size=side * 4)
 
 
@@ -87,35 +88,35 @@ def _swin_facts(sd) -> dict:
     if arch is None:
         raise ConversionError(f'Agent-Swin checkpoint with embed dim {dims} and depths {depths} '
                               'matches no variant (T 96/2262, S 96/2-2-18-2, B 128/2-2-18-2)')
-    letters, agent_nums, window, img = [], [], 7, None
+    cfgs, agent_nums, window, img = [], [], 7, None
     for i, depth in enumerate(depths):
-        stage = ''
+        stage = []
         for j in range(depth):
             key = f'layers.{i}.blocks.{j}.attn.'
             if key + 'an_bias' in sd:
-                stage += 'A'
+                stage.append(dict(type='AgentAttention'))
                 if img is None:  # ah_bias: (1, heads, agents, h0, 1) with h0 = img / 4 / 2**i
                     img = int(sd[key + 'ah_bias'].shape[3]) * 4 * 2**i
-            else:
-                stage += 'B'
+            else:  # the official 'B' blocks: Swin's shifted-window attention
+                stage.append(dict(type='ShiftWindowMSA'))
                 table = sd.get(key + 'relative_position_bias_table')
                 if table is not None:
                     window = (math.isqrt(int(table.shape[0])) + 1) // 2
-        letters.append(stage)
+        cfgs.append(stage)
         an = sd.get(f'layers.{i}.blocks.0.attn.an_bias')
         agent_nums.append(int(an.shape[1]) if an is not None else 49)
-    return dict(family='swin', arch=arch, attn_types=letters, agent_nums=agent_nums,
+    return dict(family='swin', arch=arch, attn_cfgs=cfgs, agent_nums=agent_nums,
                 pretrain_img_size=img or 224, window_size=window)
 
 
 def _build(facts: dict):
     if facts['family'] == 'pvt':
         from mmattn.models.backbones.pvt import AgentPVT
-        return AgentPVT(arch=facts['arch'], attn_types=facts['attn_types'],
+        return AgentPVT(arch=facts['arch'], attn_cfgs=facts['attn_cfgs'],
                         agent_nums=facts['agent_nums'],
                         pretrain_img_size=facts['pretrain_img_size'], drop_path_rate=0.)
     from mmattn.models.backbones.swin import AgentSwin
-    return AgentSwin(arch=facts['arch'], attn_types=facts['attn_types'],
+    return AgentSwin(arch=facts['arch'], attn_cfgs=facts['attn_cfgs'],
                      agent_nums=facts['agent_nums'], window_size=facts['window_size'],
                      pretrain_img_size=facts['pretrain_img_size'], drop_path_rate=0.)
 
@@ -140,7 +141,7 @@ def _map_pvt(sd, facts) -> Tuple[dict, List[str], List[str]]:
                 out[f'layers.{i}.pos_embed'] = v
         else:
             mb = re.match(r'\.(\d+)\.attn\.(q|kv)\.(weight|bias)$', rest)
-            if mb and facts['attn_types'][i] == 'A':
+            if mb and facts['attn_cfgs'][i]['type'] == 'AgentAttention':
                 j, part, what = mb.groups()
                 if part == 'q':
                     kv = sd.get(f'block{i + 1}.{j}.attn.kv.{what}')
@@ -179,8 +180,10 @@ def convert_agent(ckpt, arch: Optional[str] = None, family: Optional[str] = None
         family (str, optional): Expected family, ``'pvt'`` or ``'swin'``; refused on mismatch.
 
     Returns:
-        tuple: ``(state_dict, report)``; ``report`` has ``family``, ``arch``, ``attn_types``,
-        ``agent_nums``, ``pretrain_img_size`` (+ ``window_size`` for Swin), ``dropped``,
+        tuple: ``(state_dict, report)``; ``report`` has ``family``, ``arch``, ``attn_cfgs``
+        (the backbone's ``attn_cfgs``: one entry per stage, per block for Swin), ``layout``
+        (:func:`describe_layout` of it), ``agent_nums``, ``pretrain_img_size`` (+
+        ``window_size`` for Swin), ``dropped``,
         ``new`` (mmattn keys left at their init: the Swin output norms) and ``num_keys``.
 
     Raises:
@@ -206,7 +209,8 @@ def convert_agent(ckpt, arch: Optional[str] = None, family: Optional[str] = None
     new = [k for k in expected if re.match(r'norm\d+\.', k)] if found == 'swin' else []
     audit_key_mapping(out, {k: v.shape for k, v in expected.items()}, unused,
                       f'Agent-{found.upper()}-{facts["arch"]}', allowed_missing=tuple(new))
-    report = dict(facts, dropped=dropped, new=new, num_keys=len(out))
+    report = dict(facts, layout=describe_layout(facts['attn_cfgs']), dropped=dropped, new=new,
+                  num_keys=len(out))
     return out, report
 
 
@@ -218,7 +222,7 @@ def convert_file(src: str, dst: str, arch: Optional[str] = None,
     """
     ckpt = safe_load(src)
     state_dict, report = convert_agent(ckpt, arch, family)
-    meta = {k: report[k] for k in ('family', 'arch', 'attn_types', 'agent_nums',
+    meta = {k: report[k] for k in ('family', 'arch', 'attn_cfgs', 'agent_nums',
                                    'pretrain_img_size', 'window_size') if k in report}
     save_atomic(dict(state_dict=state_dict,
                      meta=dict(meta, source=src, converter='mmattn.converters.agent')), dst)

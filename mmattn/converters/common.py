@@ -74,3 +74,20 @@ def audit_key_mapping(converted: Dict[str, torch.Tensor], expected_shapes: Dict[
         problems.append(f'{len(shapes)} shape mismatches: {shapes[:10]}')
     if problems:
         raise ConversionError(f'refusing to convert ({label}): ' + '; '.join(problems))
+
+
+def describe_layout(attn_cfgs) -> str:
+    """One line per stage: which ops an ``attn_cfgs`` list (one entry per stage, a dict or a
+    list per block) puts where, e.g. ``'stage 3: 2 x AgentAttention + 16 x ShiftWindowMSA'``."""
+    parts = []
+    for i, entry in enumerate(attn_cfgs):
+        blocks = [entry] if isinstance(entry, dict) else list(entry)
+        runs = []
+        for cfg in blocks:
+            if runs and runs[-1][1] == cfg['type']:
+                runs[-1][0] += 1
+            else:
+                runs.append([1, cfg['type']])
+        ops = ' + '.join(t if isinstance(entry, dict) else f'{n} x {t}' for n, t in runs)
+        parts.append(f'stage {i + 1}: {ops}')
+    return '; '.join(parts)

@@ -36,6 +36,7 @@ from mmattn.converters.common import (
     ConversionError,
     audit_key_mapping,
     block_depths,
+    describe_layout,
     unwrap_state_dict,
 )
 from mmattn.utils.checkpoint import safe_load, save_atomic
@@ -76,15 +77,17 @@ def _pvt_facts(sd) -> dict:
     if arch is None:
         raise ConversionError(f'FLatten-PVT checkpoint with depths {depths} matches no variant '
                               '(T 2-2-2-2, S 3-4-6-3, M 3-4-18-3, L 3-8-27-3)')
-    letters, sr = '', []
+    cfgs = []
     for i in range(1, 5):
         prefix = f'block{i}.0.attn.'
-        letters += 'L' if _is_linear_block(sd, prefix) else 'S'
-        w = sd.get(prefix + 'sr.weight')
-        sr.append(int(w.shape[-1]) if (w is not None and letters[-1] == 'L') else 1)
+        if _is_linear_block(sd, prefix):
+            w = sd.get(prefix + 'sr.weight')
+            cfgs.append(dict(type='FocusedLinearAttention',
+                             sr_ratio=int(w.shape[-1]) if w is not None else 1))
+        else:  # the official softmax stages: PVT's spatial-reduction attention
+            cfgs.append(dict(type='SpatialReductionAttention'))
     side = math.isqrt(int(sd['pos_embed1'].shape[1]))
-    return dict(family='pvt', arch=arch, attn_types=letters, la_sr_ratios=sr,
-                pretrain_img_size=side * 4)
+    return dict(family='pvt', arch=arch, attn_cfgs=cfgs, pretrain_img_size=side * 4)
 
 
 def _swin_facts(sd) -> dict:
@@ -98,23 +101,23 @@ def _swin_facts(sd) -> dict:
         raise ConversionError(f'FLatten-Swin checkpoint with embed dim {dims} and depths '
                               f'{depths} matches no variant (T 96/2-2-6-2, S 96/2-2-18-2, '
                               'B 128/2-2-18-2)')
-    letters, window, img = [], 7, None
+    cfgs, window, img = [], 7, None
     for i, depth in enumerate(depths):
-        stage = ''
+        stage = []
         for j in range(depth):
             key = f'layers.{i}.blocks.{j}.attn.'
             if _is_linear_block(sd, key):
-                stage += 'L'
+                stage.append(dict(type='FocusedLinearAttention'))
                 pos = sd.get(key + 'positional_encoding')
                 if img is None and pos is not None:
                     img = math.isqrt(int(pos.shape[1])) * 4 * 2**i
-            else:
-                stage += 'S'
+            else:  # the official softmax blocks: Swin's shifted-window attention
+                stage.append(dict(type='ShiftWindowMSA'))
                 table = sd.get(key + 'relative_position_bias_table')
                 if table is not None:
                     window = (math.isqrt(int(table.shape[0])) + 1) // 2
-        letters.append(stage)
-    return dict(family='swin', arch=arch, attn_types=letters, window_size=window,
+        cfgs.append(stage)
+    return dict(family='swin', arch=arch, attn_cfgs=cfgs, window_size=window,
                 pretrain_img_size=img or 224)
 
 
@@ -122,11 +125,10 @@ def build_target(facts: dict):
     """The mmattn backbone that a checkpoint with ``facts`` converts to."""
     if facts['family'] == 'pvt':
         from mmattn.models.backbones.flatten import FLattenPVT
-        return FLattenPVT(arch=facts['arch'], attn_types=facts['attn_types'],
-                          la_sr_ratios=facts['la_sr_ratios'],
+        return FLattenPVT(arch=facts['arch'], attn_cfgs=facts['attn_cfgs'],
                           pretrain_img_size=facts['pretrain_img_size'], drop_path_rate=0.)
     from mmattn.models.backbones.flatten import FLattenSwin
-    return FLattenSwin(arch=facts['arch'], attn_types=facts['attn_types'],
+    return FLattenSwin(arch=facts['arch'], attn_cfgs=facts['attn_cfgs'],
                        window_size=facts['window_size'],
                        pretrain_img_size=facts['pretrain_img_size'], drop_path_rate=0.)
 
@@ -187,8 +189,10 @@ def convert_flatten(ckpt, arch: Optional[str] = None, family: Optional[str] = No
             :func:`build_target` when None.
 
     Returns:
-        tuple: ``(state_dict, report)``; ``report`` has ``family``, ``arch``, ``attn_types``,
-        ``pretrain_img_size`` (+ ``la_sr_ratios`` for PVT, ``window_size`` for Swin),
+        tuple: ``(state_dict, report)``; ``report`` has ``family``, ``arch``, ``attn_cfgs``
+        (the backbone's ``attn_cfgs``: one entry per stage, per block for Swin; the linear
+        PVT stages carry their ``sr_ratio``), ``layout`` (:func:`describe_layout` of it),
+        ``pretrain_img_size`` (+ ``window_size`` for Swin),
         ``dropped``, ``new`` (mmattn keys left at their init: the Swin output norms) and
         ``num_keys``.
 
@@ -217,7 +221,8 @@ def convert_flatten(ckpt, arch: Optional[str] = None, family: Optional[str] = No
     new = [k for k in expected if re.match(r'norm\d+\.', k)] if found == 'swin' else []
     audit_key_mapping(out, expected, unused, f'FLatten-{found.upper()}-{facts["arch"]}',
                       allowed_missing=tuple(new))
-    report = dict(facts, dropped=dropped, new=new, num_keys=len(out))
+    report = dict(facts, layout=describe_layout(facts['attn_cfgs']), dropped=dropped, new=new,
+                  num_keys=len(out))
     return out, report
 
 
@@ -229,7 +234,7 @@ def convert_file(src: str, dst: str, arch: Optional[str] = None,
     """
     ckpt = safe_load(src)
     state_dict, report = convert_flatten(ckpt, arch, family)
-    meta = {k: report[k] for k in ('family', 'arch', 'attn_types', 'la_sr_ratios',
+    meta = {k: report[k] for k in ('family', 'arch', 'attn_cfgs',
                                    'pretrain_img_size', 'window_size') if k in report}
     save_atomic(dict(state_dict=state_dict,
                      meta=dict(meta, source=src, converter='mmattn.converters.flatten')), dst)

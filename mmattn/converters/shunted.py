@@ -12,8 +12,8 @@ official                                    mmattn
 ``patch_embed1.conv.{3n+3}.*`` (2x2 conv)   ``patch_embeds.0.proj.*``
 ``patch_embed{i}.{proj,norm}.*``            ``patch_embeds.{i-1}.{proj,norm}.*``
 ``block{i}.{j}.{norm1,norm2,attn}.*``       ``stages.{i-1}.{j}.{norm1,norm2,attn}.*``
-``block{i}.{j}.mlp.{fc1,fc2}.*``            ``stages.{i-1}.{j}.ffn.{fc1,fc2}.*``
-``block{i}.{j}.mlp.dwconv.dwconv.*``        ``stages.{i-1}.{j}.ffn.dwconv.*``
+``block{i}.{j}.mlp.{fc1,fc2}.*``            ``stages.{i-1}.{j}.mlp.{fc1,fc2}.*``
+``block{i}.{j}.mlp.dwconv.dwconv.*``        ``stages.{i-1}.{j}.mlp.dwconv.*``
 ``norm{i}.*``                               ``norm{i}.*``
 ``head.*``                                  dropped (classifier)
 ==========================================  ==============================================
@@ -74,7 +74,7 @@ def _map_key(key: str, num_convs: int) -> Optional[str]:
     m = re.match(r'block([1-4])\.(\d+)\.(.+)$', key)
     if m:
         prefix, rest = f'stages.{int(m.group(1)) - 1}.{m.group(2)}', m.group(3)
-        rest = rest.replace('mlp.dwconv.dwconv.', 'ffn.dwconv.').replace('mlp.', 'ffn.')
+        rest = rest.replace('mlp.dwconv.dwconv.', 'mlp.dwconv.')
         return f'{prefix}.{rest}'
     if re.match(r'norm[1-4]\.(weight|bias)$', key):
         return key

@@ -45,7 +45,9 @@ def _thin(backbone):
     if backbone['type'].endswith('AgentPVT'):
         backbone['arch'] = dict(AgentPVT.arch_zoo[arch], depths=[1, 1, 1, 1])
     else:
-        backbone['attn_types'] = AgentSwin.official_attn_types[arch]
+        name = {'t': 'tiny', 's': 'small', 'b': 'base'}.get(arch, arch)
+        backbone['attn_cfgs'] = AgentSwin.layout_cfgs(AgentSwin.official_layouts[name],
+                                                      [1, 1, 2, 1])
         backbone['arch'] = dict(AgentSwin.arch_zoo[arch], depths=[1, 1, 2, 1])
     return backbone
 

@@ -27,7 +27,7 @@ def _thin(model):
     if bb['type'].endswith('EAPVT'):
         bb['arch'] = dict(embed_dims=[16, 32, 48, 64], num_heads=[1, 2, 3, 4],
                           mlp_ratios=[2, 2, 2, 2], depths=[1, 1, 1, 1], sr_ratios=[8, 4, 2, 1])
-        bb['num_slots'] = 4
+        bb['attn_cfgs'] = dict(bb['attn_cfgs'], num_slots=4)
         scale = PVT_DIMS.get
     else:
         bb.update(depth=50, base_channels=4)

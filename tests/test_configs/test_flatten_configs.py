@@ -85,7 +85,7 @@ def test_recipe_hyper_parameters():
             assert (opt.lr, opt.weight_decay, cfg.train_cfg.max_epochs) == (1e-4, 1e-4, 12)
         elif 'upernet' in config:
             assert (opt.lr, opt.weight_decay, cfg.train_cfg.max_iters) == (6e-5, 0.01, 160000)
-            assert bb.attn_types == 'LLSS' and bb.drop_path_rate == 0.3
+            assert 'attn_cfgs' not in bb and bb.drop_path_rate == 0.3  # official LLSS default
         else:
             assert (opt.lr, opt.weight_decay, cfg.train_cfg.max_iters) == (2e-4, 1e-4, 40000)
         if fam == 'pvt':

@@ -54,13 +54,15 @@ def test_every_key_consumed_and_produced(name, cls, arch):
         torch.testing.assert_close(out['layers.3.pos_embed'], sd['pos_embed4'])
     else:
         assert len(out) == len(consumed)
-        assert report['attn_types'][2].startswith('AA')
+        assert [c['type'] for c in report['attn_cfgs'][2][:2]] == ['AgentAttention'] * 2
     model.load_state_dict(out, strict=False)
 
 
 def test_pvt_report_facts():
     _, report = convert_agent(fake_official('agent_pvt_tiny'))
-    assert report['family'] == 'pvt' and report['attn_types'] == 'AAAA'
+    assert report['family'] == 'pvt'
+    assert report['attn_cfgs'] == [dict(type='AgentAttention')] * 4
+    assert report['layout'] == '; '.join(f'stage {i}: AgentAttention' for i in range(1, 5))
     assert report['agent_nums'] == [9, 16, 49, 49] and report['pretrain_img_size'] == 224
 
 

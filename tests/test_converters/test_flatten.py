@@ -58,9 +58,10 @@ def test_every_key_consumed_and_produced(name):
     # every official key consumed (Swin linear-block qkv -> q + kv) or dropped
     assert len(out) == len(sd) - len(report['dropped']) + 2 * split
     if family == 'pvt':
-        assert report['attn_types'] == 'LLLL' and report['la_sr_ratios'] == [1, 1, 1, 1]
+        assert report['attn_cfgs'] == [dict(type='FocusedLinearAttention', sr_ratio=1)] * 4
     else:
-        assert [s[0] for s in report['attn_types']] == list('LLSS')
+        assert [s[0]['type'] for s in report['attn_cfgs']] == ['FocusedLinearAttention'] * 2 + [
+            'ShiftWindowMSA'] * 2
         assert report['window_size'] == 7 and report['pretrain_img_size'] == 224
 
 

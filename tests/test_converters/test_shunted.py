@@ -46,7 +46,7 @@ def test_every_key_consumed_and_produced(name, arch):
     assert {id(v) for v in out.values()} == ids
     # a few mappings spelled out
     assert out['patch_embeds.0.convs.0.conv.weight'] is sd['patch_embed1.conv.0.weight']
-    assert out['stages.0.0.ffn.dwconv.weight'] is sd['block1.0.mlp.dwconv.dwconv.weight']
+    assert out['stages.0.0.mlp.dwconv.weight'] is sd['block1.0.mlp.dwconv.dwconv.weight']
     assert out['stages.3.0.attn.local_conv.weight'] is sd['block4.0.attn.local_conv.weight']
     ShuntedTransformer(arch=arch).load_state_dict(out, strict=True)
 

@@ -17,7 +17,8 @@ _SWIN = dict(embed_dims=16, depths=[1, 1, 1, 1], num_heads=[1, 2, 2, 4])
 #: family -> (backbone config, output channels per stage)
 FAMILIES = {
     'agent-pvt': (dict(type='mmattn.AgentPVT', arch=_PVT), [16, 32, 48, 64]),
-    'agent-swin': (dict(type='mmattn.AgentSwin', arch=_SWIN, attn_types='AAAB'), [16, 32, 64, 128]),
+    # agent attention in stages 1-3, windows in 4 (the default layout of a custom arch)
+    'agent-swin': (dict(type='mmattn.AgentSwin', arch=_SWIN), [16, 32, 64, 128]),
     'flatten-pvt': (dict(type='mmattn.FLattenPVT', arch=_PVT), [16, 32, 48, 64]),
     'flatten-swin': (dict(type='mmattn.FLattenSwin', arch=_SWIN), [16, 32, 64, 128]),
     'biformer': (dict(type='mmattn.BiFormer', arch=dict(
@@ -26,7 +27,9 @@ FAMILIES = {
     'shunted': (dict(type='mmattn.ShuntedTransformer', arch=dict(
         embed_dims=[16, 32, 64, 128], num_heads=[2, 2, 4, 4], mlp_ratios=[2, 2, 2, 2],
         sr_ratios=[8, 4, 2, 1], depths=[1, 2, 1, 1], num_convs=1)), [16, 32, 64, 128]),
-    'ea-pvt': (dict(type='mmattn.EAPVT', arch=_PVT, num_slots=8), [16, 32, 48, 64]),
+    'ea-pvt': (dict(type='mmattn.EAPVT', arch=_PVT,
+                    attn_cfgs=dict(type='MultiHeadExternalAttention', num_slots=8)),
+               [16, 32, 48, 64]),
 }
 
 

@@ -291,9 +291,10 @@ def test_unknown_arch_name_lists_valid(capsys, shapes_data, tmp_path):
 
 
 def test_unknown_attention_type_lists_valid(capsys, shapes_data, tmp_path):
-    cfg = _family_cfg(tmp_path, 'flatten-pvt', backbone_extra=", attn_types='LLXL'")
-    line = _train(capsys, cfg, str(cfg), tmp_path, 'LLXL', 'model.backbone')
-    assert "'L'" in line and "'S'" in line
+    cfg = _family_cfg(tmp_path, 'flatten-pvt',
+                      backbone_extra=", attn_cfgs=dict(type='FocusedLinearAtention')")
+    line = _train(capsys, cfg, str(cfg), tmp_path, 'FocusedLinearAtention', 'model.backbone')
+    assert 'FocusedLinearAttention' in line and 'ShiftWindowMSA' in line
 
     from mmattn.registry import build_module
     with pytest.raises(KeyError, match='AgentAtention.*registered types are:.*AgentAttention'):

@@ -15,7 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from mmattn.analysis.flops import count_flops, einsum_macs
-from mmattn.analysis.ops import attention_ops, build_attention
+from mmattn.analysis.ops import attention_ops, build_op
 
 C, HEADS = 32, 2
 H, W = 6, 8
@@ -142,7 +142,7 @@ WITH_FORMULA = [n for n in ['SoftmaxAttention', 'SoftmaxAttention-SDPA', *REGIST
 @pytest.mark.parametrize('name', WITH_FORMULA)
 def test_op_flops_match_formula(name):
     kwargs, hw, expected = FORMULAS[name]()
-    op = build_attention(name, C, HEADS, **kwargs)
+    op = build_op(name, C, HEADS, **kwargs)
     x = torch.randn(1, hw[0] * hw[1], C)
     res = count_flops(op, (x, hw))
     assert res.uncounted_products == {}, res.unsupported
@@ -160,7 +160,7 @@ def test_every_op_agrees_with_torch_dispatch_counter(name):
     alone misses the CPU flash kernel of SDPA), on an odd map."""
     from torch.nn.attention import SDPBackend, sdpa_kernel
     from torch.utils.flop_counter import FlopCounterMode
-    op = build_attention(name, C, HEADS)
+    op = build_op(name, C, HEADS)
     x, hw = torch.randn(1, 15 * 17, C), (15, 17)
     res = count_flops(op, (x, hw))
     assert res.uncounted_products == {}, res.unsupported

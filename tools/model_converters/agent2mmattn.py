@@ -39,8 +39,8 @@ def main(argv=None) -> int:
     if report['new']:
         print(f"left at init (dense output norms, not in ImageNet weights): {report['new']}")
     print(f"backbone: type='mmattn.{backbone}', arch='{report['arch']}', "
-          f"attn_types={report['attn_types']!r}, agent_nums={report['agent_nums']}, "
-          f"pretrain_img_size={report['pretrain_img_size']}")
+          f"agent_nums={report['agent_nums']}, pretrain_img_size={report['pretrain_img_size']}"
+          f"; ops: {report['layout']} (attn_cfgs in the checkpoint's meta)")
     return 0
 
 

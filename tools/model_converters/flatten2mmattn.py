@@ -32,7 +32,7 @@ def main(argv=None) -> int:
         print(f'error: {err}', file=sys.stderr)
         return 2
     print(f"converted FLatten-{report['family'].upper()}-{report['arch']} "
-          f"({report['num_keys']} tensors, attn_types {report['attn_types']}) -> {args.dst}; "
+          f"({report['num_keys']} tensors; ops: {report['layout']}) -> {args.dst}; "
           f"dropped: {len(report['dropped'])} keys (classifier/buffers); left at init: "
           f"{report['new']}")
     return 0

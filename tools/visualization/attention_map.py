@@ -5,10 +5,11 @@
 
 X Y are pixel coordinates in IMAGE. The image is resized (longer side ``--size``), normalised
 with the config's data preprocessor and run through the backbone; for the last block of each
-stage (every block with ``--every-block``) the op-specific maps are drawn over the image
-(see ``mmattn/analysis/attention_maps.py``): agent attention's composite map and agents,
+stage (every block with ``--every-block``) the weights each op computed are drawn over the
+image (see ``mmattn/analysis/attention_maps.py``): agent attention's composite map and agents,
 BRA's routed regions, FLatten's focused-kernel weights, Shunted's per-group maps, EA's
-memory-slot responses; other ops get an input-gradient saliency map. Without CHECKPOINT the
+memory-slot responses, the softmax of SRA, windows and global attention; an op that records no
+weights gets an input-gradient saliency map. Without CHECKPOINT the
 model is randomly initialised (useful to check the tool, not to read the maps).
 """
 import argparse
@@ -66,6 +67,9 @@ def main(argv=None):
         warnings.simplefilter('ignore')
         if args.checkpoint:
             from mmengine.runner import load_checkpoint
+
+            from mmattn.utils.checkpoint import install_safe_checkpoint_loader
+            install_safe_checkpoint_loader()  # as tools/train.py: MMEngine's own checkpoints
             model = build_model_from_cfg(cfg)
             load_checkpoint(model, args.checkpoint, map_location='cpu',
                             revise_keys=[(r'^module\.', '')])

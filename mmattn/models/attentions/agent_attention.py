@@ -11,10 +11,13 @@ from typing import Optional, Sequence, Tuple, Union
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from mmengine.model import BaseModule
 from mmengine.model.weight_init import trunc_normal_
 
 from mmattn.registry import MODELS
+
+from .base import AttentionWeights, BaseAttention
+
+__all__ = ['AgentAttention', 'resize_agent_grid']
 
 
 def _pair(x: Union[int, Sequence[int]]) -> Tuple[int, int]:
@@ -51,7 +54,7 @@ def resize_agent_grid(bias: torch.Tensor, src_grid: Tuple[int, int],
 
 
 @MODELS.register_module()
-class AgentAttention(BaseModule):
+class AgentAttention(BaseAttention):
     r"""Agent attention over a whole feature map.
 
     With queries :math:`Q`, keys :math:`K`, values :math:`V` (per head, :math:`N = HW`) and
@@ -89,9 +92,7 @@ class AgentAttention(BaseModule):
         proj_drop_rate (float): Dropout after the output projection. Defaults to 0.
         kernel_size (int): Kernel of the depthwise conv on V. Defaults to 3.
         with_bias (bool): Use the position biases (the paper's default). Defaults to True.
-        sr_ratio (int): Accepted for the PVT skeleton's contract; only 1 is supported, as in
-            the official code (agent stages have no spatial reduction). Defaults to 1.
-        fused (bool): Use ``F.scaled_dot_product_attention`` (biases as additive masks);
+        fused_attn (bool): Use ``F.scaled_dot_product_attention`` (biases as additive masks);
             False runs the plain math path. Defaults to True.
         init_cfg (dict, optional): Initialization config. Defaults to None.
     """
@@ -108,15 +109,11 @@ class AgentAttention(BaseModule):
                  proj_drop_rate: float = 0.,
                  kernel_size: int = 3,
                  with_bias: bool = True,
-                 sr_ratio: int = 1,
-                 fused: bool = True,
+                 fused_attn: bool = True,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
         if embed_dims % num_heads != 0:
             raise ValueError(f'embed_dims {embed_dims} is not divisible by num_heads {num_heads}')
-        if sr_ratio != 1:
-            raise ValueError('AgentAttention supports sr_ratio=1 only (the official agent stages '
-                             f'use no spatial reduction), got {sr_ratio}')
         side = math.isqrt(int(agent_num))
         if side * side != agent_num:
             raise ValueError(f'agent_num must be a perfect square, got {agent_num}')
@@ -129,7 +126,7 @@ class AgentAttention(BaseModule):
         self.pretrain_grid = (side, side)
         self.agent_shape = _pair(agent_shape) if agent_shape is not None else self.pretrain_grid
         self.with_bias = with_bias
-        self.fused = fused
+        self.fused_attn = fused_attn
         self.attn_drop_rate = attn_drop_rate
 
         self.qkv = nn.Linear(embed_dims, embed_dims * 3, bias=qkv_bias)
@@ -148,14 +145,24 @@ class AgentAttention(BaseModule):
             self.aw_bias = nn.Parameter(torch.zeros(1, heads, n, 1, w0))
             self.ha_bias = nn.Parameter(torch.zeros(1, heads, h0, 1, n))
             self.wa_bias = nn.Parameter(torch.zeros(1, heads, 1, w0, n))
+        self._init_biases()
+
+    def _init_biases(self) -> None:
+        if self.with_bias:
             for p in (self.an_bias, self.na_bias, self.ah_bias, self.aw_bias, self.ha_bias,
                       self.wa_bias):
                 trunc_normal_(p, std=.02)
 
+    def init_weights(self) -> None:
+        """Official init of the position biases (trunc normal, std .02)."""
+        super().init_weights()
+        if self.init_cfg is None:
+            self._init_biases()
+
     def extra_repr(self) -> str:
         return (f'embed_dims={self.embed_dims}, num_heads={self.num_heads}, '
                 f'agent_num={self.agent_num}, agent_shape={self.agent_shape}, '
-                f'pretrain_hw={self.pretrain_hw}, fused={self.fused}')
+                f'pretrain_hw={self.pretrain_hw}, fused_attn={self.fused_attn}')
 
     def agent_biases(self, hw_shape: Tuple[int, int]) -> Tuple[torch.Tensor, torch.Tensor]:
         """The two additive biases at feature size ``hw_shape`` and the current agent grid.
@@ -180,12 +187,12 @@ class AgentAttention(BaseModule):
         return pos_bias, agent_bias
 
     @staticmethod
-    def _attend(q, k, v, bias, scale, drop):
-        """Math path: softmax(scale * q k^T + bias) v."""
+    def _softmax(q, k, bias, scale):
+        """Math path weights: softmax(scale * q k^T + bias)."""
         attn = (q * scale) @ k.transpose(-2, -1)
         if bias is not None:
             attn = attn + bias
-        return drop(attn.softmax(dim=-1)) @ v
+        return attn.softmax(dim=-1)
 
     def forward(self, x: torch.Tensor, hw_shape: Tuple[int, int]) -> torch.Tensor:
         """Forward.
@@ -197,10 +204,8 @@ class AgentAttention(BaseModule):
         Returns:
             Tensor: ``(B, H*W, C)``.
         """
+        h, w = self.check_input(x, hw_shape)
         b, n, c = x.shape
-        h, w = hw_shape
-        if n != h * w:
-            raise ValueError(f'got {n} tokens for hw_shape {hw_shape}')
         heads, d = self.num_heads, self.head_dims
         q, k, v = self.qkv(x).reshape(b, n, 3, c).unbind(2)  # each (B, N, C)
         agents = F.adaptive_avg_pool2d(q.transpose(1, 2).reshape(b, c, h, w), self.agent_shape)
@@ -213,18 +218,43 @@ class AgentAttention(BaseModule):
         if self.with_bias:
             pos_bias, agent_bias = self.agent_biases((h, w))
             pos_bias, agent_bias = pos_bias.to(q.dtype), agent_bias.to(q.dtype)
-        if self.fused:
+        if self.fused_attn and not self.recording:
             p = self.attn_drop_rate if self.training else 0.
             agent_v = F.scaled_dot_product_attention(
                 agents, k, v, attn_mask=pos_bias, dropout_p=p, scale=self.scale)
             out = F.scaled_dot_product_attention(
                 q, agents, agent_v, attn_mask=agent_bias, dropout_p=p, scale=self.scale)
         else:
-            agent_v = self._attend(agents, k, v, pos_bias, self.scale, self.attn_drop)
-            out = self._attend(q, agents, agent_v, agent_bias, self.scale, self.attn_drop)
+            agent_attn = self._softmax(agents, k, pos_bias, self.scale)  # (B, heads, A', N)
+            agent_v = self.attn_drop(agent_attn) @ v
+            q_attn = self._softmax(q, agents, agent_bias, self.scale)  # (B, heads, N, A')
+            out = self.attn_drop(q_attn) @ agent_v
+            if self.recording:
+                grid = tuple(self.agent_shape)
+                self.emit(AttentionWeights(
+                    'agent composite (q->agents->keys)', q_attn, (h, w), grid,
+                    then=AttentionWeights('agent aggregation', agent_attn, grid, (h, w))))
 
         out = out.transpose(1, 2).reshape(b, n, c)
         # Diversity restoration: depthwise conv on V laid out as an image.
         v_img = v.transpose(1, 2).reshape(b, h, w, c).permute(0, 3, 1, 2)
         out = out + self.dwc(v_img).flatten(2).transpose(1, 2)
         return self.proj_drop(self.proj(out))
+
+    def query_maps(self, records, query):
+        """The composite map (query -> agents -> keys), with the agents drawn at the centres
+        of their pooling cells, sized by the query's weight on each."""
+        maps = []
+        for rec in records:
+            (omap, ) = super().query_maps([rec], query)
+            h, w = rec.query_hw
+            gh, gw = rec.key_hw
+            weights = rec.weights[0, :, query[0] * w + query[1]].mean(0)  # (A',)
+            for a in range(gh * gw):
+                i, j = divmod(a, gw)
+                # centre of adaptive pooling cell (i, j) in token coordinates
+                r0, r1 = math.floor(i * h / gh), math.ceil((i + 1) * h / gh)
+                c0, c1 = math.floor(j * w / gw), math.ceil((j + 1) * w / gw)
+                omap.points.append(((r0 + r1) / 2 - .5, (c0 + c1) / 2 - .5, float(weights[a])))
+            maps.append(omap)
+        return maps

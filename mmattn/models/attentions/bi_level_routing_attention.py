@@ -10,27 +10,30 @@ from typing import Optional, Sequence, Tuple
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from mmengine.model import BaseModule
 
 from mmattn.registry import MODELS
+
+from .base import AttentionWeights, BaseAttention
+
+__all__ = ['BiLevelRoutingAttention', 'GlobalAttentionLePE']
 
 
 def _to_regions(t: torch.Tensor, n_win: int, rh: int, rw: int) -> torch.Tensor:
     """(B, n_win*rh, n_win*rw, C) -> (B, n_win*n_win, rh*rw, C), regions in raster order."""
     b, c = t.shape[0], t.shape[-1]
-    t = t.view(b, n_win, rh, n_win, rw, c).permute(0, 1, 3, 2, 4, 5)
+    t = t.reshape(b, n_win, rh, n_win, rw, c).permute(0, 1, 3, 2, 4, 5)
     return t.reshape(b, n_win * n_win, rh * rw, c)
 
 
 def _from_regions(t: torch.Tensor, n_win: int, rh: int, rw: int) -> torch.Tensor:
     """Inverse of :func:`_to_regions`: (B, n_win*n_win, rh*rw, C) -> (B, Hp, Wp, C)."""
     b, c = t.shape[0], t.shape[-1]
-    t = t.view(b, n_win, n_win, rh, rw, c).permute(0, 1, 3, 2, 4, 5)
+    t = t.reshape(b, n_win, n_win, rh, rw, c).permute(0, 1, 3, 2, 4, 5)
     return t.reshape(b, n_win * rh, n_win * rw, c)
 
 
 @MODELS.register_module()
-class BiLevelRoutingAttention(BaseModule):
+class BiLevelRoutingAttention(BaseAttention):
     """Bi-Level Routing Attention (BRA), the token mixer of BiFormer.
 
     The (padded) map is split into ``n_win x n_win`` regions, so the region size follows the
@@ -161,13 +164,12 @@ class BiLevelRoutingAttention(BaseModule):
         Returns:
             Tensor: (B, H*W, C).
         """
+        h, w = self.check_input(x, hw_shape)
         b, n, c = x.shape
-        h, w = hw_shape
-        assert n == h * w, f'{n} tokens do not make a {h}x{w} map'
         s = self.n_win
         rh, rw = math.ceil(h / s), math.ceil(w / s)  # region size follows the input size
         hp, wp = rh * s, rw * s
-        x = x.view(b, h, w, c)
+        x = x.reshape(b, h, w, c)
         if hp != h or wp != w:
             # legacy auto_pad: zero-pad the op input before the projection (see docstring)
             x = F.pad(x, (0, 0, 0, wp - w, 0, hp - h))
@@ -184,10 +186,10 @@ class BiLevelRoutingAttention(BaseModule):
         q_r = q_r.view(b, p, w2, m, -1).transpose(2, 3)
         k_r = k_r.view(b, p, w2, m, -1).transpose(2, 3)
         v_r = v_r.view(b, p, w2, m, -1).transpose(2, 3)
-        if self.fused_attn:
+        if self.fused_attn and not self.recording:
             out = self._attend_fused(q_r, k_r, v_r, r_idx, r_weight)
         else:
-            out = self._attend_lean(q_r, k_r, v_r, r_idx, r_weight)
+            out = self._attend_lean(q_r, k_r, v_r, r_idx, r_weight, ((h, w), (hp, wp)))
         out = _from_regions(out.transpose(2, 3).reshape(b, p, w2, c), s, rh, rw)
         if self.lepe is not None:
             out = out + lepe
@@ -204,7 +206,7 @@ class BiLevelRoutingAttention(BaseModule):
         batch = torch.arange(t.shape[0], device=t.device).view(-1, *([1] * (idx.dim() - 1)))
         return t[batch, idx]
 
-    def _attend_lean(self, q, k, v, r_idx, r_weight):
+    def _attend_lean(self, q, k, v, r_idx, r_weight, grids=None):
         """Softmax attention over routed regions, one routed region per step."""
         topk = r_idx.shape[-1]
         q = q * self.scale
@@ -216,6 +218,8 @@ class BiLevelRoutingAttention(BaseModule):
             logits.append(q @ k_j.transpose(-2, -1))  # (B, P, heads, w2, w2)
         attn = torch.cat(logits, dim=-1).softmax(dim=-1)  # (B, P, heads, w2, topk*w2)
         del logits
+        if self.recording:
+            self._emit_routed(attn, r_idx, *grids)
         attn = F.dropout(attn, self.attn_drop_rate, self.training)
         w2 = k.shape[-2]
         out = 0
@@ -225,6 +229,39 @@ class BiLevelRoutingAttention(BaseModule):
                 v_j = v_j * r_weight[..., j, None, None, None]
             out = out + attn[..., j * w2:(j + 1) * w2] @ v_j
         return out  # (B, P, heads, w2, d_v)
+
+    def _emit_routed(self, attn, r_idx, hw, hw_pad) -> None:
+        """Record ``attn`` (B, P, heads, w2, topk*w2) as rows of the H*W queries over the keys
+        of their routed regions on the padded map."""
+        (h, w), (hp, wp) = hw, hw_pad
+        s = self.n_win
+        rh, rw = hp // s, wp // s
+        b, p, heads, w2, kk = attn.shape
+        pos = _to_regions(torch.arange(hp * wp, device=attn.device).reshape(1, hp, wp, 1), s,
+                          rh, rw)[0, ..., 0]  # (P, w2): padded index of each region's tokens
+        keys = pos[r_idx].reshape(b, p, kk)  # (B, P, topk*w2), rank-major as in ``attn``
+        rows = attn.new_zeros(b, heads, hp * wp, kk)
+        rows[:, :, pos.reshape(-1)] = attn.permute(0, 2, 1, 3, 4).reshape(b, heads, p * w2, kk)
+        key_index = keys.new_zeros(b, hp * wp, kk)
+        key_index[:, pos.reshape(-1)] = keys.repeat_interleave(w2, 1)
+        valid = (torch.arange(h, device=attn.device)[:, None] * wp +
+                 torch.arange(w, device=attn.device)).reshape(-1)
+        self.emit(AttentionWeights(
+            f'BRA: top-{r_idx.shape[-1]} routed regions', rows[:, :, valid], (h, w), (hp, wp),
+            key_index=key_index[:, valid], valid_hw=(h, w),
+            meta=dict(r_idx=r_idx.detach(), region_hw=(rh, rw), n_win=s)))
+
+    def query_maps(self, records, query):
+        """The query's token weights inside its routed regions, with the regions as boxes."""
+        maps = super().query_maps(records, query)
+        for rec, omap in zip(records, maps):
+            rh, rw = rec.meta['region_hw']
+            s = rec.meta['n_win']
+            region = (query[0] // rh) * s + query[1] // rw
+            for p in rec.meta['r_idx'][0, region].tolist():
+                omap.boxes.append(((p // s) * rh - .5, (p % s) * rw - .5, (p // s + 1) * rh - .5,
+                                   (p % s + 1) * rw - .5))
+        return maps
 
     def _attend_fused(self, q, k, v, r_idx, r_weight):
         """Gather the routed regions once, then fused scaled-dot-product attention."""
@@ -242,7 +279,7 @@ class BiLevelRoutingAttention(BaseModule):
 
 
 @MODELS.register_module()
-class GlobalAttentionLePE(BaseModule):
+class GlobalAttentionLePE(BaseAttention):
     """Global multi-head attention plus LePE: BiFormer's last stage (``topk=-2``).
 
     ``out = proj(softmax(s * q k^T) v + LePE(x))`` with ``s = qk_scale or head_dim ** -0.5``.
@@ -299,15 +336,17 @@ class GlobalAttentionLePE(BaseModule):
         Returns:
             Tensor: (B, H*W, C).
         """
+        h, w = self.check_input(x, hw_shape)
         b, n, c = x.shape
-        h, w = hw_shape
-        q, k, v = self.qkv(x).view(b, n, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
-        if self.fused_attn:
+        q, k, v = self.qkv(x).reshape(b, n, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
+        if self.fused_attn and not self.recording:
             out = F.scaled_dot_product_attention(
                 q, k, v, dropout_p=self.attn_drop_rate if self.training else 0.,
                 scale=self.scale)
         else:
             attn = ((q * self.scale) @ k.transpose(-2, -1)).softmax(-1)  # (B, heads, N, N)
+            if self.recording:
+                self.emit(AttentionWeights('global softmax', attn, (h, w), (h, w)))
             out = F.dropout(attn, self.attn_drop_rate, self.training) @ v
         out = out.transpose(1, 2).reshape(b, n, c)
         if self.lepe is not None:

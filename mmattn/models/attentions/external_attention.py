@@ -25,9 +25,13 @@ from typing import Optional, Sequence
 import torch
 import torch.nn as nn
 from mmcv.cnn import build_activation_layer, build_norm_layer
-from mmengine.model import BaseModule
 
 from mmattn.registry import MODELS
+
+from .base import AttentionWeights, BaseAttention, OpMap
+
+__all__ = ['ExternalAttention', 'ExternalAttentionBlock', 'MultiHeadExternalAttention',
+           'double_normalise']
 
 
 def double_normalise(logits: torch.Tensor, token_dim: int, slot_dim: int,
@@ -55,8 +59,37 @@ def double_normalise(logits: torch.Tensor, token_dim: int, slot_dim: int,
     return attn.to(logits.dtype)
 
 
+class _SlotMaps:
+    """Recording and maps of external attention (token -> memory slot weights)."""
+
+    def _emit_slots(self, attn: torch.Tensor, hw) -> None:
+        """``attn`` (B, heads, N, S): the double-normalised weights of this call."""
+        self.emit(AttentionWeights(
+            'EA composite sum_s A[q,s] A[:,s]', attn, tuple(hw), None,
+            then=AttentionWeights('slots', attn.transpose(-2, -1), None, tuple(hw))))
+
+    def query_maps(self, records, query, top: int = 2):
+        """The composite ``sum_s A[q, s] A[:, s]`` (normalised), and the responses of the
+        query's ``top`` strongest slots."""
+        maps = []
+        for rec in records:
+            h, w = rec.query_hw
+            attn = rec.weights[0]  # (heads, N, S)
+            q_slots = attn[:, query[0] * w + query[1]]  # (heads, S)
+            composite = rec.row(query[0] * w + query[1]).mean(0)
+            composite = composite / composite.sum().clamp_min(1e-12)
+            maps.append(OpMap(rec.title, composite.reshape(h, w).float().cpu().numpy()))
+            slot_w = q_slots.mean(0)
+            for s in slot_w.topk(min(top, slot_w.numel())).indices.tolist():
+                resp = attn[:, :, s].mean(0)
+                resp = resp / resp.sum().clamp_min(1e-12)
+                maps.append(OpMap(f'EA slot {s} response (weight {float(slot_w[s]):.2f})',
+                                  resp.reshape(h, w).float().cpu().numpy()))
+        return maps
+
+
 @MODELS.register_module()
-class ExternalAttention(BaseModule):
+class ExternalAttention(_SlotMaps, BaseAttention):
     """Single-head external attention on NCHW maps: the EANet module.
 
     ``y = act(x + norm(conv_out(M_v . double_normalise(M_k . conv_in(x)))))``, with S memory
@@ -118,14 +151,14 @@ class ExternalAttention(BaseModule):
         self.norm_name, norm = build_norm_layer(norm_cfg, in_channels)
         self.add_module(self.norm_name, norm)
         self.act = build_activation_layer(act_cfg) if act_cfg is not None else nn.Identity()
-        self.reset_parameters()
+        self._init_official()
 
     @property
     def norm(self) -> nn.Module:
         return getattr(self, self.norm_name)
 
     @torch.no_grad()
-    def reset_parameters(self) -> None:
+    def _init_official(self) -> None:
         """The official initial state (see the class docstring)."""
         for conv in (self.conv_in, self.conv_out, self.mem_k, self.mem_v):
             # N(0, 2 / (k * k * out_channels)); biases keep PyTorch's default, as officially.
@@ -145,7 +178,7 @@ class ExternalAttention(BaseModule):
         plugin identity-safe.
         """
         if self.init_cfg is None:
-            self.reset_parameters()
+            self._init_official()
             self._is_init = True
         else:
             super().init_weights()
@@ -157,7 +190,9 @@ class ExternalAttention(BaseModule):
         B, C, H, W = x.shape  # C = in_channels / reduction
         attn = self.mem_k(x.flatten(2))  # (B, S, N)
         attn = double_normalise(attn, token_dim=2, slot_dim=1, eps=self.eps)
-        x = self.mem_v(attn).view(B, C, H, W)
+        if self.recording:
+            self._emit_slots(attn.transpose(1, 2).unsqueeze(1), (H, W))  # (B, 1, N, S)
+        x = self.mem_v(attn).reshape(B, C, H, W)
         x = self.norm(self.conv_out(x))
         return self.act(x + identity)
 
@@ -211,7 +246,7 @@ class ExternalAttentionBlock(ExternalAttention):
 
 
 @MODELS.register_module()
-class MultiHeadExternalAttention(BaseModule):
+class MultiHeadExternalAttention(_SlotMaps, BaseAttention):
     """Multi-head external attention on tokens: the EAMLP token mixer.
 
     ``x -> Linear(C, r*C) -> (r*h) heads of C/h channels -> per head: double_normalise(x M_k^T)
@@ -278,12 +313,14 @@ class MultiHeadExternalAttention(BaseModule):
         Returns:
             Tensor: (B, N, C).
         """
+        if hw_shape is not None:
+            self.check_input(x, hw_shape)
         B, N, _ = x.shape
-        if hw_shape is not None and hw_shape[0] * hw_shape[1] != N:
-            raise ValueError(f'hw_shape {tuple(hw_shape)} does not match {N} tokens')
-        x = self.trans_dims(x).view(B, N, self.num_heads, self.head_dims).transpose(1, 2)
+        x = self.trans_dims(x).reshape(B, N, self.num_heads, self.head_dims).transpose(1, 2)
         attn = self.mem_k(x)  # (B, heads, N, S)
         attn = double_normalise(attn, token_dim=2, slot_dim=3, eps=self.eps)
+        if self.recording and hw_shape is not None:
+            self._emit_slots(attn, tuple(hw_shape))
         attn = self.attn_drop(attn)
         x = self.mem_v(attn)  # (B, heads, N, head_dims)
         x = x.transpose(1, 2).reshape(B, N, -1)

@@ -9,10 +9,13 @@ from typing import Optional, Sequence, Tuple, Union
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from mmengine.model import BaseModule
 from mmengine.model.weight_init import trunc_normal_
 
 from mmattn.registry import MODELS
+
+from .base import AttentionWeights, BaseAttention
+
+__all__ = ['FocusedLinearAttention', 'focused_kernel', 'resize_pos_encoding']
 
 #: eps added to ReLU(x) so every kernel feature is strictly positive (as the official code).
 KERNEL_EPS = 1e-6
@@ -77,7 +80,7 @@ def resize_pos_encoding(pos: torch.Tensor, src_hw: Tuple[int, int], dst_hw: Tupl
 
 
 @MODELS.register_module()
-class FocusedLinearAttention(BaseModule):
+class FocusedLinearAttention(BaseAttention):
     r"""Focused linear attention with depthwise-conv rank restoration.
 
     For tokens ``x`` on an ``H x W`` map (``N = H * W``), with ``K`` and ``V`` from ``x`` (or
@@ -208,17 +211,15 @@ class FocusedLinearAttention(BaseModule):
         Returns:
             Tensor: ``(B, N, C)``.
         """
+        H, W = self.check_input(x, hw_shape)
         B, N, C = x.shape
-        H, W = hw_shape
-        if H * W != N:
-            raise ValueError(f'hw_shape {tuple(hw_shape)} does not match {N} tokens')
         heads, d = self.num_heads, self.head_dims
 
         q = self.q(x)
         if self.sr_ratio > 1:
             x_ = x.transpose(1, 2).reshape(B, C, H, W)
             x_ = self.sr(x_)
-            kv_hw = x_.shape[-2:]
+            kv_hw = tuple(x_.shape[-2:])
             x_ = self.norm(x_.flatten(2).transpose(1, 2))
         else:
             x_, kv_hw = x, (H, W)
@@ -243,6 +244,13 @@ class FocusedLinearAttention(BaseModule):
             # NOTE: z is folded into Q before the products (same value as the official
             # ``(Q @ KV) * z``): Q z is O(1 / |K|), so no intermediate grows like |Q| |K| |V|.
             qf = qf * z
+            if self.recording:
+                # The weights this call applies to V: (Qf z) Kf^T / n, kept as two factors
+                # (an N x n matrix would not fit for large maps).
+                self.emit(AttentionWeights(
+                    'FLatten focused-kernel weights', qf, (H, W), None,
+                    then=AttentionWeights('keys', kf.transpose(-2, -1) * (1. / n), None,
+                                          tuple(kv_hw))))
             if self.use_linear_order(N, n):
                 # n^-1/2 on both factors keeps K^T V at the scale of a mean (official form).
                 s = n ** -0.5
@@ -268,5 +276,3 @@ class FocusedLinearAttention(BaseModule):
                 f'sr_ratio={self.sr_ratio}, focusing_factor={self.focusing_factor}, '
                 f'pos_hw={self.pos_hw}, compute_order={self.compute_order!r}')
 
-
-__all__ = ['FocusedLinearAttention', 'focused_kernel', 'resize_pos_encoding']

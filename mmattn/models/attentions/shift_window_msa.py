@@ -9,17 +9,20 @@ from typing import Optional, Sequence, Tuple, Union
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from mmengine.model import BaseModule
 from mmengine.model.weight_init import trunc_normal_
 
 from mmattn.registry import MODELS
+
+from .base import AttentionWeights, BaseAttention
+
+__all__ = ['ShiftWindowMSA', 'window_partition', 'window_reverse', 'shift_window_mask']
 
 
 def window_partition(x: torch.Tensor, window: Tuple[int, int]) -> torch.Tensor:
     """``(B, H, W, C)`` with ``H, W`` multiples of ``window`` -> ``(B*nW, wh*ww, C)``."""
     b, h, w, c = x.shape
     wh, ww = window
-    x = x.view(b, h // wh, wh, w // ww, ww, c).permute(0, 1, 3, 2, 4, 5)
+    x = x.reshape(b, h // wh, wh, w // ww, ww, c).permute(0, 1, 3, 2, 4, 5)
     return x.reshape(-1, wh * ww, c)
 
 
@@ -27,7 +30,7 @@ def window_reverse(windows: torch.Tensor, window: Tuple[int, int], h: int, w: in
     """Inverse of :func:`window_partition`: ``(B*nW, wh*ww, C)`` -> ``(B, H, W, C)``."""
     wh, ww = window
     c = windows.shape[-1]
-    x = windows.view(-1, h // wh, w // ww, wh, ww, c).permute(0, 1, 3, 2, 4, 5)
+    x = windows.reshape(-1, h // wh, w // ww, wh, ww, c).permute(0, 1, 3, 2, 4, 5)
     return x.reshape(-1, h, w, c)
 
 
@@ -51,7 +54,7 @@ def shift_window_mask(hw_pad: Tuple[int, int], window: Tuple[int, int],
 
 
 @MODELS.register_module()
-class ShiftWindowMSA(BaseModule):
+class ShiftWindowMSA(BaseAttention):
     r"""Window softmax attention with relative position bias, optionally shifted.
 
     The ``(B, H*W, C)`` map is padded at the right/bottom to whole windows, rolled by half a
@@ -70,8 +73,8 @@ class ShiftWindowMSA(BaseModule):
         qk_scale (float, optional): Overrides ``head_dim ** -0.5``. Defaults to None.
         attn_drop_rate (float): Attention dropout. Defaults to 0.
         proj_drop_rate (float): Output dropout. Defaults to 0.
-        fused (bool): Use ``F.scaled_dot_product_attention`` with the bias (+ mask) as an
-            additive mask. Defaults to True.
+        fused_attn (bool): Use ``F.scaled_dot_product_attention`` with the bias (+ mask) as
+            an additive mask; False runs the plain math path. Defaults to True.
         init_cfg (dict, optional): Initialization config. Defaults to None.
     """
 
@@ -85,7 +88,7 @@ class ShiftWindowMSA(BaseModule):
                  qk_scale: Optional[float] = None,
                  attn_drop_rate: float = 0.,
                  proj_drop_rate: float = 0.,
-                 fused: bool = True,
+                 fused_attn: bool = True,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
         if embed_dims % num_heads != 0:
@@ -96,7 +99,7 @@ class ShiftWindowMSA(BaseModule):
         self.scale = qk_scale or (embed_dims // num_heads)**-0.5
         self.shift = shift
         self.pad_small_map = pad_small_map
-        self.fused = fused
+        self.fused_attn = fused_attn
         self.attn_drop_rate = attn_drop_rate
 
         self.relative_position_bias_table = nn.Parameter(
@@ -107,12 +110,21 @@ class ShiftWindowMSA(BaseModule):
         index = (rel[..., 0] + wh - 1) * (2 * ww - 1) + (rel[..., 1] + ww - 1)
         # Derived from window_size, so it is not part of the state dict.
         self.register_buffer('relative_position_index', index, persistent=False)
-        trunc_normal_(self.relative_position_bias_table, std=.02)
 
         self.qkv = nn.Linear(embed_dims, embed_dims * 3, bias=qkv_bias)
         self.attn_drop = nn.Dropout(attn_drop_rate)
         self.proj = nn.Linear(embed_dims, embed_dims)
         self.proj_drop = nn.Dropout(proj_drop_rate)
+        self._init_table()
+
+    def _init_table(self) -> None:
+        trunc_normal_(self.relative_position_bias_table, std=.02)
+
+    def init_weights(self) -> None:
+        """Official init of the relative position bias table (trunc normal, std .02)."""
+        super().init_weights()
+        if self.init_cfg is None:
+            self._init_table()
 
     def extra_repr(self) -> str:
         return (f'embed_dims={self.embed_dims}, num_heads={self.num_heads}, '
@@ -126,10 +138,10 @@ class ShiftWindowMSA(BaseModule):
 
     def forward(self, x: torch.Tensor, hw_shape: Tuple[int, int]) -> torch.Tensor:
         """Forward ``(B, H*W, C)`` tokens of an ``hw_shape`` map; returns the same shape."""
+        h, w = self.check_input(x, hw_shape)
         b, n, c = x.shape
-        h, w = hw_shape
         wh, ww = self.window_size
-        x = x.view(b, h, w, c)
+        x = x.reshape(b, h, w, c)
         pad_b, pad_r = (wh - h % wh) % wh, (ww - w % ww) % ww
         x = F.pad(x, (0, 0, 0, pad_r, 0, pad_b))
         hp, wp = h + pad_b, w + pad_r
@@ -149,12 +161,14 @@ class ShiftWindowMSA(BaseModule):
             nw = mask.shape[0]
             bias = (bias + mask.unsqueeze(1).to(q.dtype)).unsqueeze(0)  # (1, nW, heads, N, N)
             bias = bias.expand(bw // nw, -1, -1, -1, -1).reshape(bw, heads, nt, nt)
-        if self.fused:
+        if self.fused_attn and not self.recording:
             out = F.scaled_dot_product_attention(
                 q, k, v, attn_mask=bias, dropout_p=self.attn_drop_rate if self.training else 0.,
                 scale=self.scale)
         else:
             attn = ((q * self.scale) @ k.transpose(-2, -1) + bias).softmax(dim=-1)
+            if self.recording:
+                self._emit_windows(attn, b, (h, w), (hp, wp), (sh, sw) if shift else (0, 0))
             out = self.attn_drop(attn) @ v
         out = self.proj_drop(self.proj(out.transpose(1, 2).reshape(bw, nt, c)))
 
@@ -162,3 +176,28 @@ class ShiftWindowMSA(BaseModule):
         if shift:
             x = torch.roll(x, shifts=(sh, sw), dims=(1, 2))
         return x[:, :h, :w, :].reshape(b, n, c)
+
+    def _emit_windows(self, attn: torch.Tensor, b: int, hw: Tuple[int, int],
+                      hw_pad: Tuple[int, int], shift: Tuple[int, int]) -> None:
+        """Record ``attn`` (B*nW, heads, N, N) as rows of the H*W queries over the padded map.
+
+        A window's token ``t`` sits at a position of the rolled, padded map; un-rolling it
+        gives its place on the padded map, which is where the key index points.
+        """
+        (h, w), (hp, wp) = hw, hw_pad
+        pos = torch.arange(hp * wp, device=attn.device).reshape(1, hp, wp, 1)
+        if shift != (0, 0):
+            pos = torch.roll(pos, shifts=(-shift[0], -shift[1]), dims=(1, 2))
+        win_pos = window_partition(pos, self.window_size).reshape(-1, attn.shape[-1])  # (nW, N)
+        heads, nt = attn.shape[1], attn.shape[-1]
+        attn = attn.reshape(b, -1, heads, nt, nt).transpose(1, 2).reshape(b, heads, -1, nt)
+        rows = attn.new_zeros(b, heads, hp * wp, nt)
+        rows[:, :, win_pos.reshape(-1)] = attn  # queries in padded raster order
+        keys = torch.empty(hp * wp, nt, dtype=torch.long, device=attn.device)
+        keys[win_pos.reshape(-1)] = win_pos.repeat_interleave(nt, 0)
+        valid = (torch.arange(h, device=attn.device)[:, None] * wp +
+                 torch.arange(w, device=attn.device)).reshape(-1)
+        title = f'{"shifted " if shift != (0, 0) else ""}window softmax ' \
+                f'({self.window_size[0]}x{self.window_size[1]})'
+        self.emit(AttentionWeights(title, rows[:, :, valid], (h, w), (hp, wp),
+                                   key_index=keys[valid], valid_hw=(h, w)))

@@ -10,10 +10,13 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from mmcv.cnn import build_activation_layer, build_norm_layer
-from mmengine.model import BaseModule
 from mmengine.model.weight_init import constant_init, normal_init, trunc_normal_init
 
 from mmattn.registry import MODELS
+
+from .base import AttentionWeights, BaseAttention
+
+__all__ = ['ShuntedSelfAttention', 'check_shunted_rate']
 
 
 def check_shunted_rate(sr_ratio, num_heads: int) -> None:
@@ -36,7 +39,7 @@ def check_shunted_rate(sr_ratio, num_heads: int) -> None:
 
 
 @MODELS.register_module()
-class ShuntedSelfAttention(BaseModule):
+class ShuntedSelfAttention(BaseAttention):
     """Shunted self-attention: head groups attend to keys/values at different granularities.
 
     With queries ``Q = x W_q`` split into ``num_heads`` heads of size ``d``:
@@ -54,7 +57,7 @@ class ShuntedSelfAttention(BaseModule):
     Followed by the output projection. Input and output are tokens ``(B, N, C)`` with
     ``N = H * W`` (``hw_shape``). Any ``H, W >= sr_ratio`` works: the aggregation convs floor.
     The fused path runs ``F.scaled_dot_product_attention`` once per group; the math path
-    (``use_sdpa=False``) writes the softmax out and serves as the reference in the tests.
+    (``fused_attn=False``) writes the softmax out and serves as the reference in the tests.
 
     Args:
         embed_dims (int): Channels ``C``.
@@ -68,7 +71,8 @@ class ShuntedSelfAttention(BaseModule):
         norm_cfg (dict): Norm after each aggregation conv. Defaults to ``dict(type='LN')``
             (eps 1e-5, as in the official code).
         act_cfg (dict): Activation after that norm. Defaults to ``dict(type='GELU')``.
-        use_sdpa (bool): Use the fused ``scaled_dot_product_attention`` kernel. Defaults to True.
+        fused_attn (bool): Use the fused ``scaled_dot_product_attention`` kernel; False runs
+            the plain math path. Defaults to True.
         init_cfg (dict, optional): Initialization config. Defaults to None.
     """
 
@@ -82,7 +86,7 @@ class ShuntedSelfAttention(BaseModule):
                  proj_drop_rate: float = 0.,
                  norm_cfg: dict = dict(type='LN'),
                  act_cfg: dict = dict(type='GELU'),
-                 use_sdpa: bool = True,
+                 fused_attn: bool = True,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
         if embed_dims % num_heads:
@@ -95,7 +99,7 @@ class ShuntedSelfAttention(BaseModule):
         self.scale = qk_scale or self.head_dim**-0.5
         self.sr_ratio = sr_ratio
         self.attn_drop_rate = attn_drop_rate
-        self.use_sdpa = use_sdpa
+        self.fused_attn = fused_attn
 
         self.q = nn.Linear(embed_dims, embed_dims, bias=qkv_bias)
         if sr_ratio > 1:
@@ -142,15 +146,20 @@ class ShuntedSelfAttention(BaseModule):
         B, n, _ = t.shape
         return t.reshape(B, n, heads, self.head_dim).transpose(1, 2)
 
-    def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        """Softmax attention of (B, h, N, d) queries on (B, h, n, d) keys/values."""
-        if self.use_sdpa:
+    def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                 record: Optional[tuple] = None) -> torch.Tensor:
+        """Softmax attention of (B, h, N, d) queries on (B, h, n, d) keys/values.
+
+        ``record``: ``(title, hw, key_hw)`` under which a recording call keeps the weights.
+        """
+        if self.fused_attn and not self.recording:
             return F.scaled_dot_product_attention(
                 q, k, v, dropout_p=self.attn_drop_rate if self.training else 0.,
                 scale=self.scale)
-        attn = (q @ k.transpose(-2, -1)) * self.scale
-        attn = self.attn_drop(attn.softmax(dim=-1))
-        return attn @ v
+        attn = ((q @ k.transpose(-2, -1)) * self.scale).softmax(dim=-1)
+        if self.recording and record is not None:
+            self.emit(AttentionWeights(record[0], attn, record[1], record[2]))
+        return self.attn_drop(attn) @ v
 
     def _local(self, conv: nn.Conv2d, v: torch.Tensor, hw: Sequence[int]) -> torch.Tensor:
         """Depthwise conv of (B, n, c) tokens laid out on an ``hw`` map; returns (B, n, c)."""
@@ -168,10 +177,8 @@ class ShuntedSelfAttention(BaseModule):
         Returns:
             Tensor: ``(B, N, C)``.
         """
+        H, W = self.check_input(x, hw_shape)
         B, N, C = x.shape
-        H, W = hw_shape
-        if H * W != N:
-            raise ValueError(f'hw_shape {tuple(hw_shape)} does not match {N} tokens')
         if H < self.sr_ratio or W < self.sr_ratio:
             raise ValueError(
                 f'feature map {H}x{W} is smaller than the aggregation rate {self.sr_ratio}: '
@@ -181,7 +188,8 @@ class ShuntedSelfAttention(BaseModule):
         if self.sr_ratio == 1:
             k, v = self.kv(x).chunk(2, dim=-1)  # (B, N, C) each, head-major channels
             out = self._attend(q, self._split_heads(k, self.num_heads),
-                               self._split_heads(v, self.num_heads))
+                               self._split_heads(v, self.num_heads),
+                               ('SSA (rate 1, all heads)', (H, W), (H, W)))
             out = out.transpose(1, 2).reshape(B, N, C)
             # Local enhancement on the output side for the full-resolution stage.
             out = out + self._local(self.local_conv, v, (H, W))
@@ -193,14 +201,16 @@ class ShuntedSelfAttention(BaseModule):
                         (self.sr2, self.norm2, self.kv2, self.local_conv2))
             for g, (sr, norm, kv_proj, local_conv) in enumerate(branches):
                 red = sr(x_map)  # (B, C, H // r_g, W // r_g), floored
-                red_hw = red.shape[2:]
+                red_hw = tuple(red.shape[2:])
                 tokens = self.act(norm(red.flatten(2).transpose(1, 2)))  # (B, n_g, C)
                 k, v = kv_proj(tokens).chunk(2, dim=-1)  # (B, n_g, C / 2) each
                 # Local enhancement on the reduced V, before attention.
                 v = v + self._local(local_conv, v, red_hw)
                 q_g = q[:, g * g_heads:(g + 1) * g_heads]
+                title = (f'Shunted group {g + 1} (rate {self.group_rates[g]}, '
+                         f'{red_hw[0]}x{red_hw[1]} keys)')
                 out = self._attend(q_g, self._split_heads(k, g_heads),
-                                   self._split_heads(v, g_heads))
+                                   self._split_heads(v, g_heads), (title, (H, W), red_hw))
                 outs.append(out.transpose(1, 2).reshape(B, N, C // 2))
             out = torch.cat(outs, dim=-1)
         return self.proj_drop(self.proj(out))

@@ -9,18 +9,22 @@ from typing import Optional, Tuple
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from mmengine.model import BaseModule
 
 from mmattn.registry import MODELS
 
+from .base import AttentionWeights, BaseAttention
+
+__all__ = ['SpatialReductionAttention']
+
 
 @MODELS.register_module()
-class SpatialReductionAttention(BaseModule):
+class SpatialReductionAttention(BaseAttention):
     r"""Softmax attention whose keys/values come from a spatially reduced map.
 
     :math:`O = \mathrm{softmax}(s\,Q K_r^T) V_r` with :math:`K_r, V_r` projected from
     ``LN(Conv_{r x r, stride r}(X))`` when ``sr_ratio = r > 1`` (else from ``X``), then the output
-    projection; :math:`s` = ``head_dim ** -0.5``.
+    projection; :math:`s` = ``head_dim ** -0.5``. The reduction conv floors: an ``H x W`` map
+    gives ``floor(H / r) x floor(W / r)`` keys; a map smaller than ``r`` is a ``ValueError``.
 
     Args:
         embed_dims (int): Channels.
@@ -30,7 +34,8 @@ class SpatialReductionAttention(BaseModule):
         qk_scale (float, optional): Overrides ``head_dim ** -0.5``. Defaults to None.
         attn_drop_rate (float): Attention dropout. Defaults to 0.
         proj_drop_rate (float): Output dropout. Defaults to 0.
-        fused (bool): Use ``F.scaled_dot_product_attention``. Defaults to True.
+        fused_attn (bool): Use ``F.scaled_dot_product_attention``; False runs the plain math
+            path. Defaults to True.
         init_cfg (dict, optional): Initialization config. Defaults to None.
     """
 
@@ -42,7 +47,7 @@ class SpatialReductionAttention(BaseModule):
                  qk_scale: Optional[float] = None,
                  attn_drop_rate: float = 0.,
                  proj_drop_rate: float = 0.,
-                 fused: bool = True,
+                 fused_attn: bool = True,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
         if embed_dims % num_heads != 0:
@@ -50,7 +55,7 @@ class SpatialReductionAttention(BaseModule):
         self.embed_dims, self.num_heads = embed_dims, num_heads
         self.scale = qk_scale or (embed_dims // num_heads)**-0.5
         self.sr_ratio = sr_ratio
-        self.fused = fused
+        self.fused_attn = fused_attn
         self.attn_drop_rate = attn_drop_rate
         self.q = nn.Linear(embed_dims, embed_dims, bias=qkv_bias)
         self.kv = nn.Linear(embed_dims, embed_dims * 2, bias=qkv_bias)
@@ -63,20 +68,29 @@ class SpatialReductionAttention(BaseModule):
 
     def forward(self, x: torch.Tensor, hw_shape: Tuple[int, int]) -> torch.Tensor:
         """Forward ``(B, H*W, C)`` tokens of an ``hw_shape`` map; returns the same shape."""
+        h, w = self.check_input(x, hw_shape)
         b, n, c = x.shape
-        h, w = hw_shape
         heads, d = self.num_heads, c // self.num_heads
         q = self.q(x).reshape(b, n, heads, d).transpose(1, 2)
+        kv_hw = (h, w)
         if self.sr_ratio > 1:
-            x = self.sr(x.transpose(1, 2).reshape(b, c, h, w)).flatten(2).transpose(1, 2)
-            x = self.norm(x)
+            if h < self.sr_ratio or w < self.sr_ratio:
+                raise ValueError(f'SpatialReductionAttention: a {h}x{w} map is smaller than the '
+                                 f'reduction rate {self.sr_ratio}; use a larger input')
+            x = self.sr(x.transpose(1, 2).reshape(b, c, h, w))
+            kv_hw = (x.shape[2], x.shape[3])
+            x = self.norm(x.flatten(2).transpose(1, 2))
         k, v = self.kv(x).reshape(b, -1, 2, heads, d).permute(2, 0, 3, 1, 4)  # (B, heads, M, d)
-        if self.fused:
+        if self.fused_attn and not self.recording:
             out = F.scaled_dot_product_attention(
                 q, k, v, dropout_p=self.attn_drop_rate if self.training else 0.,
                 scale=self.scale)
         else:
             attn = ((q * self.scale) @ k.transpose(-2, -1)).softmax(dim=-1)
+            if self.recording:
+                self.emit(AttentionWeights(
+                    f'SRA softmax (rate {self.sr_ratio}, {kv_hw[0]}x{kv_hw[1]} keys)', attn,
+                    (h, w), kv_hw))
             out = self.attn_drop(attn) @ v
         out = out.transpose(1, 2).reshape(b, n, c)
         return self.proj_drop(self.proj(out))

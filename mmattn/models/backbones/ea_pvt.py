@@ -6,37 +6,38 @@ official ``EAMLP/models/transformer_block.py``) with the other ops on the same p
 no hierarchical EA backbone and no ImageNet weights for one: EA-PVT trains from scratch (or
 from an ImageNet run of your own); there is nothing to convert.
 """
-from typing import Optional, Union
+from typing import Optional, Sequence, Union
 
-from mmattn.models.backbones.pvt import PyramidVisionTransformerSkeleton
 from mmattn.registry import MODELS
+
+from .pvt import PyramidVisionTransformerSkeleton
+
+__all__ = ['EAPVT']
 
 
 @MODELS.register_module()
 class EAPVT(PyramidVisionTransformerSkeleton):
     """PVT v1 pyramid whose every block mixes tokens with :class:`MultiHeadExternalAttention`.
 
-    External attention needs no spatial reduction (its cost is linear in the tokens), so the
-    skeleton's ``sr_ratios`` are not used. Each stage runs ``num_heads[i] * expand_ratio``
-    heads of ``embed_dims[i] / num_heads[i]`` channels (PVT-tiny: 4/8/20/32 heads of 64).
+    External attention needs no spatial reduction (its cost is linear in the tokens) and does
+    not declare ``sr_ratio``, so the arch's ``sr_ratios`` are not used by it. With the default
+    op each stage runs ``num_heads[i] * expand_ratio`` heads of ``embed_dims[i] / num_heads[i]``
+    channels (PVT-tiny: 4/8/20/32 heads of 64), ``expand_ratio=4`` and ``num_slots=64`` as the
+    official EAMLP; set them in ``attn_cfgs``.
 
     Args:
         arch (str | dict): ``'t'``, ``'s'``, ``'m'``, ``'l'`` (or long names / a dict), the PVT
             v1 sizes of the skeleton. Defaults to ``'tiny'``.
-        expand_ratio (int): Channel and head expansion of the op (official 4). Defaults to 4.
-        num_slots (int): Memory slots per head (official 64). Defaults to 64.
-        ea_cfg (dict, optional): Extra arguments of every op (e.g. ``eps``). Defaults to None.
-        **kwargs: Arguments of :class:`PyramidVisionTransformerSkeleton` except ``attn_cfgs``.
+        attn_cfgs (dict | list, optional): The op of every block. Defaults to None:
+            ``dict(type='MultiHeadExternalAttention')`` (expand ratio 4, 64 slots).
+        **kwargs: Arguments of :class:`PyramidVisionTransformerSkeleton`.
     """
 
     def __init__(self,
                  arch: Union[str, dict] = 'tiny',
-                 expand_ratio: int = 4,
-                 num_slots: int = 64,
-                 ea_cfg: Optional[dict] = None,
+                 attn_cfgs: Optional[Union[dict, Sequence]] = None,
                  **kwargs) -> None:
-        if 'attn_cfgs' in kwargs:
-            raise TypeError('EAPVT builds attn_cfgs itself; use the skeleton for custom ops')
-        cfg = dict(type='MultiHeadExternalAttention', expand_ratio=expand_ratio,
-                   num_slots=num_slots, **(ea_cfg or {}))
-        super().__init__(arch=arch, attn_cfgs=cfg, **kwargs)
+        super().__init__(arch=arch, attn_cfgs=attn_cfgs, **kwargs)
+
+    def default_attn_cfgs(self):
+        return dict(type='MultiHeadExternalAttention')

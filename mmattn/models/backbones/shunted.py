@@ -4,93 +4,20 @@ Reference: Ren et al., "Shunted Self-Attention via Multi-Scale Token Aggregation
 (arXiv 2111.15193); official code https://github.com/OliverRensu/Shunted-Transformer (``SSA.py``).
 """
 import math
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Iterable, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
-import torch.utils.checkpoint as cp
-from mmcv.cnn import ConvModule, build_activation_layer, build_norm_layer
-from mmcv.cnn.bricks import DropPath
+from mmcv.cnn import ConvModule, build_norm_layer
 from mmengine.model import BaseModule, ModuleList
-from mmengine.model.weight_init import constant_init, normal_init, trunc_normal_init
-from torch.nn.modules.batchnorm import _BatchNorm
+from mmengine.model.weight_init import normal_init
 
-from mmattn.models.attentions.shunted_self_attention import check_shunted_rate
-from mmattn.registry import MODELS, build_module
+from mmattn.models.layers.block import TransformerBlock
+from mmattn.registry import MODELS
 
+from .base import BaseBackbone
 
-class DetailSpecificFFN(BaseModule):
-    """Detail-specific feed-forward: ``fc2(act(h + DWConv3x3(h)))`` with ``h = fc1(x)``.
-
-    Args:
-        embed_dims (int): Input / output channels.
-        hidden_dims (int): Hidden channels.
-        act_cfg (dict): Activation. Defaults to ``dict(type='GELU')``.
-        drop_rate (float): Dropout after the activation and after ``fc2``. Defaults to 0.
-    """
-
-    def __init__(self, embed_dims: int, hidden_dims: int, act_cfg: dict = dict(type='GELU'),
-                 drop_rate: float = 0.) -> None:
-        super().__init__()
-        self.fc1 = nn.Linear(embed_dims, hidden_dims)
-        self.dwconv = nn.Conv2d(hidden_dims, hidden_dims, 3, padding=1, groups=hidden_dims)
-        self.act = build_activation_layer(act_cfg)
-        self.fc2 = nn.Linear(hidden_dims, embed_dims)
-        self.drop = nn.Dropout(drop_rate)
-
-    def forward(self, x: torch.Tensor, hw_shape: Sequence[int]) -> torch.Tensor:
-        """(B, N, C) tokens on an ``hw_shape`` map -> (B, N, C)."""
-        h = self.fc1(x)
-        B, N, C = h.shape
-        local = self.dwconv(h.transpose(1, 2).reshape(B, C, *hw_shape))
-        h = self.drop(self.act(h + local.flatten(2).transpose(1, 2)))
-        return self.drop(self.fc2(h))
-
-
-class ShuntedBlock(BaseModule):
-    """Pre-norm block: ``x + SSA(LN(x))``, then ``x + FFN(LN(x))``, with drop-path.
-
-    Args:
-        embed_dims (int): Channels.
-        num_heads (int): Attention heads.
-        mlp_ratio (float): FFN hidden ratio.
-        sr_ratio (int): SSA aggregation rate.
-        qkv_bias (bool): Bias in q / kv. Defaults to True.
-        qk_scale (float, optional): Attention scale override. Defaults to None.
-        drop_rate (float): Dropout in the FFN and after the attention projection.
-        attn_drop_rate (float): Dropout on attention weights.
-        drop_path_rate (float): Stochastic depth of this block.
-        act_cfg (dict): FFN activation.
-        norm_cfg (dict): Block norms (LN eps 1e-6 in the official models).
-        with_cp (bool): Gradient checkpointing of the whole block.
-    """
-
-    def __init__(self, embed_dims: int, num_heads: int, mlp_ratio: float, sr_ratio: int,
-                 qkv_bias: bool = True, qk_scale: Optional[float] = None,
-                 drop_rate: float = 0., attn_drop_rate: float = 0., drop_path_rate: float = 0.,
-                 act_cfg: dict = dict(type='GELU'),
-                 norm_cfg: dict = dict(type='LN', eps=1e-6), with_cp: bool = False) -> None:
-        super().__init__()
-        self.with_cp = with_cp
-        self.norm1 = build_norm_layer(norm_cfg, embed_dims)[1]
-        # Scope-pinned build: works when mmdet/mmseg is the default scope.
-        self.attn = build_module(
-            dict(type='ShuntedSelfAttention', embed_dims=embed_dims, num_heads=num_heads,
-                 sr_ratio=sr_ratio, qkv_bias=qkv_bias, qk_scale=qk_scale,
-                 attn_drop_rate=attn_drop_rate, proj_drop_rate=drop_rate))
-        self.drop_path = DropPath(drop_path_rate) if drop_path_rate > 0 else nn.Identity()
-        self.norm2 = build_norm_layer(norm_cfg, embed_dims)[1]
-        self.ffn = DetailSpecificFFN(embed_dims, int(embed_dims * mlp_ratio), act_cfg, drop_rate)
-
-    def _forward(self, x: torch.Tensor, hw_shape: Sequence[int]) -> torch.Tensor:
-        x = x + self.drop_path(self.attn(self.norm1(x), hw_shape))
-        return x + self.drop_path(self.ffn(self.norm2(x), hw_shape))
-
-    def forward(self, x: torch.Tensor, hw_shape: Sequence[int]) -> torch.Tensor:
-        """(B, N, C) -> (B, N, C)."""
-        if self.with_cp and x.requires_grad:
-            return cp.checkpoint(self._forward, x, hw_shape, use_reentrant=False)
-        return self._forward(x, hw_shape)
+__all__ = ['ShuntedTransformer']
 
 
 class ShuntedStem(BaseModule):
@@ -136,20 +63,34 @@ class OverlapPatchEmbed(BaseModule):
 
 
 @MODELS.register_module()
-class ShuntedTransformer(BaseModule):
+class ShuntedTransformer(BaseBackbone):
     """Shunted Transformer (Shunted-T/S/B) with four NCHW outputs at strides 4/8/16/32.
 
-    Every block uses :class:`~mmattn.models.attentions.ShuntedSelfAttention` with the stage's
-    aggregation rate. The official classifier applies a LayerNorm after each stage
+    By default every block uses :class:`~mmattn.models.attentions.ShuntedSelfAttention` with
+    the stage's aggregation rate (``sr_ratio``) and a detail-specific FFN (a depthwise 3x3 conv
+    inside the MLP). The official classifier applies a LayerNorm after each stage
     (``norm1..norm4``, eps 1e-6) and feeds the *normalised* tokens to the next stage, so
     ``norm1..norm3`` sit on the main path and double as the dense output norms; ``norm4`` is the
-    output norm of the last stage. Stages after ``max(out_indices)`` are not built, so no
-    parameter goes unused under DDP.
+    output norm of the last stage.
+
+    Plug-in contract: every op gets ``embed_dims``; ops that declare them also get
+    ``num_heads``, ``qkv_bias``, ``qk_scale``, ``attn_drop_rate``, ``proj_drop_rate``,
+    ``sr_ratio``, ``pretrain_hw``, ``stage_index``, ``block_index`` and ``fused_attn`` (when
+    given). See
+    ``backbones/base.py`` for ``arch``, ``out_indices``, ``frozen_stages``, ``norm_eval`` and
+    init.
+
+    Input sizes: floored, as the official convs. The stem (7x7 stride-2 conv, padding 3, then a
+    2x2 stride-2 conv) gives ``floor(ceil(H / 2) / 2)`` rows in stage 1 and each 3x3 stride-2
+    patch embedding (padding 1) ``ceil(/ 2)``; Shunted attention's aggregation convs floor too,
+    and refuse a map smaller than their rate with a ``ValueError``.
 
     Args:
         arch (str | dict): ``'tiny'/'t'``, ``'small'/'s'``, ``'base'/'b'``, or a dict with
             ``embed_dims``, ``num_heads``, ``mlp_ratios``, ``sr_ratios``, ``depths``,
             ``num_convs``. Defaults to ``'tiny'``.
+        attn_cfgs (dict | list, optional): The op of every block. Defaults to None:
+            ``dict(type='ShuntedSelfAttention')``.
         in_channels (int): Image channels. Defaults to 3.
         qkv_bias (bool): Bias in q / kv linears. Defaults to True.
         qk_scale (float, optional): Attention scale override. Defaults to None.
@@ -159,19 +100,23 @@ class ShuntedTransformer(BaseModule):
             Defaults to 0.1.
         out_indices (Sequence[int]): Stages whose (normalised) maps are returned.
             Defaults to ``(0, 1, 2, 3)``.
-        frozen_stages (int): Freeze the stem/patch embed, blocks and norm of stages
-            ``0..frozen_stages``; -1 freezes nothing. Defaults to -1.
+        frozen_stages (int): -1 nothing; 0 the stem; k the stem and stages 0..k-1 (patch
+            embedding, blocks and norm). Defaults to -1.
         norm_eval (bool): Keep the stem's BN layers in eval mode while training.
             Defaults to False.
         with_cp (bool): Gradient checkpointing per block. Defaults to False.
         stem_norm_cfg (dict): Norm of the stem convs. Defaults to ``dict(type='BN')``.
         norm_cfg (dict): Block and stage norms. Defaults to ``dict(type='LN', eps=1e-6)``.
         act_cfg (dict): FFN activation. Defaults to ``dict(type='GELU')``.
+        pretrain_img_size (int | tuple[int, int]): Pretraining input size (sizes
+            ``pretrain_hw``). Defaults to 224.
+        fused_attn (bool, optional): The ops' fused-kernel switch; None keeps each op's
+            default. Defaults to None.
         init_cfg (dict, optional): e.g. ``dict(type='Pretrained', checkpoint=...)`` with a
             checkpoint from ``tools/model_converters/shunted2mmattn.py``. Defaults to None.
     """
 
-    arch_zoo: Dict[str, dict] = {
+    arch_zoo = {
         **dict.fromkeys(['t', 'tiny'], dict(
             embed_dims=[64, 128, 256, 512], num_heads=[2, 4, 8, 16], mlp_ratios=[8, 8, 4, 4],
             sr_ratios=[8, 4, 2, 1], depths=[1, 2, 4, 1], num_convs=0)),
@@ -182,10 +127,12 @@ class ShuntedTransformer(BaseModule):
             embed_dims=[64, 128, 256, 512], num_heads=[2, 4, 8, 16], mlp_ratios=[8, 8, 4, 4],
             sr_ratios=[8, 4, 2, 1], depths=[3, 4, 24, 2], num_convs=2)),
     }
-    _arch_keys = ('embed_dims', 'num_heads', 'mlp_ratios', 'sr_ratios', 'depths', 'num_convs')
+    arch_keys = ('embed_dims', 'num_heads', 'mlp_ratios', 'sr_ratios', 'depths', 'num_convs')
+    arch_scalars = ('num_convs', )
 
     def __init__(self,
                  arch: Union[str, dict] = 'tiny',
+                 attn_cfgs: Optional[Union[dict, Sequence]] = None,
                  in_channels: int = 3,
                  qkv_bias: bool = True,
                  qk_scale: Optional[float] = None,
@@ -199,23 +146,16 @@ class ShuntedTransformer(BaseModule):
                  stem_norm_cfg: dict = dict(type='BN'),
                  norm_cfg: dict = dict(type='LN', eps=1e-6),
                  act_cfg: dict = dict(type='GELU'),
+                 pretrain_img_size: Union[int, Sequence[int]] = 224,
+                 fused_attn: Optional[bool] = None,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
-        self.arch_settings = self._parse_arch(arch)
-        s = self.arch_settings
-        if isinstance(out_indices, int):
-            out_indices = [out_indices]
-        out_indices = sorted(int(i) for i in out_indices)
-        if not out_indices or any(i < 0 or i > 3 for i in out_indices):
-            raise ValueError(f'out_indices must be a non-empty subset of 0..3, got {out_indices}')
-        self.out_indices = tuple(out_indices)
-        self.num_built = self.out_indices[-1] + 1
-        if not -1 <= frozen_stages < self.num_built:
-            raise ValueError(f'frozen_stages must be in [-1, {self.num_built - 1}], '
-                             f'got {frozen_stages}')
-        self.frozen_stages = frozen_stages
-        self.norm_eval = norm_eval
+        self.setup(arch, out_indices, frozen_stages, norm_eval, pretrain_img_size, fused_attn)
+        s = self.arch
         self.embed_dims = list(s['embed_dims'])
+        self.op_knobs = dict(qkv_bias=qkv_bias, qk_scale=qk_scale,
+                             attn_drop_rate=attn_drop_rate, proj_drop_rate=drop_rate)
+        attns = self.build_stage_attentions(attn_cfgs)
 
         dpr = torch.linspace(0, drop_path_rate, sum(s['depths'])).tolist()
         self.patch_embeds = ModuleList()
@@ -229,10 +169,9 @@ class ShuntedTransformer(BaseModule):
             else:
                 self.patch_embeds.append(OverlapPatchEmbed(s['embed_dims'][i - 1], dims))
             self.stages.append(ModuleList([
-                ShuntedBlock(dims, s['num_heads'][i], s['mlp_ratios'][i], s['sr_ratios'][i],
-                             qkv_bias=qkv_bias, qk_scale=qk_scale, drop_rate=drop_rate,
-                             attn_drop_rate=attn_drop_rate, drop_path_rate=dpr[cur + j],
-                             act_cfg=act_cfg, norm_cfg=norm_cfg, with_cp=with_cp)
+                TransformerBlock(dims, attns[i][j], s['mlp_ratios'][i], drop_rate,
+                                 dpr[cur + j], norm_cfg=norm_cfg, act_cfg=act_cfg,
+                                 mlp_dw_kernel_size=3, with_cp=with_cp)
                 for j in range(s['depths'][i])
             ]))
             cur += s['depths'][i]
@@ -240,59 +179,25 @@ class ShuntedTransformer(BaseModule):
             self.add_module(f'norm{i + 1}', build_norm_layer(norm_cfg, dims)[1])
         self._freeze_stages()
 
-    @classmethod
-    def _parse_arch(cls, arch: Union[str, dict]) -> dict:
-        if isinstance(arch, str):
-            key = arch.lower()
-            if key not in cls.arch_zoo:
-                raise ValueError(f'unknown Shunted arch {arch!r}; choose one of '
-                                 f'{sorted(cls.arch_zoo)} or pass a dict with keys '
-                                 f'{list(cls._arch_keys)}')
-            return dict(cls.arch_zoo[key])
-        if not isinstance(arch, dict):
-            raise TypeError(f'arch must be a str or dict, got {type(arch).__name__}')
-        missing = [k for k in cls._arch_keys if k not in arch]
-        extra = [k for k in arch if k not in cls._arch_keys]
-        if missing or extra:
-            raise ValueError(f'custom arch dict: missing keys {missing}, unknown keys {extra}; '
-                             f'expected {list(cls._arch_keys)}')
-        for k in cls._arch_keys[:-1]:
-            if len(arch[k]) != 4:
-                raise ValueError(f'arch[{k!r}] must have 4 entries (one per stage)')
-        for r, h in zip(arch['sr_ratios'], arch['num_heads']):
-            check_shunted_rate(r, h)
-        return dict(arch)
+    def default_attn_cfgs(self):
+        return dict(type='ShuntedSelfAttention')
 
-    def init_weights(self) -> None:
-        """Official initialisation unless a pretrained checkpoint is given."""
-        if self.init_cfg is not None:
-            super().init_weights()
-            return
+    def stage_facts(self, i: int, j: int) -> dict:
+        return dict(super().stage_facts(i, j), sr_ratio=self.arch['sr_ratios'][i])
+
+    def stem_parts(self) -> Iterable:
+        return [self.patch_embeds[0]]
+
+    def stage_parts(self, i: int) -> Iterable:
+        return [self.patch_embeds[i], self.stages[i], getattr(self, f'norm{i + 1}')]
+
+    def default_init(self) -> None:
+        """Official init: trunc-normal linears, unit LayerNorms, fan-out normal convs."""
+        super().default_init()
         for m in self.modules():
-            if isinstance(m, nn.Linear):
-                trunc_normal_init(m, std=.02, bias=0.)
-            elif isinstance(m, nn.LayerNorm):
-                constant_init(m, val=1.0, bias=0.)
-            elif isinstance(m, nn.Conv2d):
+            if isinstance(m, nn.Conv2d):
                 fan_out = m.kernel_size[0] * m.kernel_size[1] * m.out_channels // m.groups
                 normal_init(m, mean=0, std=math.sqrt(2.0 / fan_out), bias=0)
-
-    def _freeze_stages(self) -> None:
-        for i in range(self.frozen_stages + 1):
-            for m in (self.patch_embeds[i], self.stages[i], getattr(self, f'norm{i + 1}')):
-                m.eval()
-                for p in m.parameters():
-                    p.requires_grad = False
-
-    def train(self, mode: bool = True) -> 'ShuntedTransformer':
-        """Keep frozen stages (and, with ``norm_eval``, BN layers) in eval mode."""
-        super().train(mode)
-        self._freeze_stages()
-        if mode and self.norm_eval:
-            for m in self.modules():
-                if isinstance(m, _BatchNorm):
-                    m.eval()
-        return self
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         """Image (B, C, H, W) -> tuple of NCHW maps of the stages in ``out_indices``."""

@@ -1,103 +1,43 @@
-"""Swin skeleton whose block attention is chosen by letters, and Agent-Swin.
+"""Swin skeleton with a pluggable attention per block, and Agent-Swin.
 
 The layout is Swin (Liu et al., ICCV 2021, arXiv 2103.14030) as in the dense code of
-LeapLabTHU/Agent-Attention (``downstream/*/backbones/agent_swin.py``): patch embedding
-(input padded to the patch size), stages of blocks followed by patch merging (padded to even
-sizes), and a LayerNorm on each output.
+LeapLabTHU/Agent-Attention (``downstream/*/backbones/agent_swin.py``): patch embedding,
+stages of blocks followed by patch merging, and a LayerNorm on each output.
 
-Plug-in contract
-----------------
-``attn_types`` gives a letter per block; ``attn_cfgs`` maps each letter to an attention
-config (or gives one such mapping per stage). Accepted ``attn_types``:
+Plug-in contract (see ``backbones/base.py`` and ``layers/attn_builder.py``)
+-------------------------------------------------------------------------
+Each block's token mixer is built from ``attn_cfgs`` (one dict, or one entry per stage, an
+entry being a dict or one dict per block: e.g. Agent-Swin-B's third stage is two agent blocks
+then sixteen window blocks). Keyword arguments given to each op (its config's keys override):
 
-- the official string: one letter per stage, then an optional number used by ``'M'``, e.g.
-  ``'AAAB'``, ``'AABB'``, ``'AAMB2'`` (stage 3 = ``M2``: its first 2 blocks ``'A'``, the rest
-  ``'B'``);
-- a list with one string per stage: a single letter for the whole stage, or one letter per
-  block (``['A', 'A', 'AABBBB', 'B']``).
-
-Default letters: ``'A'`` = :class:`AgentAttention` (global, no window, no shift), ``'B'`` and
-``'S'`` = :class:`ShiftWindowMSA` of window 7 (shifted on odd blocks).
-
-Keyword arguments given to each op (its config's keys override them):
-
-- always: ``embed_dims``, ``num_heads``, ``qkv_bias``, ``qk_scale``, ``attn_drop_rate``,
-  ``proj_drop_rate``;
-- only to ops whose ``__init__`` declares them: ``shift`` (``block_index % 2 == 1``, Swin's
-  alternation; window ops shift by half a window), ``pretrain_hw`` (the stage's map size at
-  ``pretrain_img_size``: 56/28/14/7 for 224), ``stage_index``, ``block_index``.
+- always: ``embed_dims``;
+- only to ops whose ``__init__`` declares them: ``num_heads``, ``qkv_bias``, ``qk_scale``,
+  ``attn_drop_rate``, ``proj_drop_rate``, ``shift`` (``block_index % 2 == 1``, Swin's
+  alternation; window ops shift by half a window), ``window_size`` (the skeleton's),
+  ``pretrain_hw`` (the stage's map size at ``pretrain_img_size``: 56/28/14/7 for 224),
+  ``stage_index``, ``block_index``, ``fused_attn`` (when given), and a family's own facts
+  (Agent-Swin: ``agent_num``, ``agent_shape``).
 
 The op is called as ``op(x, hw_shape)`` with ``x`` of shape ``(B, H*W, C)`` (layer-normed)
-and returns the same shape for any ``(H, W)``; window ops pad and crop inside.
+and returns the same shape for any ``(H, W)``.
+
+Input sizes: padded, as the official dense code. The image is zero-padded at the right/bottom
+to a multiple of the patch size, and each patch merging pads its input to even sizes, so an
+``H x W`` input gives ``ceil(H / 4) x ceil(W / 4)`` tokens in stage 1 and ``ceil(/ 2)`` after
+each merging; window ops pad to whole windows and crop back inside.
 """
-import copy
-import re
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Iterable, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-import torch.utils.checkpoint as cp
-from mmcv.cnn.bricks import DropPath
-from mmengine.model import BaseModule
 
-from mmattn.models.layers.arch_utils import init_linear_and_norm, select_arch
-from mmattn.models.layers.attn_builder import build_attention
+from mmattn.models.layers.block import TransformerBlock
 from mmattn.registry import MODELS
 
-_NORMS = (nn.LayerNorm, nn.GroupNorm, nn.modules.batchnorm._BatchNorm)
+from .base import BaseBackbone
 
-DEFAULT_LETTERS = dict(
-    A=dict(type='AgentAttention'),
-    B=dict(type='ShiftWindowMSA', window_size=7),
-    S=dict(type='ShiftWindowMSA', window_size=7),
-)
-
-
-def parse_attn_types(attn_types: Union[str, Sequence[str]], depths: Sequence[int]) -> List[str]:
-    """Expand ``attn_types`` (see the module docstring) into one letter string per stage."""
-    n = len(depths)
-    if isinstance(attn_types, str):
-        m = re.fullmatch(r'([A-Za-z]{%d})(\d*)' % n, attn_types)
-        if m is None:
-            raise ValueError(f'attn_types {attn_types!r}: expected {n} letters and an optional '
-                             'number for M stages (e.g. "AAMB2")')
-        letters, num = m.group(1), m.group(2)
-        out = []
-        for letter, depth in zip(letters, depths):
-            if letter == 'M':
-                if not num:
-                    raise ValueError(f'attn_types {attn_types!r}: an M stage needs a count')
-                k = int(num)
-                out.append('A' * min(k, depth) + 'B' * max(depth - k, 0))
-            else:
-                out.append(letter * depth)
-        return out
-    attn_types = list(attn_types)
-    if len(attn_types) != n:
-        raise ValueError(f'attn_types has {len(attn_types)} entries for {n} stages')
-    out = []
-    for s, depth in zip(attn_types, depths):
-        if len(s) == 1:
-            s = s * depth
-        if len(s) != depth:
-            raise ValueError(f'stage letters {s!r} do not match depth {depth}')
-        out.append(s)
-    return out
-
-
-class Mlp(nn.Module):
-    """fc1 -> GELU -> dropout -> fc2 -> dropout (official names)."""
-
-    def __init__(self, embed_dims: int, hidden_dims: int, drop_rate: float = 0.) -> None:
-        super().__init__()
-        self.fc1 = nn.Linear(embed_dims, hidden_dims)
-        self.act = nn.GELU()
-        self.fc2 = nn.Linear(hidden_dims, embed_dims)
-        self.drop = nn.Dropout(drop_rate)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
+__all__ = ['SwinTransformerSkeleton', 'AgentSwin']
 
 
 class SwinPatchEmbed(nn.Module):
@@ -131,51 +71,39 @@ class PatchMerging(nn.Module):
     def forward(self, x: torch.Tensor, hw_shape: Tuple[int, int]):
         b, _, c = x.shape
         h, w = hw_shape
-        x = F.pad(x.view(b, h, w, c), (0, 0, 0, w % 2, 0, h % 2))
+        x = F.pad(x.reshape(b, h, w, c), (0, 0, 0, w % 2, 0, h % 2))
         # Official channel order: (even row, even col), (odd, even), (even, odd), (odd, odd).
         x = torch.cat([x[:, 0::2, 0::2], x[:, 1::2, 0::2], x[:, 0::2, 1::2], x[:, 1::2, 1::2]], -1)
         hw = (x.shape[1], x.shape[2])
         return self.reduction(self.norm(x.reshape(b, -1, 4 * c))), hw
 
 
-class SwinBlock(nn.Module):
-    """Pre-norm block: ``x + DP(attn(LN(x), hw)); x + DP(mlp(LN(x)))``."""
-
-    def __init__(self, embed_dims: int, attn: nn.Module, mlp_ratio: float, drop_rate: float,
-                 drop_path_rate: float) -> None:
-        super().__init__()
-        self.norm1 = nn.LayerNorm(embed_dims)
-        self.attn = attn
-        self.drop_path = DropPath(drop_path_rate) if drop_path_rate > 0 else nn.Identity()
-        self.norm2 = nn.LayerNorm(embed_dims)
-        self.mlp = Mlp(embed_dims, int(embed_dims * mlp_ratio), drop_rate)
-
-    def forward(self, x: torch.Tensor, hw_shape: Tuple[int, int]) -> torch.Tensor:
-        x = x + self.drop_path(self.attn(self.norm1(x), hw_shape))
-        return x + self.drop_path(self.mlp(self.norm2(x)))
-
-
 class SwinStage(nn.Module):
     """Blocks followed by an optional patch merging."""
 
-    def __init__(self, blocks: List[SwinBlock], downsample: Optional[PatchMerging]) -> None:
+    def __init__(self, blocks: Sequence[TransformerBlock],
+                 downsample: Optional[PatchMerging]) -> None:
         super().__init__()
         self.blocks = nn.ModuleList(blocks)
         self.downsample = downsample
 
 
 @MODELS.register_module()
-class SwinTransformerSkeleton(BaseModule):
-    """Swin layout with the attention of each block chosen by a letter.
+class SwinTransformerSkeleton(BaseBackbone):
+    """Swin layout with the attention of each block chosen by config.
 
-    See the module docstring for the plug-in contract.
+    See the module docstring for the plug-in contract and the input-size policy, and
+    ``backbones/base.py`` for ``arch``, ``out_indices``, ``frozen_stages``, ``norm_eval`` and
+    init. ``frozen_stages=0`` freezes the patch embedding; stage ``i`` is the patch merging in
+    front of it, its blocks and its output norm.
 
     Args:
-        arch (str | dict): A key of ``arch_zoo`` (``'t'``/``'tiny'``, ``'s'``, ``'b'``) or a
-            dict with ``embed_dims`` (int), ``depths``, ``num_heads``. Defaults to ``'tiny'``.
-        attn_types (str | list[str]): Block letters (see above). Defaults to ``'BBBB'``.
-        attn_cfgs (dict | list[dict], optional): ``letter -> attention config`` for all stages
-            or one mapping per stage; merged over :data:`DEFAULT_LETTERS`. Defaults to None.
+        arch (str | dict): ``'t'``/``'tiny'``, ``'s'``, ``'b'``, or a dict with
+            ``embed_dims`` (int), ``depths``, ``num_heads``. Defaults to ``'tiny'``.
+        attn_cfgs (dict | list, optional): The op of every block (see the module docstring).
+            Defaults to None: :class:`ShiftWindowMSA`.
+        window_size (int | tuple[int, int]): Given to ops with a ``window_size``.
+            Defaults to 7.
         in_channels (int): Input channels. Defaults to 3.
         patch_size (int): Patch size. Defaults to 4.
         pretrain_img_size (int | tuple[int, int]): Pretraining input size (``pretrain_hw``).
@@ -190,14 +118,17 @@ class SwinTransformerSkeleton(BaseModule):
         attn_drop_rate (float): The ops' ``attn_drop_rate``. Defaults to 0.
         drop_path_rate (float): Stochastic depth, linear over blocks. Defaults to 0.1.
         patch_norm (bool): LayerNorm after the patch embedding. Defaults to True.
-        frozen_stages (int): 0 freezes the patch embedding; ``k >= 1`` also stages
-            ``0..k-1`` (with their merging and output norms); -1 nothing. Defaults to -1.
-        norm_eval (bool): Keep norm layers in eval mode while training. Defaults to False.
+        frozen_stages (int): -1 nothing, 0 the stem, k the stem and stages 0..k-1.
+            Defaults to -1.
+        norm_eval (bool): BatchNorms keep their statistics in training (the skeleton itself
+            has only LayerNorms). Defaults to False.
         with_cp (bool): Gradient checkpointing per block. Defaults to False.
+        fused_attn (bool, optional): The ops' fused-kernel switch; None keeps each op's
+            default. Defaults to None.
         init_cfg (dict, optional): e.g. ``dict(type='Pretrained', checkpoint=...)``.
             Defaults to None.
     """
-    arch_zoo: Dict[str, dict] = {
+    arch_zoo = {
         **dict.fromkeys(['t', 'tiny'], dict(embed_dims=96, depths=[2, 2, 6, 2],
                                             num_heads=[3, 6, 12, 24])),
         **dict.fromkeys(['s', 'small'], dict(embed_dims=96, depths=[2, 2, 18, 2],
@@ -205,12 +136,13 @@ class SwinTransformerSkeleton(BaseModule):
         **dict.fromkeys(['b', 'base'], dict(embed_dims=128, depths=[2, 2, 18, 2],
                                             num_heads=[4, 8, 16, 32])),
     }
-    _arch_keys = {'embed_dims', 'depths', 'num_heads'}
+    arch_keys = ('embed_dims', 'depths', 'num_heads')
+    arch_scalars = ('embed_dims', )
 
     def __init__(self,
                  arch: Union[str, dict] = 'tiny',
-                 attn_types: Union[str, Sequence[str]] = 'BBBB',
-                 attn_cfgs: Optional[Union[dict, Sequence[dict]]] = None,
+                 attn_cfgs: Optional[Union[dict, Sequence]] = None,
+                 window_size: Union[int, Sequence[int]] = 7,
                  in_channels: int = 3,
                  patch_size: int = 4,
                  pretrain_img_size: Union[int, Sequence[int]] = 224,
@@ -225,89 +157,56 @@ class SwinTransformerSkeleton(BaseModule):
                  frozen_stages: int = -1,
                  norm_eval: bool = False,
                  with_cp: bool = False,
+                 fused_attn: Optional[bool] = None,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
-        self.arch = self._parse_arch(arch)
-        depths, num_heads = self.arch['depths'], self.arch['num_heads']
-        num_stages = len(depths)
-        self.num_stages = num_stages
-        self.letters = parse_attn_types(attn_types, depths)
-        if attn_cfgs is None or isinstance(attn_cfgs, dict):
-            attn_cfgs = [attn_cfgs or {}] * num_stages
-        if len(attn_cfgs) != num_stages:
-            raise ValueError(f'attn_cfgs has {len(attn_cfgs)} entries for {num_stages} stages')
-        stage_tables = [{**DEFAULT_LETTERS, **(t or {})} for t in attn_cfgs]
-        for i in out_indices:
-            if not 0 <= i < num_stages:
-                raise ValueError(f'out_indices {out_indices} out of range for {num_stages} stages')
-        self.out_indices = tuple(out_indices)
-        self.frozen_stages = frozen_stages
-        self.norm_eval = norm_eval
-        self.with_cp = with_cp
-        self.num_features = [int(self.arch['embed_dims'] * 2**i) for i in range(num_stages)]
+        self.setup(arch, out_indices, frozen_stages, norm_eval, pretrain_img_size, fused_attn)
+        depths = self.arch['depths']
+        self.stage_strides = tuple(patch_size * 2**i for i in range(self.num_stages))
+        self.num_features = [int(self.arch['embed_dims'] * 2**i) for i in range(self.num_stages)]
+        self.window_size = window_size
+        self.op_knobs = dict(qkv_bias=qkv_bias, qk_scale=qk_scale,
+                             attn_drop_rate=attn_drop_rate, proj_drop_rate=drop_rate)
+        attns = self.build_stage_attentions(attn_cfgs)
 
         self.patch_embed = SwinPatchEmbed(in_channels, self.num_features[0], patch_size,
                                           patch_norm)
         self.drop_after_pos = nn.Dropout(drop_rate)
         dpr = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
-        img_hw = (pretrain_img_size, pretrain_img_size) if isinstance(
-            pretrain_img_size, int) else tuple(pretrain_img_size)
         cur = 0
         self.layers = nn.ModuleList()
-        for i in range(num_stages):
+        for i in range(self.num_built):
             dims = self.num_features[i]
-            stride = patch_size * 2**i
-            pretrain_hw = (img_hw[0] // stride, img_hw[1] // stride)
-            common = dict(embed_dims=dims, num_heads=num_heads[i], qkv_bias=qkv_bias,
-                          qk_scale=qk_scale, attn_drop_rate=attn_drop_rate,
-                          proj_drop_rate=drop_rate)
-            blocks = []
-            for j, letter in enumerate(self.letters[i]):
-                if letter not in stage_tables[i]:
-                    raise KeyError(f'stage {i}: no attention config for letter {letter!r}; '
-                                   f'known: {sorted(stage_tables[i])}')
-                facts = dict(shift=j % 2 == 1, pretrain_hw=pretrain_hw, stage_index=i,
-                             block_index=j)
-                attn = build_attention(copy.deepcopy(stage_tables[i][letter]), common, facts)
-                blocks.append(SwinBlock(dims, attn, mlp_ratio, drop_rate, dpr[cur + j]))
+            blocks = [
+                TransformerBlock(dims, attns[i][j], mlp_ratio, drop_rate, dpr[cur + j],
+                                 with_cp=with_cp) for j in range(depths[i])
+            ]
             cur += depths[i]
-            downsample = PatchMerging(dims) if i < num_stages - 1 else None
+            downsample = PatchMerging(dims) if i < self.num_built - 1 else None
             self.layers.append(SwinStage(blocks, downsample))
         for i in self.out_indices:
             self.add_module(f'norm{i}', nn.LayerNorm(self.num_features[i]))
-        self._init_default()
         self._freeze_stages()
 
-    @classmethod
-    def _parse_arch(cls, arch: Union[str, dict]) -> dict:
-        return select_arch(cls.__name__, cls.arch_zoo, cls._arch_keys, arch)
+    def default_attn_cfgs(self):
+        return dict(type='ShiftWindowMSA')
 
-    def _init_default(self) -> None:
-        """Random init of the official code (used unless a Pretrained init_cfg loads weights)."""
-        init_linear_and_norm(self)
+    def op_dims(self, i: int) -> int:
+        return self.num_features[i]
 
-    def _freeze_stages(self) -> None:
-        frozen = []
-        if self.frozen_stages >= 0:
-            frozen.append(self.patch_embed)
-        for i in range(min(self.frozen_stages, self.num_stages)):
-            frozen.append(self.layers[i])
-            if i in self.out_indices:
-                frozen.append(getattr(self, f'norm{i}'))
-        for m in frozen:
-            m.eval()
-            for p in m.parameters():
-                p.requires_grad = False
+    def stage_facts(self, i: int, j: int) -> dict:
+        return dict(super().stage_facts(i, j), shift=j % 2 == 1, window_size=self.window_size)
 
-    def train(self, mode: bool = True) -> 'SwinTransformerSkeleton':
-        """Set train mode, keeping frozen stages (and norms with ``norm_eval``) in eval."""
-        super().train(mode)
-        self._freeze_stages()
-        if mode and self.norm_eval:
-            for m in self.modules():
-                if isinstance(m, _NORMS):
-                    m.eval()
-        return self
+    def stem_parts(self) -> Iterable:
+        return [self.patch_embed]
+
+    def stage_parts(self, i: int) -> Iterable:
+        parts = [self.layers[i].blocks]
+        if i > 0:
+            parts.append(self.layers[i - 1].downsample)
+        if i in self.out_indices:
+            parts.append(getattr(self, f'norm{i}'))
+        return parts
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         """Forward ``(B, C, H, W)`` images; returns the normed NCHW maps of ``out_indices``."""
@@ -316,10 +215,7 @@ class SwinTransformerSkeleton(BaseModule):
         outs = []
         for i, layer in enumerate(self.layers):
             for blk in layer.blocks:
-                if self.with_cp and x.requires_grad:
-                    x = cp.checkpoint(blk, x, hw, use_reentrant=False)
-                else:
-                    x = blk(x, hw)
+                x = blk(x, hw)
             if i in self.out_indices:
                 out = getattr(self, f'norm{i}')(x)
                 outs.append(out.transpose(1, 2).reshape(x.shape[0], -1, *hw).contiguous())
@@ -332,50 +228,57 @@ class SwinTransformerSkeleton(BaseModule):
 class AgentSwin(SwinTransformerSkeleton):
     """Agent-Swin (Han et al., ECCV 2024, arXiv 2312.08874).
 
-    Agent blocks (``'A'``) attend globally over the whole stage map (no window, no shift);
-    ``'B'`` blocks are Swin's shifted-window softmax attention of window 7. Official letters:
-    T ``'AAAB'``, S ``'AABB'``, B ``'AAMB2'``; agents per stage 9/16/49/49.
+    Agent blocks attend globally over the whole stage map (no window, no shift); the other
+    blocks are Swin's shifted-window softmax attention (``window_size``). Official layouts
+    (:attr:`official_layouts`): T agent in stages 1-3; S in stages 1-2; B in stages 1-2 and
+    the first two blocks of stage 3. Agents per stage 9/16/49/49. ``agent_nums`` and
+    ``agent_shapes`` are stage facts: they reach every op that declares ``agent_num`` /
+    ``agent_shape`` and are ignored by other ops.
 
     Args:
         arch (str | dict): ``'t'``, ``'s'``, ``'b'`` (or long names / a dict).
             Defaults to ``'tiny'``.
-        attn_types (str | list[str], optional): Block letters; None takes the official ones
-            of the arch. Defaults to None.
+        attn_cfgs (dict | list, optional): The op of every block. Defaults to None: the
+            official layout of the arch (a custom arch dict gets the tiny layout: agent
+            attention in every stage but the last).
         agent_nums (sequence[int]): Pretrained agents per stage. Defaults to (9, 16, 49, 49).
         agent_shapes (sequence, optional): Run-time agent grid per stage (official dense
             ``downstream_agent_shapes``, e.g. 9-12-14-7 as ``[(9, 9), (12, 12), (14, 14),
             (7, 7)]``). Defaults to None: the pretrained grids.
-        window_size (int | tuple[int, int]): Window of the ``'B'`` blocks. Defaults to 7.
-        agent_cfg (dict, optional): Extra arguments of every agent op. Defaults to None.
-        **kwargs: Arguments of :class:`SwinTransformerSkeleton` except ``attn_cfgs``.
+        **kwargs: Arguments of :class:`SwinTransformerSkeleton` (e.g. ``window_size``).
     """
-    official_attn_types = {'t': 'AAAB', 'tiny': 'AAAB', 's': 'AABB', 'small': 'AABB',
-                           'b': 'AAMB2', 'base': 'AAMB2'}
+    #: arch name -> number of leading agent blocks per stage (the rest: window attention)
+    official_layouts = {'tiny': (2, 2, 6, 0), 'small': (2, 2, 0, 0), 'base': (2, 2, 2, 0)}
 
     def __init__(self,
                  arch: Union[str, dict] = 'tiny',
-                 attn_types: Optional[Union[str, Sequence[str]]] = None,
+                 attn_cfgs: Optional[Union[dict, Sequence]] = None,
                  agent_nums: Sequence[int] = (9, 16, 49, 49),
                  agent_shapes: Optional[Sequence] = None,
-                 window_size: Union[int, Sequence[int]] = 7,
-                 agent_cfg: Optional[dict] = None,
                  **kwargs) -> None:
-        if 'attn_cfgs' in kwargs:
-            raise TypeError('AgentSwin builds attn_cfgs itself; use the skeleton for custom ops')
-        if attn_types is None:
-            if not isinstance(arch, str):
-                raise ValueError('give attn_types with a custom arch dict')
-            attn_types = self.official_attn_types[arch.lower()] if arch.lower(
-            ) in self.official_attn_types else 'AAAB'
-        n = len(agent_nums)
-        agent_shapes = list(agent_shapes) if agent_shapes is not None else [None] * n
-        if len(agent_shapes) != n:
-            raise ValueError('agent_shapes needs one entry per stage')
-        tables = []
-        for i in range(n):
-            tables.append(dict(
-                A=dict(type='AgentAttention', agent_num=int(agent_nums[i]),
-                       agent_shape=agent_shapes[i], **(agent_cfg or {})),
-                B=dict(type='ShiftWindowMSA', window_size=window_size),
-                S=dict(type='ShiftWindowMSA', window_size=window_size)))
-        super().__init__(arch=arch, attn_types=attn_types, attn_cfgs=tables, **kwargs)
+        n = len(self.parse_arch(arch)['depths'])
+        self.agent_nums = [int(a) for a in agent_nums]
+        self.agent_shapes = list(agent_shapes) if agent_shapes is not None else [None] * n
+        if not len(self.agent_nums) == len(self.agent_shapes) == n:
+            raise ValueError(f'agent_nums and agent_shapes need one entry per stage ({n})')
+        super().__init__(arch=arch, attn_cfgs=attn_cfgs, **kwargs)
+
+    @classmethod
+    def layout_cfgs(cls, num_agent_blocks: Sequence[int], depths: Sequence[int]) -> list:
+        """``attn_cfgs`` with the first ``num_agent_blocks[i]`` blocks of stage ``i`` agent
+        attention and the rest shifted-window attention."""
+        agent, window = dict(type='AgentAttention'), dict(type='ShiftWindowMSA')
+        return [[agent] * min(k, d) + [window] * max(d - k, 0)
+                for k, d in zip(num_agent_blocks, depths)]
+
+    def default_attn_cfgs(self):
+        name = {'t': 'tiny', 's': 'small', 'b': 'base'}.get(self.arch_name, self.arch_name)
+        depths = self.arch['depths']
+        layout = self.official_layouts.get(name)
+        if layout is None:  # custom arch: agent attention in every stage but the last
+            layout = [d for d in depths[:-1]] + [0]
+        return self.layout_cfgs(layout, depths)
+
+    def stage_facts(self, i: int, j: int) -> dict:
+        return dict(super().stage_facts(i, j), agent_num=self.agent_nums[i],
+                    agent_shape=self.agent_shapes[i])

@@ -9,10 +9,14 @@ through NHWC (``permute`` then ``flatten``) gives the canonical strides and the 
 Use these two helpers wherever a BatchNorm's output can reach a token sequence without a
 convolution in between (e.g. a stem or a downsampling layer that ends in BN, feeding blocks).
 ``tests/test_reliability/test_batch_independence.py`` checks every backbone for this.
+
+:func:`check_tokens` is the input check every attention op starts with.
 """
-from typing import Tuple
+from typing import Sequence, Tuple
 
 import torch
+
+__all__ = ['map_to_tokens', 'tokens_to_map', 'check_tokens']
 
 
 def map_to_tokens(x: torch.Tensor) -> torch.Tensor:
@@ -31,3 +35,26 @@ def tokens_to_map(x: torch.Tensor, hw: Tuple[int, int]) -> torch.Tensor:
     if n != h * w:
         raise ValueError(f'tokens_to_map: {n} tokens cannot form a {h} x {w} map')
     return x.reshape(b, h, w, c).permute(0, 3, 1, 2)
+
+
+def check_tokens(x: torch.Tensor, hw_shape: Sequence[int], owner: str) -> Tuple[int, int]:
+    """The input contract of every attention op: ``(B, N, C)`` tokens with ``N == H * W``.
+
+    Args:
+        x (Tensor): Tokens, any strides (ops reshape, never ``view``, their input).
+        hw_shape (Sequence[int]): ``(H, W)`` of the map the tokens come from.
+        owner (str): The op's name, for the message.
+
+    Returns:
+        tuple[int, int]: ``(H, W)`` as ints.
+
+    Raises:
+        ValueError: ``x`` is not 3-D, or ``N != H * W``.
+    """
+    if x.dim() != 3:
+        raise ValueError(f'{owner}: expected (B, N, C) tokens, got shape {tuple(x.shape)}')
+    h, w = (int(v) for v in hw_shape)
+    if x.shape[1] != h * w:
+        raise ValueError(f'{owner}: {x.shape[1]} tokens do not form the hw_shape {h} x {w} map '
+                         f'(N must equal H * W)')
+    return h, w

@@ -90,7 +90,7 @@ def reference(op: AgentAttention, x: torch.Tensor, hw) -> torch.Tensor:
 def make(agent_shape=None, with_bias=True, fused=True, pretrain_hw=(7, 7)):
     torch.manual_seed(0)
     op = AgentAttention(embed_dims=16, num_heads=2, pretrain_hw=pretrain_hw, agent_num=9,
-                        agent_shape=agent_shape, with_bias=with_bias, fused=fused).eval()
+                        agent_shape=agent_shape, with_bias=with_bias, fused_attn=fused).eval()
     with torch.no_grad():  # biases larger than their init so that they matter
         for name, p in op.named_parameters():
             if name.endswith('_bias') or name.endswith('.bias'):
@@ -147,7 +147,7 @@ def test_bf16_autocast_no_nan():
 
 
 def test_rejects_unsupported_arguments():
-    with pytest.raises(ValueError, match='sr_ratio'):
+    with pytest.raises(TypeError, match='sr_ratio'):  # no spatial reduction, as officially
         AgentAttention(16, 2, sr_ratio=2)
     with pytest.raises(ValueError, match='square'):
         AgentAttention(16, 2, agent_num=10)

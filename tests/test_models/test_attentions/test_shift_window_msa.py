@@ -50,7 +50,7 @@ def reference(op, x, hw):
 @pytest.mark.parametrize('fused', [True, False])
 def test_matches_masked_dense_reference(hw, window, shift, fused):
     torch.manual_seed(0)
-    op = ShiftWindowMSA(16, 2, window_size=window, shift=shift, fused=fused).eval()
+    op = ShiftWindowMSA(16, 2, window_size=window, shift=shift, fused_attn=fused).eval()
     with torch.no_grad():
         op.relative_position_bias_table.normal_(0, 1)
         op.qkv.bias.normal_(0, 0.5)

@@ -75,8 +75,8 @@ def test_matches_naive_reference(sr, hw):
     H, W = hw
     x = torch.randn(2, H * W, 32)
     ref = naive_ssa(op, x, H, W)
-    for use_sdpa in (True, False):
-        op.use_sdpa = use_sdpa
+    for fused_attn in (True, False):
+        op.fused_attn = fused_attn
         out = op(x, (H, W))
         assert out.shape == x.shape
         assert (out - ref).abs().max().item() <= 1e-5
@@ -87,7 +87,7 @@ def test_fused_equals_math_and_general_rate(sr):
     op = _make(sr)
     x = torch.randn(1, 13 * 19, 32)
     fused = op(x, (13, 19))
-    op.use_sdpa = False
+    op.fused_attn = False
     math_out = op(x, (13, 19))
     torch.testing.assert_close(fused, math_out, atol=1e-5, rtol=1e-5)
     if sr == 6:  # a rate the official code does not have still matches the reference
@@ -123,7 +123,7 @@ def test_rejects_map_smaller_than_rate_and_bad_shape():
     op = _make(8)
     with pytest.raises(ValueError, match='smaller than the aggregation rate'):
         op(torch.randn(1, 7 * 20, 32), (7, 20))
-    with pytest.raises(ValueError, match='does not match'):
+    with pytest.raises(ValueError, match='do not form'):
         op(torch.randn(1, 10, 32), (3, 4))
 
 

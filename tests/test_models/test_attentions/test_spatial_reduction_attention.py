@@ -33,7 +33,7 @@ def reference(op, x, hw):
 @pytest.mark.parametrize('fused', [True, False])
 def test_matches_reference(sr_ratio, hw, fused):
     torch.manual_seed(0)
-    op = SpatialReductionAttention(16, 2, sr_ratio=sr_ratio, fused=fused).eval()
+    op = SpatialReductionAttention(16, 2, sr_ratio=sr_ratio, fused_attn=fused).eval()
     x = torch.randn(2, hw[0] * hw[1], 16)
     with torch.no_grad():
         out = op(x, hw)

@@ -9,7 +9,7 @@ from mmattn.models.attentions.agent_attention import AgentAttention
 from mmattn.models.attentions.shift_window_msa import ShiftWindowMSA
 from mmattn.models.attentions.spatial_reduction_attention import SpatialReductionAttention
 from mmattn.models.backbones.pvt import AgentPVT, PyramidVisionTransformerSkeleton
-from mmattn.models.backbones.swin import AgentSwin, SwinTransformerSkeleton, parse_attn_types
+from mmattn.models.backbones.swin import AgentSwin, SwinTransformerSkeleton
 from mmattn.registry import MODELS
 from mmattn.utils.checkpoint import save_atomic
 
@@ -25,7 +25,8 @@ def tiny_agent_pvt(**kw):
 
 def tiny_agent_swin(**kw):
     torch.manual_seed(0)
-    kw.setdefault('attn_types', 'AAMB2')
+    # agent blocks: all of stages 1-2, the first two of stage 3 (Agent-Swin-B's pattern)
+    kw.setdefault('attn_cfgs', AgentSwin.layout_cfgs((1, 2, 2, 0), TINY_SWIN['depths']))
     return AgentSwin(arch=TINY_SWIN, drop_path_rate=0., **kw)
 
 
@@ -53,14 +54,10 @@ def test_agent_swin_strides_and_channels(hw):
         assert o.shape[2:] == (-(-hw[0] // stride), -(-hw[1] // stride))
 
 
-def test_swin_letters():
-    assert parse_attn_types('AAMB2', [2, 2, 18, 2]) == ['AA', 'AA', 'AA' + 'B' * 16, 'BB']
-    assert parse_attn_types('AAAB', [2, 2, 6, 2]) == ['AA', 'AA', 'A' * 6, 'BB']
-    assert parse_attn_types(['A', 'AB', 'S', 'BB'], [1, 2, 1, 2]) == ['A', 'AB', 'S', 'BB']
-    with pytest.raises(ValueError):
-        parse_attn_types('AAM', [2, 2, 2, 2])
-    with pytest.raises(ValueError):
-        parse_attn_types(['A', 'AAA', 'A', 'A'], [1, 2, 1, 1])
+def test_swin_layouts():
+    agent, window = dict(type='AgentAttention'), dict(type='ShiftWindowMSA')
+    assert AgentSwin.layout_cfgs((2, 2, 2, 0), [2, 2, 18, 2]) == [
+        [agent] * 2, [agent] * 2, [agent] * 2 + [window] * 16, [window] * 2]
     model = tiny_agent_swin()
     kinds = [[type(b.attn).__name__[0] for b in layer.blocks] for layer in model.layers]
     assert kinds == [['A'], ['A', 'A'], ['A', 'A', 'S'], ['S', 'S']]
@@ -71,6 +68,10 @@ def test_swin_letters():
     assert model.layers[0].blocks[0].attn.ah_bias.shape == (1, 1, 9, 56, 1)
     assert model.layers[2].blocks[0].attn.an_bias.shape == (2, 49, 7, 7)
     assert model.layers[2].blocks[0].attn.ha_bias.shape == (1, 2, 14, 1, 49)
+    # a custom arch defaults to agent attention in every stage but the last
+    kinds = [[type(b.attn).__name__[0] for b in layer.blocks]
+             for layer in AgentSwin(arch=TINY_SWIN).layers]
+    assert kinds == [['A'], ['A', 'A'], ['A', 'A', 'A'], ['S', 'S']]
 
 
 @pytest.mark.parametrize('cls,arch,params', [
@@ -91,11 +92,19 @@ def test_official_agent_layout():
     assert all(isinstance(op, AgentAttention) for op in ops)
     assert [pvt.layers[i].blocks[0].attn.agent_num for i in range(4)] == [9, 16, 49, 49]
     assert [pvt.layers[i].pos_embed.shape[1] for i in range(4)] == [3136, 784, 196, 49]
-    swin = AgentSwin(arch='b')
+    for arch, pattern in [('tiny', ['AA', 'AA', 'A' * 6, 'BB']),
+                          ('small', ['AA', 'AA', 'B' * 18, 'BB']),
+                          ('base', ['AA', 'AA', 'AA' + 'B' * 16, 'BB'])]:  # AAAB, AABB, AAMB2
+        cfgs = AgentSwin.layout_cfgs(AgentSwin.official_layouts[arch],
+                                     AgentSwin.arch_zoo[arch]['depths'])
+        letters = [''.join('A' if c['type'] == 'AgentAttention' else 'B' for c in stage)
+                   for stage in cfgs]
+        assert letters == pattern, arch
+    swin = AgentSwin(arch='t')  # the built model follows its table
     letters = [''.join('A' if isinstance(b.attn, AgentAttention) else 'B' for b in layer.blocks)
                for layer in swin.layers]
-    assert letters == ['AA', 'AA', 'AA' + 'B' * 16, 'BB']
-    assert swin.layers[2].blocks[2].attn.window_size == (7, 7)
+    assert letters == ['AA', 'AA', 'A' * 6, 'BB']
+    assert swin.layers[3].blocks[1].attn.window_size == (7, 7)
 
 
 def test_bad_arch_messages():
@@ -103,10 +112,10 @@ def test_bad_arch_messages():
         AgentPVT(arch='huge')
     with pytest.raises(ValueError, match='choose from'):
         AgentSwin(arch='xl')
-    with pytest.raises(ValueError, match='lacks'):
+    with pytest.raises(ValueError, match='missing keys'):
         PyramidVisionTransformerSkeleton(arch=dict(embed_dims=[8]))
-    with pytest.raises(KeyError, match='letter'):
-        SwinTransformerSkeleton(arch=TINY_SWIN, attn_types='ABCD')
+    with pytest.raises(KeyError, match='unknown'):
+        SwinTransformerSkeleton(arch=TINY_SWIN, attn_cfgs=dict(type='NoSuchAttention'))
 
 
 @MODELS.register_module()
@@ -129,7 +138,7 @@ def test_pvt_plugin_contract():
         arch=TINY_PVT, drop_path_rate=0.,
         attn_cfgs=[dict(type='_RecordingAttention', scale=2.0),
                    dict(type='SpatialReductionAttention'),
-                   dict(type='AgentAttention', agent_num=4, sr_ratio=1),
+                   dict(type='AgentAttention', agent_num=4),
                    dict(type='mmattn.ShiftWindowMSA', window_size=(3, 2))])
     ops = [[blk.attn for blk in layer.blocks] for layer in model.layers]
     assert ops[0][0].facts == dict(embed_dims=16, num_heads=1, pretrain_hw=(56, 56),
@@ -146,10 +155,10 @@ def test_pvt_plugin_contract():
 
 
 def test_swin_plugin_contract():
-    table = dict(R=dict(type='_RecordingAttention'), W=dict(type='ShiftWindowMSA',
-                                                             window_size=(4, 6)))
-    model = SwinTransformerSkeleton(arch=TINY_SWIN, attn_types=['R', 'WW', 'RWW', 'A'],
-                                    attn_cfgs=table, pretrain_img_size=(224, 160))
+    rec, win = dict(type='_RecordingAttention'), dict(type='ShiftWindowMSA', window_size=(4, 6))
+    model = SwinTransformerSkeleton(arch=TINY_SWIN, attn_cfgs=[rec, win, [rec, win, win],
+                                                               dict(type='AgentAttention')],
+                                    pretrain_img_size=(224, 160))
     ops = [[blk.attn for blk in layer.blocks] for layer in model.layers]
     assert ops[0][0].facts['pretrain_hw'] == (56, 40)
     assert [op.shift for op in ops[1]] == [False, True]
@@ -175,26 +184,28 @@ def test_out_indices():
 def test_frozen_stages(build):
     model = build(frozen_stages=2)
     model.train()
-    frozen = list(model.layers[0].parameters()) + list(model.layers[1].parameters())
+    frozen = list(model.layers[0].blocks.parameters()) + list(model.layers[1].blocks.parameters())
     assert all(not p.requires_grad for p in frozen)
-    assert not model.layers[1].training and model.layers[2].training
-    assert all(p.requires_grad for p in model.layers[2].parameters())
+    assert not model.layers[1].blocks.training and model.layers[2].training
+    assert all(p.requires_grad for p in model.layers[2].blocks.parameters())
     if isinstance(model, AgentPVT):
         assert not model.layers[0].pos_embed.requires_grad
         assert model.layers[2].pos_embed.requires_grad
     else:
         assert not model.patch_embed.proj.weight.requires_grad
         assert not model.norm1.weight.requires_grad and model.norm2.weight.requires_grad
+        # the merging into stage 2 computes stage 2: not frozen; the one into stage 1 is
+        assert not model.layers[0].downsample.reduction.weight.requires_grad
+        assert model.layers[1].downsample.reduction.weight.requires_grad
 
 
 @pytest.mark.parametrize('build', [tiny_agent_pvt, tiny_agent_swin])
-def test_norm_eval(build):
+def test_norm_eval_leaves_layer_norms_alone(build):
+    """norm_eval freezes BatchNorm statistics; LayerNorm has none, so in these LN-only
+    backbones it changes nothing (documented)."""
     model = build(norm_eval=True)
     model.train()
-    norms = [m for m in model.modules() if isinstance(m, nn.LayerNorm)]
-    assert norms and all(not m.training for m in norms)
     assert model.training
-    model = build(norm_eval=False).train()
     assert all(m.training for m in model.modules() if isinstance(m, nn.LayerNorm))
 
 
@@ -241,5 +252,5 @@ def test_init_cfg_pretrained(build, tmp_path):
 def test_registered_and_scoped_build():
     from mmengine.registry import DefaultScope
     with DefaultScope.overwrite_default_scope('mmattn'):
-        model = MODELS.build(dict(type='AgentSwin', arch=TINY_SWIN, attn_types='AAAB'))
+        model = MODELS.build(dict(type='AgentSwin', arch=TINY_SWIN))
     assert isinstance(model, AgentSwin)

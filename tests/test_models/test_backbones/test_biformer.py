@@ -24,7 +24,7 @@ def test_arch_zoo_and_param_counts():
         as_classifier = n - 2 * sum(model.embed_dims) + dims * 1000 + 1000 + 2 * dims
         assert round(as_classifier / 1e6, 1) == paper[arch]
     assert BiFormer('s').embed_dims == BiFormer('small').embed_dims
-    with pytest.raises(KeyError, match='tiny'):
+    with pytest.raises(ValueError, match='tiny'):
         BiFormer('huge')
 
 

@@ -15,7 +15,7 @@ TINY = dict(embed_dims=[16, 32, 48, 64], num_heads=[1, 2, 3, 4], mlp_ratios=[2, 
 @pytest.mark.parametrize('hw', [(64, 64), (61, 75)])
 def test_shapes_and_strides(hw):
     torch.manual_seed(0)
-    m = EAPVT(arch=TINY, num_slots=8).eval()
+    m = EAPVT(arch=TINY, attn_cfgs=dict(type='MultiHeadExternalAttention', num_slots=8)).eval()
     outs = m(torch.randn(1, 3, *hw))
     assert len(outs) == 4
     for i, (o, c) in enumerate(zip(outs, TINY['embed_dims'])):
@@ -30,19 +30,20 @@ def test_every_block_uses_external_attention():
     ops = [b.attn for layer in m.layers for b in layer.blocks]
     assert len(ops) == 8 and all(isinstance(op, MultiHeadExternalAttention) for op in ops)
     assert [layer.blocks[0].attn.num_heads for layer in m.layers] == [4, 8, 20, 32]
-    with pytest.raises(TypeError, match='attn_cfgs'):
-        EAPVT(arch=TINY, attn_cfgs=dict(type='SpatialReductionAttention'))
+    m = EAPVT(arch=TINY, attn_cfgs=dict(type='SpatialReductionAttention'))  # any op plugs in
+    assert [layer.blocks[0].attn.sr_ratio for layer in m.layers] == [8, 4, 2, 1]
     with pytest.raises(ValueError, match='unknown arch'):
         EAPVT(arch='huge')
 
 
 def test_frozen_norm_eval_and_with_cp():
     torch.manual_seed(0)
-    m = EAPVT(arch=TINY, num_slots=8, frozen_stages=1, norm_eval=True, drop_path_rate=0.)
+    m = EAPVT(arch=TINY, attn_cfgs=dict(type='MultiHeadExternalAttention', num_slots=8),
+              frozen_stages=1, norm_eval=True, drop_path_rate=0.)
     m.train()
     assert all(not p.requires_grad for p in m.layers[0].parameters())
     assert all(p.requires_grad for p in m.layers[1].parameters())
-    assert not m.layers[1].blocks[0].norm1.training  # norm_eval
+    assert m.layers[1].blocks[0].norm1.training  # norm_eval: BatchNorm only, none here
     x = torch.randn(2, 3, 48, 40)
     ref = m(x)
     m.with_cp = True

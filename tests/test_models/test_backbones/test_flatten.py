@@ -1,4 +1,4 @@
-"""FLattenPVT / FLattenSwin: shapes/strides, letters, freezing, norm_eval, with_cp, params."""
+"""FLattenPVT / FLattenSwin: shapes/strides, op layouts, freezing, norm_eval, with_cp, params."""
 import pytest
 import torch
 
@@ -49,8 +49,9 @@ def test_swin_strides_and_channels(hw):
         assert torch.isfinite(o).all()
 
 
-def test_pvt_letters_and_pos_encoding_sizes():
-    m = _pvt(attn_types='LLLS')
+def test_pvt_layouts_and_pos_encoding_sizes():
+    flatten = dict(type='FocusedLinearAttention', sr_ratio=1)
+    m = _pvt(attn_cfgs=[flatten] * 3 + [dict(type='SpatialReductionAttention')])
     for i, hw in enumerate([56, 28, 14]):
         attn = m.layers[i].blocks[0].attn
         assert isinstance(attn, FocusedLinearAttention)
@@ -58,16 +59,19 @@ def test_pvt_letters_and_pos_encoding_sizes():
         assert attn.positional_encoding.shape == (1, hw * hw, PVT_TINY['embed_dims'][i])
     last = m.layers[3].blocks[0].attn
     assert isinstance(last, SpatialReductionAttention) and last.sr_ratio == 1
-    m = _pvt(la_sr_ratios=(8, 4, 2, 1), pretrain_img_size=(256, 192))
+    # an op config without sr_ratio takes the arch's (8/4/2/1), like any PVT op
+    m = _pvt(attn_cfgs=dict(type='FocusedLinearAttention'), pretrain_img_size=(256, 192))
     attn = m.layers[0].blocks[0].attn
     assert attn.sr_ratio == 8 and attn.positional_encoding.shape == (1, 8 * 6, 16)
-    with pytest.raises(ValueError, match="'L'"):
-        _pvt(attn_types='LLLA')
-    with pytest.raises(TypeError, match='attn_cfgs'):
-        _pvt(attn_cfgs=dict(type='SpatialReductionAttention'))
+    assert all(isinstance(layer.blocks[0].attn, FocusedLinearAttention)
+               for layer in _pvt().layers)  # default: the paper's op everywhere
+    with pytest.raises(KeyError, match='unknown'):
+        _pvt(attn_cfgs=dict(type='NoSuchAttention'))
+    m = _pvt(attn_cfgs=dict(type='SpatialReductionAttention'))
+    assert isinstance(m.layers[0].blocks[0].attn, SpatialReductionAttention)
 
 
-def test_swin_letters_global_linear_and_windows():
+def test_swin_layout_global_linear_and_windows():
     m = _swin()
     for i, hw in enumerate([56, 28]):
         for blk in m.layers[i].blocks:
@@ -100,9 +104,10 @@ def test_frozen_stages_and_norm_eval(build):
     m.train()
     for i, layer in enumerate(m.layers):
         frozen = i < 2
-        assert all(p.requires_grad != frozen for p in layer.parameters())
+        assert all(p.requires_grad != frozen for p in layer.blocks.parameters())
+    # norm_eval freezes BatchNorm statistics: these LN-only backbones are unaffected
     norms = [mod for mod in m.modules() if isinstance(mod, torch.nn.LayerNorm)]
-    assert norms and all(not n.training for n in norms)
+    assert norms and all(n.training for n in norms if n.weight.requires_grad)
     assert m.layers[3].training
 
 

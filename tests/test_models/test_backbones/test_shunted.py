@@ -49,7 +49,7 @@ def test_arch_zoo_param_counts(arch, params):
     n = sum(p.numel() for p in m.parameters()) / 1e6
     assert abs(n - params) < 0.01
     assert abs(n + 0.513 - {'t': 11.5, 'small': 22.4, 'B': 39.6}[arch]) < 0.06
-    assert len(m.patch_embeds[0].convs) == 1 + m.arch_settings['num_convs']
+    assert len(m.patch_embeds[0].convs) == 1 + m.arch['num_convs']
 
 
 def test_bad_arch_messages():
@@ -81,14 +81,18 @@ def test_out_indices_build_only_needed_stages():
 
 
 def test_frozen_stages():
+    """frozen_stages=1 freezes the stem and stage 1 only (it used to freeze two stages)."""
     m = _tiny(frozen_stages=1)
     m.train()
-    for i in range(2):
-        for mod in (m.patch_embeds[i], m.stages[i], getattr(m, f'norm{i + 1}')):
-            assert not mod.training
-            assert all(not p.requires_grad for p in mod.parameters())
-    assert m.stages[2].training and all(p.requires_grad for p in m.stages[2].parameters())
-    assert all(p.requires_grad for p in m.norm3.parameters())
+    for mod in (m.patch_embeds[0], m.stages[0], m.norm1):
+        assert not mod.training
+        assert all(not p.requires_grad for p in mod.parameters())
+    for mod in (m.patch_embeds[1], m.stages[1], m.norm2):
+        assert mod.training and all(p.requires_grad for p in mod.parameters())
+    m = _tiny(frozen_stages=0)
+    m.train()
+    assert all(not p.requires_grad for p in m.patch_embeds[0].parameters())
+    assert all(p.requires_grad for p in m.stages[0].parameters())
 
 
 def test_norm_eval():
