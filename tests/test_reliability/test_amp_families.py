@@ -193,7 +193,7 @@ class _Detector(torch.nn.Module):
             raise RuntimeError('boom')
         feats = self.neck(feats)
         self.seen['neck'] = feats.dtype
-        self.seen['head_autocast'] = torch.is_autocast_cpu_enabled()
+        self.seen['head_autocast'] = torch.is_autocast_enabled('cpu')
         return self.head(feats)
 
 
@@ -215,7 +215,7 @@ def test_cpu_amp_autocast_modules_scope():
     assert model.seen == {'backbone': torch.float32, 'neck': torch.float32,
                           'head_autocast': False}
     assert out.dtype == torch.float32
-    assert not torch.is_autocast_cpu_enabled()
+    assert not torch.is_autocast_enabled('cpu')
     assert len(model.backbone._forward_hooks) == 1 and not model.backbone._forward_pre_hooks
     # the whole-model default: everything under autocast, bf16 out
     model, wrapper = _wrapper()
@@ -228,7 +228,7 @@ def test_cpu_amp_autocast_modules_unwinds_after_an_error_and_names_a_mismatch():
     with pytest.raises(RuntimeError, match='boom'):
         with wrapper.optim_context(model):
             model(torch.randn(2, 4))
-    assert not torch.is_autocast_cpu_enabled()
+    assert not torch.is_autocast_enabled('cpu')
     assert not model.backbone._forward_hooks and not model.backbone._forward_pre_hooks
     model, wrapper = _wrapper(autocast_modules='encoder')
     with pytest.raises(ValueError, match=r"has none of autocast_modules=\['encoder'\]"):
