@@ -303,7 +303,11 @@ def main(argv=None) -> int:
                    f'(scale {args.scale:g}, {os.cpu_count()} CPU cores)')
         table = format_table(rows)
         if args.out:
-            atomic_write(args.out, f'{table}\n\n{summary}\n')
+            cmd = ' '.join(['python tools/misc/smoke_recipes.py'] + list(argv or sys.argv[1:]))
+            atomic_write(args.out, f'# Recipe smoke sweep\n\nEach recipe trained for one step '
+                         f'through tools/train.py and tested through tools/test.py on tiny '
+                         f'datasets in the real COCO / ADE20K layouts (see the tool\'s '
+                         f'docstring). Made by `{cmd}`.\n\n{table}\n\n{summary}\n')
         if args.json:
             write_json_atomic(dict(rows=rows, wall_seconds=wall, scale=args.scale,
                                    complete=final), args.json)
