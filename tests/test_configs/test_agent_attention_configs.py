@@ -6,9 +6,13 @@ import os.path as osp
 import pytest
 import torch
 from mmengine.config import Config
-from mmengine.registry import DefaultScope
 
 from .builders import REPO, build_recipe, seg_batch
+from .learning import (
+    assert_learned_shapes,
+    train_and_test_on_fixed_set,
+    untrained_checkpoint,
+)
 
 CONFIGS = sorted(osp.relpath(p, REPO) for p in glob.glob(
     osp.join(REPO, 'configs', 'agent_attention', '*.py')))
@@ -191,56 +195,20 @@ def test_dense_agent_grids_are_official():
             assert grids == [(9, 9), (12, 12), (14, 14), (7, 7)], config
 
 
-def _logged_losses(text):
-    import re
-    return [float(m) for m in re.findall(r'Iter\(train\) \[\s*\d+/\d+\].*? loss: ([0-9.]+)', text)]
+# a minute or two on 2 idle cores; the larger limit only covers a machine shared with other jobs
+@pytest.mark.timeout(2400)
+def test_shapes_config_learns_shapes_end_to_end(tool, shapes_data, tmp_path):
+    """tools/train.py for 60 iterations of the tiny Agent-Swin Semantic FPN on 4 fixed training
+    images, tools/test.py on them.
 
-
-def _heldout_loss(config, checkpoint, num=8):
-    """Mean segmentation loss of a checkpoint on the first ``num`` validation images."""
-    from mmengine.dataset import pseudo_collate
-    from mmengine.runner import load_checkpoint
-    from mmseg.registry import DATASETS
-    cfg, model = _build(config)
-    load_checkpoint(model, checkpoint, map_location='cpu')
-    model.eval()
-    with DefaultScope.overwrite_default_scope('mmseg'):
-        dataset = DATASETS.build(cfg.val_dataloader.dataset)
-    batch = pseudo_collate([dataset[i] for i in range(num)])
-    with torch.no_grad():
-        data = model.data_preprocessor(batch, False)
-        losses = model.loss(data['inputs'], data['data_samples'])
-    return float(sum(v for k, v in losses.items() if 'loss' in k))
-
-
-def test_end_to_end_train_then_test(tool, shapes_data, tmp_path):
-    """tools/train.py then tools/test.py on the bundled shapes set, as a user runs them.
-
-    The tiny Agent-Swin Semantic FPN trains 20 iterations: its training loss falls, test.py
-    evaluates the checkpoint, and on held-out validation images its loss beats the untrained
-    model's (20 iterations are too few to move mIoU past the all-background prediction that an
-    untrained head already gives on this set, about 20 mIoU either way).
+    Criterion (see learning.py): the best shape class's IoU beats the untrained model's by 20
+    points; a background-everywhere model scores 0 on every shape class (aAcc 88.2 / mIoU 22.0
+    on these 4 images), so it fails. Measured: untrained 0.0 on every shape class (it predicts
+    background), trained rectangle 56.8 (after 30 iterations still 0). (The earlier criteria,
+    training loss falling, aAcc > 50 and a lower held-out loss after 20 iterations, all hold
+    for a model that has learned only the class prior.)
     """
-    import json
-
-    from mmattn.utils.checkpoint import save_atomic
-    iters = 20
-    work = str(tmp_path / 'run')
-    proc = tool('train.py', SHAPES_SEG, '--work-dir', work, '--cfg-options',
-                f'train_cfg.max_iters={iters}', 'train_cfg.val_interval=1000',
-                f'default_hooks.checkpoint.interval={iters}', 'default_hooks.logger.interval=2')
-    losses = _logged_losses(proc.stdout + proc.stderr)
-    assert len(losses) >= 8, losses
-    assert sum(losses[-3:]) / 3 < 0.8 * sum(losses[:3]) / 3, losses
-    ckpt = osp.join(work, f'iter_{iters}.pth')
-    tool('test.py', SHAPES_SEG, ckpt, '--work-dir', osp.join(work, 'test'))
-    with open(osp.join(work, 'test', 'metrics.json')) as f:
-        metrics = json.load(f)
-    assert 0 < float(metrics['mIoU']) <= 100 and float(metrics['aAcc']) > 50, metrics
-    _, model = _build(SHAPES_SEG)
-    model.init_weights()
-    untrained = str(tmp_path / 'untrained.pth')
-    save_atomic({'state_dict': model.state_dict(), 'meta': {}}, untrained)
-    trained_loss, untrained_loss = _heldout_loss(SHAPES_SEG, ckpt), _heldout_loss(
-        SHAPES_SEG, untrained)
-    assert trained_loss < 0.8 * untrained_loss, (trained_loss, untrained_loss)
+    untrained = untrained_checkpoint(SHAPES_SEG, str(tmp_path / 'untrained.pth'))
+    trained, baseline, metrics = train_and_test_on_fixed_set(tool, SHAPES_SEG, tmp_path, 60,
+                                                             untrained)
+    assert_learned_shapes(trained, baseline, min_gain=20, metrics_json=metrics)

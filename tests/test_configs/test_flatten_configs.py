@@ -10,7 +10,6 @@ primitive in exactly those keys, and the training step runs for the primitives, 
 head widths) and the shapes config.
 """
 import glob
-import json
 import os.path as osp
 import re
 
@@ -19,9 +18,13 @@ import torch
 from mmengine.config import Config
 
 from mmattn.models.attentions.focused_linear_attention import FocusedLinearAttention
-from mmattn.utils.checkpoint import save_atomic
 
 from .builders import REPO, build_recipe, seg_batch
+from .learning import (
+    assert_learned_shapes,
+    train_and_test_on_fixed_set,
+    untrained_checkpoint,
+)
 
 SHAPES = 'configs/shapes/fpn_flatten-pvt-nano_shapes.py'
 CONFIGS = sorted(osp.relpath(p, REPO) for p in glob.glob(
@@ -150,28 +153,19 @@ def test_builds_and_trains_one_step(config):
     assert list(consumer.in_channels) == channels
 
 
-def test_shapes_config_trains_and_tests_end_to_end(tool, shapes_data, tmp_path):
-    """tools/train.py for 20 iterations, then tools/test.py; beats the untrained model."""
-    _, model = _build(SHAPES)
-    model.init_weights()
-    untrained_ckpt = str(tmp_path / 'untrained.pth')
-    save_atomic({'state_dict': model.state_dict(), 'meta': {}}, untrained_ckpt)
-    subset = 'test_dataloader.dataset.indices=24'  # 24 validation images keep it CPU-sized
-    tool('test.py', SHAPES, untrained_ckpt, '--work-dir', str(tmp_path / 'untrained'),
-         '--cfg-options', subset)
-    work = str(tmp_path / 'run')
-    tool('train.py', SHAPES, '--work-dir', work, '--cfg-options', 'train_cfg.max_iters=20',
-         'train_cfg.val_interval=1000', 'default_hooks.checkpoint.interval=20',
-         'val_dataloader.dataset.indices=8')  # the loop validates once at its last iteration
-    ckpt = osp.join(work, 'iter_20.pth')
-    assert osp.isfile(ckpt)
-    tool('test.py', SHAPES, ckpt, '--work-dir', str(tmp_path / 'trained'), '--cfg-options',
-         subset)
-    metrics = []
-    for name in ('untrained', 'trained'):
-        with open(osp.join(tmp_path, name, 'metrics.json')) as f:
-            # tools/test.py may write the numbers as strings ("70.54")
-            metrics.append({k: float(v) for k, v in json.load(f).items()
-                            if k in ('aAcc', 'mIoU')})
-    assert metrics[1]['aAcc'] > metrics[0]['aAcc'] + 10, metrics
-    assert metrics[1]['mIoU'] > metrics[0]['mIoU'], metrics
+# a minute or two on 2 idle cores; the larger limit only covers a machine shared with other jobs
+@pytest.mark.timeout(2400)
+def test_shapes_config_learns_shapes_end_to_end(tool, shapes_data, tmp_path):
+    """tools/train.py for 60 iterations on 4 fixed training images, tools/test.py on them.
+
+    Criterion (see learning.py): the best shape class's IoU beats the untrained model's by 20
+    points; a background-everywhere model scores 0 on every shape class (aAcc 88.2 / mIoU 22.0
+    on these 4 images), so it fails. Measured: untrained best shape IoU 0.5, trained rectangle
+    68.0 (circle and triangle still 0). (The earlier criterion, aAcc +10 and mIoU not lower
+    after 20 iterations, is met by a background-only model: aAcc ~83 / mIoU ~20.8 on the
+    validation images against an untrained ~70 / ~20.)
+    """
+    untrained = untrained_checkpoint(SHAPES, str(tmp_path / 'untrained.pth'))
+    trained, baseline, metrics = train_and_test_on_fixed_set(tool, SHAPES, tmp_path, 60,
+                                                             untrained)
+    assert_learned_shapes(trained, baseline, min_gain=20, metrics_json=metrics)

@@ -1,47 +1,30 @@
 """External attention end to end: tools/train.py then tools/test.py on the bundled shapes set
-(Semantic FPN, thin ResNet-50 with EA plugins), compared with the untrained model."""
-import json
-import os.path as osp
+(Semantic FPN, thin ResNet-50 with EA plugins): the trained model must have learned the shapes,
+not only the background prior (see tests/test_configs/learning.py)."""
+import pytest
+from test_configs.learning import (
+    assert_learned_shapes,
+    train_and_test_on_fixed_set,
+    untrained_checkpoint,
+)
 
-import torch
-from mmengine.config import Config
-from mmengine.registry import DefaultScope, init_default_scope
-
-from mmattn.utils.checkpoint import save_atomic
-
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIG = 'configs/shapes/fpn_r50-ea_shapes.py'
-ITERS = 40
+ITERS = 60
 
 
-def _metrics(work_dir):
-    with open(osp.join(work_dir, 'metrics.json')) as f:
-        return json.load(f)
+# a minute or two on 2 idle cores; the larger limit only covers a machine shared with other jobs
+@pytest.mark.timeout(2400)
+def test_ea_shapes_learns_shapes_end_to_end(tool, shapes_data, tmp_path):
+    """60 iterations on 4 fixed training images, tested on them.
 
-
-def _untrained_checkpoint(path):
-    import mmattn.models  # noqa: F401
-    cfg = Config.fromfile(osp.join(REPO, CONFIG))
-    init_default_scope('mmseg')
-    from mmseg.registry import MODELS
-    torch.manual_seed(0)
-    with DefaultScope.overwrite_default_scope('mmseg'):
-        model = MODELS.build(cfg.model)
-    model.init_weights()
-    save_atomic({'state_dict': model.state_dict(), 'meta': {}}, path)
-    return path
-
-
-def test_ea_shapes_trains_beyond_untrained(tool, shapes_data, tmp_path):
-    baseline = _untrained_checkpoint(str(tmp_path / 'untrained.pth'))
-    tool('test.py', CONFIG, baseline, '--work-dir', str(tmp_path / 'untrained'))
-    untrained = _metrics(str(tmp_path / 'untrained'))
-    work = str(tmp_path / 'run')
-    tool('train.py', CONFIG, '--work-dir', work, '--cfg-options',
-         f'train_cfg.max_iters={ITERS}', f'train_cfg.val_interval={ITERS}',
-         f'default_hooks.checkpoint.interval={ITERS}')
-    ckpt = osp.join(work, f'iter_{ITERS}.pth')
-    assert osp.isfile(ckpt)
-    tool('test.py', CONFIG, ckpt, '--work-dir', osp.join(work, 'test'))
-    trained = _metrics(osp.join(work, 'test'))
-    assert float(trained['mIoU']) > float(untrained['mIoU']) + 5, (trained, untrained)
+    Criterion: the best shape class's IoU beats the untrained model's by 20 points; a
+    background-everywhere model scores 0 on every shape class (aAcc 88.2 / mIoU 22.0 on these
+    4 images), so it fails. Measured: untrained best shape IoU 7.8 (it paints 83% of the
+    pixels rectangle), trained circle 54.4 / rectangle 51.3. (The earlier criterion, val mIoU
+    5 points above the untrained model's after 40 iterations, is met by a background-only
+    model: untrained mIoU 4.4 on 20 validation images, background-only 20.9.)
+    """
+    untrained = untrained_checkpoint(CONFIG, str(tmp_path / 'untrained.pth'))
+    trained, baseline, metrics = train_and_test_on_fixed_set(tool, CONFIG, tmp_path, ITERS,
+                                                             untrained)
+    assert_learned_shapes(trained, baseline, min_gain=20, metrics_json=metrics)
