@@ -6,7 +6,8 @@ an op registered from any module, a user's own included, is found), as is every 
 registered from ``mmattn.models.attentions`` that works on NCHW maps (``in_channels``). Ops
 on tokens (``forward(x, hw_shape)``) are used as they are; ops on NCHW maps (``forward(x)``,
 e.g. the EANet module) are wrapped so they take tokens too. Subclasses of another op (e.g. a
-plugin flavour of the same module) are left out as duplicates.
+plugin flavour of the same module) are left out as duplicates, and so are private classes
+(registered under a name that starts with ``_``, e.g. the tests' helper ops).
 """
 import inspect
 import math
@@ -91,7 +92,7 @@ def attention_ops() -> Dict[str, type]:
     from mmattn.registry import MODELS
     found = {}
     for name, cls in MODELS.module_dict.items():
-        if not inspect.isclass(cls):
+        if not inspect.isclass(cls) or name.startswith('_'):  # '_Name': private (test helpers)
             continue
         layout = op_layout(cls)
         # NCHW modules are ops only in the attentions package (heads take in_channels too).
