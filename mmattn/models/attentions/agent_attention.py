@@ -92,8 +92,10 @@ class AgentAttention(BaseAttention):
         proj_drop_rate (float): Dropout after the output projection. Defaults to 0.
         kernel_size (int): Kernel of the depthwise conv on V. Defaults to 3.
         with_bias (bool): Use the position biases (the paper's default). Defaults to True.
-        fused_attn (bool): Use ``F.scaled_dot_product_attention`` (biases as additive masks);
-            False runs the plain math path. Defaults to True.
+        fused_attn (bool): The fast path: ``F.scaled_dot_product_attention`` with the biases
+            as additive masks, except on CPU where the biases are added inside the GEMM
+            (``torch.baddbmm``; CPU SDPA scans a float mask for fully masked rows on every
+            call). False runs the plain math path. Defaults to True.
         init_cfg (dict, optional): Initialization config. Defaults to None.
     """
 
@@ -186,6 +188,28 @@ class AgentAttention(BaseAttention):
         agent_bias = resize_agent_grid(na, self.pretrain_grid, self.agent_shape).transpose(1, 2)
         return pos_bias, agent_bias
 
+    def _biases_at(self, hw_shape: Tuple[int, int],
+                   dtype: torch.dtype) -> Tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`agent_biases` in ``dtype``, cached per size while no gradient is recorded.
+
+        The resized tables depend only on the parameters and the input size, so inference
+        reuses them. The cache key holds each bias parameter's version counter and storage, so
+        an optimizer step, ``load_state_dict`` or ``.to()`` invalidates it; with gradients
+        enabled they are always recomputed (the graph needs them).
+        """
+        params = (self.an_bias, self.na_bias, self.ah_bias, self.aw_bias, self.ha_bias,
+                  self.wa_bias)
+        if torch.compiler.is_compiling() or (torch.is_grad_enabled()
+                                             and any(p.requires_grad for p in params)):
+            return tuple(t.to(dtype) for t in self.agent_biases(hw_shape))
+        key = (tuple(hw_shape), dtype, tuple(self.agent_shape),
+               tuple((p._version, p.data_ptr(), p.device) for p in params))
+        cached = self.__dict__.get('_bias_cache')
+        if cached is None or cached[0] != key:
+            cached = (key, tuple(t.to(dtype) for t in self.agent_biases(hw_shape)))
+            self.__dict__['_bias_cache'] = cached
+        return cached[1]
+
     @staticmethod
     def _softmax(q, k, bias, scale):
         """Math path weights: softmax(scale * q k^T + bias)."""
@@ -216,9 +240,21 @@ class AgentAttention(BaseAttention):
 
         pos_bias = agent_bias = None
         if self.with_bias:
-            pos_bias, agent_bias = self.agent_biases((h, w))
-            pos_bias, agent_bias = pos_bias.to(q.dtype), agent_bias.to(q.dtype)
-        if self.fused_attn and not self.recording:
+            pos_bias, agent_bias = self._biases_at((h, w), q.dtype)
+        if self.fused_attn and not self.recording and q.device.type == 'cpu':
+            scale = self.scale
+            bh = b * heads
+            a = agents.shape[-2]
+            agents3 = agents.reshape(bh, a, d)
+            logits = agents3 @ k.reshape(bh, n, d).transpose(1, 2) * scale if pos_bias is None \
+                else torch.baddbmm(pos_bias.expand(b, -1, -1, -1).reshape(bh, a, n), agents3,
+                                   k.reshape(bh, n, d).transpose(1, 2), alpha=scale)
+            agent_v = self.attn_drop(logits.softmax(-1)) @ v.reshape(bh, n, d)  # (BH, A', d)
+            logits = q.reshape(bh, n, d) @ agents3.transpose(1, 2) * scale if agent_bias is None \
+                else torch.baddbmm(agent_bias.expand(b, -1, -1, -1).reshape(bh, n, a),
+                                   q.reshape(bh, n, d), agents3.transpose(1, 2), alpha=scale)
+            out = (self.attn_drop(logits.softmax(-1)) @ agent_v).view(b, heads, n, d)
+        elif self.fused_attn and not self.recording:
             p = self.attn_drop_rate if self.training else 0.
             agent_v = F.scaled_dot_product_attention(
                 agents, k, v, attn_mask=pos_bias, dropout_p=p, scale=self.scale)
