@@ -90,6 +90,7 @@ def assert_learned_shapes(trained_pkl: str, untrained_pkl: str, min_gain: float,
                                                                             metrics_json)
     best = max(trained[c] for c in SHAPE_CLASSES)
     baseline = max(untrained[c] for c in SHAPE_CLASSES)
+    print(f'IoU trained: {describe(trained)}; untrained: {describe(untrained)}')  # pytest -rP
     assert best > baseline + min_gain, (
         f'trained: {describe(trained)}; untrained: {describe(untrained)}; '
         f'background only: {describe(background_only)}')

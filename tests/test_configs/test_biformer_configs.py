@@ -105,8 +105,8 @@ def test_shapes_config_learns_shapes_end_to_end(tool, shapes_data, tmp_path):
 
     Criterion (see learning.py): the best shape class's IoU beats the untrained model's by 20
     points; a background-everywhere model scores 0 on every shape class (aAcc 88.2 / mIoU 22.0
-    on these 4 images), so it fails. Measured: untrained best shape IoU 3.1 (triangle),
-    trained rectangle 74.8 / circle 25.1 / triangle 0.0. (The earlier criterion, aAcc +10 and
+    on these 4 images), so it fails. Measured: untrained best shape IoU 0.0, trained rectangle
+    69.0 (circle, triangle 0). (The earlier criterion, aAcc +10 and
     mIoU +5 after 20 iterations on the validation images, passed with aAcc 83.5 / mIoU 20.9:
     exactly the background-only scores of those 20 images.)
     """

@@ -160,8 +160,8 @@ def test_shapes_config_learns_shapes_end_to_end(tool, shapes_data, tmp_path):
 
     Criterion (see learning.py): the best shape class's IoU beats the untrained model's by 20
     points; a background-everywhere model scores 0 on every shape class (aAcc 88.2 / mIoU 22.0
-    on these 4 images), so it fails. Measured: untrained best shape IoU 0.5, trained rectangle
-    68.0 (circle and triangle still 0). (The earlier criterion, aAcc +10 and mIoU not lower
+    on these 4 images), so it fails. Measured: untrained best shape IoU 6.5, trained rectangle
+    66.8 (circle and triangle still 0). (The earlier criterion, aAcc +10 and mIoU not lower
     after 20 iterations, is met by a background-only model: aAcc ~83 / mIoU ~20.8 on the
     validation images against an untrained ~70 / ~20.)
     """

@@ -90,7 +90,7 @@ def test_shapes_config_learns_shapes_end_to_end(tool, shapes_data, tmp_path):
     Criterion (see learning.py): the best shape class's IoU beats the untrained model's by 20
     points; a background-everywhere model scores 0 on every shape class (aAcc 88.2 / mIoU 22.0
     on these 4 images), so it fails. Measured: untrained best shape IoU 0.0 on these images
-    (5.8 on validation images), trained rectangle 65.2 after 50 iterations. (The earlier
+    (5.8 on validation images), trained rectangle 69.3. (The earlier
     criterion, aAcc +5 and mIoU not more than 1 point lower after 20 iterations, was met by
     the measured all-background prediction: aAcc 70.5 -> 83.3, mIoU ~20.8 both.)
     """
