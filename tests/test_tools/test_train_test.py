@@ -68,7 +68,7 @@ def test_segmentation_learns_shapes(tool, shapes_data, tmp_path):
 
     Criterion (tests/test_configs/learning.py): the best shape class's IoU beats the untrained
     model's by 20 points; a background-everywhere model scores 0 on every shape class (aAcc
-    88.2 / mIoU 22.0 on these images), so it fails. Measured: untrained best shape IoU 6.6,
+    88.2 / mIoU 22.1 on these images), so it fails. Measured: untrained best shape IoU 6.6,
     trained rectangle 67.9. (The earlier criterion, val mIoU 10 points above the untrained
     model's after 100 iterations, is met by a background-only model: untrained mIoU 1.8 on 20
     validation images (98% of the pixels painted rectangle), background-only 20.9.)
