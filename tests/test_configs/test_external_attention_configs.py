@@ -110,3 +110,36 @@ def test_plugin_recipes_keep_imagenet_init():
         assert cfg.model.backbone.init_cfg.type == 'Pretrained', config
         assert plugins[0].position == 'after_conv3'
         assert plugins[0].cfg.type == 'mmattn.ExternalAttentionBlock'
+
+
+def _schedule(config):
+    cfg = Config.fromfile(osp.join(REPO, config))
+    gpus = int(osp.basename(config).split('_')[-2].split('xb')[0])  # 4xb4-40k -> 4 GPUs
+    poly = [s for s in cfg.param_scheduler if s.type == 'PolyLR']
+    return dict(optimizer=cfg.optim_wrapper.optimizer.to_dict(),
+                paramwise=cfg.optim_wrapper.get('paramwise_cfg'),
+                images=gpus * cfg.train_dataloader.batch_size, iters=cfg.train_cfg.max_iters,
+                poly=[(s.power, s.eta_min, s.end) for s in poly],
+                warmup=[s.type for s in cfg.param_scheduler if s.type != 'PolyLR'])
+
+
+def test_pyramids_share_the_official_agent_pvt_semantic_fpn_schedule():
+    """EA-PVT, FLatten-PVT and Agent-PVT Semantic FPN train on one schedule: the official
+    Agent-PVT one (AdamW 2e-4, wd 1e-4, poly 0.9 to 0, no warm-up, 40k x 16 images)."""
+    official = _schedule('configs/agent_attention/fpn_agent-pvt-t_8xb2-40k_ade20k-512x512.py')
+    assert official['optimizer'] == dict(type='AdamW', lr=2e-4, weight_decay=1e-4)
+    assert (official['images'], official['iters'], official['poly'], official['warmup']) == (
+        16, 40000, [(0.9, 0., 40000)], [])
+    for config in ('configs/external_attention/fpn_ea-pvt-t_4xb4-40k_ade20k-512x512.py',
+                   'configs/external_attention/fpn_ea-pvt-s_4xb4-40k_ade20k-512x512.py',
+                   'configs/flatten/fpn_flatten-pvt-t_8xb2-40k_ade20k-512x512.py'):
+        assert _schedule(config) == official, config
+
+
+def test_resnet_semantic_fpn_follows_mmseg_ade20k_160k():
+    """mmseg's configs/sem_fpn/fpn_r50_4xb4-160k_ade20k-512x512.py: SGD 0.01, poly to 1e-4."""
+    for depth in (50, 101):
+        s = _schedule(f'configs/external_attention/fpn_r{depth}-ea_4xb4-160k_ade20k-512x512.py')
+        assert (s['optimizer']['type'], s['optimizer']['lr'], s['optimizer']['weight_decay'],
+                s['images'], s['iters'], s['poly']) == ('SGD', 0.01, 5e-4, 16, 160000,
+                                                        [(0.9, 1e-4, 160000)])
