@@ -124,6 +124,36 @@ def test_lean_and_fused_paths_agree_with_grad():
         assert (p_l.grad - p_f.grad).abs().max() <= 1e-4, name
 
 
+def test_default_path_follows_the_device(monkeypatch):
+    """fused_attn=None: the lean loop on CPU (an explicit True/False always wins)."""
+    calls = []
+    real_fused = BiLevelRoutingAttention._attend_fused
+    monkeypatch.setattr(BiLevelRoutingAttention, '_attend_fused',
+                        lambda self, *a: calls.append('fused') or real_fused(self, *a))
+    x = torch.randn(1, 6 * 6, 16)
+    BiLevelRoutingAttention(16, num_heads=2, n_win=2, topk=2)(x, (6, 6))
+    assert calls == []
+    BiLevelRoutingAttention(16, num_heads=2, n_win=2, topk=2, fused_attn=True)(x, (6, 6))
+    assert calls == ['fused']
+
+
+def test_region_gather_equals_indexing_with_gradient():
+    """index_select over B*P picks the same regions (and routes the same gradient) as
+    indexing region by region."""
+    torch.manual_seed(0)
+    op = BiLevelRoutingAttention(16, num_heads=2, n_win=2, topk=2)
+    # a transposed view, as the op passes it
+    t = torch.randn(3, 5, 4, 2, 6).transpose(2, 3).requires_grad_()
+    idx = torch.randint(0, 5, (3, 5, 2))
+    got = op._gather(t, idx)
+    want = torch.stack([torch.stack([t[b, idx[b, p]] for p in range(5)]) for b in range(3)])
+    assert got.shape == want.shape == (3, 5, 2, 2, 4, 6)
+    assert torch.equal(got, want)
+    g = torch.randn_like(got)
+    (g_got, ), (g_want, ) = (torch.autograd.grad(o, t, g) for o in (got, want))
+    torch.testing.assert_close(g_got, g_want)
+
+
 def test_every_parameter_gets_gradient_and_routing_has_none():
     torch.manual_seed(0)
     op = build_module(dict(type='BiLevelRoutingAttention', embed_dims=16, num_heads=2,

@@ -172,8 +172,9 @@ def test_fused_attn_switch_reaches_every_op_that_has_one():
     model = build('BiFormer', fused_attn=True)
     assert all(m.fused_attn for m in model.modules() if hasattr(m, 'fused_attn')
                and m is not model)
-    model = build('BiFormer')  # None: each op's own default (BRA lean loop, global SDPA)
-    assert [s[0].attn.fused_attn for s in model.stages] == [False, False, False, True]
+    # None: each op's own default (BRA by device: lean loop on CPU, SDPA on CUDA; global SDPA)
+    model = build('BiFormer')
+    assert [s[0].attn.fused_attn for s in model.stages] == [None, None, None, True]
 
 
 def test_arch_errors_are_uniform():
