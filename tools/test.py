@@ -99,6 +99,9 @@ def main(argv=None):
     enable_crash_safe_checkpoints(cfg, strict_load=True)  # refuses another model's checkpoint
     preflight(cfg, splits=('test', ))
     runner = Runner.from_cfg(cfg)
+    if args.compile:
+        from mmattn.engine.compile import compile_backbone
+        compile_backbone(runner.model, backend=args.compile)
     try:
         metrics = runner.test()
         if runner.rank == 0:

@@ -84,6 +84,9 @@ def main(argv=None):
     check_dataset_paths(cfg, splits=('train', 'val'))
     preflight(cfg, splits=('train', 'val'))  # data contents, backbone config, checkpoint file
     runner = Runner.from_cfg(cfg)
+    if args.compile:
+        from mmattn.engine.compile import compile_backbone
+        compile_backbone(runner.model, backend=args.compile)
     runner.train()
     finish_launcher()
 

@@ -29,6 +29,10 @@ def add_common_args(parser) -> None:
     parser.add_argument(
         '--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none',
         help='job launcher (pytorch: torchrun / tools/dist_*.sh; slurm: tools/slurm_*.sh)')
+    parser.add_argument(
+        '--compile', nargs='?', const='inductor', metavar='BACKEND',
+        help='torch.compile the backbone in place (dynamic shapes; checkpoints unchanged), '
+        'with BACKEND (default inductor); the first iterations include compilation')
     # torch.distributed.launch passes --local-rank (newer) or --local_rank (older).
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
 
