@@ -21,7 +21,13 @@ dense ``N x N`` score matrix (exact here, since the ``mask_mod`` repeats the rou
 :func:`bra_flex_attention` calls a compiled kernel when run eagerly, and the plain function when
 it is itself being traced by ``torch.compile`` (the whole backbone compiled). On CPU, torch 2.13
 has no ``flex_attention`` backward: use it for inference there (the op falls back to its gather
-path when gradients are needed); on CUDA it trains too.
+path when gradients are needed).
+
+On CUDA (measured once, torch 2.11 on an H200; docs/benchmark.md) it is not a win: Triton's flex
+kernel needs block sizes divisible by its tiles, so regions of 16, 20, 70 or 247 tokens (BiFormer
+stage 3 at 512, every COCO-size stage) fail to compile, and where it compiled (regions of 64 and
+256 tokens) it was exact but ran at 0.3x (forward) to 0.75-0.96x (forward + backward) of the
+gather + SDPA path, which is BRA's CUDA default.
 """
 from typing import Optional
 
