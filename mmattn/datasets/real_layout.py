@@ -1,4 +1,4 @@
-"""Tiny datasets in the *real* COCO and ADE20K layouts, for smoke-testing the real recipes.
+"""Tiny datasets in the *real* COCO, ADE20K and PASCAL VOC layouts, for smoke-testing recipes.
 
 The bundled shapes data (``shapes.py``) has 3 classes with contiguous ids; the recipes under
 ``configs/<family>/`` read ``data/coco`` and ``data/ade/ADEChallengeData2016`` with the real
@@ -13,6 +13,10 @@ the real data that the shapes data never exercises:
 * ADE20K (``data/ade/ADEChallengeData2016``): ``images/{training,validation}/*.jpg`` and
   ``annotations/{training,validation}/*.png`` whose values span 0-150: 0 is "other" (ignored
   under ``reduce_zero_label``) and 1-150 are the 150 classes, 150 ("flag") included.
+* PASCAL VOC 2012 + SBD aug (``data/VOCdevkit/VOC2012``): ``JPEGImages/``, palette PNGs in
+  ``SegmentationClass/`` (as VOC ships them: 0 background, 1-20 the classes, 255 the object
+  borders), grayscale PNGs in ``SegmentationClassAug/`` (as mmseg's ``voc_aug.py`` converts the
+  SBD set), and ``ImageSets/Segmentation/{train,val,aug}.txt``.
 
 Objects are drawn into the images with their masks, so boxes, polygons and label maps agree.
 Everything is deterministic. Files are written into a temporary folder and moved into place
@@ -32,7 +36,7 @@ import numpy as np
 COCO_CATEGORY_IDS = tuple(
     i for i in range(1, 91) if i not in (12, 26, 29, 30, 45, 66, 68, 69, 71, 83))
 #: Bump when the writers change: an existing fixture with another version is rewritten.
-FIXTURE_VERSION = 2
+FIXTURE_VERSION = 3
 
 
 def coco_categories() -> List[dict]:
@@ -200,10 +204,74 @@ def make_ade20k(root: str, seed: int = 0) -> bool:
     return True
 
 
+def voc_palette() -> List[int]:
+    """The 256-colour palette of the VOC PNGs (the standard bit-interleaved colour map)."""
+    palette = []
+    for i in range(256):
+        r = g = b = 0
+        c = i
+        for j in range(8):
+            r |= ((c >> 0) & 1) << (7 - j)
+            g |= ((c >> 1) & 1) << (7 - j)
+            b |= ((c >> 2) & 1) << (7 - j)
+            c >>= 3
+        palette += [r, g, b]
+    return palette
+
+
+def make_voc_aug(root: str, seed: int = 0) -> bool:
+    """Write a PASCAL VOC 2012 + aug layout to ``root`` (``.../VOCdevkit/VOC2012``).
+
+    Train and val images have palette PNGs in ``SegmentationClass``; the aug images have
+    grayscale PNGs in ``SegmentationClassAug``. Labels are 0-20 with 255 on object borders.
+
+    Returns:
+        bool: False when a current fixture already exists (nothing written).
+    """
+    if _is_current(root):
+        return False
+    from PIL import Image
+
+    splits = {'train': [(375, 500), (500, 333)], 'val': [(366, 500), (281, 500)],
+              'aug': [(333, 500), (500, 375)]}
+
+    def build(tmp: str) -> None:
+        rng = np.random.default_rng(seed)
+        for sub in ('JPEGImages', 'SegmentationClass', 'SegmentationClassAug',
+                    'ImageSets/Segmentation'):
+            os.makedirs(osp.join(tmp, sub))
+        for split, sizes in splits.items():
+            names = []
+            for k, (h, w) in enumerate(sizes):
+                name = f'2007_{split}_{k:04d}'
+                img = _canvas(rng, h, w)
+                label = np.zeros((h, w), np.uint8)
+                for v in [int(v) for v in rng.integers(1, 21, 3)] + [20]:
+                    poly = _polygon(rng, h, w).round().astype(np.int32)
+                    cv2.fillPoly(label, [poly], v)
+                    cv2.polylines(label, [poly], True, 255, 2)  # VOC's 'void' border
+                    img[label == v] = rng.integers(0, 256, 3)
+                cv2.imwrite(osp.join(tmp, 'JPEGImages', name + '.jpg'), img)
+                if split == 'aug':
+                    cv2.imwrite(osp.join(tmp, 'SegmentationClassAug', name + '.png'), label)
+                else:
+                    png = Image.fromarray(label, mode='P')
+                    png.putpalette(voc_palette())
+                    png.save(osp.join(tmp, 'SegmentationClass', name + '.png'))
+                names.append(name)
+            with open(osp.join(tmp, 'ImageSets', 'Segmentation', f'{split}.txt'), 'w') as f:
+                f.write('\n'.join(names) + '\n')
+
+    _write_atomically(root, build)
+    return True
+
+
 def make_real_layout(data_root: str, seed: int = 0) -> Dict[str, str]:
-    """Write both fixtures under ``data_root`` in the OpenMMLab layout; return their roots."""
+    """Write the fixtures under ``data_root`` in the OpenMMLab layout; return their roots."""
     coco = osp.join(data_root, 'coco')
     ade = osp.join(data_root, 'ade', 'ADEChallengeData2016')
+    voc = osp.join(data_root, 'VOCdevkit', 'VOC2012')
     make_coco(coco, seed)
     make_ade20k(ade, seed)
-    return dict(coco=coco, ade20k=ade)
+    make_voc_aug(voc, seed)
+    return dict(coco=coco, ade20k=ade, voc=voc)

@@ -97,6 +97,26 @@ def test_ade_fixture_labels_span_0_to_150_and_mmseg_maps_them(real_data):
     assert 149 in loaded and 255 in loaded
 
 
+def test_voc_fixture_has_palette_pngs_and_mmseg_reads_class_indices(real_data):
+    """VOC ships palette PNGs whose pixel values are the class indices (0-20, 255 borders);
+    mmseg's loader must get the indices, not colours, from them and from the aug PNGs."""
+    from mmseg.datasets import PascalVOCDataset
+    from mmseg.datasets.transforms import LoadAnnotations
+    from PIL import Image
+    _, roots = real_data
+    for seg_dir, split, mode in (('SegmentationClass', 'train', 'P'),
+                                 ('SegmentationClassAug', 'aug', 'L')):
+        ds = PascalVOCDataset(data_root=roots['voc'],
+                              ann_file=f'ImageSets/Segmentation/{split}.txt',
+                              data_prefix=dict(img_path='JPEGImages', seg_map_path=seg_dir),
+                              pipeline=[])
+        assert len(ds) == 2
+        assert Image.open(ds[0]['seg_map_path']).mode == mode
+        loaded = LoadAnnotations()(dict(ds[0]))['gt_seg_map']
+        assert set(np.unique(loaded)) <= set(range(21)) | {255}
+        assert 0 in loaded and 20 in loaded and 255 in loaded
+
+
 # --- blocker 1: the ADE20K label check ---------------------------------------------------------
 
 def _point_at(cfg, root):

@@ -2,8 +2,9 @@
 
 For each recipe: one short training run through ``tools/train.py`` and one test pass of the
 checkpoint it wrote through ``tools/test.py``, in a workspace that looks like a user's checkout:
-``data/coco`` and ``data/ade/ADEChallengeData2016`` hold tiny datasets in the standard layouts
-(the 80 real COCO categories with their gapped ids, ADE20K label values 0-150; written by
+``data/coco``, ``data/ade/ADEChallengeData2016`` and ``data/VOCdevkit/VOC2012`` hold tiny
+datasets in the standard layouts (the 80 real COCO categories with their gapped ids, ADE20K
+label values 0-150, VOC palette PNGs with 255 borders and the aug split; written by
 :mod:`mmattn.datasets.real_layout`), and no pretrained file exists when testing.
 
 The recipes run unchanged except for:
