@@ -10,9 +10,12 @@ the whole ``train_step`` (optimizer update included) and is left alone.
 """
 from typing import Optional
 
+import torch
 import torch.nn as nn
 from mmengine.logging import MMLogger
 from mmengine.model import is_model_wrapper
+
+from mmattn.utils.cli import UserInputError
 
 __all__ = ['compile_backbone']
 
@@ -32,11 +35,20 @@ def compile_backbone(model: nn.Module, dynamic: Optional[bool] = True, fullgraph
 
     Returns:
         nn.Module: ``model`` itself.
+
+    Raises:
+        UserInputError: ``backend`` is no ``torch.compile`` backend, or ``model`` has no
+            ``backbone`` (the tools print it as one ``error:`` line).
     """
+    known = torch._dynamo.list_backends(exclude_tags=())
+    if isinstance(backend, str) and backend not in known:
+        raise UserInputError(f'--compile backend {backend!r} is not a torch.compile backend; '
+                             'use inductor (the default), aot_eager or eager (the full list: '
+                             'torch._dynamo.list_backends(exclude_tags=()))')
     inner = model.module if is_model_wrapper(model) else model
     backbone = getattr(inner, 'backbone', None)
     if not isinstance(backbone, nn.Module):
-        raise ValueError(f'--compile compiles the backbone, but {type(inner).__name__} has no '
+        raise UserInputError(f'--compile compiles the backbone, but {type(inner).__name__} has no '
                          '`backbone` module; compile the model yourself or drop --compile')
     backbone.compile(dynamic=dynamic, fullgraph=fullgraph, backend=backend, mode=mode)
     MMLogger.get_current_instance().info(

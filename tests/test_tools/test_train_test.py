@@ -190,6 +190,12 @@ def test_misspelt_cfg_option_is_one_line_error(tool):
     _assert_one_line_error(proc, "'max_iter'", "did you mean 'max_iters'")
 
 
+def test_unknown_compile_backend_is_one_line_error(tool, shapes_data, tmp_path):
+    proc = tool('train.py', SEG, '--work-dir', str(tmp_path), '--compile', 'inductr',
+                check=False)
+    _assert_one_line_error(proc, "'inductr' is not a torch.compile backend", 'inductor')
+
+
 @pytest.mark.parametrize('script', ['train.py', 'test.py'])
 def test_tools_show_help(tool, script):
     proc = tool(script, '--help')
