@@ -205,18 +205,11 @@ def make_ade20k(root: str, seed: int = 0) -> bool:
 
 
 def voc_palette() -> List[int]:
-    """The 256-colour palette of the VOC PNGs (the standard bit-interleaved colour map)."""
-    palette = []
-    for i in range(256):
-        r = g = b = 0
-        c = i
-        for j in range(8):
-            r |= ((c >> 0) & 1) << (7 - j)
-            g |= ((c >> 1) & 1) << (7 - j)
-            b |= ((c >> 2) & 1) << (7 - j)
-            c >>= 3
-        palette += [r, g, b]
-    return palette
+    """The palette of the VOC PNGs: mmseg's 21 class colours, and VOC's (224, 224, 192) at 255."""
+    from mmseg.datasets import PascalVOCDataset
+    colours = list(PascalVOCDataset.METAINFO['palette'])
+    colours += [(0, 0, 0)] * (255 - len(colours)) + [(224, 224, 192)]
+    return [v for rgb in colours for v in rgb]
 
 
 def make_voc_aug(root: str, seed: int = 0) -> bool:
