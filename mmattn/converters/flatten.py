@@ -1,5 +1,5 @@
-"""Convert official FLatten-PVT / FLatten-Swin ImageNet checkpoints to :class:`FLattenPVT` /
-:class:`FLattenSwin`.
+"""Convert official FLatten-PVT / FLatten-PVTv2 / FLatten-Swin ImageNet checkpoints to
+:class:`FLattenPVT` / :class:`FLattenPVTv2` / :class:`FLattenSwin`.
 
 The official trainer (LeapLabTHU/FLatten-Transformer, ``utils.py``, Swin codebase) saves
 ``{'model': state_dict, 'optimizer': ..., 'lr_scheduler': ..., 'max_accuracy': ..., 'epoch':
@@ -17,6 +17,20 @@ official                               mmattn
 ``norm.*``, ``head.*``                 dropped (classifier; ``norm`` is unused even by
                                        the official forward)
 =====================================  ===========================================
+
+FLatten-PVTv2 key mapping (``i`` = 1..4; no position embeddings, no final norm):
+
+=======================================  =========================================
+official                                 mmattn
+=======================================  =========================================
+``patch_embed{i}.{proj,norm}.*``         ``layers.{i-1}.patch_embed.{proj,norm}.*``
+``block{i}.{j}.mlp.dwconv.dwconv.*``     ``layers.{i-1}.blocks.{j}.mlp.dwconv.*``
+``block{i}.{j}.*`` (other)               ``layers.{i-1}.blocks.{j}.*``
+``norm{i}.*``                            ``layers.{i-1}.norm.*`` (the after-stage norm)
+``head.*``                               dropped (classifier)
+=======================================  =========================================
+
+The variant is read off the shapes: stage-1 width (32 for b0, 64 otherwise) and depths.
 
 FLatten-Swin keeps the official names (``patch_embed.*``, ``layers.{i}.blocks.{j}.*``,
 ``layers.{i}.downsample.*``) except that a linear block's ``attn.qkv`` is split into
@@ -42,7 +56,10 @@ from mmattn.converters.common import (
 from mmattn.utils.checkpoint import safe_load, save_atomic
 
 _PVT_NAMES = {'t': 'tiny', 's': 'small', 'm': 'medium', 'l': 'large'}
+_PVTV2_NAMES = {f'b{i}': f'b{i}' for i in range(5)}
 _SWIN_NAMES = {'t': 'tiny', 's': 'small', 'b': 'base'}
+_NAMES = dict(pvt=_PVT_NAMES, pvtv2=_PVTV2_NAMES, swin=_SWIN_NAMES)
+_LABELS = dict(pvt='FLatten-PVT', pvtv2='FLatten-PVTv2', swin='FLatten-Swin')
 
 
 def _is_linear_block(sd, prefix: str) -> bool:
@@ -50,23 +67,36 @@ def _is_linear_block(sd, prefix: str) -> bool:
 
 
 def detect_family(sd: Dict[str, torch.Tensor]) -> str:
-    """``'pvt'`` or ``'swin'``; raises :class:`ConversionError` for anything else."""
-    if 'patch_embed1.proj.weight' in sd and (
-            'norm1.weight' in sd or sd['patch_embed1.proj.weight'].shape[-1] == 7):
-        raise ConversionError('this is a FLatten-PVTv2 checkpoint (overlapping patch embedding, '
-                              'per-stage norm{i}); only FLatten-PVT (v1) and FLatten-Swin '
-                              'convert')
+    """``'pvt'``, ``'pvtv2'`` or ``'swin'``; raises :class:`ConversionError` otherwise."""
     linear = any(k.endswith('.attn.dwc.weight') for k in sd) and any(
         k.endswith('.attn.scale') for k in sd)
     if linear and 'patch_embed1.proj.weight' in sd and 'pos_embed1' in sd:
         return 'pvt'
+    if linear and 'patch_embed1.proj.weight' in sd and 'norm1.weight' in sd:
+        return 'pvtv2'  # PVT v2 layout: no position embeddings, an after-stage norm{i}
     if linear and 'patch_embed.proj.weight' in sd and any(
             k.startswith('layers.0.blocks.0.attn.') for k in sd):
         return 'swin'
     raise ConversionError(
-        'not an official FLatten-PVT or FLatten-Swin checkpoint: expected focused linear '
-        "attention keys ('*.attn.dwc.weight', '*.attn.scale') with 'patch_embed1.proj.weight' + "
-        "'pos_embed1' (PVT) or 'patch_embed.proj.weight' + 'layers.0.blocks.0.attn.*' (Swin)")
+        'not an official FLatten-PVT, FLatten-PVTv2 or FLatten-Swin checkpoint: expected '
+        "focused linear attention keys ('*.attn.dwc.weight', '*.attn.scale') with "
+        "'patch_embed1.proj.weight' + 'pos_embed1' (PVT), 'patch_embed1.proj.weight' + "
+        "'norm1.weight' (PVTv2) or 'patch_embed.proj.weight' + 'layers.0.blocks.0.attn.*' "
+        '(Swin)')
+
+
+def _pvt_stage_cfgs(sd) -> List[dict]:
+    """The op of each PVT (v1 or v2) stage, read off its first block's keys."""
+    cfgs = []
+    for i in range(1, 5):
+        prefix = f'block{i}.0.attn.'
+        if _is_linear_block(sd, prefix):
+            w = sd.get(prefix + 'sr.weight')
+            cfgs.append(dict(type='FocusedLinearAttention',
+                             sr_ratio=int(w.shape[-1]) if w is not None else 1))
+        else:  # the official softmax stages: PVT's spatial-reduction attention
+            cfgs.append(dict(type='SpatialReductionAttention'))
+    return cfgs
 
 
 def _pvt_facts(sd) -> dict:
@@ -77,17 +107,30 @@ def _pvt_facts(sd) -> dict:
     if arch is None:
         raise ConversionError(f'FLatten-PVT checkpoint with depths {depths} matches no variant '
                               '(T 2-2-2-2, S 3-4-6-3, M 3-4-18-3, L 3-8-27-3)')
-    cfgs = []
-    for i in range(1, 5):
-        prefix = f'block{i}.0.attn.'
-        if _is_linear_block(sd, prefix):
-            w = sd.get(prefix + 'sr.weight')
-            cfgs.append(dict(type='FocusedLinearAttention',
-                             sr_ratio=int(w.shape[-1]) if w is not None else 1))
-        else:  # the official softmax stages: PVT's spatial-reduction attention
-            cfgs.append(dict(type='SpatialReductionAttention'))
     side = math.isqrt(int(sd['pos_embed1'].shape[1]))
-    return dict(family='pvt', arch=arch, attn_cfgs=cfgs, pretrain_img_size=side * 4)
+    return dict(family='pvt', arch=arch, attn_cfgs=_pvt_stage_cfgs(sd),
+                pretrain_img_size=side * 4)
+
+
+def _pvtv2_facts(sd) -> dict:
+    from mmattn.models.backbones.flatten import FLattenPVTv2
+    depths = block_depths(sd, r'block%d\.(\d+)\.', 4, 1)
+    dims = int(sd['patch_embed1.proj.weight'].shape[0])
+    arch = next((name for name in sorted(FLattenPVTv2.arch_zoo)
+                 if FLattenPVTv2.arch_zoo[name]['depths'] == depths
+                 and FLattenPVTv2.arch_zoo[name]['embed_dims'][0] == dims), None)
+    if arch is None:
+        raise ConversionError(f'FLatten-PVTv2 checkpoint with stage-1 width {dims} and depths '
+                              f'{depths} matches no variant (b0 32/2-2-2-2, b1 64/2-2-2-2, '
+                              'b2 64/3-4-6-3, b3 64/3-4-18-3, b4 64/3-8-27-3)')
+    cfgs = _pvt_stage_cfgs(sd)
+    img = None
+    for i, cfg in enumerate(cfgs):  # the first linear stage's positional encoding
+        pos = sd.get(f'block{i + 1}.0.attn.positional_encoding')
+        if cfg['type'] == 'FocusedLinearAttention' and pos is not None:
+            img = math.isqrt(int(pos.shape[1])) * cfg['sr_ratio'] * 4 * 2**i
+            break
+    return dict(family='pvtv2', arch=arch, attn_cfgs=cfgs, pretrain_img_size=img or 224)
 
 
 def _swin_facts(sd) -> dict:
@@ -123,10 +166,11 @@ def _swin_facts(sd) -> dict:
 
 def build_target(facts: dict):
     """The mmattn backbone that a checkpoint with ``facts`` converts to."""
-    if facts['family'] == 'pvt':
-        from mmattn.models.backbones.flatten import FLattenPVT
-        return FLattenPVT(arch=facts['arch'], attn_cfgs=facts['attn_cfgs'],
-                          pretrain_img_size=facts['pretrain_img_size'], drop_path_rate=0.)
+    if facts['family'] in ('pvt', 'pvtv2'):
+        from mmattn.models.backbones.flatten import FLattenPVT, FLattenPVTv2
+        cls = FLattenPVT if facts['family'] == 'pvt' else FLattenPVTv2
+        return cls(arch=facts['arch'], attn_cfgs=facts['attn_cfgs'],
+                   pretrain_img_size=facts['pretrain_img_size'], drop_path_rate=0.)
     from mmattn.models.backbones.flatten import FLattenSwin
     return FLattenSwin(arch=facts['arch'], attn_cfgs=facts['attn_cfgs'],
                        window_size=facts['window_size'],
@@ -156,6 +200,26 @@ def _map_pvt(sd) -> Tuple[dict, List[str], List[str]]:
     return out, dropped, unused
 
 
+def _map_pvtv2(sd) -> Tuple[dict, List[str], List[str]]:
+    out, dropped, unused = OrderedDict(), [], []
+    for k, v in sd.items():
+        if k.startswith('head.'):
+            dropped.append(k)  # classifier
+            continue
+        m = re.match(r'(patch_embed|block|norm)([1-4])(\..*)$', k)
+        if m is None:
+            unused.append(k)
+            continue
+        kind, i, rest = m.group(1), int(m.group(2)) - 1, m.group(3)
+        if kind == 'patch_embed':
+            out[f'layers.{i}.patch_embed{rest}'] = v
+        elif kind == 'norm':
+            out[f'layers.{i}.norm{rest}'] = v
+        else:
+            out[f'layers.{i}.blocks{rest.replace(".mlp.dwconv.dwconv.", ".mlp.dwconv.")}'] = v
+    return out, dropped, unused
+
+
 def _map_swin(sd) -> Tuple[dict, List[str], List[str]]:
     out, dropped, unused = OrderedDict(), [], []
     for k, v in sd.items():
@@ -179,12 +243,14 @@ def _map_swin(sd) -> Tuple[dict, List[str], List[str]]:
 def convert_flatten(ckpt, arch: Optional[str] = None, family: Optional[str] = None,
                     expected: Optional[Dict[str, torch.Size]] = None
                     ) -> Tuple['OrderedDict[str, torch.Tensor]', dict]:
-    """Map an official FLatten-PVT/Swin checkpoint to mmattn names and check it.
+    """Map an official FLatten-PVT/PVTv2/Swin checkpoint to mmattn names and check it.
 
     Args:
         ckpt (dict): The loaded official file (``{'model': sd, ...}`` or a bare state dict).
-        arch (str, optional): Expected variant (``'t'``, ``'tiny'``, ...); refused on mismatch.
-        family (str, optional): Expected family, ``'pvt'`` or ``'swin'``; refused on mismatch.
+        arch (str, optional): Expected variant (``'t'``, ``'tiny'``, ``'b0'``, ...); refused
+            on mismatch.
+        family (str, optional): Expected family, ``'pvt'``, ``'pvtv2'`` or ``'swin'``;
+            refused on mismatch.
         expected (dict, optional): ``key -> shape`` of the target backbone; built from
             :func:`build_target` when None.
 
@@ -192,37 +258,37 @@ def convert_flatten(ckpt, arch: Optional[str] = None, family: Optional[str] = No
         tuple: ``(state_dict, report)``; ``report`` has ``family``, ``arch``, ``attn_cfgs``
         (the backbone's ``attn_cfgs``: one entry per stage, per block for Swin; the linear
         PVT stages carry their ``sr_ratio``), ``layout`` (:func:`describe_layout` of it),
-        ``pretrain_img_size`` (+ ``window_size`` for Swin),
+        ``name`` (e.g. ``'FLatten-PVTv2-b0'``), ``pretrain_img_size`` (+ ``window_size`` for Swin),
         ``dropped``, ``new`` (mmattn keys left at their init: the Swin output norms) and
         ``num_keys``.
 
     Raises:
-        ConversionError: Not a FLatten-PVT/Swin checkpoint, a variant mismatch, unused
+        ConversionError: Not a FLatten-PVT/PVTv2/Swin checkpoint, a variant mismatch, unused
             official keys, missing keys or shape mismatches. Nothing partial is returned.
     """
     sd = unwrap_state_dict(ckpt)
     found = detect_family(sd)
+    label = _LABELS[found]
     if family is not None and family.lower() != found:
-        raise ConversionError(f'{family!r} requested but the checkpoint is '
-                              f'FLatten-{found.upper()}')
-    facts = _pvt_facts(sd) if found == 'pvt' else _swin_facts(sd)
+        raise ConversionError(f'{family!r} requested but the checkpoint is {label}')
+    facts = dict(pvt=_pvt_facts, pvtv2=_pvtv2_facts, swin=_swin_facts)[found](sd)
     if arch is not None:
-        names = _PVT_NAMES if found == 'pvt' else _SWIN_NAMES
+        names = _NAMES[found]
         wanted = names.get(arch.lower(), arch.lower())
         if wanted not in names.values():
-            raise ConversionError(f'unknown arch {arch!r} for FLatten-{found.upper()}; choose '
-                                  f'from {sorted(names) + sorted(names.values())}')
+            raise ConversionError(f'unknown arch {arch!r} for {label}; choose '
+                                  f'from {sorted(set(names) | set(names.values()))}')
         if wanted != facts['arch']:
             raise ConversionError(f'--arch {arch!r} requested but the checkpoint is '
-                                  f'FLatten-{found.upper()}-{facts["arch"]}')
-    out, dropped, unused = _map_pvt(sd) if found == 'pvt' else _map_swin(sd)
+                                  f'{label}-{facts["arch"]}')
+    out, dropped, unused = dict(pvt=_map_pvt, pvtv2=_map_pvtv2, swin=_map_swin)[found](sd)
     if expected is None:
         expected = {k: v.shape for k, v in build_target(facts).state_dict().items()}
     new = [k for k in expected if re.match(r'norm\d+\.', k)] if found == 'swin' else []
-    audit_key_mapping(out, expected, unused, f'FLatten-{found.upper()}-{facts["arch"]}',
-                      allowed_missing=tuple(new))
+    name = f'{label}-{facts["arch"]}'
+    audit_key_mapping(out, expected, unused, name, allowed_missing=tuple(new))
     report = dict(facts, layout=describe_layout(facts['attn_cfgs']), dropped=dropped, new=new,
-                  num_keys=len(out))
+                  num_keys=len(out), name=name)
     return out, report
 
 

@@ -25,9 +25,9 @@ DROPPABLE = re.compile(r'^(head\.|norm\.)|\.attn_mask$|\.relative_position_index
 @functools.lru_cache(maxsize=None)
 def expected_shapes(name):
     """Key -> shape of the mmattn backbone for fixture variant ``name`` (built once)."""
-    from mmattn.models.backbones.flatten import FLattenPVT, FLattenSwin
+    from mmattn.models.backbones.flatten import FLattenPVT, FLattenPVTv2, FLattenSwin
     family, arch = name.split('-')
-    cls = FLattenPVT if family == 'pvt' else FLattenSwin
+    cls = dict(pvt=FLattenPVT, pvtv2=FLattenPVTv2, swin=FLattenSwin)[family]
     return {k: v.shape for k, v in cls(arch, drop_path_rate=0.).state_dict().items()}
 
 
@@ -57,8 +57,12 @@ def test_every_key_consumed_and_produced(name):
     split = sum(k.endswith('attn.qkv.weight') and f'{k[:-10]}dwc.weight' in sd for k in sd)
     # every official key consumed (Swin linear-block qkv -> q + kv) or dropped
     assert len(out) == len(sd) - len(report['dropped']) + 2 * split
-    if family == 'pvt':
+    if family in ('pvt', 'pvtv2'):
         assert report['attn_cfgs'] == [dict(type='FocusedLinearAttention', sr_ratio=1)] * 4
+        assert report['pretrain_img_size'] == 224
+        if family == 'pvtv2':  # classifier only; the after-stage norms are the backbone's
+            assert sorted(report['dropped']) == ['head.bias', 'head.weight']
+            assert all(f'layers.{i}.norm.weight' in out for i in range(4))
     else:
         assert [s[0]['type'] for s in report['attn_cfgs']] == ['FocusedLinearAttention'] * 2 + [
             'ShiftWindowMSA'] * 2
@@ -89,6 +93,58 @@ def test_pvt_mapping_and_load():
     model.load_state_dict(out, strict=True)
 
 
+def test_pvtv2_mapping_values_and_load():
+    sd = fake_official('pvtv2-b0')
+    out, report = convert_flatten({'model': sd, 'epoch': 299})
+    assert report['family'] == 'pvtv2' and report['arch'] == 'b0'
+    assert report['name'] == 'FLatten-PVTv2-b0'
+    assert out['layers.0.patch_embed.proj.weight'] is sd['patch_embed1.proj.weight']
+    assert out['layers.0.patch_embed.proj.weight'].shape == (32, 3, 7, 7)  # overlapping 7x7
+    assert out['layers.3.norm.bias'] is sd['norm4.bias']
+    assert out['layers.1.blocks.1.mlp.dwconv.weight'] is sd['block2.1.mlp.dwconv.dwconv.weight']
+    assert out['layers.2.blocks.0.attn.positional_encoding'] is sd[
+        'block3.0.attn.positional_encoding']
+    model = build_target(report)
+    model.load_state_dict(out, strict=True)
+    # b1 has b0's depths but twice the width: told apart by the shapes
+    assert convert_flatten(fake_official('pvtv2-b1', 'meta'),
+                           expected=expected_shapes('pvtv2-b1'))[1]['arch'] == 'b1'
+
+
+def test_pvtv2_refuses_mismatches():
+    with pytest.raises(ConversionError, match='FLatten-PVTv2-b0'):
+        convert_flatten(fake_official('pvtv2-b0', 'meta'), arch='b1',
+                        expected=expected_shapes('pvtv2-b0'))
+    with pytest.raises(ConversionError, match="'pvt' requested but the checkpoint is "
+                       'FLatten-PVTv2'):
+        convert_flatten(fake_official('pvtv2-b2', 'meta'), family='pvt',
+                        expected=expected_shapes('pvtv2-b2'))
+    with pytest.raises(ConversionError, match="unknown arch 'b5'"):
+        convert_flatten(fake_official('pvtv2-b0', 'meta'), arch='b5',
+                        expected=expected_shapes('pvtv2-b0'))
+    sd = {k: v for k, v in fake_official('pvtv2-b2', 'meta').items()
+          if not k.startswith('block3.5.')}  # depths 3-4-5-3: no variant
+    with pytest.raises(ConversionError, match=r'depths \[3, 4, 5, 3\] matches no variant'):
+        convert_flatten(sd)
+    sd = fake_official('pvtv2-b0', 'meta')
+    del sd['norm3.weight']
+    with pytest.raises(ConversionError, match='missing keys.*layers.2.norm.weight'):
+        convert_flatten(sd, expected=expected_shapes('pvtv2-b0'))
+    sd = fake_official('pvtv2-b0', 'meta')
+    sd['pos_embed1'] = torch.empty(1, 3136, 32, device='meta')  # v1 and v2 keys mixed
+    with pytest.raises(ConversionError):
+        convert_flatten(sd, expected=expected_shapes('pvtv2-b0'))
+    sd = fake_official('pvtv2-b0', 'meta')
+    sd['block1.0.mlp.dwconv.dwconv.weight'] = torch.empty(256, 1, 5, 5, device='meta')
+    with pytest.raises(ConversionError, match='shape mismatches.*mlp.dwconv.weight'):
+        convert_flatten(sd, expected=expected_shapes('pvtv2-b0'))
+    # the plain PVT v2 (softmax attention everywhere, no focused linear keys) is not FLatten
+    plain = {k: v for k, v in fake_official('pvtv2-b0', 'meta').items()
+             if not re.search(r'attn\.(dwc\.|scale|positional_encoding)', k)}
+    with pytest.raises(ConversionError, match='not an official FLatten'):
+        convert_flatten(plain)
+
+
 def test_refuses_foreign_and_mismatched():
     with pytest.raises(ConversionError, match='not an official FLatten'):
         convert_flatten({'model': {'conv1.weight': torch.zeros(64, 3, 7, 7)}})
@@ -100,10 +156,6 @@ def test_refuses_foreign_and_mismatched():
             sd = {k: torch.empty(s, device='meta') for k, s in keys.items()}
             with pytest.raises(ConversionError):
                 convert_flatten(sd)
-    pvtv2 = {'patch_embed1.proj.weight': torch.zeros(32, 3, 7, 7), 'norm1.weight': torch.zeros(32),
-             'block1.0.attn.dwc.weight': torch.zeros(32, 1, 5, 5)}
-    with pytest.raises(ConversionError, match='PVTv2'):
-        convert_flatten(pvtv2)
     with pytest.raises(ConversionError, match='FLatten-PVT-tiny'):
         convert_flatten(fake_official('pvt-t', 'meta'), arch='s',
                         expected=expected_shapes('pvt-t'))
@@ -142,6 +194,18 @@ def test_cli_writes_loadable_file_or_nothing(tmp_path):
     assert torch.equal(model.layers[0].blocks[0].attn.positional_encoding,
                        sd['block1.0.attn.positional_encoding'])
     assert torch.equal(model.layers[2].blocks[1].mlp.fc1.weight, sd['block3.1.mlp.fc1.weight'])
+    src2, dst2 = tmp_path / 'official_b0.pth', tmp_path / 'flatten_pvtv2_b0.pth'
+    sd2 = fake_official('pvtv2-b0')
+    torch.save({'model': sd2, 'epoch': 299, 'max_accuracy': 71.1}, src2)
+    assert _cli.main([str(src2), str(dst2), '--family', 'pvtv2', '--arch', 'b2']) == 2
+    assert not dst2.exists()
+    assert _cli.main([str(src2), str(dst2), '--family', 'pvtv2', '--arch', 'b0']) == 0
+    from mmattn.models.backbones.flatten import FLattenPVTv2
+    model = FLattenPVTv2('b0', init_cfg=dict(type='Pretrained', checkpoint=str(dst2)))
+    model.init_weights()
+    assert torch.equal(model.layers[3].norm.weight, sd2['norm4.weight'])
+    assert torch.equal(model.layers[0].blocks[1].mlp.dwconv.weight,
+                       sd2['block1.1.mlp.dwconv.dwconv.weight'])
     bad = tmp_path / 'bad.pth'
     torch.save({'model': {'x': torch.zeros(1)}}, bad)
     assert _cli.main([str(bad), str(tmp_path / 'out.pth')]) == 2

@@ -23,10 +23,18 @@ The op is called as ``op(x, hw_shape)`` with ``x`` of shape ``(B, H*W, C)`` (alr
 layer-normed) and must return the same shape for any ``(H, W)``. The block adds the residual,
 drop path and the MLP.
 
-Input sizes: like the official model, the patch embeddings are strided convs that floor, so
-an ``H x W`` input gives ``floor(H / 4) x floor(W / 4)`` tokens in stage 1 and each later stage
-floors ``/ 2`` again; the rows/columns that do not fill a patch are dropped. An input smaller
-than a patch raises a ``ValueError``.
+PVT v2 options (Wang et al., "PVT v2: Improved Baselines with Pyramid Vision Transformer",
+CVMJ 2022, arXiv 2106.13797; the names of MMDetection's ``PyramidVisionTransformer``):
+``patch_kernel_sizes`` (overlapping patch embedding, 7/3/3/3 with strides 4/2/2/2 and padding
+``k // 2``), ``use_abs_pos_embed=False``, ``use_conv_ffn`` (a depthwise 3x3 conv between
+``fc1`` and the activation) and ``norm_after_stage`` (a LayerNorm after each stage's blocks,
+on the main path: the next stage embeds the normalised map).
+
+Input sizes: like the official models, the patch embeddings are strided convs that floor.
+Non-overlapping (PVT v1): an ``H x W`` input gives ``floor(H / 4) x floor(W / 4)`` tokens in
+stage 1 and each later stage floors ``/ 2`` again; the rows/columns that do not fill a patch
+are dropped, and an input smaller than a patch raises a ``ValueError``. Overlapping (PVT v2,
+padding ``k // 2``): ``floor((H - 1) / 4) + 1 = ceil(H / 4)`` in stage 1, then ``ceil(/ 2)``.
 """
 from typing import Iterable, Optional, Sequence, Tuple, Union
 
@@ -59,16 +67,32 @@ _PVT_ARCHS = {
 
 
 class PVTPatchEmbed(nn.Module):
-    """Non-overlapping conv patch embedding + LayerNorm; sizes are floored like the official."""
+    """Conv patch embedding + LayerNorm (eps 1e-5, as the official PVT v1 and v2).
 
-    def __init__(self, in_channels: int, embed_dims: int, patch_size: int) -> None:
+    Args:
+        in_channels (int): Input channels.
+        embed_dims (int): Output channels.
+        patch_size (int): Stride of the conv (the downsampling factor).
+        kernel_size (int, optional): Conv kernel; larger than ``patch_size`` makes the patches
+            overlap (PVT v2: 7 for stride 4, 3 for stride 2) with padding ``kernel_size // 2``.
+            Defaults to None: ``patch_size``, non-overlapping, no padding (PVT v1).
+    """
+
+    def __init__(self, in_channels: int, embed_dims: int, patch_size: int,
+                 kernel_size: Optional[int] = None) -> None:
         super().__init__()
-        self.proj = nn.Conv2d(in_channels, embed_dims, kernel_size=patch_size, stride=patch_size)
-        self.norm = nn.LayerNorm(embed_dims)  # eps 1e-5, as the official PatchEmbed
+        kernel_size = patch_size if kernel_size is None else int(kernel_size)
+        if kernel_size < patch_size:
+            raise ValueError(f'patch kernel {kernel_size} is smaller than its stride '
+                             f'{patch_size}: pixels between patches would be skipped')
+        self.overlap = kernel_size > patch_size
+        self.proj = nn.Conv2d(in_channels, embed_dims, kernel_size=kernel_size,
+                              stride=patch_size, padding=kernel_size // 2 if self.overlap else 0)
+        self.norm = nn.LayerNorm(embed_dims)
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, Tuple[int, int]]:
         p = self.proj.kernel_size[0]
-        if x.shape[2] < p or x.shape[3] < p:
+        if not self.overlap and (x.shape[2] < p or x.shape[3] < p):
             raise ValueError(
                 f'PVT stage input {x.shape[2]}x{x.shape[3]} is smaller than its {p}x{p} patch '
                 f'embedding: the image is smaller than the backbone\'s total stride; pad or '
@@ -79,16 +103,23 @@ class PVTPatchEmbed(nn.Module):
 
 
 class PVTStage(nn.Module):
-    """Patch embedding, absolute position embedding (resized to the input) and blocks."""
+    """Patch embedding, absolute position embedding (resized to the input; PVT v1 only),
+    blocks, and the norm after the blocks (PVT v2 only)."""
 
     def __init__(self, patch_embed: PVTPatchEmbed, pretrain_hw: Tuple[int, int],
-                 embed_dims: int, blocks: Sequence[TransformerBlock], drop_rate: float) -> None:
+                 embed_dims: int, blocks: Sequence[TransformerBlock], drop_rate: float,
+                 use_abs_pos_embed: bool = True, norm: Optional[nn.Module] = None) -> None:
         super().__init__()
         self.patch_embed = patch_embed
         self.pretrain_hw = pretrain_hw
-        self.pos_embed = nn.Parameter(torch.zeros(1, pretrain_hw[0] * pretrain_hw[1], embed_dims))
-        self.pos_drop = nn.Dropout(drop_rate)
+        if use_abs_pos_embed:
+            self.pos_embed = nn.Parameter(
+                torch.zeros(1, pretrain_hw[0] * pretrain_hw[1], embed_dims))
+            self.pos_drop = nn.Dropout(drop_rate)
+        else:
+            self.pos_embed = self.pos_drop = None
         self.blocks = nn.ModuleList(blocks)
+        self.norm = norm
 
     def resized_pos_embed(self, hw_shape: Tuple[int, int]) -> torch.Tensor:
         """``(1, H*W, C)`` position embedding, bilinearly resized from ``pretrain_hw``."""
@@ -102,13 +133,15 @@ class PVTStage(nn.Module):
 
 @MODELS.register_module()
 class PyramidVisionTransformerSkeleton(BaseBackbone):
-    """PVT v1 layout with the attention of each block chosen by config.
+    """PVT v1 layout (or v2, with its options) with the attention of each block chosen by
+    config.
 
-    See the module docstring for the plug-in contract and the input-size policy, and
-    ``backbones/base.py`` for ``arch``, ``out_indices``, ``frozen_stages``, ``norm_eval`` and
-    init. Outputs a tuple of NCHW maps (strides 4/8/16/32 for the default patch sizes) for
-    ``out_indices``; like the official Agent-PVT dense backbone there are no output norms.
-    ``frozen_stages=0`` freezes stage 1's patch and position embeddings (the stem).
+    See the module docstring for the plug-in contract, the PVT v2 options and the input-size
+    policy, and ``backbones/base.py`` for ``arch``, ``out_indices``, ``frozen_stages``,
+    ``norm_eval`` and init. Outputs a tuple of NCHW maps (strides 4/8/16/32 for the default
+    patch sizes) for ``out_indices``; like the official Agent-PVT dense backbone there are no
+    output norms in the v1 layout (``norm_after_stage`` adds v2's). ``frozen_stages=0``
+    freezes stage 1's patch (and position) embedding, the stem.
 
     Args:
         arch (str | dict): ``'t'``/``'tiny'``, ``'s'``, ``'m'``, ``'l'``, or a dict with
@@ -117,8 +150,16 @@ class PyramidVisionTransformerSkeleton(BaseBackbone):
         attn_cfgs (dict | list, optional): The op of every block (see the module docstring).
             Defaults to None: :class:`SpatialReductionAttention`.
         in_channels (int): Input channels. Defaults to 3.
-        patch_sizes (sequence[int]): Patch size of each stage's embedding. Defaults to
-            (4, 2, 2, 2).
+        patch_sizes (sequence[int]): Patch size (conv stride) of each stage's embedding.
+            Defaults to (4, 2, 2, 2).
+        patch_kernel_sizes (sequence[int], optional): Conv kernel of each stage's embedding;
+            larger than the patch size overlaps (PVT v2: (7, 3, 3, 3)). Defaults to None:
+            the patch sizes (PVT v1).
+        use_abs_pos_embed (bool): Learned absolute position embeddings (PVT v1; PVT v2 has
+            none). Defaults to True.
+        use_conv_ffn (bool): PVT v2's MLP, ``fc2(act(DWConv3x3(fc1(x))))``. Defaults to False.
+        norm_after_stage (bool): PVT v2's LayerNorm (eps ``norm_eps``) after each stage's
+            blocks, on the main path. Defaults to False.
         pretrain_img_size (int | tuple[int, int]): Input size of pretraining; sizes the
             position embeddings (and ``pretrain_hw``). Defaults to 224.
         out_indices (sequence[int]): Stages to output. Defaults to (0, 1, 2, 3).
@@ -129,7 +170,8 @@ class PyramidVisionTransformerSkeleton(BaseBackbone):
         attn_drop_rate (float): The ops' ``attn_drop_rate``. Defaults to 0.
         drop_path_rate (float): Stochastic depth, increasing linearly over blocks.
             Defaults to 0.1.
-        norm_eps (float): Epsilon of the block LayerNorms. Defaults to 1e-6.
+        norm_eps (float): Epsilon of the block (and after-stage) LayerNorms.
+            Defaults to 1e-6.
         frozen_stages (int): -1 nothing, 0 the stem, k the stem and stages 0..k-1.
             Defaults to -1.
         norm_eval (bool): BatchNorms keep their statistics in training (the skeleton itself
@@ -148,6 +190,10 @@ class PyramidVisionTransformerSkeleton(BaseBackbone):
                  attn_cfgs: Optional[Union[dict, Sequence]] = None,
                  in_channels: int = 3,
                  patch_sizes: Sequence[int] = (4, 2, 2, 2),
+                 patch_kernel_sizes: Optional[Sequence[int]] = None,
+                 use_abs_pos_embed: bool = True,
+                 use_conv_ffn: bool = False,
+                 norm_after_stage: bool = False,
                  pretrain_img_size: Union[int, Sequence[int]] = 224,
                  out_indices: Sequence[int] = (0, 1, 2, 3),
                  qkv_bias: bool = True,
@@ -171,6 +217,12 @@ class PyramidVisionTransformerSkeleton(BaseBackbone):
         self.op_knobs = dict(qkv_bias=qkv_bias, qk_scale=qk_scale,
                              attn_drop_rate=attn_drop_rate, proj_drop_rate=drop_rate)
         embed_dims, depths = self.arch['embed_dims'], self.arch['depths']
+        if patch_kernel_sizes is None:
+            patch_kernel_sizes = patch_sizes
+        if not len(patch_sizes) == len(patch_kernel_sizes) == self.num_stages:
+            raise ValueError(f'patch_sizes {tuple(patch_sizes)} and patch_kernel_sizes '
+                             f'{tuple(patch_kernel_sizes)} need one entry per stage '
+                             f'({self.num_stages})')
         self.embed_dims = list(embed_dims)
         attns = self.build_stage_attentions(attn_cfgs)
 
@@ -181,13 +233,16 @@ class PyramidVisionTransformerSkeleton(BaseBackbone):
             blocks = [
                 TransformerBlock(embed_dims[i], attns[i][j], self.arch['mlp_ratios'][i],
                                  drop_rate, dpr[cur + j], norm_cfg=dict(type='LN', eps=norm_eps),
-                                 with_cp=with_cp) for j in range(depths[i])
+                                 mlp_dw_kernel_size=3 if use_conv_ffn else 0,
+                                 mlp_dw_residual=False, with_cp=with_cp)
+                for j in range(depths[i])
             ]
             cur += depths[i]
             patch_embed = PVTPatchEmbed(in_channels if i == 0 else embed_dims[i - 1],
-                                        embed_dims[i], patch_sizes[i])
+                                        embed_dims[i], patch_sizes[i], patch_kernel_sizes[i])
+            norm = nn.LayerNorm(embed_dims[i], eps=norm_eps) if norm_after_stage else None
             self.layers.append(PVTStage(patch_embed, self.pretrain_hw(i), embed_dims[i], blocks,
-                                        drop_rate))
+                                        drop_rate, use_abs_pos_embed, norm))
         self._freeze_stages()
 
     def default_attn_cfgs(self):
@@ -197,7 +252,8 @@ class PyramidVisionTransformerSkeleton(BaseBackbone):
         return dict(super().stage_facts(i, j), sr_ratio=self.arch['sr_ratios'][i])
 
     def stem_parts(self) -> Iterable:
-        return [self.layers[0].patch_embed, self.layers[0].pos_embed]
+        stem = self.layers[0]
+        return [stem.patch_embed] + ([stem.pos_embed] if stem.pos_embed is not None else [])
 
     def stage_parts(self, i: int) -> Iterable:
         return [self.layers[i]]
@@ -205,7 +261,8 @@ class PyramidVisionTransformerSkeleton(BaseBackbone):
     def default_init(self) -> None:
         super().default_init()
         for layer in self.layers:
-            trunc_normal_(layer.pos_embed, std=.02)
+            if layer.pos_embed is not None:
+                trunc_normal_(layer.pos_embed, std=.02)
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         """Forward ``(B, C, H, W)`` images; returns the NCHW maps of ``out_indices``."""
@@ -213,9 +270,12 @@ class PyramidVisionTransformerSkeleton(BaseBackbone):
         b = x.shape[0]
         for i, layer in enumerate(self.layers):
             x, hw = layer.patch_embed(x)
-            x = layer.pos_drop(x + layer.resized_pos_embed(hw))
+            if layer.pos_embed is not None:
+                x = layer.pos_drop(x + layer.resized_pos_embed(hw))
             for blk in layer.blocks:
                 x = blk(x, hw)
+            if layer.norm is not None:
+                x = layer.norm(x)
             x = x.transpose(1, 2).reshape(b, -1, *hw)
             if i in self.out_indices:
                 outs.append(x)

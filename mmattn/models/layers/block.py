@@ -6,7 +6,8 @@ built by the skeleton (``layers/attn_builder.py``) and handed in, so a block nev
 
 Why not mmcv's ``FFN``: its parameters are named ``layers.0.0`` / ``layers.1``, while every
 official checkpoint names them ``fc1`` / ``fc2``; :class:`Mlp` keeps those names so converted
-checkpoints load without a renaming table, and adds Shunted's depthwise conv as an option.
+checkpoints load without a renaming table, and adds a depthwise conv on the hidden map as an
+option: Shunted's (added to the hidden map) or PVT v2's (replacing it).
 Drop path, norms and activations are mmcv's bricks.
 """
 from typing import Optional, Sequence
@@ -22,7 +23,10 @@ __all__ = ['Mlp', 'TransformerBlock']
 
 
 class Mlp(BaseModule):
-    """``fc2(drop(act(h [+ DWConv3x3(h)])))`` with ``h = fc1(x)``, then dropout.
+    """``fc2(drop(act(g(h))))`` with ``h = fc1(x)``, then dropout.
+
+    ``g`` is the identity without a depthwise conv, ``h + DWConv(h)`` with ``dw_residual``
+    (Shunted's detail-specific FFN) and ``DWConv(h)`` without it (PVT v2's convolutional FFN).
 
     Args:
         embed_dims (int): Input and output channels.
@@ -30,8 +34,9 @@ class Mlp(BaseModule):
         act_cfg (dict): Activation. Defaults to ``dict(type='GELU')``.
         drop_rate (float): Dropout after the activation and after ``fc2``. Defaults to 0.
         dw_kernel_size (int): Kernel of a depthwise conv on the hidden map, added to ``h``
-            before the activation (Shunted's detail-specific FFN: 3); 0 for none.
-            Defaults to 0.
+            before the activation (Shunted and PVT v2: 3); 0 for none. Defaults to 0.
+        dw_residual (bool): Add the depthwise conv's output to ``h`` (Shunted) instead of
+            replacing ``h`` with it (PVT v2). Defaults to True.
         init_cfg (dict, optional): Initialisation config. Defaults to None.
     """
 
@@ -41,8 +46,10 @@ class Mlp(BaseModule):
                  act_cfg: dict = dict(type='GELU'),
                  drop_rate: float = 0.,
                  dw_kernel_size: int = 0,
+                 dw_residual: bool = True,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
+        self.dw_residual = dw_residual
         self.fc1 = nn.Linear(embed_dims, hidden_dims)
         self.dwconv = nn.Conv2d(hidden_dims, hidden_dims, dw_kernel_size,
                                 padding=dw_kernel_size // 2,
@@ -57,7 +64,8 @@ class Mlp(BaseModule):
         if self.dwconv is not None:
             B, N, C = h.shape
             local = self.dwconv(h.transpose(1, 2).reshape(B, C, *hw_shape))
-            h = h + local.flatten(2).transpose(1, 2)
+            local = local.flatten(2).transpose(1, 2)
+            h = h + local if self.dw_residual else local
         return self.drop(self.fc2(self.drop(self.act(h))))
 
 
@@ -74,6 +82,7 @@ class TransformerBlock(BaseModule):
         act_cfg (dict): MLP activation. Defaults to ``dict(type='GELU')``.
         mlp_dw_kernel_size (int): Depthwise conv inside the MLP (see :class:`Mlp`).
             Defaults to 0.
+        mlp_dw_residual (bool): The MLP's ``dw_residual`` (see :class:`Mlp`). Defaults to True.
         with_cp (bool): Gradient checkpointing of the block. Defaults to False.
         init_cfg (dict, optional): Initialisation config. Defaults to None.
     """
@@ -87,6 +96,7 @@ class TransformerBlock(BaseModule):
                  norm_cfg: dict = dict(type='LN'),
                  act_cfg: dict = dict(type='GELU'),
                  mlp_dw_kernel_size: int = 0,
+                 mlp_dw_residual: bool = True,
                  with_cp: bool = False,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
@@ -96,7 +106,7 @@ class TransformerBlock(BaseModule):
         self.drop_path = DropPath(drop_path_rate) if drop_path_rate > 0 else nn.Identity()
         self.norm2 = build_norm_layer(norm_cfg, embed_dims)[1]
         self.mlp = Mlp(embed_dims, int(embed_dims * mlp_ratio), act_cfg, drop_rate,
-                       mlp_dw_kernel_size)
+                       mlp_dw_kernel_size, mlp_dw_residual)
 
     def _forward(self, x: torch.Tensor, hw_shape: Sequence[int]) -> torch.Tensor:
         x = x + self.drop_path(self.attn(self.norm1(x), hw_shape))

@@ -24,6 +24,7 @@ FAMILIES = {
                  ['layers.0.'], ['layers.1.']),
     'FLattenPVT': (dict(arch=_PVT), ['layers.0.patch_embed.', 'layers.0.pos_embed'],
                    ['layers.0.'], ['layers.1.']),
+    'FLattenPVTv2': (dict(arch=_PVT), ['layers.0.patch_embed.'], ['layers.0.'], ['layers.1.']),
     'EAPVT': (dict(arch=_PVT, attn_cfgs=dict(type='MultiHeadExternalAttention', num_slots=8)),
               ['layers.0.patch_embed.', 'layers.0.pos_embed'], ['layers.0.'], ['layers.1.']),
     'AgentSwin': (dict(arch=_SWIN), ['patch_embed.'], ['layers.0.blocks.', 'norm0.'],
@@ -191,6 +192,7 @@ def test_arch_errors_are_uniform():
 #: family -> output size of an H x W input at stage i (the documented policy)
 POLICY = {
     'AgentPVT': lambda s, i: s // 4 // 2**i,  # floor, as the official conv patch embeds
+    'FLattenPVTv2': lambda s, i: -(-s // (4 * 2**i)),  # overlapping convs with padding k // 2
     'AgentSwin': lambda s, i: -(-s // (4 * 2**i)),  # pad to the patch, merging pads to even
     'BiFormer': lambda s, i: -(-s // (4 * 2**i)),  # stride-2 convs with padding 1
     'ShuntedTransformer': lambda s, i: -(-((s + 1) // 2 // 2) // 2**i),
