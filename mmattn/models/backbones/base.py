@@ -28,6 +28,11 @@ knows them all (STYLE.md section 9):
   (e.g. ``Pretrained``) last.
 - ``fused_attn``: None keeps each op's default; True/False is given to every op that has a
   ``fused_attn`` switch.
+- Outputs: ``forward`` returns its maps through :meth:`pack_outputs`, as standard-layout
+  (contiguous NCHW) tensors. A map made from tokens by a view is channels-last in memory, and
+  mmcv 2.1's compiled ``RoIAlign`` (CPU) reads its input's memory as NCHW without checking the
+  strides: on such a map (and on every FPN level computed from it, since convolutions keep the
+  layout) Mask R-CNN's RoI features come out spatially scrambled, and the detector cannot learn.
 """
 import copy
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
@@ -193,6 +198,15 @@ class BaseBackbone(BaseModule):
             part.eval()
             for p in part.parameters():
                 p.requires_grad = False
+
+    @staticmethod
+    def pack_outputs(outs: Sequence[torch.Tensor]) -> Tuple[torch.Tensor, ...]:
+        """The backbone's output tuple, every map in the standard (contiguous NCHW) layout.
+
+        Costs one copy per map that is not already contiguous; see the module docstring for
+        the mmcv ``RoIAlign`` failure it prevents.
+        """
+        return tuple(out.contiguous() for out in outs)
 
     def train(self, mode: bool = True) -> 'BaseBackbone':
         """Train mode that keeps frozen stages, and BatchNorms with ``norm_eval``, in eval."""

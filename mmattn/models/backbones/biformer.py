@@ -247,4 +247,4 @@ class BiFormer(BaseBackbone):
                 x = block(x)
             if i in self.out_indices:
                 outs.append(getattr(self, f'norm{i}')(x))
-        return tuple(outs)
+        return self.pack_outputs(outs)

@@ -279,7 +279,7 @@ class PyramidVisionTransformerSkeleton(BaseBackbone):
             x = x.transpose(1, 2).reshape(b, -1, *hw)
             if i in self.out_indices:
                 outs.append(x)
-        return tuple(outs)
+        return self.pack_outputs(outs)
 
 
 @MODELS.register_module()

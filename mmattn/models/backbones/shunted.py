@@ -211,4 +211,4 @@ class ShuntedTransformer(BaseBackbone):
             x = x.transpose(1, 2).reshape(B, -1, *hw_shape)
             if i in self.out_indices:
                 outs.append(x)
-        return tuple(outs)
+        return self.pack_outputs(outs)

@@ -218,10 +218,10 @@ class SwinTransformerSkeleton(BaseBackbone):
                 x = blk(x, hw)
             if i in self.out_indices:
                 out = getattr(self, f'norm{i}')(x)
-                outs.append(out.transpose(1, 2).reshape(x.shape[0], -1, *hw).contiguous())
+                outs.append(out.transpose(1, 2).reshape(x.shape[0], -1, *hw))
             if layer.downsample is not None:
                 x, hw = layer.downsample(x, hw)
-        return tuple(outs)
+        return self.pack_outputs(outs)
 
 
 @MODELS.register_module()
