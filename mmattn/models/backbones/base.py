@@ -32,7 +32,9 @@ knows them all (STYLE.md section 9):
   (contiguous NCHW) tensors. A map made from tokens by a view is channels-last in memory, and
   mmcv 2.1's compiled ``RoIAlign`` (CPU) reads its input's memory as NCHW without checking the
   strides: on such a map (and on every FPN level computed from it, since convolutions keep the
-  layout) Mask R-CNN's RoI features come out spatially scrambled, and the detector cannot learn.
+  layout) Mask R-CNN's RoI features come out spatially scrambled, and the detector cannot learn
+  (open-mmlab/mmcv#2203, open since 2022; MMDetection's own Swin and PVT also return
+  contiguous maps).
 """
 import copy
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
