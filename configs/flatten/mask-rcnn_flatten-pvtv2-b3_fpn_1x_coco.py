@@ -1,0 +1,7 @@
+# Mask R-CNN + FPN with FLatten-PVTv2-b3, COCO 1x: the b1 recipe (PVT v2's
+# mask_rcnn_pvt_v2_b3_fpn_1x_coco.py has the same settings).
+_base_ = './mask-rcnn_flatten-pvtv2-b1_fpn_1x_coco.py'
+model = dict(
+    backbone=dict(
+        arch='b3',
+        init_cfg=dict(type='Pretrained', checkpoint='pretrained/flatten_pvtv2_b3_mmattn.pth')))
