@@ -44,6 +44,7 @@ import torch.nn.functional as F
 from mmengine.model.weight_init import trunc_normal_
 
 from mmattn.models.layers.block import TransformerBlock
+from mmattn.models.layers.patch_embed import ConvPatchEmbed
 from mmattn.registry import MODELS
 
 from .base import BaseBackbone
@@ -66,47 +67,11 @@ _PVT_ARCHS = {
 }
 
 
-class PVTPatchEmbed(nn.Module):
-    """Conv patch embedding + LayerNorm (eps 1e-5, as the official PVT v1 and v2).
-
-    Args:
-        in_channels (int): Input channels.
-        embed_dims (int): Output channels.
-        patch_size (int): Stride of the conv (the downsampling factor).
-        kernel_size (int, optional): Conv kernel; larger than ``patch_size`` makes the patches
-            overlap (PVT v2: 7 for stride 4, 3 for stride 2) with padding ``kernel_size // 2``.
-            Defaults to None: ``patch_size``, non-overlapping, no padding (PVT v1).
-    """
-
-    def __init__(self, in_channels: int, embed_dims: int, patch_size: int,
-                 kernel_size: Optional[int] = None) -> None:
-        super().__init__()
-        kernel_size = patch_size if kernel_size is None else int(kernel_size)
-        if kernel_size < patch_size:
-            raise ValueError(f'patch kernel {kernel_size} is smaller than its stride '
-                             f'{patch_size}: pixels between patches would be skipped')
-        self.overlap = kernel_size > patch_size
-        self.proj = nn.Conv2d(in_channels, embed_dims, kernel_size=kernel_size,
-                              stride=patch_size, padding=kernel_size // 2 if self.overlap else 0)
-        self.norm = nn.LayerNorm(embed_dims)
-
-    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, Tuple[int, int]]:
-        p = self.proj.kernel_size[0]
-        if not self.overlap and (x.shape[2] < p or x.shape[3] < p):
-            raise ValueError(
-                f'PVT stage input {x.shape[2]}x{x.shape[3]} is smaller than its {p}x{p} patch '
-                f'embedding: the image is smaller than the backbone\'s total stride; pad or '
-                f'resize it (at least 32 px per side for the 4-stage pyramid)')
-        x = self.proj(x)
-        hw = (x.shape[2], x.shape[3])
-        return self.norm(x.flatten(2).transpose(1, 2)), hw
-
-
 class PVTStage(nn.Module):
     """Patch embedding, absolute position embedding (resized to the input; PVT v1 only),
     blocks, and the norm after the blocks (PVT v2 only)."""
 
-    def __init__(self, patch_embed: PVTPatchEmbed, pretrain_hw: Tuple[int, int],
+    def __init__(self, patch_embed: ConvPatchEmbed, pretrain_hw: Tuple[int, int],
                  embed_dims: int, blocks: Sequence[TransformerBlock], drop_rate: float,
                  use_abs_pos_embed: bool = True, norm: Optional[nn.Module] = None) -> None:
         super().__init__()
@@ -238,7 +203,7 @@ class PyramidVisionTransformerSkeleton(BaseBackbone):
                 for j in range(depths[i])
             ]
             cur += depths[i]
-            patch_embed = PVTPatchEmbed(in_channels if i == 0 else embed_dims[i - 1],
+            patch_embed = ConvPatchEmbed(in_channels if i == 0 else embed_dims[i - 1],
                                         embed_dims[i], patch_sizes[i], patch_kernel_sizes[i])
             norm = nn.LayerNorm(embed_dims[i], eps=norm_eps) if norm_after_stage else None
             self.layers.append(PVTStage(patch_embed, self.pretrain_hw(i), embed_dims[i], blocks,

@@ -13,6 +13,7 @@ from mmengine.model import BaseModule, ModuleList
 from mmengine.model.weight_init import normal_init
 
 from mmattn.models.layers.block import TransformerBlock
+from mmattn.models.layers.patch_embed import ConvPatchEmbed
 from mmattn.registry import MODELS
 
 from .base import BaseBackbone
@@ -45,20 +46,6 @@ class ShuntedStem(BaseModule):
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, Tuple[int, int]]:
         """Image (B, 3, H, W) -> tokens (B, N, C) and their map size (floored H/4, W/4)."""
         x = self.proj(self.convs(x))
-        return self.norm(x.flatten(2).transpose(1, 2)), tuple(x.shape[2:])
-
-
-class OverlapPatchEmbed(BaseModule):
-    """Stages 2-4: overlapping 3x3 stride-2 conv (padding 1) + LN."""
-
-    def __init__(self, in_channels: int, embed_dims: int) -> None:
-        super().__init__()
-        self.proj = nn.Conv2d(in_channels, embed_dims, 3, stride=2, padding=1)
-        self.norm = nn.LayerNorm(embed_dims)  # eps 1e-5 as in the official patch embeds
-
-    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, Tuple[int, int]]:
-        """NCHW map -> tokens (B, N, C) and their map size."""
-        x = self.proj(x)
         return self.norm(x.flatten(2).transpose(1, 2)), tuple(x.shape[2:])
 
 
@@ -167,7 +154,8 @@ class ShuntedTransformer(BaseBackbone):
                 self.patch_embeds.append(
                     ShuntedStem(in_channels, dims, s['num_convs'], stem_norm_cfg))
             else:
-                self.patch_embeds.append(OverlapPatchEmbed(s['embed_dims'][i - 1], dims))
+                self.patch_embeds.append(
+                    ConvPatchEmbed(s['embed_dims'][i - 1], dims, patch_size=2, kernel_size=3))
             self.stages.append(ModuleList([
                 TransformerBlock(dims, attns[i][j], s['mlp_ratios'][i], drop_rate,
                                  dpr[cur + j], norm_cfg=norm_cfg, act_cfg=act_cfg,
