@@ -15,7 +15,8 @@ from test_configs.learning import assert_learned_shapes, train_and_test_on_fixed
 from mmattn.utils.checkpoint import safe_load, save_atomic
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-DET = 'configs/shapes/mask-rcnn_r18_fpn_shapes.py'
+DET = 'configs/shapes/mask-rcnn_shunted-nano_fpn_shapes.py'  # the demo's detector
+DET_MARGIN = 0.02
 SEG = 'configs/shapes/fpn_r18_shapes.py'
 
 
@@ -51,16 +52,18 @@ def _train_then_test(tool, config, work_dir, iters, extra=()):
 
 
 def test_detection_trains_beyond_chance(tool, shapes_data, tmp_path):
-    """150 iterations of the ResNet-18 Mask R-CNN: box and mask mAP 0.02 above the untrained
-    model's. A detector that finds nothing (the detection analogue of predicting background
-    everywhere) has mAP 0 (an empty result list even leaves CocoMetric without the keys), so it
-    fails."""
+    """150 iterations of the demo's Mask R-CNN (narrow Shunted Transformer backbone): box and
+    mask mAP on the val split DET_MARGIN above the untrained model's. A detector that finds
+    nothing (the detection analogue of predicting background everywhere) has mAP 0 (an empty
+    result list even leaves CocoMetric without the keys), so it fails. Measured: untrained 0.0 /
+    0.0, trained bbox 0.047 (AP50 0.128). The RoIAlign layout bug that kept attention detectors
+    at ~0 mAP is caught directly by tests/test_reliability/test_output_layout.py."""
     baseline = _untrained_checkpoint(DET, str(tmp_path / 'untrained.pth'))
     tool('test.py', DET, baseline, '--work-dir', str(tmp_path / 'untrained'))
     untrained = _metrics(str(tmp_path / 'untrained'))
     trained = _train_then_test(tool, DET, str(tmp_path / 'run'), iters=150)
     for key in ('coco/bbox_mAP', 'coco/segm_mAP'):
-        assert trained[key] > untrained[key] + 0.02, (key, trained[key], untrained[key])
+        assert trained[key] > untrained.get(key, 0.) + DET_MARGIN, (key, trained, untrained)
 
 
 def test_segmentation_learns_shapes(tool, shapes_data, tmp_path):
