@@ -3,15 +3,15 @@
 Reference: Ren et al., "Shunted Self-Attention via Multi-Scale Token Aggregation", CVPR 2022
 (arXiv 2111.15193); official code https://github.com/OliverRensu/Shunted-Transformer (``SSA.py``).
 """
-import math
 from typing import Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from mmcv.cnn import build_activation_layer, build_norm_layer
-from mmengine.model.weight_init import constant_init, normal_init, trunc_normal_init
+from mmengine.model.weight_init import constant_init, trunc_normal_init
 
+from mmattn.models.layers.weight_init import conv_fan_out_init
 from mmattn.registry import MODELS
 
 from .base import AttentionWeights, BaseAttention
@@ -133,8 +133,7 @@ class ShuntedSelfAttention(BaseAttention):
             elif isinstance(m, nn.LayerNorm):
                 constant_init(m, val=1.0, bias=0.)
             elif isinstance(m, nn.Conv2d):
-                fan_out = m.kernel_size[0] * m.kernel_size[1] * m.out_channels // m.groups
-                normal_init(m, mean=0, std=math.sqrt(2.0 / fan_out), bias=0)
+                conv_fan_out_init(m)
 
     @property
     def group_rates(self) -> Tuple[int, ...]:

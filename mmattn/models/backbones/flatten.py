@@ -9,12 +9,9 @@ All three are the skeletons of ``pvt.py`` / ``swin.py`` (FLatten-PVTv2: the PVT 
 its PVT v2 options) with the paper's layout as the default ``attn_cfgs``; any other layout or
 op is a config away.
 """
-import math
 from typing import Optional, Sequence, Union
 
-import torch.nn as nn
-from mmengine.model.weight_init import normal_init
-
+from mmattn.models.layers.weight_init import conv_fan_out_init
 from mmattn.registry import MODELS
 
 from .pvt import PyramidVisionTransformerSkeleton
@@ -111,10 +108,7 @@ class FLattenPVTv2(PyramidVisionTransformerSkeleton):
         """Official PVT v2 init: the skeleton's (trunc-normal linears, unit LayerNorms) and
         fan-out normal convs with zero bias."""
         super().default_init()
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                fan_out = m.kernel_size[0] * m.kernel_size[1] * m.out_channels // m.groups
-                normal_init(m, mean=0, std=math.sqrt(2.0 / fan_out), bias=0)
+        conv_fan_out_init(self)
 
 
 @MODELS.register_module()

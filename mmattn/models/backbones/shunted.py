@@ -3,17 +3,16 @@
 Reference: Ren et al., "Shunted Self-Attention via Multi-Scale Token Aggregation", CVPR 2022
 (arXiv 2111.15193); official code https://github.com/OliverRensu/Shunted-Transformer (``SSA.py``).
 """
-import math
 from typing import Iterable, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
 from mmcv.cnn import ConvModule, build_norm_layer
 from mmengine.model import BaseModule, ModuleList
-from mmengine.model.weight_init import normal_init
 
 from mmattn.models.layers.block import TransformerBlock
 from mmattn.models.layers.patch_embed import ConvPatchEmbed
+from mmattn.models.layers.weight_init import conv_fan_out_init
 from mmattn.registry import MODELS
 
 from .base import BaseBackbone
@@ -182,10 +181,7 @@ class ShuntedTransformer(BaseBackbone):
     def default_init(self) -> None:
         """Official init: trunc-normal linears, unit LayerNorms, fan-out normal convs."""
         super().default_init()
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                fan_out = m.kernel_size[0] * m.kernel_size[1] * m.out_channels // m.groups
-                normal_init(m, mean=0, std=math.sqrt(2.0 / fan_out), bias=0)
+        conv_fan_out_init(self)
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         """Image (B, C, H, W) -> tuple of NCHW maps of the stages in ``out_indices``."""
