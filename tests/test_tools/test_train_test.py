@@ -43,7 +43,8 @@ def _metrics(work_dir):
 
 def _train_then_test(tool, config, work_dir, iters, extra=()):
     tool('train.py', config, '--work-dir', work_dir, '--cfg-options',
-         f'train_cfg.max_iters={iters}', f'train_cfg.val_interval={iters}',
+         f'train_cfg.max_iters={iters}',
+         f'train_cfg.val_begin={iters + 1}',  # no validation pass: test.py evaluates next
          f'default_hooks.checkpoint.interval={iters}', *extra)
     ckpt = osp.join(work_dir, f'iter_{iters}.pth')
     assert osp.isfile(ckpt)
