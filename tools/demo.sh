@@ -2,7 +2,7 @@
 # The main job (`make demo`): train and evaluate an instance-segmentation detector (Mask R-CNN)
 # and a semantic segmenter (Semantic FPN), both with a narrow Shunted Transformer backbone
 # trained from scratch, on the bundled shapes data through tools/train.py and tools/test.py,
-# then print COCO bbox/segm mAP and mIoU. About 10 minutes on 2 CPU cores.
+# then print COCO bbox/segm mAP and mIoU. About 13 minutes on 2 CPU cores.
 # DEMO_DET_CONFIG / DEMO_SEG_CONFIG pick other configs (e.g. the ResNet-18 baseline
 # configs/shapes/mask-rcnn_r18_fpn_shapes.py, or the Agent-PVT configs/shapes/mask-rcnn_agent-
 # pvt-tiny_fpn_shapes.py).

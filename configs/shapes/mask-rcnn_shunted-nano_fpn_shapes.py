@@ -1,7 +1,7 @@
 # The demo's detector (`make demo`): Mask R-CNN on the bundled shapes set with a narrow,
 # one-block-per-stage Shunted Transformer trained from scratch (shunted self-attention in every
-# stage, Shunted's conv stem), the same backbone as the demo's Semantic FPN. Everything else
-# (neck, heads, 600 iterations of AdamW) is the ResNet-18 baseline's.
+# stage, Shunted's conv stem), the same backbone as the demo's Semantic FPN. Neck, heads and
+# AdamW are the ResNet-18 baseline's; the schedule is shorter (below).
 _base_ = './mask-rcnn_r18_fpn_shapes.py'
 model = dict(
     backbone=dict(
