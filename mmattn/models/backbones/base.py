@@ -31,10 +31,10 @@ knows them all (STYLE.md section 9):
 - Outputs: ``forward`` returns its maps through :meth:`pack_outputs`, as standard-layout
   (contiguous NCHW) tensors. A map made from tokens by a view is channels-last in memory, and
   mmcv 2.1's compiled ``RoIAlign`` reads its input's memory as NCHW without checking the strides
-  (its Python wrapper hands the tensor to the CPU or CUDA kernel as is): on such a map (and on every FPN level computed from it, since convolutions keep the
-  layout) Mask R-CNN's RoI features come out spatially scrambled, and the detector cannot learn
-  (open-mmlab/mmcv#2203, open since 2022; MMDetection's own Swin and PVT also return
-  contiguous maps).
+  (its Python wrapper hands the tensor to the CPU or CUDA kernel as is): on such a map (and on
+  every FPN level computed from it, since convolutions keep the layout) Mask R-CNN's RoI
+  features come out spatially scrambled, and the detector cannot learn (open-mmlab/mmcv#2203,
+  open since 2022; MMDetection's own Swin and PVT also return contiguous maps).
 """
 import copy
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
