@@ -48,8 +48,9 @@ def compile_backbone(model: nn.Module, dynamic: Optional[bool] = True, fullgraph
     inner = model.module if is_model_wrapper(model) else model
     backbone = getattr(inner, 'backbone', None)
     if not isinstance(backbone, nn.Module):
-        raise UserInputError(f'--compile compiles the backbone, but {type(inner).__name__} has no '
-                         '`backbone` module; compile the model yourself or drop --compile')
+        raise UserInputError(f'--compile compiles the backbone, but {type(inner).__name__} '
+                             'has no `backbone` module; compile the model yourself or drop '
+                             '--compile')
     backbone.compile(dynamic=dynamic, fullgraph=fullgraph, backend=backend, mode=mode)
     MMLogger.get_current_instance().info(
         f'compiled the backbone ({type(backbone).__name__}) with torch.compile(dynamic='

@@ -204,7 +204,7 @@ class PyramidVisionTransformerSkeleton(BaseBackbone):
             ]
             cur += depths[i]
             patch_embed = ConvPatchEmbed(in_channels if i == 0 else embed_dims[i - 1],
-                                        embed_dims[i], patch_sizes[i], patch_kernel_sizes[i])
+                                         embed_dims[i], patch_sizes[i], patch_kernel_sizes[i])
             norm = nn.LayerNorm(embed_dims[i], eps=norm_eps) if norm_after_stage else None
             self.layers.append(PVTStage(patch_embed, self.pretrain_hw(i), embed_dims[i], blocks,
                                         drop_rate, use_abs_pos_embed, norm))
