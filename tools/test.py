@@ -112,7 +112,7 @@ def main(argv=None):
             print('metrics: ' + json.dumps(metrics, default=str))
         if tmp_out is not None and osp.exists(tmp_out):
             os.replace(tmp_out, args.out)  # atomic: the result file is complete or absent
-        finish_launcher()
+        finish_launcher(runner)
     finally:
         if tmp_out is not None and osp.exists(tmp_out):
             os.remove(tmp_out)

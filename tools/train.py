@@ -88,7 +88,7 @@ def main(argv=None):
         from mmattn.engine.compile import compile_backbone
         compile_backbone(runner.model, backend=args.compile)
     runner.train()
-    finish_launcher()
+    finish_launcher(runner)
 
 
 if __name__ == '__main__':

@@ -257,15 +257,25 @@ def prepare_launcher(cfg: Config, launcher: str) -> None:
             find_unused_parameters=cfg.get('find_unused_parameters', False))
 
 
-def finish_launcher() -> None:
+def finish_launcher(runner=None) -> None:
     """Leave the process group cleanly once a distributed run has finished.
 
     Without this, the first rank to return tears down the rendezvous store while the others
     still run gloo's threads, and a rank can die with ``terminate called without an active
     exception`` (SIGABRT) after a run that completed, so ``torchrun`` reports a failure. The
-    barrier lets every rank finish its last collective before any of them leaves.
+    barrier lets every rank finish its last collective before any of them leaves. The DDP
+    wrapper's reducer holds a reference to the process group, so the group would otherwise
+    outlive ``destroy_process_group`` and be torn down during interpreter exit, racing the
+    static destructors; releasing the runner's model first makes ``destroy_process_group``
+    join gloo's threads while the process is whole.
     """
+    import gc
+
     import torch.distributed as dist
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
-        dist.destroy_process_group()
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    dist.barrier()
+    if runner is not None:
+        runner.model = None  # drops the DDP wrapper and its reducer
+    gc.collect()
+    dist.destroy_process_group()
