@@ -1,12 +1,17 @@
 """``torch.compile`` for the backbone of a detector or segmentor (the tools' ``--compile``).
 
 Only the backbone is compiled, in place (:meth:`torch.nn.Module.compile`): it is where the
-attention runs and it traces as one graph with dynamic shapes, so a multi-scale run does not
-recompile at every new image size. The rest of an MMDetection/MMSegmentation model (data
+attention runs and it traces as one graph. The rest of an MMDetection/MMSegmentation model (data
 structures, assigners, NMS, mask pasting) is data dependent and gains little. In-place
 compilation keeps the module tree and the state-dict names, so checkpoints (``load_from``,
 ``--resume``, ``init_cfg``) load and save as without it. MMEngine's own ``cfg.compile`` compiles
 the whole ``train_step`` (optimizer update included) and is left alone.
+
+Shapes: torch's automatic dynamic (``dynamic=None``) by default. A fixed-size recipe (the
+segmentation crops) keeps one static graph; the first new input size recompiles once into a
+graph with symbolic sizes, which later sizes reuse (a multi-scale run does not recompile per
+size). Measured on 2 CPU cores, bundled-data Shunted backbone, ``aot_eager``, first forward +
+backward: 7 s static, 88 s with ``dynamic=True`` from the start.
 """
 from typing import Optional
 
@@ -20,14 +25,14 @@ from mmattn.utils.cli import UserInputError
 __all__ = ['compile_backbone']
 
 
-def compile_backbone(model: nn.Module, dynamic: Optional[bool] = True, fullgraph: bool = False,
+def compile_backbone(model: nn.Module, dynamic: Optional[bool] = None, fullgraph: bool = False,
                      backend: str = 'inductor', mode: Optional[str] = None) -> nn.Module:
     """Compile ``model.backbone`` in place (``model`` may be wrapped, e.g. by DDP).
 
     Args:
         model (nn.Module): A detector/segmentor with a ``backbone``, or a model wrapper of one.
-        dynamic (bool, optional): ``torch.compile``'s ``dynamic``. Defaults to True (one graph
-            for all input sizes).
+        dynamic (bool, optional): ``torch.compile``'s ``dynamic``. Defaults to None
+            (static first, one dynamic recompile on the first new size).
         fullgraph (bool): Fail on a graph break instead of splitting the graph.
             Defaults to False.
         backend (str): ``torch.compile`` backend. Defaults to ``'inductor'``.

@@ -173,8 +173,10 @@ class BiLevelRoutingAttention(BaseAttention):
         rh, rw = math.ceil(h / s), math.ceil(w / s)  # region size follows the input size
         hp, wp = rh * s, rw * s
         x = x.reshape(b, h, w, c)
-        if hp != h or wp != w:
-            # legacy auto_pad: zero-pad the op input before the projection (see docstring)
+        # legacy auto_pad: zero-pad the op input before the projection (see docstring). A
+        # compiled graph pads always (zero widths are a no-op) so that it does not branch on the
+        # input size: a branch would be a guard, one recompile per padded/unpadded size.
+        if torch.compiler.is_compiling() or hp != h or wp != w:
             x = F.pad(x, (0, 0, 0, wp - w, 0, hp - h))
         q, k, v = self.qkv(x).split([self.qk_dims, self.qk_dims, c], dim=-1)  # (B, Hp, Wp, *)
 

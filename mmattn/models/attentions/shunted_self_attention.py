@@ -206,10 +206,13 @@ class ShuntedSelfAttention(BaseAttention):
                 # Local enhancement on the reduced V, before attention.
                 v = v + self._local(local_conv, v, red_hw)
                 q_g = q[:, g * g_heads:(g + 1) * g_heads]
-                title = (f'Shunted group {g + 1} (rate {self.group_rates[g]}, '
-                         f'{red_hw[0]}x{red_hw[1]} keys)')
+                # Only a recording call formats the title: an f-string of the sizes would
+                # make torch.compile specialise on them and recompile at every input size.
+                record = ((f'Shunted group {g + 1} (rate {self.group_rates[g]}, '
+                           f'{red_hw[0]}x{red_hw[1]} keys)', (H, W), red_hw)
+                          if self.recording else None)
                 out = self._attend(q_g, self._split_heads(k, g_heads),
-                                   self._split_heads(v, g_heads), (title, (H, W), red_hw))
+                                   self._split_heads(v, g_heads), record)
                 outs.append(out.transpose(1, 2).reshape(B, N, C // 2))
             out = torch.cat(outs, dim=-1)
         return self.proj_drop(self.proj(out))
