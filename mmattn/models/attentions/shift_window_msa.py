@@ -142,9 +142,10 @@ class ShiftWindowMSA(BaseAttention):
         b, n, c = x.shape
         wh, ww = self.window_size
         x = x.reshape(b, h, w, c)
-        pad_b, pad_r = (wh - h % wh) % wh, (ww - w % ww) % ww
-        x = F.pad(x, (0, 0, 0, pad_r, 0, pad_b))
-        hp, wp = h + pad_b, w + pad_r
+        # Whole windows: wh * ceil(h / wh) (a form torch.compile's shape reasoning simplifies
+        # quickly, unlike h + (wh - h % wh) % wh).
+        hp, wp = -(-h // wh) * wh, -(-w // ww) * ww
+        x = F.pad(x, (0, 0, 0, wp - w, 0, hp - h))
         shift = self.shift and (self.pad_small_map or min(h, w) > min(wh, ww))
         mask = None
         if shift:
@@ -158,9 +159,8 @@ class ShiftWindowMSA(BaseAttention):
         q, k, v = self.qkv(win).reshape(bw, nt, 3, heads, d).permute(2, 0, 3, 1, 4)
         bias = self.relative_bias().unsqueeze(0).to(q.dtype)  # (1, heads, N, N)
         if mask is not None:
-            nw = mask.shape[0]
             bias = (bias + mask.unsqueeze(1).to(q.dtype)).unsqueeze(0)  # (1, nW, heads, N, N)
-            bias = bias.expand(bw // nw, -1, -1, -1, -1).reshape(bw, heads, nt, nt)
+            bias = bias.expand(b, -1, -1, -1, -1).reshape(bw, heads, nt, nt)
         if self.fused_attn and not self.recording:
             out = F.scaled_dot_product_attention(
                 q, k, v, attn_mask=bias, dropout_p=self.attn_drop_rate if self.training else 0.,

@@ -53,7 +53,9 @@ class SwinPatchEmbed(nn.Module):
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, Tuple[int, int]]:
         p = self.patch_size
         h, w = x.shape[-2:]
-        x = F.pad(x, (0, (p - w % p) % p, 0, (p - h % p) % p))
+        # Padded sizes as p * ceil(size / p) (not size + (p - size % p) % p): the same numbers,
+        # but a symbolic form that torch.compile's shape reasoning simplifies quickly.
+        x = F.pad(x, (0, -(-w // p) * p - w, 0, -(-h // p) * p - h))
         x = self.proj(x)
         hw = (x.shape[2], x.shape[3])
         x = x.flatten(2).transpose(1, 2)
@@ -71,7 +73,7 @@ class PatchMerging(nn.Module):
     def forward(self, x: torch.Tensor, hw_shape: Tuple[int, int]):
         b, _, c = x.shape
         h, w = hw_shape
-        x = F.pad(x.reshape(b, h, w, c), (0, 0, 0, w % 2, 0, h % 2))
+        x = F.pad(x.reshape(b, h, w, c), (0, 0, 0, (w + 1) // 2 * 2 - w, 0, (h + 1) // 2 * 2 - h))
         # Official channel order: (even row, even col), (odd, even), (even, odd), (odd, odd).
         x = torch.cat([x[:, 0::2, 0::2], x[:, 1::2, 0::2], x[:, 0::2, 1::2], x[:, 1::2, 1::2]], -1)
         hw = (x.shape[1], x.shape[2])
