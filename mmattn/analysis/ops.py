@@ -17,6 +17,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from mmattn.models.layers.tokens import map_to_tokens, tokens_to_map
+
 #: Settings that make an op look like it does in stage 1 of its backbone (the other
 #: constructor arguments keep their defaults); an op not listed here runs with its defaults.
 STAGE1_KWARGS: Dict[str, dict] = {
@@ -67,9 +69,7 @@ class MapOpAdapter(nn.Module):
         self.op = op
 
     def forward(self, x: torch.Tensor, hw_shape: Sequence[int]) -> torch.Tensor:
-        b, n, c = x.shape
-        out = self.op(x.transpose(1, 2).reshape(b, c, *hw_shape))
-        return out.flatten(2).transpose(1, 2)
+        return map_to_tokens(self.op(tokens_to_map(x, hw_shape)))
 
 
 def _params(fn) -> Sequence[str]:

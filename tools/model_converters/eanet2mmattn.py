@@ -5,7 +5,7 @@
 SRC is a file saved by MenghaoGuo/EANet's ``train_torch.py`` (``{'net': state_dict}``, e.g. the
 released PASCAL VOC model). Every official key is mapped; any unused, missing or mis-shaped key
 aborts the conversion and nothing is written. Load DST with
-``configs/external_attention/eanet_r101-d8-official_4xb4-45k_voc12aug-513x513.py``.
+``configs/external_attention/eanet_r101-d8-official_4xb4-45k_voc12aug-512x512.py``.
 """
 import argparse
 import os.path as osp

@@ -13,6 +13,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmengine.model.weight_init import trunc_normal_
 
+from mmattn.models.layers.tokens import map_to_tokens, tokens_to_map
 from mmattn.registry import MODELS
 
 from .base import AttentionWeights, BaseAttention
@@ -232,7 +233,7 @@ class AgentAttention(BaseAttention):
         b, n, c = x.shape
         heads, d = self.num_heads, self.head_dims
         q, k, v = self.qkv(x).reshape(b, n, 3, c).unbind(2)  # each (B, N, C)
-        agents = F.adaptive_avg_pool2d(q.transpose(1, 2).reshape(b, c, h, w), self.agent_shape)
+        agents = F.adaptive_avg_pool2d(tokens_to_map(q, (h, w)), self.agent_shape)
         agents = agents.reshape(b, heads, d, -1).transpose(-2, -1)  # (B, heads, A', d)
         q = q.reshape(b, n, heads, d).transpose(1, 2)  # (B, heads, N, d)
         k = k.reshape(b, n, heads, d).transpose(1, 2)
@@ -273,8 +274,8 @@ class AgentAttention(BaseAttention):
 
         out = out.transpose(1, 2).reshape(b, n, c)
         # Diversity restoration: depthwise conv on V laid out as an image.
-        v_img = v.transpose(1, 2).reshape(b, h, w, c).permute(0, 3, 1, 2)
-        out = out + self.dwc(v_img).flatten(2).transpose(1, 2)
+        v_img = tokens_to_map(v.transpose(1, 2).reshape(b, n, c), (h, w))
+        out = out + map_to_tokens(self.dwc(v_img))
         return self.proj_drop(self.proj(out))
 
     def query_maps(self, records, query):

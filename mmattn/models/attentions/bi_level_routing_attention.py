@@ -11,6 +11,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from mmattn.models.layers.tokens import map_to_tokens, tokens_to_map
 from mmattn.registry import MODELS
 
 from .base import AttentionWeights, BaseAttention
@@ -221,25 +222,37 @@ class BiLevelRoutingAttention(BaseAttention):
     def _attend_lean(self, q, k, v, r_idx, r_weight, grids=None):
         """Softmax attention over routed regions, one routed region per step."""
         topk = r_idx.shape[-1]
-        q = q * self.scale
+        # contiguous once: ``q`` is a transposed view, which every one of the ``topk`` matmuls
+        # below would otherwise copy again, in forward and in backward
+        q = (q * self.scale).contiguous()
         logits = []
         for j in range(topk):
             k_j = self._gather(k, r_idx[..., j])  # (B, P, heads, w2, d_qk)
             if self.soft_routing:
                 k_j = k_j * r_weight[..., j, None, None, None]
             logits.append(q @ k_j.transpose(-2, -1))  # (B, P, heads, w2, w2)
-        attn = torch.cat(logits, dim=-1).softmax(dim=-1)  # (B, P, heads, w2, topk*w2)
+        # (B, P, heads, w2, topk*w2). Memory: the logits are the op's largest tensor (32 MiB
+        # in BiFormer-S's first stage at 512x512), so no copy of them is kept alongside: no
+        # ``cat`` of a single rank, the list dropped before the softmax, and without autograd
+        # the softmax runs in place (three logit-sized tensors were alive at the peak).
+        attn = logits[0] if topk == 1 else torch.cat(logits, dim=-1)
         del logits
+        if torch.is_grad_enabled() and attn.requires_grad:
+            attn = attn.softmax(dim=-1)
+        else:
+            attn = attn.sub_(attn.amax(dim=-1, keepdim=True)).exp_()
+            attn = attn.div_(attn.sum(dim=-1, keepdim=True))
         if self.recording:
             self._emit_routed(attn, r_idx, *grids)
         attn = F.dropout(attn, self.attn_drop_rate, self.training)
-        w2 = k.shape[-2]
         out = 0
-        for j in range(topk):
+        # ``split``, not one slice per rank: each slice's backward would write its gradient into
+        # a zero tensor of the whole ``attn`` (``topk`` of them); split's backward is one ``cat``
+        for j, attn_j in enumerate(attn.split(k.shape[-2], dim=-1)):
             v_j = self._gather(v, r_idx[..., j])  # (B, P, heads, w2, d_v)
             if self.soft_routing:
                 v_j = v_j * r_weight[..., j, None, None, None]
-            out = out + attn[..., j * w2:(j + 1) * w2] @ v_j
+            out = out + attn_j @ v_j
         return out  # (B, P, heads, w2, d_v)
 
     def _emit_routed(self, attn, r_idx, hw, hw_pad) -> None:
@@ -364,6 +377,5 @@ class GlobalAttentionLePE(BaseAttention):
             out = F.dropout(attn, self.attn_drop_rate, self.training) @ v
         out = out.transpose(1, 2).reshape(b, n, c)
         if self.lepe is not None:
-            lepe = self.lepe(x.transpose(1, 2).reshape(b, c, h, w))
-            out = out + lepe.flatten(2).transpose(1, 2)
+            out = out + map_to_tokens(self.lepe(tokens_to_map(x, (h, w))))
         return self.proj_drop(self.proj(out))

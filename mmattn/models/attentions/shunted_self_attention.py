@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from mmcv.cnn import build_activation_layer, build_norm_layer
 from mmengine.model.weight_init import constant_init, trunc_normal_init
 
+from mmattn.models.layers.tokens import map_to_tokens, tokens_to_map
 from mmattn.models.layers.weight_init import conv_fan_out_init
 from mmattn.registry import MODELS
 
@@ -162,9 +163,7 @@ class ShuntedSelfAttention(BaseAttention):
 
     def _local(self, conv: nn.Conv2d, v: torch.Tensor, hw: Sequence[int]) -> torch.Tensor:
         """Depthwise conv of (B, n, c) tokens laid out on an ``hw`` map; returns (B, n, c)."""
-        B, n, c = v.shape
-        v_map = v.transpose(1, 2).reshape(B, c, hw[0], hw[1])
-        return conv(v_map).flatten(2).transpose(1, 2)
+        return map_to_tokens(conv(tokens_to_map(v, hw)))
 
     def forward(self, x: torch.Tensor, hw_shape: Sequence[int]) -> torch.Tensor:
         """Apply SSA.
@@ -193,7 +192,7 @@ class ShuntedSelfAttention(BaseAttention):
             # Local enhancement on the output side for the full-resolution stage.
             out = out + self._local(self.local_conv, v, (H, W))
         else:
-            x_map = x.transpose(1, 2).reshape(B, C, H, W)
+            x_map = tokens_to_map(x, (H, W))
             g_heads = self.num_heads // 2
             outs = []
             branches = ((self.sr1, self.norm1, self.kv1, self.local_conv1),
@@ -201,7 +200,7 @@ class ShuntedSelfAttention(BaseAttention):
             for g, (sr, norm, kv_proj, local_conv) in enumerate(branches):
                 red = sr(x_map)  # (B, C, H // r_g, W // r_g), floored
                 red_hw = tuple(red.shape[2:])
-                tokens = self.act(norm(red.flatten(2).transpose(1, 2)))  # (B, n_g, C)
+                tokens = self.act(norm(map_to_tokens(red)))  # (B, n_g, C)
                 k, v = kv_proj(tokens).chunk(2, dim=-1)  # (B, n_g, C / 2) each
                 # Local enhancement on the reduced V, before attention.
                 v = v + self._local(local_conv, v, red_hw)

@@ -10,6 +10,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from mmattn.models.layers.tokens import map_to_tokens, tokens_to_map
 from mmattn.registry import MODELS
 
 from .base import AttentionWeights, BaseAttention
@@ -77,9 +78,9 @@ class SpatialReductionAttention(BaseAttention):
             if h < self.sr_ratio or w < self.sr_ratio:
                 raise ValueError(f'SpatialReductionAttention: a {h}x{w} map is smaller than the '
                                  f'reduction rate {self.sr_ratio}; use a larger input')
-            x = self.sr(x.transpose(1, 2).reshape(b, c, h, w))
+            x = self.sr(tokens_to_map(x, (h, w)))
             kv_hw = (x.shape[2], x.shape[3])
-            x = self.norm(x.flatten(2).transpose(1, 2))
+            x = self.norm(map_to_tokens(x))
         k, v = self.kv(x).reshape(b, -1, 2, heads, d).permute(2, 0, 3, 1, 4)  # (B, heads, M, d)
         if self.fused_attn and not self.recording:
             out = F.scaled_dot_product_attention(

@@ -45,6 +45,7 @@ from mmengine.model.weight_init import trunc_normal_
 
 from mmattn.models.layers.block import TransformerBlock
 from mmattn.models.layers.patch_embed import ConvPatchEmbed
+from mmattn.models.layers.tokens import map_to_tokens, tokens_to_map
 from mmattn.registry import MODELS
 
 from .base import BaseBackbone
@@ -93,7 +94,7 @@ class PVTStage(nn.Module):
         h0, w0 = self.pretrain_hw
         pos = self.pos_embed.reshape(1, h0, w0, -1).permute(0, 3, 1, 2)
         pos = F.interpolate(pos, size=hw_shape, mode='bilinear')
-        return pos.flatten(2).transpose(1, 2)
+        return map_to_tokens(pos)
 
 
 @MODELS.register_module()
@@ -232,7 +233,6 @@ class PyramidVisionTransformerSkeleton(BaseBackbone):
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         """Forward ``(B, C, H, W)`` images; returns the NCHW maps of ``out_indices``."""
         outs = []
-        b = x.shape[0]
         for i, layer in enumerate(self.layers):
             x, hw = layer.patch_embed(x)
             if layer.pos_embed is not None:
@@ -241,7 +241,7 @@ class PyramidVisionTransformerSkeleton(BaseBackbone):
                 x = blk(x, hw)
             if layer.norm is not None:
                 x = layer.norm(x)
-            x = x.transpose(1, 2).reshape(b, -1, *hw)
+            x = tokens_to_map(x, hw)
             if i in self.out_indices:
                 outs.append(x)
         return self.pack_outputs(outs)

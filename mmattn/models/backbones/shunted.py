@@ -12,6 +12,7 @@ from mmengine.model import BaseModule, ModuleList
 
 from mmattn.models.layers.block import TransformerBlock
 from mmattn.models.layers.patch_embed import ConvPatchEmbed
+from mmattn.models.layers.tokens import map_to_tokens, tokens_to_map
 from mmattn.models.layers.weight_init import conv_fan_out_init
 from mmattn.registry import MODELS
 
@@ -45,7 +46,7 @@ class ShuntedStem(BaseModule):
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, Tuple[int, int]]:
         """Image (B, 3, H, W) -> tokens (B, N, C) and their map size (floored H/4, W/4)."""
         x = self.proj(self.convs(x))
-        return self.norm(x.flatten(2).transpose(1, 2)), tuple(x.shape[2:])
+        return self.norm(map_to_tokens(x)), tuple(x.shape[2:])
 
 
 @MODELS.register_module()
@@ -186,13 +187,12 @@ class ShuntedTransformer(BaseBackbone):
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         """Image (B, C, H, W) -> tuple of NCHW maps of the stages in ``out_indices``."""
         outs: List[torch.Tensor] = []
-        B = x.shape[0]
         for i in range(self.num_built):
             x, hw_shape = self.patch_embeds[i](x)
             for block in self.stages[i]:
                 x = block(x, hw_shape)
             x = getattr(self, f'norm{i + 1}')(x)
-            x = x.transpose(1, 2).reshape(B, -1, *hw_shape)
+            x = tokens_to_map(x, hw_shape)
             if i in self.out_indices:
                 outs.append(x)
         return self.pack_outputs(outs)

@@ -33,6 +33,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from mmattn.models.layers.block import TransformerBlock
+from mmattn.models.layers.tokens import map_to_tokens, tokens_to_map
 from mmattn.registry import MODELS
 
 from .base import BaseBackbone
@@ -58,7 +59,7 @@ class SwinPatchEmbed(nn.Module):
         x = F.pad(x, (0, -(-w // p) * p - w, 0, -(-h // p) * p - h))
         x = self.proj(x)
         hw = (x.shape[2], x.shape[3])
-        x = x.flatten(2).transpose(1, 2)
+        x = map_to_tokens(x)
         return (self.norm(x) if self.norm is not None else x), hw
 
 
@@ -220,7 +221,7 @@ class SwinTransformerSkeleton(BaseBackbone):
                 x = blk(x, hw)
             if i in self.out_indices:
                 out = getattr(self, f'norm{i}')(x)
-                outs.append(out.transpose(1, 2).reshape(x.shape[0], -1, *hw))
+                outs.append(tokens_to_map(out, hw))
             if layer.downsample is not None:
                 x, hw = layer.downsample(x, hw)
         return self.pack_outputs(outs)

@@ -19,6 +19,8 @@ from mmcv.cnn import build_activation_layer, build_norm_layer
 from mmcv.cnn.bricks import DropPath
 from mmengine.model import BaseModule
 
+from .tokens import map_to_tokens, tokens_to_map
+
 __all__ = ['Mlp', 'TransformerBlock']
 
 
@@ -62,9 +64,7 @@ class Mlp(BaseModule):
         """(B, N, C) tokens (of an ``hw_shape`` map, needed with the depthwise conv)."""
         h = self.fc1(x)
         if self.dwconv is not None:
-            B, N, C = h.shape
-            local = self.dwconv(h.transpose(1, 2).reshape(B, C, *hw_shape))
-            local = local.flatten(2).transpose(1, 2)
+            local = map_to_tokens(self.dwconv(tokens_to_map(h, hw_shape)))
             h = h + local if self.dw_residual else local
         return self.drop(self.fc2(self.drop(self.act(h))))
 

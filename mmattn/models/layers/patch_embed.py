@@ -8,6 +8,8 @@ from typing import Optional, Tuple
 import torch
 import torch.nn as nn
 
+from .tokens import map_to_tokens
+
 __all__ = ['ConvPatchEmbed']
 
 
@@ -45,4 +47,4 @@ class ConvPatchEmbed(nn.Module):
                 f'resize it (at least 32 px per side for the 4-stage pyramid)')
         x = self.proj(x)
         hw = (x.shape[2], x.shape[3])
-        return self.norm(x.flatten(2).transpose(1, 2)), hw
+        return self.norm(map_to_tokens(x)), hw
