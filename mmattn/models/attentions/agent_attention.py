@@ -13,6 +13,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmengine.model.weight_init import trunc_normal_
 
+from mmattn.models.layers.interpolate import bilinear_resize
 from mmattn.models.layers.tokens import map_to_tokens, tokens_to_map
 from mmattn.registry import MODELS
 
@@ -50,7 +51,7 @@ def resize_agent_grid(bias: torch.Tensor, src_grid: Tuple[int, int],
         return bias.reshape(heads, num_agents, h * w)
     # (heads, HW, gh, gw): the agent grid becomes the spatial axes of the interpolation.
     bias = bias.reshape(heads, src_grid[0], src_grid[1], h * w).permute(0, 3, 1, 2)
-    bias = F.interpolate(bias, size=dst_grid, mode='bilinear')
+    bias = bilinear_resize(bias, dst_grid)
     return bias.reshape(heads, h * w, -1).transpose(1, 2)
 
 
@@ -177,8 +178,7 @@ class AgentAttention(BaseAttention):
         size = tuple(hw_shape)
 
         def resize(t: torch.Tensor) -> torch.Tensor:  # (heads, A, h, w) -> (heads, A, H, W)
-            return t if tuple(t.shape[-2:]) == size else F.interpolate(
-                t, size=size, mode='bilinear')
+            return bilinear_resize(t, size)  # F.interpolate's values, a cheaper backward
 
         n, heads = self.agent_num, self.num_heads
         h0, w0 = self.pretrain_hw
