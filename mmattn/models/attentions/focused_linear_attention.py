@@ -235,6 +235,7 @@ class FocusedLinearAttention(BaseAttention):
         acc = torch.promote_types(q.dtype, torch.float32)
         with torch.autocast(device_type=x.device.type, enabled=False):
             qf, kf, vf = q.to(acc), k.to(acc), v.to(acc)
+            del q, k  # not needed again: the kernel maps below replace them (inference peak)
             if self.positional_encoding is not None:
                 kf = kf + resize_pos_encoding(self.positional_encoding.to(acc), self.pos_hw,
                                               kv_hw, self.pos_interp_mode)

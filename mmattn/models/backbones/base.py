@@ -206,7 +206,10 @@ class BaseBackbone(BaseModule):
         """The backbone's output tuple, every map in the standard (contiguous NCHW) layout.
 
         Costs one copy per map that is not already contiguous; see the module docstring for
-        the mmcv ``RoIAlign`` failure it prevents.
+        the mmcv ``RoIAlign`` failure it prevents. Backbones copy each stage's map as soon as
+        it is made (``x.contiguous()``), so this is then a no-op: copying all of them here, at
+        the end, kept every stage's token tensor alive beside the copies (FLatten-PVT-S's
+        inference peak was 61 MiB instead of the official 58 MiB at 4x224x224).
         """
         return tuple(out.contiguous() for out in outs)
 

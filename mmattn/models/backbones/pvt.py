@@ -243,7 +243,7 @@ class PyramidVisionTransformerSkeleton(BaseBackbone):
                 x = layer.norm(x)
             x = tokens_to_map(x, hw)
             if i in self.out_indices:
-                outs.append(x)
+                outs.append(x.contiguous())  # now, not in pack_outputs: see its docstring
         return self.pack_outputs(outs)
 
 

@@ -194,5 +194,5 @@ class ShuntedTransformer(BaseBackbone):
             x = getattr(self, f'norm{i + 1}')(x)
             x = tokens_to_map(x, hw_shape)
             if i in self.out_indices:
-                outs.append(x)
+                outs.append(x.contiguous())  # now, not in pack_outputs: see its docstring
         return self.pack_outputs(outs)

@@ -221,7 +221,7 @@ class SwinTransformerSkeleton(BaseBackbone):
                 x = blk(x, hw)
             if i in self.out_indices:
                 out = getattr(self, f'norm{i}')(x)
-                outs.append(tokens_to_map(out, hw))
+                outs.append(tokens_to_map(out, hw).contiguous())  # see pack_outputs
             if layer.downsample is not None:
                 x, hw = layer.downsample(x, hw)
         return self.pack_outputs(outs)

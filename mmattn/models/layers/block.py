@@ -66,7 +66,10 @@ class Mlp(BaseModule):
         if self.dwconv is not None:
             local = map_to_tokens(self.dwconv(tokens_to_map(h, hw_shape)))
             h = h + local if self.dw_residual else local
-        return self.drop(self.fc2(self.drop(self.act(h))))
+        # rebound before fc2, so fc1's output is freed first: without autograd the hidden map
+        # (mlp_ratio x the tokens) then exists twice only inside the activation
+        h = self.drop(self.act(h))
+        return self.drop(self.fc2(h))
 
 
 class TransformerBlock(BaseModule):
