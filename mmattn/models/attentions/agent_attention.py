@@ -13,13 +13,13 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmengine.model.weight_init import trunc_normal_
 
-from mmattn.models.layers.interpolate import bilinear_resize
+from mmattn.models.layers.interpolate import linear_interp_matrix
 from mmattn.models.layers.tokens import map_to_tokens, tokens_to_map
 from mmattn.registry import MODELS
 
 from .base import AttentionWeights, BaseAttention
 
-__all__ = ['AgentAttention', 'resize_agent_grid']
+__all__ = ['AgentAttention', 'agent_grid_matrix']
 
 
 def _pair(x: Union[int, Sequence[int]]) -> Tuple[int, int]:
@@ -31,28 +31,20 @@ def _pair(x: Union[int, Sequence[int]]) -> Tuple[int, int]:
     return x
 
 
-def resize_agent_grid(bias: torch.Tensor, src_grid: Tuple[int, int],
-                      dst_grid: Tuple[int, int]) -> torch.Tensor:
-    """Bilinearly resize the agent axis of a bias laid out as ``(heads, A, ...)``.
+def _kron(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Kronecker product of two matrices, by broadcasting: ``torch.kron`` makes
+    ``torch.compile`` specialise on the sizes (one recompile per input size)."""
+    return (a[:, None, :, None] * b[None, :, None, :]).reshape(
+        a.shape[0] * b.shape[0], a.shape[1] * b.shape[1])
 
-    The ``A = src_grid[0] * src_grid[1]`` agents are the row-major cells of the pooled grid; the
-    official dense code resizes that grid to the downstream agent grid the same way.
 
-    Args:
-        bias (Tensor): ``(heads, A, H, W)``.
-        src_grid (tuple[int, int]): The grid the agents of ``bias`` live on.
-        dst_grid (tuple[int, int]): The agent grid wanted.
-
-    Returns:
-        Tensor: ``(heads, A', H * W)`` with ``A' = dst_grid[0] * dst_grid[1]``.
-    """
-    heads, num_agents, h, w = bias.shape
-    if tuple(src_grid) == tuple(dst_grid):
-        return bias.reshape(heads, num_agents, h * w)
-    # (heads, HW, gh, gw): the agent grid becomes the spatial axes of the interpolation.
-    bias = bias.reshape(heads, src_grid[0], src_grid[1], h * w).permute(0, 3, 1, 2)
-    bias = bilinear_resize(bias, dst_grid)
-    return bias.reshape(heads, h * w, -1).transpose(1, 2)
+def agent_grid_matrix(src_grid: Tuple[int, int], dst_grid: Tuple[int, int],
+                      dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """``(A', A)`` weights that bilinearly resize the agent axis from ``src_grid`` to
+    ``dst_grid`` (agents are the row-major cells of the pooled grid; the official dense code
+    resizes that grid to the downstream agent grid with ``F.interpolate(mode='bilinear')``)."""
+    return _kron(linear_interp_matrix(src_grid[0], dst_grid[0], dtype, device),
+                 linear_interp_matrix(src_grid[1], dst_grid[1], dtype, device))
 
 
 @MODELS.register_module()
@@ -171,45 +163,47 @@ class AgentAttention(BaseAttention):
     def agent_biases(self, hw_shape: Tuple[int, int]) -> Tuple[torch.Tensor, torch.Tensor]:
         """The two additive biases at feature size ``hw_shape`` and the current agent grid.
 
+        The official definition: each bias is a 7x7 table plus a row table and a column table
+        (pretraining size), every table bilinearly resized to ``hw_shape``, then the agent axis
+        resized from the pretraining agent grid to ``agent_shape``. All of these resizes are
+        linear, so the same numbers come from small matrices instead (float64: equal to
+        ``F.interpolate`` of the tables to 1e-15): the agent axis is resized on the tables,
+        the 7x7 table becomes ``(A', 49) @ (49, HW)`` and the row and column tables are
+        broadcast adds. Nothing of the size of a bias is made except the bias itself, once;
+        the interpolation chain this replaces made several and, through the CPU backward of
+        ``upsample_bilinear2d``, cost most of the time a bias took.
+
         Returns:
             tuple[Tensor, Tensor]: ``(heads, A', HW)`` for aggregation and ``(heads, HW, A')``
             for broadcast.
         """
-        size = tuple(hw_shape)
-
-        def resize(t: torch.Tensor) -> torch.Tensor:  # (heads, A, h, w) -> (heads, A, H, W)
-            return bilinear_resize(t, size)  # F.interpolate's values, a cheaper backward
-
-        n, heads = self.agent_num, self.num_heads
+        h, w = hw_shape
+        heads, n = self.num_heads, self.agent_num
         h0, w0 = self.pretrain_hw
-        an = resize(self.an_bias) + resize((self.ah_bias + self.aw_bias).reshape(heads, n, h0, w0))
-        na = resize(self.na_bias) + resize(
-            (self.ha_bias + self.wa_bias).reshape(heads, h0, w0, n).permute(0, 3, 1, 2))
-        pos_bias = resize_agent_grid(an, self.pretrain_grid, self.agent_shape)
-        agent_bias = resize_agent_grid(na, self.pretrain_grid, self.agent_shape).transpose(1, 2)
-        return pos_bias, agent_bias
+        kh, kw = self.an_bias.shape[-2:]
+        dtype, device = self.an_bias.dtype, self.an_bias.device
+        grid = None if tuple(self.agent_shape) == tuple(self.pretrain_grid) else \
+            agent_grid_matrix(self.pretrain_grid, self.agent_shape, dtype, device)
+        cells = _kron(linear_interp_matrix(kh, h, dtype, device),
+                      linear_interp_matrix(kw, w, dtype, device))  # (HW, kh * kw)
+        rows = linear_interp_matrix(h0, h, dtype, device)  # (H, h0)
+        cols = linear_interp_matrix(w0, w, dtype, device)  # (W, w0)
 
-    def _biases_at(self, hw_shape: Tuple[int, int],
-                   dtype: torch.dtype) -> Tuple[torch.Tensor, torch.Tensor]:
-        """:meth:`agent_biases` in ``dtype``, cached per size while no gradient is recorded.
+        def expand(table: torch.Tensor, row: torch.Tensor, col: torch.Tensor) -> torch.Tensor:
+            """(heads, n, kh*kw), (heads, n, h0), (heads, n, w0) -> (heads, A', H*W)."""
+            if grid is not None:  # the agent axis first, while the tables are small
+                table, row, col = (grid @ t for t in (table, row, col))
+            bias = table @ cells.t()  # (heads, A', HW): the only bias-sized tensor
+            bias.view(heads, -1, h, w).add_((row @ rows.t())[..., None]).add_(
+                (col @ cols.t())[..., None, :])
+            return bias
 
-        The resized tables depend only on the parameters and the input size, so inference
-        reuses them. The cache key holds each bias parameter's version counter and storage, so
-        an optimizer step, ``load_state_dict`` or ``.to()`` invalidates it; with gradients
-        enabled they are always recomputed (the graph needs them).
-        """
-        params = (self.an_bias, self.na_bias, self.ah_bias, self.aw_bias, self.ha_bias,
-                  self.wa_bias)
-        if torch.compiler.is_compiling() or (torch.is_grad_enabled()
-                                             and any(p.requires_grad for p in params)):
-            return tuple(t.to(dtype) for t in self.agent_biases(hw_shape))
-        key = (tuple(hw_shape), dtype, tuple(self.agent_shape),
-               tuple((p._version, p.data_ptr(), p.device) for p in params))
-        cached = self.__dict__.get('_bias_cache')
-        if cached is None or cached[0] != key:
-            cached = (key, tuple(t.to(dtype) for t in self.agent_biases(hw_shape)))
-            self.__dict__['_bias_cache'] = cached
-        return cached[1]
+        pos_bias = expand(self.an_bias.reshape(heads, n, kh * kw),
+                          self.ah_bias.reshape(heads, n, h0), self.aw_bias.reshape(heads, n, w0))
+        agent_bias = expand(self.na_bias.reshape(heads, n, kh * kw),
+                            self.ha_bias.reshape(heads, h0, n).transpose(1, 2),
+                            self.wa_bias.reshape(heads, w0, n).transpose(1, 2))
+        return pos_bias, agent_bias.transpose(1, 2)
 
     @staticmethod
     def _softmax(q, k, bias, scale):
@@ -241,7 +235,7 @@ class AgentAttention(BaseAttention):
 
         pos_bias = agent_bias = None
         if self.with_bias:
-            pos_bias, agent_bias = self._biases_at((h, w), q.dtype)
+            pos_bias, agent_bias = (t.to(q.dtype) for t in self.agent_biases((h, w)))
         if self.fused_attn and not self.recording and q.device.type == 'cpu':
             scale = self.scale
             bh = b * heads
