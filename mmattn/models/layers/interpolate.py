@@ -1,18 +1,18 @@
-"""Bilinear resizing of small learned tables as two matrix products.
+"""Linear interpolation as a matrix, for resizing small learned tables with matrix products.
 
 ``F.interpolate(x, size, mode='bilinear', align_corners=False)`` is separable: every output
 row is a fixed mix of two input rows, every output column of two input columns, so it equals
 ``Wh @ x @ Ww^T`` with two sparse interpolation matrices that depend only on the sizes. For
-the learned bias tables of Agent attention (7x7 grids resized to the feature map in every
-block, with a gradient in training) the product form matters: torch's CPU backward of
+the learned bias tables of Agent attention (resized to the feature map in every block, with a
+gradient in training) the product form matters: torch's CPU backward of
 ``upsample_bilinear2d`` scatters one gradient element at a time and took 11 % of Agent-PVT-S's
-training step at 512x512, while the product's backward is two more small GEMMs.
+training step at 512x512, while a product's backward is more small GEMMs; being linear, the
+resizes can also be reordered and merged (``AgentAttention.agent_biases``).
 """
-from typing import Sequence
 
 import torch
 
-__all__ = ['linear_interp_matrix', 'bilinear_resize']
+__all__ = ['linear_interp_matrix']
 
 
 def linear_interp_matrix(n_in: int, n_out: int, dtype: torch.dtype,
@@ -32,18 +32,3 @@ def linear_interp_matrix(n_in: int, n_out: int, dtype: torch.dtype,
     cols = torch.arange(n_in, device=device)[None, :]
     weights = (cols == lo) * (1 - frac) + (cols == hi) * frac
     return weights.to(dtype)
-
-
-def bilinear_resize(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
-    """``F.interpolate(x, size, mode='bilinear', align_corners=False)`` of ``(..., h, w)``.
-
-    Same values (to rounding: float64 1e-15, float32 1e-6 of the input's scale), any number of
-    leading dimensions; computed as ``Wh @ x @ Ww^T``.
-    """
-    h, w = x.shape[-2:]
-    out_h, out_w = size  # no int(): under torch.compile they may be symbolic sizes
-    if h == out_h and w == out_w:
-        return x
-    wh = linear_interp_matrix(h, out_h, x.dtype, x.device)  # (H, h)
-    ww = linear_interp_matrix(w, out_w, x.dtype, x.device)  # (W, w)
-    return torch.matmul(torch.matmul(wh, x), ww.t())

@@ -1,10 +1,17 @@
-"""bilinear_resize must be F.interpolate(mode='bilinear', align_corners=False), values and
-gradients, for growing, shrinking, mixed and odd sizes."""
+"""linear_interp_matrix must reproduce F.interpolate(mode='bilinear', align_corners=False) as
+``Wh @ x @ Ww^T``, values and gradients, for growing, shrinking, mixed and odd sizes."""
 import pytest
 import torch
 import torch.nn.functional as F
 
-from mmattn.models.layers.interpolate import bilinear_resize, linear_interp_matrix
+from mmattn.models.layers.interpolate import linear_interp_matrix
+
+
+def bilinear_resize(x, size):
+    h, w = x.shape[-2:]
+    wh = linear_interp_matrix(h, size[0], x.dtype, x.device)
+    ww = linear_interp_matrix(w, size[1], x.dtype, x.device)
+    return wh @ x @ ww.t()
 
 SIZES = [((7, 7), (128, 128)), ((7, 7), (3, 5)), ((9, 14), (33, 6)), ((1, 4), (5, 1)),
          ((28, 28), (7, 7)), ((5, 6), (5, 6)), ((7, 7), (13, 200))]
