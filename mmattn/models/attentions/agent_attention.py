@@ -177,6 +177,8 @@ class AgentAttention(BaseAttention):
             tuple[Tensor, Tensor]: ``(heads, A', HW)`` for aggregation and ``(heads, HW, A')``
             for broadcast.
         """
+        if torch.jit.is_tracing():
+            return self._interpolated_biases(hw_shape)
         h, w = hw_shape
         heads, n = self.num_heads, self.agent_num
         h0, w0 = self.pretrain_hw
@@ -193,9 +195,13 @@ class AgentAttention(BaseAttention):
             """(heads, n, kh*kw), (heads, n, h0), (heads, n, w0) -> (heads, A', H*W)."""
             if grid is not None:  # the agent axis first, while the tables are small
                 table, row, col = (grid @ t for t in (table, row, col))
-            bias = table @ cells.t()  # (heads, A', HW): the only bias-sized tensor
-            bias.view(heads, -1, h, w).add_((row @ rows.t())[..., None]).add_(
-                (col @ cols.t())[..., None, :])
+            bias = table @ cells.t()  # (heads, A', HW)
+            row, col = (row @ rows.t())[..., None], (col @ cols.t())[..., None, :]
+            if bias.requires_grad:
+                # out of place: in-place adds on a view make autograd clone the whole bias
+                # in backward (CopySlices), twice per bias
+                return (bias.view(heads, -1, h, w) + row + col).view(heads, -1, h * w)
+            bias.view(heads, -1, h, w).add_(row).add_(col)  # the only bias-sized tensor
             return bias
 
         pos_bias = expand(self.an_bias.reshape(heads, n, kh * kw),
@@ -204,6 +210,32 @@ class AgentAttention(BaseAttention):
                             self.ha_bias.reshape(heads, h0, n).transpose(1, 2),
                             self.wa_bias.reshape(heads, w0, n).transpose(1, 2))
         return pos_bias, agent_bias.transpose(1, 2)
+
+    def _interpolated_biases(self, hw_shape: Tuple[int, int]) -> Tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`agent_biases` as the official code computes them (``F.interpolate`` of each
+        table, then of the agent grid). Used only while tracing, i.e. by the FLOP counter: the
+        papers' FLOPs count these resizes (as elementwise work), not the matrix products that
+        give the same numbers, so counts stay comparable with the published ones."""
+        heads, n = self.num_heads, self.agent_num
+        h0, w0 = self.pretrain_hw
+        size = tuple(hw_shape)
+
+        def resize(t):
+            return t if tuple(t.shape[-2:]) == size else F.interpolate(
+                t, size=size, mode='bilinear', align_corners=False)
+
+        def agents(t):  # (heads, n, H, W) -> (heads, A', HW)
+            if tuple(self.agent_shape) == tuple(self.pretrain_grid):
+                return t.reshape(heads, n, -1)
+            t = t.reshape(heads, *self.pretrain_grid, -1).permute(0, 3, 1, 2)
+            t = F.interpolate(t, size=tuple(self.agent_shape), mode='bilinear',
+                              align_corners=False)
+            return t.flatten(2).transpose(1, 2)
+
+        an = resize(self.an_bias) + resize((self.ah_bias + self.aw_bias).reshape(heads, n, h0, w0))
+        na = resize(self.na_bias) + resize(
+            (self.ha_bias + self.wa_bias).reshape(heads, h0, w0, n).permute(0, 3, 1, 2))
+        return agents(an), agents(na).transpose(1, 2)
 
     @staticmethod
     def _softmax(q, k, bias, scale):

@@ -96,3 +96,23 @@ def test_no_state_kept_between_calls():
         assert (updated - first).abs().max() > 1e-3
     kept = [v for v in op.__dict__.values() if isinstance(v, (torch.Tensor, tuple))]
     assert not any(isinstance(v, torch.Tensor) and v.numel() >= 9 * 11 for v in kept)
+
+
+def test_traced_biases_follow_the_official_formulation():
+    """While tracing (the FLOP counter) the biases come from the interpolation chain the papers'
+    FLOPs count; the values must be the same as the matrix-product path."""
+    op = _op(torch.float64)
+    fast = op.agent_biases((9, 11))
+    class Biases(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.op = op
+
+        def forward(self, x):
+            return torch.cat([t.reshape(-1) for t in self.op.agent_biases((9, 11))]) + x
+
+    traced = torch.jit.trace(Biases(), (torch.zeros(()), ), check_trace=False)
+    want = torch.cat([t.reshape(-1) for t in fast])
+    torch.testing.assert_close(traced(torch.zeros(())), want, rtol=0, atol=1e-12)
+    graph = str(traced.graph)
+    assert 'upsample_bilinear2d' in graph and 'aten::matmul' not in graph
