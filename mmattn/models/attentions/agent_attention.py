@@ -191,25 +191,41 @@ class AgentAttention(BaseAttention):
         rows = linear_interp_matrix(h0, h, dtype, device)  # (H, h0)
         cols = linear_interp_matrix(w0, w, dtype, device)  # (W, w0)
 
-        def expand(table: torch.Tensor, row: torch.Tensor, col: torch.Tensor) -> torch.Tensor:
-            """(heads, n, kh*kw), (heads, n, h0), (heads, n, w0) -> (heads, A', H*W)."""
+        def expand(table: torch.Tensor, row: torch.Tensor, col: torch.Tensor,
+                   agents_last: bool) -> torch.Tensor:
+            """(heads, n, kh*kw), (heads, n, h0), (heads, n, w0) -> (heads, A', H*W), or
+            (heads, H*W, A') with the agents as the unit-stride axis (``agents_last``)."""
             if grid is not None:  # the agent axis first, while the tables are small
                 table, row, col = (grid @ t for t in (table, row, col))
-            bias = table @ cells.t()  # (heads, A', HW)
-            row, col = (row @ rows.t())[..., None], (col @ cols.t())[..., None, :]
+            a = table.shape[1]
+            row, col = row @ rows.t(), col @ cols.t()  # (heads, A', H), (heads, A', W)
+            if agents_last:
+                # (HW, heads * A'): the layout the (B*heads, HW, A') logits it is added to
+                # have; a transposed bias made baddbmm's copy of it 3x slower
+                bias = cells @ table.permute(2, 0, 1).reshape(kh * kw, heads * a)
+                grid_view = (h, w, heads, a)
+                row, col = row.permute(2, 0, 1)[:, None], col.permute(2, 0, 1)[None]
+            else:
+                bias = table @ cells.t()  # (heads, A', HW)
+                grid_view = (heads, a, h, w)
+                row, col = row[..., None], col[..., None, :]
             if bias.requires_grad:
                 # out of place: in-place adds on a view make autograd clone the whole bias
                 # in backward (CopySlices), twice per bias
-                return (bias.view(heads, -1, h, w) + row + col).view(heads, -1, h * w)
-            bias.view(heads, -1, h, w).add_(row).add_(col)  # the only bias-sized tensor
-            return bias
+                bias = bias.view(grid_view) + row + col
+            else:
+                bias.view(grid_view).add_(row).add_(col)  # the only bias-sized tensor
+            if agents_last:
+                return bias.reshape(h * w, heads, a).permute(1, 0, 2)
+            return bias.reshape(heads, a, h * w)
 
         pos_bias = expand(self.an_bias.reshape(heads, n, kh * kw),
-                          self.ah_bias.reshape(heads, n, h0), self.aw_bias.reshape(heads, n, w0))
+                          self.ah_bias.reshape(heads, n, h0), self.aw_bias.reshape(heads, n, w0),
+                          agents_last=False)
         agent_bias = expand(self.na_bias.reshape(heads, n, kh * kw),
                             self.ha_bias.reshape(heads, h0, n).transpose(1, 2),
-                            self.wa_bias.reshape(heads, w0, n).transpose(1, 2))
-        return pos_bias, agent_bias.transpose(1, 2)
+                            self.wa_bias.reshape(heads, w0, n).transpose(1, 2), agents_last=True)
+        return pos_bias, agent_bias
 
     def _interpolated_biases(self, hw_shape: Tuple[int, int]) -> Tuple[torch.Tensor, torch.Tensor]:
         """:meth:`agent_biases` as the official code computes them (``F.interpolate`` of each
