@@ -13,13 +13,13 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmengine.model.weight_init import trunc_normal_
 
-from mmattn.models.layers.interpolate import linear_interp_matrix
+from mmattn.models.layers.interpolate import bilinear_matrix, linear_interp_matrix
 from mmattn.models.layers.tokens import map_to_tokens, tokens_to_map
 from mmattn.registry import MODELS
 
 from .base import AttentionWeights, BaseAttention
 
-__all__ = ['AgentAttention', 'agent_grid_matrix']
+__all__ = ['AgentAttention']
 
 
 def _pair(x: Union[int, Sequence[int]]) -> Tuple[int, int]:
@@ -29,22 +29,6 @@ def _pair(x: Union[int, Sequence[int]]) -> Tuple[int, int]:
     if len(x) != 2:
         raise ValueError(f'expected an int or a pair, got {x}')
     return x
-
-
-def _kron(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Kronecker product of two matrices, by broadcasting: ``torch.kron`` makes
-    ``torch.compile`` specialise on the sizes (one recompile per input size)."""
-    return (a[:, None, :, None] * b[None, :, None, :]).reshape(
-        a.shape[0] * b.shape[0], a.shape[1] * b.shape[1])
-
-
-def agent_grid_matrix(src_grid: Tuple[int, int], dst_grid: Tuple[int, int],
-                      dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """``(A', A)`` weights that bilinearly resize the agent axis from ``src_grid`` to
-    ``dst_grid`` (agents are the row-major cells of the pooled grid; the official dense code
-    resizes that grid to the downstream agent grid with ``F.interpolate(mode='bilinear')``)."""
-    return _kron(linear_interp_matrix(src_grid[0], dst_grid[0], dtype, device),
-                 linear_interp_matrix(src_grid[1], dst_grid[1], dtype, device))
 
 
 @MODELS.register_module()
@@ -184,10 +168,11 @@ class AgentAttention(BaseAttention):
         h0, w0 = self.pretrain_hw
         kh, kw = self.an_bias.shape[-2:]
         dtype, device = self.an_bias.dtype, self.an_bias.device
+        # agents are the row-major cells of the pooled grid; the official dense code resizes
+        # that grid to the downstream agent grid bilinearly: (A', n)
         grid = None if tuple(self.agent_shape) == tuple(self.pretrain_grid) else \
-            agent_grid_matrix(self.pretrain_grid, self.agent_shape, dtype, device)
-        cells = _kron(linear_interp_matrix(kh, h, dtype, device),
-                      linear_interp_matrix(kw, w, dtype, device))  # (HW, kh * kw)
+            bilinear_matrix(self.pretrain_grid, self.agent_shape, dtype, device)
+        cells = bilinear_matrix((kh, kw), (h, w), dtype, device)  # (HW, kh * kw)
         rows = linear_interp_matrix(h0, h, dtype, device)  # (H, h0)
         cols = linear_interp_matrix(w0, w, dtype, device)  # (W, w0)
 

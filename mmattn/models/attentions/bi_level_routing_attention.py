@@ -237,7 +237,7 @@ class BiLevelRoutingAttention(BaseAttention):
         # the softmax runs in place (three logit-sized tensors were alive at the peak).
         attn = logits[0] if topk == 1 else torch.cat(logits, dim=-1)
         del logits
-        if torch.is_grad_enabled() and attn.requires_grad:
+        if attn.requires_grad:  # autograd needs the softmax's own output
             attn = attn.softmax(dim=-1)
         else:
             attn = attn.sub_(attn.amax(dim=-1, keepdim=True)).exp_()

@@ -10,9 +10,11 @@ training step at 512x512, while a product's backward is more small GEMMs; being 
 resizes can also be reordered and merged (``AgentAttention.agent_biases``).
 """
 
+from typing import Sequence
+
 import torch
 
-__all__ = ['linear_interp_matrix']
+__all__ = ['linear_interp_matrix', 'bilinear_matrix']
 
 
 def linear_interp_matrix(n_in: int, n_out: int, dtype: torch.dtype,
@@ -32,3 +34,17 @@ def linear_interp_matrix(n_in: int, n_out: int, dtype: torch.dtype,
     cols = torch.arange(n_in, device=device)[None, :]
     weights = (cols == lo) * (1 - frac) + (cols == hi) * frac
     return weights.to(dtype)
+
+
+def bilinear_matrix(src_hw: Sequence[int], dst_hw: Sequence[int], dtype: torch.dtype,
+                    device: torch.device) -> torch.Tensor:
+    """``(H * W, h * w)`` weights of ``F.interpolate(mode='bilinear', align_corners=False)`` on
+    row-major flattened maps: the Kronecker product of the row and column matrices.
+
+    Written as a broadcast product: ``torch.kron`` makes ``torch.compile`` specialise on the
+    sizes (one recompile per input size).
+    """
+    rows = linear_interp_matrix(src_hw[0], dst_hw[0], dtype, device)  # (H, h)
+    cols = linear_interp_matrix(src_hw[1], dst_hw[1], dtype, device)  # (W, w)
+    return (rows[:, None, :, None] * cols[None, :, None, :]).reshape(
+        rows.shape[0] * cols.shape[0], rows.shape[1] * cols.shape[1])
