@@ -46,3 +46,39 @@ def test_interp_matrix_rows_are_convex_weights():
     torch.testing.assert_close(m.sum(1), torch.ones(19, dtype=torch.float64))
     # at most two neighbouring samples per output
     assert ((m > 0).sum(1) <= 2).all()
+
+
+def test_matrices_are_cached_per_size_dtype_and_device():
+    from mmattn.models.layers import interpolate
+    a = linear_interp_matrix(7, 23, torch.float32, torch.device('cpu'))
+    # the same object again (no rebuild: on a GPU every rebuild is ~20 kernel launches)
+    assert linear_interp_matrix(7, 23, torch.float32, 'cpu') is a
+    # another size or dtype is another entry, with its own values
+    b = linear_interp_matrix(7, 24, torch.float32, torch.device('cpu'))
+    assert b.shape == (24, 7) and b is not a
+    c = linear_interp_matrix(7, 23, torch.float64, torch.device('cpu'))
+    assert c.dtype == torch.float64
+    torch.testing.assert_close(a, interpolate._build_linear_interp_matrix(
+        7, 23, torch.float32, torch.device('cpu')), rtol=0, atol=0)
+    torch.testing.assert_close(c.float(), a, rtol=0, atol=1e-7)
+
+
+def test_cached_matrix_first_built_under_inference_mode_serves_training():
+    # eval under inference_mode first, then a training step at the same size: an inference
+    # tensor in the cache could not be saved for backward
+    size = (11, 37)
+    with torch.inference_mode():
+        bilinear_resize(torch.randn(1, 2, 5, 6), size)
+    x = torch.randn(1, 2, 5, 6, dtype=torch.float32, requires_grad=True)
+    out = bilinear_resize(x, size)
+    (g, ) = torch.autograd.grad(out.sum(), x)
+    ref = F.interpolate(x, size=size, mode='bilinear', align_corners=False)
+    (gr, ) = torch.autograd.grad(ref.sum(), x)
+    torch.testing.assert_close(g, gr, rtol=1e-5, atol=1e-5)
+
+
+def test_cache_is_bounded():
+    from mmattn.models.layers import interpolate
+    for n in range(interpolate._MAX_CACHED + 10):
+        linear_interp_matrix(3, 1000 + n, torch.float32, torch.device('cpu'))
+    assert len(interpolate._MATRICES) <= interpolate._MAX_CACHED
