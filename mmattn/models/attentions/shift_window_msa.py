@@ -11,6 +11,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmengine.model.weight_init import trunc_normal_
 
+from mmattn.models.layers.size_cache import SizeKeyedCache
 from mmattn.registry import MODELS
 
 from .base import AttentionWeights, BaseAttention
@@ -34,13 +35,25 @@ def window_reverse(windows: torch.Tensor, window: Tuple[int, int], h: int, w: in
     return x.reshape(-1, h, w, c)
 
 
+# (nW, N, N) float32: 0.6 MiB for a 56x56 map in 7x7 windows, 3.5 MiB at 128x128; the larger
+# ones of detection-size maps (which change from image to image) are rebuilt per call
+_MASKS = SizeKeyedCache(max_entries=8, max_bytes=4 * 2**20)
+
+
 def shift_window_mask(hw_pad: Tuple[int, int], window: Tuple[int, int],
                       shift: Tuple[int, int], device=None) -> torch.Tensor:
     """Additive mask ``(nW, N, N)`` keeping each shifted window's pieces apart.
 
     Tokens from different regions of the rolled map get -100, as in the official code
     (a large finite number rather than -inf, so a fully masked row never yields NaN).
+    It depends on the sizes alone and is cached per size (``SizeKeyedCache``); callers must
+    not write to it.
     """
+    key = (tuple(hw_pad), tuple(window), tuple(shift), torch.device(device or 'cpu'))
+    return _MASKS.get(key, lambda: _build_shift_window_mask(hw_pad, window, shift, device))
+
+
+def _build_shift_window_mask(hw_pad, window, shift, device) -> torch.Tensor:
     h, w = hw_pad
     img = torch.zeros((1, h, w, 1), device=device)
     cnt = 0
@@ -145,7 +158,10 @@ class ShiftWindowMSA(BaseAttention):
         # Whole windows: wh * ceil(h / wh) (a form torch.compile's shape reasoning simplifies
         # quickly, unlike h + (wh - h % wh) % wh).
         hp, wp = -(-h // wh) * wh, -(-w // ww) * ww
-        x = F.pad(x, (0, 0, 0, wp - w, 0, hp - h))
+        if torch.compiler.is_compiling() or hp != h or wp != w:
+            # eager skips a zero pad (a copy of the map); the compiled graph keeps it, so
+            # that it does not guard on whether a size is a multiple of the window
+            x = F.pad(x, (0, 0, 0, wp - w, 0, hp - h))
         shift = self.shift and (self.pad_small_map or min(h, w) > min(wh, ww))
         mask = None
         if shift:

@@ -9,21 +9,21 @@ gradient in training) the product form matters: torch's CPU backward of
 training step at 512x512, while a product's backward is more small GEMMs; being linear, the
 resizes can also be reordered and merged (``AgentAttention.agent_biases``).
 
-The 1-D matrices depend on the sizes alone and are cached (they are small: ``n_out x n_in``).
-Building one takes about twenty tiny ops; on a GPU, where every op is a kernel launch, the
-rebuilt matrices of every Agent block made Agent-PVT-S's inference at 512x512 launch-bound
-(H100, fp16 AMP: 0.56x the official speed).
+The 1-D matrices depend on the sizes alone and are cached (``size_cache.py``; they are small:
+``n_out x n_in``). Building one takes about twenty tiny ops; on a GPU, where every op is a
+kernel launch, the rebuilt matrices of every Agent block made Agent-PVT-S's inference at
+512x512 launch-bound (H100, fp16 AMP: 0.56x the official speed; 1.03x cached).
 """
 
-from typing import Dict, Sequence
+from typing import Sequence
 
 import torch
 
+from .size_cache import SizeKeyedCache
+
 __all__ = ['linear_interp_matrix', 'bilinear_matrix']
 
-
-_MATRICES: Dict[tuple, torch.Tensor] = {}
-_MAX_CACHED = 256  # a few KiB each; cleared when full (multi-scale runs meet new sizes)
+_MATRICES = SizeKeyedCache(max_entries=256)  # a few KiB each
 
 
 def linear_interp_matrix(n_in: int, n_out: int, dtype: torch.dtype,
@@ -35,21 +35,9 @@ def linear_interp_matrix(n_in: int, n_out: int, dtype: torch.dtype,
     0)``, weight ``1 - frac(src)`` on ``floor(src)`` and ``frac(src)`` on the next sample.
 
     The result is cached per ``(n_in, n_out, dtype, device)`` and must not be written to.
-    Under ``torch.compile`` it is built in the graph instead (constant-folded there).
     """
-    if torch.compiler.is_compiling():
-        return _build_linear_interp_matrix(n_in, n_out, dtype, device)
-    key = (n_in, n_out, dtype, torch.device(device))
-    matrix = _MATRICES.get(key)
-    if matrix is None:
-        # a normal tensor even when first asked for under inference_mode, so that training
-        # later can save it for backward
-        with torch.inference_mode(False), torch.no_grad():
-            matrix = _build_linear_interp_matrix(n_in, n_out, dtype, device)
-        if len(_MATRICES) >= _MAX_CACHED:
-            _MATRICES.clear()
-        _MATRICES[key] = matrix
-    return matrix
+    return _MATRICES.get((n_in, n_out, dtype, torch.device(device)),
+                         lambda: _build_linear_interp_matrix(n_in, n_out, dtype, device))
 
 
 def _build_linear_interp_matrix(n_in: int, n_out: int, dtype: torch.dtype,

@@ -78,3 +78,33 @@ def test_gradients_and_autocast():
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in op.parameters())
     with torch.autocast('cpu', dtype=torch.bfloat16):
         assert torch.isfinite(op(x * 10, (10, 9)).float()).all()
+
+
+def test_shift_mask_is_built_once_per_size_and_reused_exactly():
+    from mmattn.models.attentions import shift_window_msa as swm
+    args = ((21, 14), (7, 7), (3, 3), torch.device('cpu'))
+    first = swm.shift_window_mask(*args)
+    assert swm.shift_window_mask(*args) is first  # no rebuild (GPU: ~25 launches a block)
+    assert torch.equal(first, swm._build_shift_window_mask(*args))
+    other = swm.shift_window_mask((14, 21), (7, 7), (3, 3), torch.device('cpu'))
+    assert other.shape == (6, 49, 49) and not torch.equal(other, first)
+    # a mask over the size limit is returned but not kept (detection sizes change per image)
+    big = swm.shift_window_mask((406, 406), (7, 7), (3, 3), torch.device('cpu'))
+    assert big.numel() * 4 > swm._MASKS.max_bytes
+    assert swm.shift_window_mask((406, 406), (7, 7), (3, 3), torch.device('cpu')) is not big
+
+
+def test_cached_mask_from_inference_mode_serves_a_training_step():
+    torch.manual_seed(0)
+    op = ShiftWindowMSA(16, 2, window_size=(4, 3), shift=True)
+    x = torch.randn(2, 13 * 11, 16)
+    with torch.inference_mode():
+        op.eval()(x, (13, 11))  # builds and caches the mask under inference_mode
+    op.train()
+    xg = x.clone().requires_grad_(True)
+    out = op(xg, (13, 11))
+    out.sum().backward()
+    assert xg.grad is not None and torch.isfinite(xg.grad).all()
+    with torch.no_grad():
+        op.eval()
+        assert (op(x, (13, 11)).double() - reference(op, x, (13, 11))).abs().max() <= 1e-5

@@ -79,6 +79,6 @@ def test_cached_matrix_first_built_under_inference_mode_serves_training():
 
 def test_cache_is_bounded():
     from mmattn.models.layers import interpolate
-    for n in range(interpolate._MAX_CACHED + 10):
+    for n in range(interpolate._MATRICES.max_entries + 10):
         linear_interp_matrix(3, 1000 + n, torch.float32, torch.device('cpu'))
-    assert len(interpolate._MATRICES) <= interpolate._MAX_CACHED
+    assert 0 < len(interpolate._MATRICES) <= interpolate._MATRICES.max_entries
