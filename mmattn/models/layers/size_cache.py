@@ -9,8 +9,8 @@ that compute nothing new cost real time.
 What is kept: only tensors that are functions of their key (sizes, dtype, device), never of
 parameters, so nothing needs invalidating when the model trains. Each entry is built outside
 ``inference_mode`` (an inference tensor could not be saved for backward by a later training
-step) and without autograd. Under ``torch.compile`` nothing is cached: the tensor is built in
-the graph, where it is constant-folded, and Dynamo never sees the dict. The cache is cleared
+step) and without autograd. Under ``torch.compile`` nothing is cached: the tensor is built inside
+the graph (whose kernels are fused anyway), and Dynamo never sees the dict. The cache is cleared
 when full, and tensors larger than ``max_bytes`` are not kept (at detection sizes, which change
 from image to image, the build is small next to the work it serves).
 """
