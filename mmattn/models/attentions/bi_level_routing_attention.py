@@ -11,7 +11,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from mmattn.models.layers.tokens import map_to_tokens, tokens_to_map
+from mmattn.models.layers.tokens import map_to_tokens, pad_map_to, tokens_to_map
 from mmattn.registry import MODELS
 
 from .base import AttentionWeights, BaseAttention
@@ -174,11 +174,8 @@ class BiLevelRoutingAttention(BaseAttention):
         rh, rw = math.ceil(h / s), math.ceil(w / s)  # region size follows the input size
         hp, wp = rh * s, rw * s
         x = x.reshape(b, h, w, c)
-        # legacy auto_pad: zero-pad the op input before the projection (see docstring). A
-        # compiled graph pads always (zero widths are a no-op) so that it does not branch on the
-        # input size: a branch would be a guard, one recompile per padded/unpadded size.
-        if torch.compiler.is_compiling() or hp != h or wp != w:
-            x = F.pad(x, (0, 0, 0, wp - w, 0, hp - h))
+        # legacy auto_pad: zero-pad the op input before the projection (see docstring)
+        x = pad_map_to(x, (hp, wp))
         q, k, v = self.qkv(x).split([self.qk_dims, self.qk_dims, c], dim=-1)  # (B, Hp, Wp, *)
 
         if self.lepe is not None:

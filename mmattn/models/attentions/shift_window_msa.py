@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from mmengine.model.weight_init import trunc_normal_
 
 from mmattn.models.layers.size_cache import SizeKeyedCache
+from mmattn.models.layers.tokens import pad_map_to
 from mmattn.registry import MODELS
 
 from .base import AttentionWeights, BaseAttention
@@ -158,10 +159,7 @@ class ShiftWindowMSA(BaseAttention):
         # Whole windows: wh * ceil(h / wh) (a form torch.compile's shape reasoning simplifies
         # quickly, unlike h + (wh - h % wh) % wh).
         hp, wp = -(-h // wh) * wh, -(-w // ww) * ww
-        if torch.compiler.is_compiling() or hp != h or wp != w:
-            # eager skips a zero pad (a copy of the map); the compiled graph keeps it, so
-            # that it does not guard on whether a size is a multiple of the window
-            x = F.pad(x, (0, 0, 0, wp - w, 0, hp - h))
+        x = pad_map_to(x, (hp, wp))
         shift = self.shift and (self.pad_small_map or min(h, w) > min(wh, ww))
         mask = None
         if shift:

@@ -39,9 +39,6 @@ class SizeKeyedCache:
     def __len__(self) -> int:
         return len(self._store)
 
-    def clear(self) -> None:
-        self._store.clear()
-
     def get(self, key: Hashable, build: Callable[[], torch.Tensor]) -> torch.Tensor:
         if torch.compiler.is_compiling():
             return build()

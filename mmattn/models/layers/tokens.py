@@ -18,13 +18,15 @@ such copies). :func:`tokens_to_map` gives a channels-last view that they take as
 :func:`map_to_tokens` of their channels-last output is a view again. Every token <-> map change
 in the package goes through these two.
 
-:func:`check_tokens` is the input check every attention op starts with.
+:func:`check_tokens` is the input check every attention op starts with, and
+:func:`pad_map_to` the right/bottom zero padding of window and region attentions.
 """
 from typing import Sequence, Tuple
 
 import torch
+import torch.nn.functional as F
 
-__all__ = ['map_to_tokens', 'tokens_to_map', 'check_tokens']
+__all__ = ['map_to_tokens', 'tokens_to_map', 'check_tokens', 'pad_map_to']
 
 
 def map_to_tokens(x: torch.Tensor) -> torch.Tensor:
@@ -66,3 +68,17 @@ def check_tokens(x: torch.Tensor, hw_shape: Sequence[int], owner: str) -> Tuple[
         raise ValueError(f'{owner}: {x.shape[1]} tokens do not form the hw_shape {h} x {w} map '
                          f'(N must equal H * W)')
     return h, w
+
+
+def pad_map_to(x: torch.Tensor, hw_pad: Tuple[int, int]) -> torch.Tensor:
+    """Zero-pad a channels-last ``(B, H, W, C)`` map at the bottom and right to ``hw_pad``.
+
+    Eager mode returns ``x`` itself when nothing needs padding (``F.pad`` would copy the whole
+    map). A compiled graph always pads, zero widths included: a branch on the size would be a
+    guard, and a recompile for every size that is, or is not, a multiple of the window.
+    """
+    h, w = x.shape[1], x.shape[2]
+    hp, wp = hw_pad
+    if torch.compiler.is_compiling() or hp != h or wp != w:
+        x = F.pad(x, (0, 0, 0, wp - w, 0, hp - h))
+    return x
