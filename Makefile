@@ -3,6 +3,8 @@
 #   make test   set up, then lint and run the whole test suite
 VENV ?= .venv
 PY := $(VENV)/bin/python
+# pytest-xdist workers for `make test`: one per core (each gets one core's threads, see tests/conftest.py).
+JOBS ?= $(shell nproc)
 export MMATTN_VENV := $(abspath $(VENV))
 
 .PHONY: setup data demo test lint
@@ -19,4 +21,4 @@ lint: setup
 	@$(PY) -m ruff check mmattn tools tests configs
 
 test: lint data
-	@$(PY) -m pytest tests
+	@$(PY) -m pytest -n $(JOBS) --dist worksteal tests

@@ -5,10 +5,19 @@ import socket
 import subprocess
 import sys
 
-import pytest
-
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DATA = osp.join(REPO, 'data')
+
+# ``make test`` runs the suite on pytest-xdist workers, one per core. Each worker, and every tool
+# it starts in a subprocess, then gets its share of the cores: two workers with two threads each
+# on two cores would time-slice every matrix product. Set before torch is first imported here.
+THREADS = max(1, (os.cpu_count() or 1) // int(os.environ.get('PYTEST_XDIST_WORKER_COUNT', '1')))
+os.environ['OMP_NUM_THREADS'] = str(THREADS)
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(THREADS)
 
 
 @pytest.fixture(scope='session')
@@ -28,7 +37,6 @@ def run_tool(script, *args, timeout=900, env=None, check=True):
     tail of the output.
     """
     full_env = dict(os.environ)
-    full_env.setdefault('OMP_NUM_THREADS', '2')
     full_env.update(env or {})
     cmd = [sys.executable, osp.join(REPO, 'tools', script)] + [str(a) for a in args]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout,

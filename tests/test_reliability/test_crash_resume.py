@@ -83,7 +83,7 @@ RESUMED = re.compile(r'resumed epoch: \d+, iter: (\d+)')
 
 
 def _env():
-    env = dict(os.environ, OMP_NUM_THREADS='2', PYTHONUNBUFFERED='1')
+    env = dict(os.environ, PYTHONUNBUFFERED='1')
     env.pop('CRASH_AT', None)
     return env
 
