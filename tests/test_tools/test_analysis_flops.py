@@ -167,8 +167,10 @@ def test_every_op_agrees_with_torch_dispatch_counter(name):
     if hasattr(op, '_interpolated_biases'):
         # AgentAttention: the FLOP counter traces the official bias formulation (resizes,
         # which are no products; see AgentAttention._interpolated_biases), eager runs the
-        # equal matrix products; count the eager run in the traced formulation too
+        # equal matrix products; count the eager run in the traced formulation too (on the
+        # math path: the CPU fast path folds the biases into the logits' GEMMs instead)
         op.agent_biases = op._interpolated_biases
+        op.fused_attn = False
     with FlopCounterMode(display=False) as counter, sdpa_kernel(SDPBackend.MATH), \
             torch.no_grad():
         op(x, hw)

@@ -13,13 +13,33 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmengine.model.weight_init import trunc_normal_
 
+from mmattn.models.layers.concat_matmul import concat_matmul
 from mmattn.models.layers.interpolate import bilinear_matrix, linear_interp_matrix
+from mmattn.models.layers.size_cache import SizeKeyedCache
 from mmattn.models.layers.tokens import map_to_tokens, tokens_to_map
 from mmattn.registry import MODELS
 
 from .base import AttentionWeights, BaseAttention
 
 __all__ = ['AgentAttention']
+
+# The bases are (HW, K) tables, K = 49 + h0 + w0 (77 to 161): 10 MiB at a 128x128 stage map,
+# 40 MiB at COCO's 200x304. Every block of a stage shares its stage's basis, so a fixed-size run
+# keeps one per stage; sizes that change per image rebuild theirs once per forward.
+_BASES = SizeKeyedCache(max_entries=8, max_bytes=64 << 20)
+
+
+def _bias_basis(table_hw: Tuple[int, int], pretrain_hw: Tuple[int, int],
+                hw: Tuple[int, int], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """``(H*W, kh*kw + h0 + w0)``: per token (row-major), the bilinear weights of the
+    ``kh x kw`` table, then those of the row table at its row, then of the column table at its
+    column (``AgentAttention.bias_factors``)."""
+    (h, w), (h0, w0) = hw, pretrain_hw
+    cells = bilinear_matrix(table_hw, hw, dtype, device)  # (HW, kh * kw)
+    rows = linear_interp_matrix(h0, h, dtype, device)  # (H, h0)
+    cols = linear_interp_matrix(w0, w, dtype, device)  # (W, w0)
+    return torch.cat([cells, rows[:, None].expand(h, w, h0).reshape(h * w, h0),
+                      cols[None].expand(h, w, w0).reshape(h * w, w0)], 1)
 
 
 def _pair(x: Union[int, Sequence[int]]) -> Tuple[int, int]:
@@ -71,9 +91,9 @@ class AgentAttention(BaseAttention):
         kernel_size (int): Kernel of the depthwise conv on V. Defaults to 3.
         with_bias (bool): Use the position biases (the paper's default). Defaults to True.
         fused_attn (bool): The fast path: ``F.scaled_dot_product_attention`` with the biases
-            as additive masks, except on CPU where the biases are added inside the GEMM
-            (``torch.baddbmm``; CPU SDPA scans a float mask for fully masked rows on every
-            call). False runs the plain math path. Defaults to True.
+            as additive masks, except on CPU where the biases are folded into the logits' GEMMs
+            (:meth:`bias_factors`, :func:`concat_matmul`; CPU SDPA scans a float mask for fully
+            masked rows on every call). False runs the plain math path. Defaults to True.
         init_cfg (dict, optional): Initialization config. Defaults to None.
     """
 
@@ -144,18 +164,47 @@ class AgentAttention(BaseAttention):
                 f'agent_num={self.agent_num}, agent_shape={self.agent_shape}, '
                 f'pretrain_hw={self.pretrain_hw}, fused_attn={self.fused_attn}')
 
-    def agent_biases(self, hw_shape: Tuple[int, int]) -> Tuple[torch.Tensor, torch.Tensor]:
-        """The two additive biases at feature size ``hw_shape`` and the current agent grid.
+    def bias_factors(self, hw_shape: Tuple[int, int]
+                     ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The two position biases at feature size ``hw_shape`` as low-rank products.
 
         The official definition: each bias is a 7x7 table plus a row table and a column table
         (pretraining size), every table bilinearly resized to ``hw_shape``, then the agent axis
         resized from the pretraining agent grid to ``agent_shape``. All of these resizes are
-        linear, so the same numbers come from small matrices instead (float64: equal to
-        ``F.interpolate`` of the tables to 1e-15): the agent axis is resized on the tables,
-        the 7x7 table becomes ``(A', 49) @ (49, HW)`` and the row and column tables are
-        broadcast adds. Nothing of the size of a bias is made except the bias itself, once;
-        the interpolation chain this replaces made several and, through the CPU backward of
-        ``upsample_bilinear2d``, cost most of the time a bias took.
+        linear, so each bias is a learned factor times a constant basis (float64: equal to
+        ``F.interpolate`` of the tables to 1e-15): with ``K = kh * kw + h0 + w0`` columns,
+        ``B_1 = P_1 @ M^T`` and ``B_2 = M @ P_2^T``, where ``P = [table | rows | cols]`` (agent
+        axis resized, ``(heads, A', K)``) and ``M = [cells | row weights | column weights]``
+        (``(HW, K)``: the bilinear weights of the 7x7 table, of the row table at each token's row
+        and of the column table at its column; sizes only, cached). The biases need never exist:
+        the CPU path folds them into the logits' GEMM (:func:`concat_matmul`).
+
+        Returns:
+            tuple[Tensor, Tensor, Tensor]: ``P_1`` and ``P_2`` ``(heads, A', K)``, ``M``
+            ``(HW, K)``.
+        """
+        h, w = hw_shape
+        heads, n = self.num_heads, self.agent_num
+        h0, w0 = self.pretrain_hw
+        kh, kw = self.an_bias.shape[-2:]
+        dtype, device = self.an_bias.dtype, self.an_bias.device
+        basis = _BASES.get((kh, kw, h0, w0, h, w, dtype, torch.device(device)),
+                           lambda: _bias_basis((kh, kw), (h0, w0), (h, w), dtype, device))
+        p_pos = torch.cat([self.an_bias.reshape(heads, n, kh * kw),
+                           self.ah_bias.reshape(heads, n, h0),
+                           self.aw_bias.reshape(heads, n, w0)], -1)
+        p_agent = torch.cat([self.na_bias.reshape(heads, n, kh * kw),
+                             self.ha_bias.reshape(heads, h0, n).transpose(1, 2),
+                             self.wa_bias.reshape(heads, w0, n).transpose(1, 2)], -1)
+        if tuple(self.agent_shape) != tuple(self.pretrain_grid):
+            # agents are the row-major cells of the pooled grid; the official dense code
+            # resizes that grid to the downstream agent grid bilinearly: (A', n) on the factors
+            grid = bilinear_matrix(self.pretrain_grid, self.agent_shape, dtype, device)
+            p_pos, p_agent = grid @ p_pos, grid @ p_agent
+        return p_pos, p_agent, basis
+
+    def agent_biases(self, hw_shape: Tuple[int, int]) -> Tuple[torch.Tensor, torch.Tensor]:
+        """The two additive biases at feature size ``hw_shape`` (see :meth:`bias_factors`).
 
         Returns:
             tuple[Tensor, Tensor]: ``(heads, A', HW)`` for aggregation and ``(heads, HW, A')``
@@ -163,54 +212,8 @@ class AgentAttention(BaseAttention):
         """
         if torch.jit.is_tracing():
             return self._interpolated_biases(hw_shape)
-        h, w = hw_shape
-        heads, n = self.num_heads, self.agent_num
-        h0, w0 = self.pretrain_hw
-        kh, kw = self.an_bias.shape[-2:]
-        dtype, device = self.an_bias.dtype, self.an_bias.device
-        # agents are the row-major cells of the pooled grid; the official dense code resizes
-        # that grid to the downstream agent grid bilinearly: (A', n)
-        grid = None if tuple(self.agent_shape) == tuple(self.pretrain_grid) else \
-            bilinear_matrix(self.pretrain_grid, self.agent_shape, dtype, device)
-        cells = bilinear_matrix((kh, kw), (h, w), dtype, device)  # (HW, kh * kw)
-        rows = linear_interp_matrix(h0, h, dtype, device)  # (H, h0)
-        cols = linear_interp_matrix(w0, w, dtype, device)  # (W, w0)
-
-        def expand(table: torch.Tensor, row: torch.Tensor, col: torch.Tensor,
-                   agents_last: bool) -> torch.Tensor:
-            """(heads, n, kh*kw), (heads, n, h0), (heads, n, w0) -> (heads, A', H*W), or
-            (heads, H*W, A') with the agents as the unit-stride axis (``agents_last``)."""
-            if grid is not None:  # the agent axis first, while the tables are small
-                table, row, col = (grid @ t for t in (table, row, col))
-            a = table.shape[1]
-            row, col = row @ rows.t(), col @ cols.t()  # (heads, A', H), (heads, A', W)
-            if agents_last:
-                # (HW, heads * A'): the layout the (B*heads, HW, A') logits it is added to
-                # have; a transposed bias made baddbmm's copy of it 3x slower
-                bias = cells @ table.permute(2, 0, 1).reshape(kh * kw, heads * a)
-                grid_view = (h, w, heads, a)
-                row, col = row.permute(2, 0, 1)[:, None], col.permute(2, 0, 1)[None]
-            else:
-                bias = table @ cells.t()  # (heads, A', HW)
-                grid_view = (heads, a, h, w)
-                row, col = row[..., None], col[..., None, :]
-            if bias.requires_grad:
-                # out of place: in-place adds on a view make autograd clone the whole bias
-                # in backward (CopySlices), twice per bias
-                bias = bias.view(grid_view) + row + col
-            else:
-                bias.view(grid_view).add_(row).add_(col)  # the only bias-sized tensor
-            if agents_last:
-                return bias.reshape(h * w, heads, a).permute(1, 0, 2)
-            return bias.reshape(heads, a, h * w)
-
-        pos_bias = expand(self.an_bias.reshape(heads, n, kh * kw),
-                          self.ah_bias.reshape(heads, n, h0), self.aw_bias.reshape(heads, n, w0),
-                          agents_last=False)
-        agent_bias = expand(self.na_bias.reshape(heads, n, kh * kw),
-                            self.ha_bias.reshape(heads, h0, n).transpose(1, 2),
-                            self.wa_bias.reshape(heads, w0, n).transpose(1, 2), agents_last=True)
-        return pos_bias, agent_bias
+        p_pos, p_agent, basis = self.bias_factors(hw_shape)
+        return p_pos @ basis.t(), basis @ p_agent.transpose(1, 2)
 
     def _interpolated_biases(self, hw_shape: Tuple[int, int]) -> Tuple[torch.Tensor, torch.Tensor]:
         """:meth:`agent_biases` as the official code computes them (``F.interpolate`` of each
@@ -266,22 +269,14 @@ class AgentAttention(BaseAttention):
         k = k.reshape(b, n, heads, d).transpose(1, 2)
         v = v.reshape(b, n, heads, d).transpose(1, 2)
 
+        # (not while tracing: the FLOP counter counts the official resizes, agent_biases)
+        folded = self.fused_attn and not self.recording and q.device.type == 'cpu' \
+            and not torch.jit.is_tracing()
         pos_bias = agent_bias = None
-        if self.with_bias:
+        if self.with_bias and not folded:
             pos_bias, agent_bias = (t.to(q.dtype) for t in self.agent_biases((h, w)))
-        if self.fused_attn and not self.recording and q.device.type == 'cpu':
-            scale = self.scale
-            bh = b * heads
-            a = agents.shape[-2]
-            agents3 = agents.reshape(bh, a, d)
-            logits = agents3 @ k.reshape(bh, n, d).transpose(1, 2) * scale if pos_bias is None \
-                else torch.baddbmm(pos_bias.expand(b, -1, -1, -1).reshape(bh, a, n), agents3,
-                                   k.reshape(bh, n, d).transpose(1, 2), alpha=scale)
-            agent_v = self.attn_drop(logits.softmax(-1)) @ v.reshape(bh, n, d)  # (BH, A', d)
-            logits = q.reshape(bh, n, d) @ agents3.transpose(1, 2) * scale if agent_bias is None \
-                else torch.baddbmm(agent_bias.expand(b, -1, -1, -1).reshape(bh, n, a),
-                                   q.reshape(bh, n, d), agents3.transpose(1, 2), alpha=scale)
-            out = (self.attn_drop(logits.softmax(-1)) @ agent_v).view(b, heads, n, d)
+        if folded:
+            out = self._folded_attention(q, k, v, agents, (h, w))
         elif self.fused_attn and not self.recording:
             p = self.attn_drop_rate if self.training else 0.
             agent_v = F.scaled_dot_product_attention(
@@ -304,6 +299,25 @@ class AgentAttention(BaseAttention):
         v_img = tokens_to_map(v.transpose(1, 2).reshape(b, n, c), (h, w))
         out = out + map_to_tokens(self.dwc(v_img))
         return self.proj_drop(self.proj(out))
+
+    def _folded_attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                          agents: torch.Tensor, hw_shape: Tuple[int, int]) -> torch.Tensor:
+        """The CPU path: both softmaxes with the biases folded into the logits' GEMMs
+        (:func:`concat_matmul` of the :meth:`bias_factors`), so no bias-sized tensor is made,
+        and no float mask for CPU SDPA to scan for fully masked rows on every call.
+        ``q, k, v``: ``(B, heads, N, d)``; ``agents``: ``(B, heads, A', d)``."""
+        b, heads, n, _ = q.shape
+        agents = agents * self.scale
+        if self.with_bias:
+            p_pos, p_agent, basis = (t.to(q.dtype) for t in self.bias_factors(hw_shape))
+            basis = basis.expand(b, heads, n, basis.shape[-1])
+            logits = concat_matmul(agents, k, p_pos.expand(b, -1, -1, -1), basis)
+        else:
+            logits = agents @ k.transpose(-2, -1)
+        agent_v = self.attn_drop(logits.softmax(-1)) @ v  # (B, heads, A', d)
+        logits = concat_matmul(q, agents, basis, p_agent.expand(b, -1, -1, -1)) \
+            if self.with_bias else q @ agents.transpose(-2, -1)
+        return self.attn_drop(logits.softmax(-1)) @ agent_v
 
     def query_maps(self, records, query):
         """The composite map (query -> agents -> keys), with the agents drawn at the centres

@@ -7,7 +7,8 @@ the learned bias tables of Agent attention (resized to the feature map in every 
 gradient in training) the product form matters: torch's CPU backward of
 ``upsample_bilinear2d`` scatters one gradient element at a time and took 11 % of Agent-PVT-S's
 training step at 512x512, while a product's backward is more small GEMMs; being linear, the
-resizes can also be reordered and merged (``AgentAttention.agent_biases``).
+resizes can also be reordered and merged (``AgentAttention.bias_factors``: each bias becomes a
+small learned factor times a constant basis).
 
 The 1-D matrices depend on the sizes alone and are cached (``size_cache.py``; they are small:
 ``n_out x n_in``). Building one takes about twenty tiny ops; on a GPU, where every op is a

@@ -128,6 +128,31 @@ def test_fused_equals_math():
         torch.testing.assert_close(fused(x, (11, 6)), plain(x, (11, 6)), rtol=0, atol=1e-5)
 
 
+@pytest.mark.parametrize('hw, agent_shape', [((11, 6), (3, 5)), ((7, 7), None), ((4, 9), None)])
+@pytest.mark.parametrize('with_bias', [True, False])
+def test_cpu_folded_path_gradients_equal_math_path(hw, agent_shape, with_bias):
+    """The CPU fast path folds the biases into the logits' GEMMs with its own backward
+    (concat_matmul): every parameter's gradient and the input's equal the plain math path's
+    (float64, batch 2, sizes on and off the pretraining size, resized and pretrained agent
+    grids)."""
+    ops = {}
+    for fused in (True, False):
+        op = make(agent_shape, with_bias, fused).double().train()
+        x = torch.randn(2, hw[0] * hw[1], 16, dtype=torch.float64,
+                        generator=torch.Generator().manual_seed(1)).requires_grad_()
+        out = op(x, hw)
+        (out * torch.linspace(-1, 1, out.numel(), dtype=torch.float64).view_as(out)).sum(
+        ).backward()
+        ops[fused] = (op, x, out)
+    (fop, fx, fout), (mop, mx, mout) = ops[True], ops[False]
+    torch.testing.assert_close(fout, mout, rtol=0, atol=1e-12)
+    torch.testing.assert_close(fx.grad, mx.grad, rtol=0, atol=1e-12)
+    grads = dict(mop.named_parameters())
+    for name, p in fop.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+        torch.testing.assert_close(p.grad, grads[name].grad, rtol=0, atol=1e-12, msg=name)
+
+
 @pytest.mark.parametrize('fused', [True, False])
 def test_every_parameter_gets_a_gradient(fused):
     op = make((2, 2), fused=fused).train()
