@@ -3,8 +3,9 @@
 #   make test   set up, then lint and run the whole test suite
 VENV ?= .venv
 PY := $(VENV)/bin/python
-# pytest-xdist workers for `make test`: one per core (each gets one core's threads, see tests/conftest.py).
-JOBS ?= $(shell nproc)
+# pytest-xdist workers for `make test`: one per core, at most 4 (each worker imports torch and the
+# OpenMMLab stack and starts training subprocesses; tests/conftest.py shares the cores' threads).
+JOBS ?= $(shell n=$$(nproc); echo $$(( n < 4 ? n : 4 )))
 export MMATTN_VENV := $(abspath $(VENV))
 
 .PHONY: setup data demo test lint

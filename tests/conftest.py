@@ -11,7 +11,8 @@ DATA = osp.join(REPO, 'data')
 # ``make test`` runs the suite on pytest-xdist workers, one per core. Each worker, and every tool
 # it starts in a subprocess, then gets its share of the cores: two workers with two threads each
 # on two cores would time-slice every matrix product. Set before torch is first imported here.
-THREADS = max(1, (os.cpu_count() or 1) // int(os.environ.get('PYTEST_XDIST_WORKER_COUNT', '1')))
+CORES = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count() or 1
+THREADS = max(1, CORES // int(os.environ.get('PYTEST_XDIST_WORKER_COUNT', '1')))
 os.environ['OMP_NUM_THREADS'] = str(THREADS)
 
 import pytest  # noqa: E402
