@@ -269,15 +269,15 @@ class AgentAttention(BaseAttention):
         k = k.reshape(b, n, heads, d).transpose(1, 2)
         v = v.reshape(b, n, heads, d).transpose(1, 2)
 
+        fused = self.fused_attn and not self.recording
         # (not while tracing: the FLOP counter counts the official resizes, agent_biases)
-        folded = self.fused_attn and not self.recording and q.device.type == 'cpu' \
-            and not torch.jit.is_tracing()
+        folded = fused and q.device.type == 'cpu' and not torch.jit.is_tracing()
         pos_bias = agent_bias = None
         if self.with_bias and not folded:
             pos_bias, agent_bias = (t.to(q.dtype) for t in self.agent_biases((h, w)))
         if folded:
             out = self._folded_attention(q, k, v, agents, (h, w))
-        elif self.fused_attn and not self.recording:
+        elif fused:
             p = self.attn_drop_rate if self.training else 0.
             agent_v = F.scaled_dot_product_attention(
                 agents, k, v, attn_mask=pos_bias, dropout_p=p, scale=self.scale)

@@ -33,7 +33,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from mmattn.models.layers.block import TransformerBlock
-from mmattn.models.layers.tokens import map_to_tokens, tokens_to_map
+from mmattn.models.layers.tokens import map_to_tokens, pad_map_to, tokens_to_map
 from mmattn.registry import MODELS
 
 from .base import BaseBackbone
@@ -74,7 +74,7 @@ class PatchMerging(nn.Module):
     def forward(self, x: torch.Tensor, hw_shape: Tuple[int, int]):
         b, _, c = x.shape
         h, w = hw_shape
-        x = F.pad(x.reshape(b, h, w, c), (0, 0, 0, (w + 1) // 2 * 2 - w, 0, (h + 1) // 2 * 2 - h))
+        x = pad_map_to(x.reshape(b, h, w, c), ((h + 1) // 2 * 2, (w + 1) // 2 * 2))
         # Official channel order: (even row, even col), (odd, even), (even, odd), (odd, odd).
         x = torch.cat([x[:, 0::2, 0::2], x[:, 1::2, 0::2], x[:, 0::2, 1::2], x[:, 1::2, 1::2]], -1)
         hw = (x.shape[1], x.shape[2])
