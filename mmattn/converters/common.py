@@ -8,6 +8,8 @@ from typing import Callable, Dict, Iterable, List, Mapping, Optional, Tuple, Uni
 
 import torch
 
+from mmattn.utils.checkpoint import UnsafeCheckpointError
+
 #: ``--arch`` aliases: PVT's variants, and those of Swin, BiFormer and Shunted.
 PVT_ARCHS = {'t': 'tiny', 's': 'small', 'm': 'medium', 'l': 'large'}
 TSB_ARCHS = {'t': 'tiny', 's': 'small', 'b': 'base'}
@@ -109,14 +111,8 @@ def describe_layout(attn_cfgs) -> str:
 
 def check_arch(arch: Optional[str], aliases: Dict[str, str], found: str, family: str,
                checkpoint: str) -> None:
-    """Refuse an ``--arch`` that names no variant of ``family`` or not the one found.
-
-    Args:
-        arch: The requested variant (an alias such as ``'t'`` or a name), or None (accept).
-        aliases: Alias -> variant name.
-        found: The variant read off the checkpoint.
-        family: The family, for the message (e.g. ``'Agent-PVT'``).
-        checkpoint: The checkpoint's variant, for the message (e.g. ``'Agent-PVT-tiny'``).
+    """Refuse an ``arch`` (a name or an alias in ``aliases``; None accepts) that names no variant
+    of ``family`` or not the ``found`` one; ``checkpoint`` names the found one (``'Agent-PVT-t'``).
     """
     if arch is None:
         return
@@ -164,17 +160,9 @@ def swin_facts(sd: Dict[str, torch.Tensor], arch_zoo: dict, family: str, op_type
                is_op_block: Callable[[str], bool],
                table_side: Callable[[str], Optional[int]]) -> dict:
     """Variant, per-block ``attn_cfgs``, window and pre-training size of an official Swin-layout
-    checkpoint whose blocks are ``op_type`` or Swin's shifted-window attention.
-
-    Args:
-        sd: The official state dict.
-        arch_zoo: The target backbone's ``arch_zoo``.
-        family: For the message (e.g. ``'Agent-Swin'``).
-        op_type: The registered name of the paper's op.
-        is_op_block: Whether the block with attention prefix ``'layers.{i}.blocks.{j}.attn.'``
-            runs the paper's op.
-        table_side: The side of that op block's position table at the stage's resolution, or
-            None (it gives the pre-training size: ``side * 4 * 2**stage``).
+    checkpoint whose blocks run ``op_type`` where ``is_op_block(attn_prefix)``, else Swin's
+    shifted-window attention. ``table_side(attn_prefix)``: the side of an op block's position
+    table at its stage's resolution, or None (pre-training size = ``side * 4 * 2**stage``).
     """
     depths = block_depths(sd, r'layers\.%d\.blocks\.(\d+)\.', 4, 0)
     dims = int(sd['patch_embed.proj.weight'].shape[0])
@@ -225,20 +213,10 @@ def map_swin_keys(sd: Dict[str, torch.Tensor],
 
 def converter_main(doc: str, convert_file: Callable[..., dict], options: Dict[str, dict],
                    summary: Callable[[dict, str], str], argv=None) -> int:
-    """The command line of a ``tools/model_converters/*2mmattn.py`` script.
-
-    Args:
-        doc: The script's docstring (its first line is the description).
-        convert_file: ``convert_file(src, dst, **options)`` of the family's converter.
-        options: Flag -> ``argparse`` keywords of the family's options (``--arch`` ...); their
-            ``dest`` names are ``convert_file``'s keyword arguments.
-        summary: ``summary(report, dst)`` -> what to print after a conversion.
-        argv: The arguments. Defaults to ``sys.argv[1:]``.
-
-    Returns:
-        int: 0, or 2 (after one ``error:`` line) when the conversion was refused.
+    """The command line of ``tools/model_converters/*2mmattn.py``: ``SRC DST`` and the family's
+    ``options`` (flag -> ``add_argument`` keywords; their dests are ``convert_file`` keywords).
+    Prints ``summary(report, dst)`` and returns 0, or one ``error:`` line and 2 on a refusal.
     """
-    from mmattn.utils.checkpoint import UnsafeCheckpointError
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument('src', help='official checkpoint (.pth)')
     parser.add_argument('dst', help='output checkpoint (.pth or .safetensors)')
