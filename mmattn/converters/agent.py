@@ -35,16 +35,16 @@ from mmattn.converters.common import (
     PVT_ARCHS,
     TSB_ARCHS,
     ConversionError,
-    audit_key_mapping,
+    audit_pyramid,
     check_arch,
-    describe_layout,
     map_pvt_keys,
     map_swin_keys,
     pvt_variant,
+    save_converted,
     swin_facts,
     unwrap_state_dict,
 )
-from mmattn.utils.checkpoint import safe_load, save_atomic
+from mmattn.utils.checkpoint import safe_load
 
 
 def detect_family(sd: Dict[str, torch.Tensor]) -> str:
@@ -148,13 +148,9 @@ def convert_agent(ckpt, arch: Optional[str] = None, family: Optional[str] = None
     check_arch(arch, PVT_ARCHS if found == 'pvt' else TSB_ARCHS, facts['arch'],
                f'Agent-{found.upper()}', f'Agent-{found.upper()}-{facts["arch"]}')
     out, dropped, unused = _map_pvt(sd, facts) if found == 'pvt' else map_swin_keys(sd)
-    expected = _build(facts).state_dict()
-    new = [k for k in expected if re.match(r'norm\d+\.', k)] if found == 'swin' else []
-    audit_key_mapping(out, {k: v.shape for k, v in expected.items()}, unused,
-                      f'Agent-{found.upper()}-{facts["arch"]}', allowed_missing=tuple(new))
-    report = dict(facts, layout=describe_layout(facts['attn_cfgs']), dropped=dropped, new=new,
-                  num_keys=len(out))
-    return out, report
+    expected = {k: v.shape for k, v in _build(facts).state_dict().items()}
+    return out, audit_pyramid(out, expected, dropped, unused, facts,
+                              f'Agent-{found.upper()}-{facts["arch"]}')
 
 
 def convert_file(src: str, dst: str, arch: Optional[str] = None,
@@ -163,10 +159,7 @@ def convert_file(src: str, dst: str, arch: Optional[str] = None,
 
     Nothing is written when :func:`convert_agent` refuses.
     """
-    ckpt = safe_load(src)
-    state_dict, report = convert_agent(ckpt, arch, family)
-    meta = {k: report[k] for k in ('family', 'arch', 'attn_cfgs', 'agent_nums',
-                                   'pretrain_img_size', 'window_size') if k in report}
-    save_atomic(dict(state_dict=state_dict,
-                     meta=dict(meta, source=src, converter='mmattn.converters.agent')), dst)
-    return report
+    state_dict, report = convert_agent(safe_load(src), arch, family)
+    return save_converted(dst, state_dict, report, ('family', 'arch', 'attn_cfgs', 'agent_nums',
+                                                    'pretrain_img_size', 'window_size'),
+                          source=src, converter='mmattn.converters.agent')

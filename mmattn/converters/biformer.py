@@ -22,9 +22,10 @@ from mmattn.converters.common import (
     ConversionError,
     audit_key_mapping,
     check_arch,
+    save_converted,
     unwrap_state_dict,
 )
-from mmattn.utils.checkpoint import safe_load, save_atomic
+from mmattn.utils.checkpoint import safe_load
 
 #: (official pattern, mmattn replacement); the first match wins.
 _RULES = [
@@ -120,7 +121,5 @@ def convert_file(src: str, dst: str, arch: Optional[str] = None) -> dict:
     Nothing is written when the conversion is refused. Returns the report.
     """
     state_dict, report = convert_biformer(safe_load(src), arch=arch)
-    save_atomic(dict(state_dict=state_dict,
-                     meta=dict(converted_from=src, arch=report['arch'],
-                               missing_keys=report['missing'])), dst)
-    return report
+    return save_converted(dst, state_dict, report, ('arch', ), converted_from=src,
+                          missing_keys=report['missing'])

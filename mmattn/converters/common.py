@@ -8,7 +8,7 @@ from typing import Callable, Dict, Iterable, List, Mapping, Optional, Tuple, Uni
 
 import torch
 
-from mmattn.utils.checkpoint import UnsafeCheckpointError
+from mmattn.utils.checkpoint import UnsafeCheckpointError, save_atomic
 
 #: ``--arch`` aliases: PVT's variants, and those of Swin, BiFormer and Shunted.
 PVT_ARCHS = {'t': 'tiny', 's': 'small', 'm': 'medium', 'l': 'large'}
@@ -209,6 +209,26 @@ def map_swin_keys(sd: Dict[str, torch.Tensor],
         else:
             unused.append(k)
     return out, dropped, unused
+
+
+def audit_pyramid(out: dict, expected_shapes: Dict[str, tuple], dropped: List[str],
+                  unused: List[str], facts: dict, name: str) -> dict:
+    """Audit an Agent/FLatten conversion (a Swin's dense output norms ``norm{i}`` are not in an
+    ImageNet checkpoint: they start fresh, reported as ``new``) and return its report."""
+    new = [k for k in expected_shapes if re.match(r'norm\d+\.', k)] \
+        if facts['family'] == 'swin' else []
+    audit_key_mapping(out, expected_shapes, unused, name, allowed_missing=tuple(new))
+    return dict(facts, layout=describe_layout(facts['attn_cfgs']), dropped=dropped, new=new,
+                num_keys=len(out), name=name)
+
+
+def save_converted(dst: str, state_dict: dict, report: dict, report_keys: Tuple[str, ...],
+                   **meta) -> dict:
+    """Write ``{'state_dict', 'meta'}`` to ``dst`` atomically, ``meta`` holding ``meta`` and the
+    report's ``report_keys``; return the report."""
+    meta.update({k: report[k] for k in report_keys if k in report})
+    save_atomic(dict(state_dict=state_dict, meta=meta), dst)
+    return report
 
 
 def converter_main(doc: str, convert_file: Callable[..., dict], options: Dict[str, dict],

@@ -19,8 +19,13 @@ from typing import Dict, List, Optional, Tuple
 
 import torch
 
-from mmattn.converters.common import ConversionError, audit_key_mapping, unwrap_state_dict
-from mmattn.utils.checkpoint import safe_load, save_atomic
+from mmattn.converters.common import (
+    ConversionError,
+    audit_key_mapping,
+    save_converted,
+    unwrap_state_dict,
+)
+from mmattn.utils.checkpoint import safe_load
 
 _DEPTH_OF_LAYER3 = {6: 50, 23: 101, 36: 152}
 _STAGE_BLOCKS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}
@@ -166,7 +171,5 @@ def convert_file(src: str, dst: str, depth: Optional[int] = None) -> dict:
         dict: The conversion report (see :func:`convert_eanet`).
     """
     state_dict, report = convert_eanet(safe_load(src), depth)
-    save_atomic(dict(meta=dict(converted_from=src, converter='mmattn.converters.eanet',
-                               **{k: report[k] for k in ('depth', 'num_classes')}),
-                     state_dict=state_dict), dst)
-    return report
+    return save_converted(dst, state_dict, report, ('depth', 'num_classes'), converted_from=src,
+                          converter='mmattn.converters.eanet')

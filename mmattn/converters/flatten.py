@@ -50,17 +50,17 @@ from mmattn.converters.common import (
     PVT_ARCHS,
     TSB_ARCHS,
     ConversionError,
-    audit_key_mapping,
+    audit_pyramid,
     block_depths,
     check_arch,
-    describe_layout,
     map_pvt_keys,
     map_swin_keys,
     pvt_variant,
+    save_converted,
     swin_facts,
     unwrap_state_dict,
 )
-from mmattn.utils.checkpoint import safe_load, save_atomic
+from mmattn.utils.checkpoint import safe_load
 
 _NAMES = dict(pvt=PVT_ARCHS, pvtv2={f'b{i}': f'b{i}' for i in range(5)}, swin=TSB_ARCHS)
 _LABELS = dict(pvt='FLatten-PVT', pvtv2='FLatten-PVTv2', swin='FLatten-Swin')
@@ -225,12 +225,7 @@ def convert_flatten(ckpt, arch: Optional[str] = None, family: Optional[str] = No
     out, dropped, unused = map_keys(sd)
     if expected is None:
         expected = {k: v.shape for k, v in build_target(facts).state_dict().items()}
-    new = [k for k in expected if re.match(r'norm\d+\.', k)] if found == 'swin' else []
-    name = f'{label}-{facts["arch"]}'
-    audit_key_mapping(out, expected, unused, name, allowed_missing=tuple(new))
-    report = dict(facts, layout=describe_layout(facts['attn_cfgs']), dropped=dropped, new=new,
-                  num_keys=len(out), name=name)
-    return out, report
+    return out, audit_pyramid(out, expected, dropped, unused, facts, f'{label}-{facts["arch"]}')
 
 
 def convert_file(src: str, dst: str, arch: Optional[str] = None,
@@ -239,10 +234,7 @@ def convert_file(src: str, dst: str, arch: Optional[str] = None,
 
     Nothing is written when :func:`convert_flatten` refuses.
     """
-    ckpt = safe_load(src)
-    state_dict, report = convert_flatten(ckpt, arch, family)
-    meta = {k: report[k] for k in ('family', 'arch', 'attn_cfgs',
-                                   'pretrain_img_size', 'window_size') if k in report}
-    save_atomic(dict(state_dict=state_dict,
-                     meta=dict(meta, source=src, converter='mmattn.converters.flatten')), dst)
-    return report
+    state_dict, report = convert_flatten(safe_load(src), arch, family)
+    return save_converted(dst, state_dict, report, ('family', 'arch', 'attn_cfgs',
+                                                    'pretrain_img_size', 'window_size'),
+                          source=src, converter='mmattn.converters.flatten')

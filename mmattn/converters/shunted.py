@@ -31,9 +31,10 @@ from mmattn.converters.common import (
     audit_key_mapping,
     block_depths,
     check_arch,
+    save_converted,
     unwrap_state_dict,
 )
-from mmattn.utils.checkpoint import safe_load, save_atomic
+from mmattn.utils.checkpoint import safe_load
 
 
 def infer_arch(sd: Dict[str, torch.Tensor]) -> str:
@@ -132,7 +133,5 @@ def convert_file(src: str, dst: str, arch: Optional[str] = None) -> dict:
     with torch.serialization.safe_globals([argparse.Namespace]):
         ckpt = safe_load(src)
     state_dict, report = convert_shunted(ckpt, arch)
-    save_atomic(dict(state_dict=state_dict,
-                     meta=dict(source=src, converter='mmattn.converters.shunted',
-                               arch=report['arch'])), dst)
-    return report
+    return save_converted(dst, state_dict, report, ('arch', ), source=src,
+                          converter='mmattn.converters.shunted')

@@ -23,7 +23,7 @@ OPTIONS = {'--family': dict(choices=['pvt', 'swin'], help='expected family'),
 
 def summary(report: dict, dst: str) -> str:
     backbone = 'AgentPVT' if report['family'] == 'pvt' else 'AgentSwin'
-    lines = [f"converted Agent-{report['family'].upper()}-{report['arch']} "
+    lines = [f"converted {report['name']} "
              f"({report['num_keys']} tensors) -> {dst}",
              f"dropped (classifier / derived buffers): {len(report['dropped'])} keys, e.g. "
              f"{report['dropped'][:4]}"]
