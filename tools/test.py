@@ -19,9 +19,9 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 from mmattn.utils.checkpoint import write_json_atomic  # noqa: E402
 from mmattn.utils.cli import (  # noqa: E402
     UserInputError,
-    add_common_args,
     finish_launcher,
     load_run_config,
+    parse_run_args,
     user_errors,
 )
 
@@ -33,10 +33,7 @@ def parse_args(argv=None):
     parser.add_argument('--work-dir', help='folder for the evaluation logs')
     parser.add_argument('--out', help='write the raw predictions to this pickle file')
     parser.add_argument('--show-dir', help='draw predictions into this folder')
-    add_common_args(parser)
-    args = parser.parse_args(argv)
-    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
-    return args
+    return parse_run_args(parser, argv)
 
 
 def main(argv=None):

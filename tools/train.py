@@ -7,16 +7,15 @@ which registries build the model, datasets and metrics.
                           [--cfg-options k=v ...] [--launcher none|pytorch|slurm]
 """
 import argparse
-import os
 import os.path as osp
 import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 from mmattn.utils.cli import (  # noqa: E402
-    add_common_args,
     finish_launcher,
     load_run_config,
+    parse_run_args,
     user_errors,
 )
 
@@ -32,10 +31,7 @@ def parse_args(argv=None):
                         help='mixed precision: fp16 with loss scaling on CUDA, bf16 on CPU')
     parser.add_argument('--auto-scale-lr', action='store_true',
                         help='scale the learning rate by the actual total batch size')
-    add_common_args(parser)
-    args = parser.parse_args(argv)
-    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
-    return args
+    return parse_run_args(parser, argv)
 
 
 def main(argv=None):

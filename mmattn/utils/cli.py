@@ -20,7 +20,10 @@ class UserInputError(ValueError):
     """A mistake in what the user passed (path, config key, data): reported as one line."""
 
 
-def add_common_args(parser) -> None:
+def parse_run_args(parser, argv=None):
+    """Parse a tool's arguments plus the options train and test share (``--cfg-options``,
+    ``--launcher``, ``--compile``, the launcher's ``--local-rank``, exported as ``LOCAL_RANK``).
+    """
     parser.add_argument(
         '--cfg-options',
         nargs='+',
@@ -36,6 +39,9 @@ def add_common_args(parser) -> None:
         'with BACKEND (default inductor); the first iterations include compilation')
     # torch.distributed.launch passes --local-rank (newer) or --local_rank (older).
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args(argv)
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    return args
 
 
 def _lookup(container, part):
@@ -99,8 +105,7 @@ def load_run_config(args, checkpoint: Optional[str] = None) -> Config:
     dir (``--work-dir``, the config's, or ``./work_dirs/<config name>``).
 
     Args:
-        args (Namespace): Parsed by a parser with :func:`add_common_args`, ``config`` and
-            ``work_dir``.
+        args (Namespace): Parsed by :func:`parse_run_args`, with ``config`` and ``work_dir``.
         checkpoint (str, optional): The checkpoint to evaluate: it must exist, becomes
             ``load_from``, and the backbone's ``Pretrained`` init is dropped (the checkpoint
             holds every weight). Defaults to None.
