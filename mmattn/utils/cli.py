@@ -97,21 +97,11 @@ def load_config(path: str, options: Optional[dict] = None) -> Config:
 
 
 def load_run_config(args, checkpoint: Optional[str] = None) -> Config:
-    """The shared start of ``tools/train.py`` and ``tools/test.py``.
-
-    Silences pkg_resources' deprecation warning, installs the safe checkpoint loader (every
-    checkpoint MMEngine loads goes through the ``weights_only`` unpickler and its allow-list),
-    loads ``args.config`` with ``args.cfg_options``, starts ``args.launcher`` and sets the work
-    dir (``--work-dir``, the config's, or ``./work_dirs/<config name>``).
-
-    Args:
-        args (Namespace): Parsed by :func:`parse_run_args`, with ``config`` and ``work_dir``.
-        checkpoint (str, optional): The checkpoint to evaluate: it must exist, becomes
-            ``load_from``, and the backbone's ``Pretrained`` init is dropped (the checkpoint
-            holds every weight). Defaults to None.
-
-    Returns:
-        Config: The run's config.
+    """The shared start of ``tools/train.py`` and ``tools/test.py``: the safe checkpoint loader
+    (every checkpoint MMEngine loads goes through the ``weights_only`` unpickler), the config
+    with ``--cfg-options``, the launcher, the work dir (``--work-dir``, the config's, or
+    ``./work_dirs/<config name>``) and, for testing, the ``checkpoint``: it must exist, becomes
+    ``load_from``, and the backbone's ``Pretrained`` init is dropped (it holds every weight).
     """
     from .checkpoint import install_safe_checkpoint_loader
     # mmengine looks up mmdet::/mmseg:: base configs through pkg_resources, which warns on import.
