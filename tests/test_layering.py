@@ -26,6 +26,7 @@ def test_optim_wrapper_resolves_from_a_recipe_config():
     """A recipe imports only ``mmattn.models`` and names ``mmattn.CPUAmpOptimWrapper`` (what
     ``tools/train.py --amp`` writes on CPU); the registry's ``locations`` bring the engine."""
     out = _run('''
+import sys
 import torch
 from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
@@ -38,6 +39,7 @@ cfg = Config(dict(
     optim_wrapper=dict(type='mmattn.CPUAmpOptimWrapper', dtype='bfloat16',
                        optimizer=dict(type='SGD', lr=0.1))))
 import_modules_from_strings(**cfg.custom_imports)
+assert 'mmattn.engine' not in sys.modules, 'importing the models imported the engine'
 init_default_scope(cfg.default_scope)
 wrapper = build_optim_wrapper(torch.nn.Linear(2, 2), cfg.optim_wrapper)
 print(type(wrapper).__module__, type(wrapper).__name__, wrapper.cast_dtype)

@@ -23,10 +23,8 @@ it is itself being traced by ``torch.compile`` (the whole backbone compiled). On
 has no ``flex_attention`` backward: use it for inference there (the op falls back to its gather
 path when gradients are needed).
 
-On CUDA (measured once, torch 2.11 on an H200; docs/benchmark.md) it is not a win: Triton's flex
-kernel needs block sizes divisible by its tiles, so regions of 16, 20, 70 or 247 tokens (BiFormer
-stage 3 at 512, every COCO-size stage) fail to compile, and where it compiled (regions of 64 and
-256 tokens) it was exact but ran at 0.3x (forward) to 0.75-0.96x (forward + backward) of the
+On CUDA it is not a win (docs/benchmark.md): Triton's flex kernel needs block sizes divisible
+by its tiles, so most region sizes fail to compile, and where it compiled it was slower than the
 gather + SDPA path, which is BRA's CUDA default.
 """
 from typing import Optional

@@ -6,7 +6,6 @@ official ``EAMLP/models/transformer_block.py``) with the other ops on the same p
 no hierarchical EA backbone and no ImageNet weights for one: EA-PVT trains from scratch (or
 from an ImageNet run of your own); there is nothing to convert.
 """
-from typing import Optional, Sequence, Union
 
 from mmattn.registry import MODELS
 
@@ -33,11 +32,6 @@ class EAPVT(PyramidVisionTransformerSkeleton):
         **kwargs: Arguments of :class:`PyramidVisionTransformerSkeleton`.
     """
 
-    def __init__(self,
-                 arch: Union[str, dict] = 'tiny',
-                 attn_cfgs: Optional[Union[dict, Sequence]] = None,
-                 **kwargs) -> None:
-        super().__init__(arch=arch, attn_cfgs=attn_cfgs, **kwargs)
 
     def default_attn_cfgs(self):
         return dict(type='MultiHeadExternalAttention')

@@ -40,11 +40,6 @@ class FLattenPVT(PyramidVisionTransformerSkeleton):
             ``drop_path_rate``, ``pretrain_img_size``, ``init_cfg``).
     """
 
-    def __init__(self,
-                 arch: Union[str, dict] = 'tiny',
-                 attn_cfgs: Optional[Union[dict, Sequence]] = None,
-                 **kwargs) -> None:
-        super().__init__(arch=arch, attn_cfgs=attn_cfgs, **kwargs)
 
     def default_attn_cfgs(self):
         return dict(type='FocusedLinearAttention', sr_ratio=1)
@@ -130,11 +125,6 @@ class FLattenSwin(SwinTransformerSkeleton):
             official 7, 12 for the 384 model).
     """
 
-    def __init__(self,
-                 arch: Union[str, dict] = 'tiny',
-                 attn_cfgs: Optional[Union[dict, Sequence]] = None,
-                 **kwargs) -> None:
-        super().__init__(arch=arch, attn_cfgs=attn_cfgs, **kwargs)
 
     def default_attn_cfgs(self):
         flatten, window = dict(type='FocusedLinearAttention'), dict(type='ShiftWindowMSA')
