@@ -87,7 +87,10 @@ fi
 
 # 3. The rest of the stack and mmattn itself (torch and mmcv are already satisfied).
 log "installing mmengine, mmdet, mmsegmentation and mmattn"
-"${PIP[@]}" install -r "$ROOT/requirements/runtime.txt" -r "$ROOT/requirements/tests.txt"
+"${PIP[@]}" install -r "$ROOT/requirements/runtime.txt" -r "$ROOT/requirements/tests.txt" \
+  -r "$ROOT/requirements/mim.txt"
+# mim without its dataset-download dependency chain (see requirements/mim.txt)
+"${PIP[@]}" install --no-deps openmim==0.3.9
 "${PIP[@]}" install --no-deps -e "$ROOT"
 "$PY" -c 'import mmcv.ops, mmdet, mmseg, mmattn'
 

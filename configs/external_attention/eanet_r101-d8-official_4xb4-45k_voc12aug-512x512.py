@@ -1,3 +1,4 @@
+# Citation: guo2022beyond (BibTeX in configs/external_attention/README.md)
 # The official EANet network (MenghaoGuo/EANet model_torch.py + settings.py) on PASCAL VOC aug:
 # ResNet-101 with a 128-channel deep stem (3->64->64->128), output stride 8, last-stage
 # dilations (2, 8, 16) (official multi-grid), no auxiliary head, logits resized with

@@ -79,6 +79,12 @@ def dataset_of(data_field: str) -> str:
     return DATASETS[key]
 
 
+def head_name(head: str) -> str:
+    """``'mask-rcnn'`` -> ``'Mask R-CNN'`` (the config name's first field)."""
+    extra = {'cascade-mask-rcnn': 'Cascade Mask R-CNN'}
+    return extra.get(head) or HEADS.get(head, (head, ))[0]
+
+
 def _number(cell: str) -> Optional[float]:
     m = re.match(r'\s*(\d+(?:\.\d+)?)', cell)
     return float(m.group(1)) if m else None
@@ -101,7 +107,11 @@ def results(paper: dict, task: str, dataset: str) -> List[dict]:
         value = _number(cell)
         if value is None:
             continue
-        by_task.setdefault(task_of_metric(name, task), {})[name] = value
+        metrics = by_task.setdefault(task_of_metric(name, task), {})
+        metrics[name] = value
+        ms = re.search(r'(\d+(?:\.\d+)?)\s*MS\b', cell)  # "49.8 (50.8 MS)": multi-scale + flip
+        if ms:
+            metrics[f'{name} (MS)'] = float(ms.group(1))
     return [dict(Task=t, Dataset=dataset, Metrics=m, Source='paper') for t, m in by_task.items()]
 
 
@@ -122,7 +132,7 @@ def model_entry(path: str, cfg, info: dict, collection: str, paper: dict,
         if cx.get('flops') is not None:
             meta['FLOPs'] = int(cx['flops'])
             meta['FLOPs Input'] = 'x'.join(str(s) for s in cx['shape'])
-    meta['Architecture'] = [info['backbone_type'], HEADS.get(info['head'], (info['head'], ))[0]]
+    meta['Architecture'] = [info['backbone_type'], head_name(info['head'])]
     entry = {'Name': info['stem'], 'In Collection': collection, 'Config': path,
              'Metadata': meta}
     res = results(paper, info['task'], dataset)

@@ -9,10 +9,10 @@ Without masks this is exactly ``DetTTAModel``.
 from typing import List
 
 import torch
+from mmcv.ops import batched_nms
 from mmdet.models.test_time_augs import DetTTAModel
 from mmdet.structures import DetDataSample
 from mmengine.structures import InstanceData
-from mmcv.ops import batched_nms
 
 from mmattn.registry import MODELS
 

@@ -3,10 +3,10 @@ _base_ = 'mmseg::_base_/datasets/ade20k.py'
 
 # Test-time augmentation (`tools/test.py CONFIG CKPT --tta`): the multi-scale + flip protocol of
 # the papers' "MS" mIoU columns (Agent, BiFormer, Shunted, FLatten): ratios 0.5-1.75 of the
-# image, each flipped and not (12 views), class scores averaged by SegTTAModel. Stated here
+# image, each flipped and not (12 views), class scores averaged by SegTTAModel (tta_model of
+# mmseg's default_runtime, which default_runtime_seg.py inherits). Stated here
 # (same as mmseg's base) so that every ADE20K recipe visibly carries it.
 img_ratios = [0.5, 0.75, 1.0, 1.25, 1.5, 1.75]
-tta_model = dict(type='SegTTAModel')
 tta_pipeline = [
     dict(type='LoadImageFromFile', backend_args=None),
     dict(

@@ -51,9 +51,9 @@ val_evaluator = dict(type='IoUMetric', iou_metrics=['mIoU'])
 test_evaluator = val_evaluator
 
 # Test-time augmentation (`tools/test.py CONFIG CKPT --tta`): the ADE20K recipes' multi-scale +
-# flip protocol (ratios 0.5-1.75 of the image, flipped and not), on the 128 px shapes images.
+# flip protocol (ratios 0.5-1.75 of the image, flipped and not), on the 128 px shapes images;
+# tta_model (SegTTAModel) comes from default_runtime_seg.py.
 img_ratios = [0.5, 0.75, 1.0, 1.25, 1.5, 1.75]
-tta_model = dict(type='SegTTAModel')
 tta_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(
