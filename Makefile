@@ -19,7 +19,7 @@ demo: data
 	@bash tools/demo.sh $(PY)
 
 lint: setup
-	@$(PY) -m ruff check mmattn tools tests configs
+	@$(PY) -m ruff check mmattn tools tests configs demo setup.py
 
 test: lint data
 	@$(PY) -m pytest -n $(JOBS) --dist worksteal tests

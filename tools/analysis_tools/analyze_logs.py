@@ -7,7 +7,8 @@ WORK_DIR is a ``tools/train.py`` work dir (the newest ``<timestamp>/vis_data/sca
 under it is read) or a scalars.json file. Left panel: the losses (default: every key starting
 with ``loss``; the total in bold); right panel: the validation metrics (default: COCO
 ``bbox_mAP``/``segm_mAP`` or ``mIoU``, whichever the log has). MMDetection's
-``analyze_logs.py`` expects epoch-based logs; the shapes recipes log by iteration.
+``analyze_logs.py`` needs seaborn and groups records by epoch; the shapes recipes log by
+iteration.
 """
 import argparse
 import glob
