@@ -85,12 +85,13 @@ def main(argv=None):
     elif scope == 'mmseg':
         from mmseg.apis import MMSegInferencer
         inferencer = MMSegInferencer(model=cfg, weights=args.weights, device=args.device)
-        out = inferencer(args.image, return_vis=True, with_labels=True)
+        out = inferencer(args.image, return_vis=True, with_labels=True, opacity=0.6)
         what = 'per-pixel classes'
     else:
         raise UserInputError(f'{args.config}: default_scope {scope!r} is neither mmdet nor mmseg')
     meta = inferencer.model.dataset_meta or {}
-    vis = out['visualization'][0]  # RGB
+    vis = out['visualization']  # RGB; MMSegInferencer returns a single image unlisted
+    vis = vis[0] if isinstance(vis, (list, tuple)) else vis
     classes, palette = meta.get('classes', ()), meta.get('palette', ())
     if classes and palette:
         vis = np.concatenate([vis, legend(classes, palette, vis.shape[1])], axis=0)
