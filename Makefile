@@ -1,5 +1,6 @@
 # The two commands of the README:
-#   make demo   set up, then train + evaluate Mask R-CNN and Semantic FPN on the bundled data
+#   make demo   set up, then train + evaluate Mask R-CNN and Semantic FPN on the bundled data,
+#               plot their curves and draw their predictions (work_dirs/demo/pictures)
 #   make test   set up, then lint and run the whole test suite
 VENV ?= .venv
 PY := $(VENV)/bin/python

@@ -56,6 +56,8 @@ def apply_tta(cfg: Config, config_path: str = 'the config') -> str:
             import mmattn.det  # noqa: F401  (registers InstanceSegTTAModel)
     tta_model = ConfigDict(copy.deepcopy(cfg.tta_model))
     tta_model['module'] = cfg.model
+    # An mmattn wrapper builds in the mmattn scope: the detector must name its own.
+    tta_model['module'].setdefault('_scope_', scope)
     cfg.model = tta_model
     _leaf_dataset(cfg.test_dataloader.dataset).pipeline = cfg.tta_pipeline
     return f'{tta_model["type"]} over {describe_views(cfg.tta_pipeline)}'
