@@ -53,6 +53,17 @@ det_pic=$("$PY" demo/image_demo.py "$img" "$DET" --weights "$(cat "$WORK/det/las
   --out-dir "$WORK/pictures" | tail -n 1 | cut -d: -f1)
 seg_pic=$("$PY" demo/image_demo.py "$img" "$SEG" --weights "$(cat "$WORK/seg/last_checkpoint")" \
   --out-dir "$WORK/pictures" | tail -n 1 | cut -d: -f1)
+# Both side by side (what docs/demo_predictions.png in the README shows).
+"$PY" - "$det_pic" "$seg_pic" "$WORK/pictures/demo_predictions.png" <<'PYEOF'
+import sys
+import mmcv
+import numpy as np
+det, seg = (mmcv.imread(p) for p in sys.argv[1:3])
+h = max(det.shape[0], seg.shape[0])
+pad = lambda im: np.pad(im, ((0, h - im.shape[0]), (0, 0), (0, 0)), constant_values=255)
+gap = np.full((h, 16, 3), 255, np.uint8)
+mmcv.imwrite(np.concatenate([pad(det), gap, pad(seg)], axis=1), sys.argv[3])
+PYEOF
 "$PY" - "$WORK" "$(( $(date +%s) - start ))" "$DET" "$SEG" "$det_pic" "$seg_pic" <<'PYEOF'
 import json, sys
 from mmengine.config import Config
@@ -69,6 +80,6 @@ else:  # CocoMetric returns nothing when no box passes the score threshold
     print(f'Mask R-CNN ({det_backbone})  no detection above the score threshold: mAP 0')
 print(f"Semantic FPN ({seg_backbone})  mIoU {seg['mIoU']:.2f}  aAcc {seg['aAcc']:.2f}")
 print(f'curves:   {work}/det/curves.png  {work}/seg/curves.png')
-print(f'pictures: {sys.argv[5]}  {sys.argv[6]}')
+print(f'pictures: {sys.argv[5]}  {sys.argv[6]}  {work}/pictures/demo_predictions.png')
 print('=' * 64)
 PYEOF
