@@ -1,5 +1,6 @@
 # The two commands of the README:
-#   make demo   set up, then train + evaluate Mask R-CNN and Semantic FPN on the bundled data
+#   make demo   set up, then train + evaluate Mask R-CNN and Semantic FPN on the bundled data,
+#               plot their curves and draw their predictions (work_dirs/demo/pictures)
 #   make test   set up, then lint (ruff check + ruff format --check) and run the whole test suite
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -19,8 +20,8 @@ demo: data
 	@bash tools/demo.sh $(PY)
 
 lint: setup
-	@$(PY) -m ruff check mmattn tools tests configs
-	@$(PY) -m ruff format --check mmattn tools tests configs
+	@$(PY) -m ruff check mmattn tools tests configs demo setup.py
+	@$(PY) -m ruff format --check mmattn tools tests configs demo setup.py
 
 test: lint data
 	@$(PY) -m pytest -n $(JOBS) --dist worksteal tests

@@ -55,16 +55,27 @@ else
   wheel_dir=$CACHE/wheels/$key
   wheel=$(ls "$wheel_dir"/mmcv-$MMCV_VERSION-*.whl 2>/dev/null | head -n 1 || true)
   if [ -z "$wheel" ]; then
-    log "building mmcv $MMCV_VERSION with ops from source (about 9 minutes on 2 cores, once)"
+    log "building mmcv $MMCV_VERSION with ops from source (about 13 minutes on 2 cores, once)"
     mkdir -p "$wheel_dir"
     # mmcv's setup.py imports pkg_resources: build with setuptools < 70, then restore the
     # setuptools torch asks for. The wheel is built into a temporary folder and moved into the
     # cache only when complete, so an interrupted build never leaves a broken cached wheel.
     tmp=$(mktemp -d "$CACHE/build.XXXXXX")
-    trap 'rm -rf "$tmp"' EXIT
+    hb=
+    trap 'rm -rf "$tmp"; [ -z "$hb" ] || kill "$hb" 2>/dev/null' EXIT
     "${PIP[@]}" install 'setuptools<70' ninja
+    # The compiler is silent under pip -q for the whole build: a line a minute shows it runs.
+    # (The sleep writes nowhere, so a killed heartbeat leaves nothing holding the output open.)
+    t0=$(date +%s)
+    ( while sleep 60 </dev/null >/dev/null 2>&1; do
+        log "still building mmcv: $(( ($(date +%s) - t0) / 60 )) min (about 13 on 2 cores)"
+      done ) &
+    hb=$!
     MMCV_WITH_OPS=1 FORCE_CUDA=${FORCE_CUDA:-0} MAX_JOBS=${MAX_JOBS:-$(nproc)} \
       "${PIP[@]}" wheel --no-build-isolation --no-deps "mmcv==$MMCV_VERSION" -w "$tmp"
+    kill "$hb" 2>/dev/null || true
+    hb=
+    log "mmcv built in $(( ($(date +%s) - t0) / 60 )) min"
     mv "$tmp"/mmcv-$MMCV_VERSION-*.whl "$wheel_dir"/
     "${PIP[@]}" install 'setuptools>=77,<81'
     wheel=$(ls "$wheel_dir"/mmcv-$MMCV_VERSION-*.whl | head -n 1)
@@ -76,7 +87,10 @@ fi
 
 # 3. The rest of the stack and mmattn itself (torch and mmcv are already satisfied).
 log "installing mmengine, mmdet, mmsegmentation and mmattn"
-"${PIP[@]}" install -r "$ROOT/requirements/runtime.txt" -r "$ROOT/requirements/tests.txt"
+"${PIP[@]}" install -r "$ROOT/requirements/runtime.txt" -r "$ROOT/requirements/tests.txt" \
+  -r "$ROOT/requirements/mim.txt"
+# mim without its dataset-download dependency chain (see requirements/mim.txt)
+"${PIP[@]}" install --no-deps openmim==0.3.9
 "${PIP[@]}" install --no-deps -e "$ROOT"
 "$PY" -c 'import mmcv.ops, mmdet, mmseg, mmattn'
 

@@ -1,9 +1,10 @@
 """Evaluate a checkpoint: COCO bbox/segm mAP for mmdet configs, mIoU for mmseg configs.
 
     python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out FILE] [--show-dir DIR]
-                         [--cfg-options k=v ...] [--launcher none|pytorch|slurm]
+                         [--tta] [--cfg-options k=v ...] [--launcher none|pytorch|slurm]
 
 ``--out`` writes the raw predictions (a pickle) atomically: the file is complete or absent.
+``--tta`` evaluates with the recipe's test-time augmentation (``mmattn/utils/tta.py``).
 """
 import argparse
 import json
@@ -33,6 +34,9 @@ def parse_args(argv=None):
     parser.add_argument('--work-dir', help='folder for the evaluation logs')
     parser.add_argument('--out', help='write the raw predictions to this pickle file')
     parser.add_argument('--show-dir', help='draw predictions into this folder')
+    parser.add_argument('--tta', action='store_true',
+                        help="test-time augmentation: the config's tta_pipeline (segmentation: "
+                        'the papers\' multi-scale + flip) merged by its tta_model')
     return parse_run_args(parser, argv)
 
 
@@ -71,7 +75,12 @@ def main(argv=None):
             else [evaluator, dump]
 
     enable_crash_safe_checkpoints(cfg, strict_load=True)  # refuses another model's checkpoint
-    runner = build_runner(cfg, ('test', ), args.compile)
+
+    def tta(cfg):  # after the pre-flight checks, which read the plain model config
+        from mmattn.utils.tta import apply_tta
+        print(f'note: --tta: {apply_tta(cfg, args.config)}', file=sys.stderr)
+
+    runner = build_runner(cfg, ('test', ), args.compile, before_build=tta if args.tta else None)
     try:
         metrics = runner.test()
         if runner.rank == 0:

@@ -1,3 +1,4 @@
+# Citation: han2024agent (BibTeX in configs/agent_attention/README.md)
 # Cascade Mask R-CNN + FPN with Agent-Swin-T, COCO 1x (12 epochs, 8 GPUs x 2 images).
 # Official dense code (downstream/detection, configs/agent_swin/agent_swin_t_crcnn_1x_9-12-14-7.py
 # over _base_/models/cascade_mask_rcnn_swin_fpn.py): mmdet's Cascade Mask R-CNN whose three box

@@ -1,3 +1,4 @@
+# Citation: han2024agent (BibTeX in configs/agent_attention/README.md)
 # Semantic FPN with Agent-PVT-M on ADE20K: the PVT-T recipe, drop path 0.2 (official).
 _base_ = './fpn_agent-pvt-t_8xb2-40k_ade20k-512x512.py'
 model = dict(

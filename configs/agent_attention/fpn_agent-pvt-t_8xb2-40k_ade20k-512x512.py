@@ -1,3 +1,4 @@
+# Citation: han2024agent (BibTeX in configs/agent_attention/README.md)
 # Semantic FPN with Agent-PVT-T on ADE20K 512x512, 40k iterations, 8 GPUs x 2 images.
 # Official dense code (downstream/segmentation, configs/agent_pvt/fpn_agent_pvt_t_12-16-28-28.py):
 # AdamW lr 2e-4, weight decay 1e-4 on every parameter, poly decay (power 0.9, min lr 0) with

@@ -1,3 +1,4 @@
+# Citation: han2024agent (BibTeX in configs/agent_attention/README.md)
 # Mask R-CNN + FPN with Agent-PVT-L, COCO 1x: the PVT-T recipe, drop path 0.2 (official).
 _base_ = './mask-rcnn_agent-pvt-t_fpn_1x_coco.py'
 model = dict(

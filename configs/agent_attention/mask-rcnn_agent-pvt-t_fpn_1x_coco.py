@@ -1,3 +1,4 @@
+# Citation: han2024agent (BibTeX in configs/agent_attention/README.md)
 # Mask R-CNN + FPN with Agent-PVT-T, COCO 1x (12 epochs, 8 GPUs x 2 images).
 # Official dense code (LeapLabTHU/Agent-Attention downstream/detection,
 # configs/agent_pvt/agent_pvt_t_mrcnn_1x_12-16-28-28.py): AdamW lr 2e-4, weight decay 1e-4

@@ -1,3 +1,4 @@
+# Citation: han2024agent (BibTeX in configs/agent_attention/README.md)
 # Mask R-CNN + FPN with Agent-Swin-T, COCO 1x (12 epochs, 8 GPUs x 2 images).
 # Official dense code (downstream/detection, configs/agent_swin/agent_swin_t_mrcnn_1x_9-12-14-7.py):
 # AdamW lr 1e-4, betas (0.9, 0.999), weight decay 0.05 except on norms, the relative position

@@ -1,3 +1,4 @@
+# Citation: han2024agent (BibTeX in configs/agent_attention/README.md)
 # Mask R-CNN + FPN with Agent-Swin-T, COCO 3x (36 epochs, steps at 27 and 33): the 1x recipe
 # with the official 3x schedule (agent_swin_t_mrcnn_3x_9-12-14-7.py), whose warm-up stays at
 # mmdet's 500 linear iterations (ratio 0.001).

@@ -1,3 +1,4 @@
+# Citation: han2024agent (BibTeX in configs/agent_attention/README.md)
 # RetinaNet + FPN with Agent-PVT-M, COCO 1x: the PVT-T recipe, drop path 0.2 (official).
 _base_ = './retinanet_agent-pvt-t_fpn_1x_coco.py'
 model = dict(

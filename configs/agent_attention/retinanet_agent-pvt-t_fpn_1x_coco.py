@@ -1,3 +1,4 @@
+# Citation: han2024agent (BibTeX in configs/agent_attention/README.md)
 # RetinaNet + FPN with Agent-PVT-T, COCO 1x (12 epochs, 8 GPUs x 2 images).
 # Official dense code (configs/agent_pvt/agent_pvt_t_rtn_1x_12-16-28-28.py): AdamW lr 1e-4,
 # weight decay 1e-4 on every parameter, no gradient clipping, 1x step schedule (8, 11) with

@@ -1,3 +1,4 @@
+# Citation: han2024agent (BibTeX in configs/agent_attention/README.md)
 # UperNet with Agent-Swin-T on ADE20K 512x512, 160k iterations, 8 GPUs x 2 images.
 # Official dense code (downstream/segmentation, configs/agent_swin/upernet_agent_swin_t_9-12-14-7.py):
 # AdamW lr 6e-5, betas (0.9, 0.999), weight decay 0.01 except on norms, relative position

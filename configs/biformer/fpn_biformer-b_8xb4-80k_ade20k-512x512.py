@@ -1,3 +1,4 @@
+# Citation: zhu2023biformer (BibTeX in configs/biformer/README.md)
 # Semantic FPN 80k with BiFormer-B: official sfpn.biformer_base.py differs from -S only in the
 # backbone width and drop path 0.3.
 _base_ = './fpn_biformer-s_8xb4-80k_ade20k-512x512.py'

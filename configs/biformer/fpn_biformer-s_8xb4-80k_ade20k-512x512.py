@@ -1,3 +1,4 @@
+# Citation: zhu2023biformer (BibTeX in configs/biformer/README.md)
 # Semantic FPN with BiFormer-S on ADE20K 512x512, 80k iterations, 8 GPUs x 4 images, ported
 # from the official semantic_segmentation/configs/ade20k/sfpn.biformer_small.py (UniFormer's
 # recipe): 8 regions per side, drop path 0.15, SyncBN in the backbone; AdamW lr 2e-4, wd 1e-4;

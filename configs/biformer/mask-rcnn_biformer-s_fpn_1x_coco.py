@@ -1,3 +1,4 @@
+# Citation: zhu2023biformer (BibTeX in configs/biformer/README.md)
 # Mask R-CNN + FPN with BiFormer-S, COCO 1x (12 epochs, 8 GPUs x 2 images), ported from the
 # official object_detection/configs/coco/maskrcnn.1x.biformer_small.py: 16 regions per side,
 # drop path 0.2, stem/downsample BatchNorms in eval (BiFormer_mm default norm_eval=True);

@@ -1,3 +1,4 @@
+# Citation: zhu2023biformer (BibTeX in configs/biformer/README.md)
 # RetinaNet 1x with BiFormer-B: official retinanet.1x.biformer_base.py differs from -S only in
 # the backbone width and drop path 0.3.
 _base_ = './retinanet_biformer-s_fpn_1x_coco.py'

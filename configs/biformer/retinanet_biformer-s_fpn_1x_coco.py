@@ -1,3 +1,4 @@
+# Citation: zhu2023biformer (BibTeX in configs/biformer/README.md)
 # RetinaNet + FPN with BiFormer-S, COCO 1x (8 GPUs x 2 images), ported from the official
 # object_detection/configs/coco/retinanet.1x.biformer_small.py: 16 regions per side, drop path
 # 0.2, norm_eval=True; FPN from stage 2 (start_level=1) with extra convs on the input;

@@ -1,3 +1,4 @@
+# Citation: zhu2023biformer (BibTeX in configs/biformer/README.md)
 # UperNet 160k with BiFormer-B: official upernet.biformer_base.py differs from -S only in the
 # backbone width and drop path 0.4.
 _base_ = './upernet_biformer-s_8xb2-160k_ade20k-512x512.py'

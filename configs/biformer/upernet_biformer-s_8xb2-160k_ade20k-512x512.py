@@ -1,3 +1,4 @@
+# Citation: zhu2023biformer (BibTeX in configs/biformer/README.md)
 # UperNet with BiFormer-S on ADE20K 512x512, 160k iterations, 8 GPUs x 2 images, ported from
 # the official semantic_segmentation/configs/ade20k/upernet.biformer_small.py: 8 regions per
 # side, drop path 0.3, SyncBN in the backbone (the official wrapper converts its BatchNorms);

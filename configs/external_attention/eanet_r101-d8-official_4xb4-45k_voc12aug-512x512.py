@@ -1,3 +1,4 @@
+# Citation: guo2022beyond (BibTeX in configs/external_attention/README.md)
 # The official EANet network (MenghaoGuo/EANet model_torch.py + settings.py) on PASCAL VOC aug:
 # ResNet-101 with a 128-channel deep stem (3->64->64->128), output stride 8, last-stage
 # dilations (2, 8, 16) (official multi-grid), no auxiliary head, logits resized with
@@ -21,10 +22,9 @@
 # - Evaluation: tools/test.py runs one whole-image pass at the original size (the official
 #   eval_torch.py, used during training, does the same after zero-padding to 8k+1). The
 #   official test-server result (test_torch.py) sums the logits of scales (0.5, 0.75, ..., 1.75)
-#   of the original image, each with and without horizontal flip; `tta_pipeline` below (mmseg's
-#   VOC one) describes that set of inputs for mmseg's test-time-augmentation runner
-#   (SegTTAModel, which averages softmax scores instead of summing logits). mmattn's
-#   tools/test.py has no TTA switch.
+#   of the original image, each with and without horizontal flip; the `tta_pipeline` inherited
+#   from mmseg's VOC base is that set of inputs, run by `tools/test.py CONFIG CKPT --tta`
+#   (SegTTAModel, which averages softmax scores instead of summing logits).
 _base_ = [
     'mmseg::_base_/models/pspnet_r50-d8.py', 'mmseg::_base_/datasets/pascal_voc12_aug.py',
     '../_base_/default_runtime_seg.py', '../_base_/schedules/schedule_40k.py'

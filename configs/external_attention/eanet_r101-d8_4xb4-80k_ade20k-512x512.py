@@ -1,3 +1,4 @@
+# Citation: guo2022beyond (BibTeX in configs/external_attention/README.md)
 # EANet (external-attention head) on a dilated ResNet-101 (output stride 8), ADE20K 512x512.
 # mmseg's standard d8 recipe (ResNetV1c from open-mmlab://resnet101_v1c, FCN auxiliary head,
 # SGD lr 0.01 poly, 16 images/iter); the head follows the official model_torch.py.

@@ -1,3 +1,4 @@
+# Citation: guo2022beyond (BibTeX in configs/external_attention/README.md)
 # Semantic FPN on ADE20K with EA-PVT-S: the shared PVT v1 skeleton with multi-head external
 # attention as its token mixer. No ImageNet weights exist for it (the paper has no EA pyramid):
 # this trains from scratch unless you set init_cfg to an ImageNet run of your own.

@@ -1,3 +1,4 @@
+# Citation: guo2022beyond (BibTeX in configs/external_attention/README.md)
 # Semantic FPN 160k on ADE20K 512x512 with ResNet-50-v1c + external attention plugins.
 # Optimizer and schedule: mmseg's ADE20K Semantic FPN recipe
 # (configs/sem_fpn/fpn_r50_4xb4-160k_ade20k-512x512.py: SGD lr 0.01, momentum 0.9, wd 5e-4,

@@ -1,3 +1,4 @@
+# Citation: guo2022beyond (BibTeX in configs/external_attention/README.md)
 # Mask R-CNN 1x on COCO with a ResNet-50 whose stages 2-4 end every bottleneck with an external
 # attention block (plugin after conv3, as mmdet's GCNet / non-local recipes), ImageNet init.
 # The plugin starts as the identity (zero-initialised output norm), so torchvision ResNet-50

@@ -1,3 +1,4 @@
+# Citation: guo2022beyond (BibTeX in configs/external_attention/README.md)
 # RetinaNet 1x on COCO with ResNet-50 + external attention plugins (see the Mask R-CNN sibling
 # for the plugin placement and init). Optimizer: mmdet's RetinaNet recipe (SGD 0.01).
 _base_ = [

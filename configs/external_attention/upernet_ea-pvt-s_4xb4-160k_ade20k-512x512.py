@@ -1,3 +1,4 @@
+# Citation: guo2022beyond (BibTeX in configs/external_attention/README.md)
 # UperNet 160k on ADE20K with EA-PVT-S (from scratch; no official weights). Recipe: the
 # transformer UperNet setting of Swin / PVT-based ADE20K code (AdamW lr 6e-5, wd 0.01, no decay
 # on norms and position embeddings, 1500 linear warm-up iterations, poly 1.0, 160k, 16

@@ -1,3 +1,4 @@
+# Citation: guo2022beyond (BibTeX in configs/external_attention/README.md)
 # UperNet 160k on ADE20K 512x512 with ResNet-50-v1c + external attention plugins (stages 2-4,
 # after conv3; SyncBN plugin norm, zero-initialised: the ImageNet ResNet loads unchanged).
 # Optimizer and schedule: mmseg's UperNet-R50 recipe (SGD 0.01, poly, 16 images/iter).

@@ -1,3 +1,4 @@
+# Citation: han2023flatten (BibTeX in configs/flatten/README.md)
 # Semantic FPN with FLatten-PVT-T on ADE20K 512x512, 40k iterations, 8 GPUs x 2 images.
 # No official dense code; the schedule of the authors' official Agent-PVT Semantic FPN configs
 # (LeapLabTHU/Agent-Attention downstream/segmentation/configs/agent_pvt/fpn_agent_pvt_*.py):

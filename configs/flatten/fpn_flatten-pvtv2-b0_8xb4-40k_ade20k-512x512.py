@@ -1,3 +1,4 @@
+# Citation: han2023flatten (BibTeX in configs/flatten/README.md)
 # Semantic FPN with FLatten-PVTv2-b0 on ADE20K 512x512, 40k iterations, 8 GPUs x 4 images.
 # No official FLatten dense code; PVT v2's own official Semantic FPN recipe (whai362/PVTv2-Seg
 # configs/sem_fpn/PVTv2/fpn_pvtv2_b{0..4}_ade20k_40k.py, on mmseg 0.13's ADE20K base of 4

@@ -1,3 +1,4 @@
+# Citation: han2023flatten (BibTeX in configs/flatten/README.md)
 # Semantic FPN with FLatten-PVTv2-b2 on ADE20K: the b1 recipe (PVT v2's fpn_pvtv2_b2 has the
 # same settings).
 _base_ = './fpn_flatten-pvtv2-b1_8xb4-40k_ade20k-512x512.py'

@@ -1,3 +1,4 @@
+# Citation: han2023flatten (BibTeX in configs/flatten/README.md)
 # Mask R-CNN + FPN with FLatten-PVT-S, COCO 1x: the PVT-T recipe; drop path 0.1 (ImageNet
 # config cfgs/flatten_pvt_s.yaml).
 _base_ = './mask-rcnn_flatten-pvt-t_fpn_1x_coco.py'

@@ -1,3 +1,4 @@
+# Citation: han2023flatten (BibTeX in configs/flatten/README.md)
 # Mask R-CNN + FPN with FLatten-PVT-T, COCO 1x (12 epochs, 8 GPUs x 2 images).
 # The official FLatten repo has no dense code; the paper follows PVT for COCO, so this is
 # PVT v1's official Mask R-CNN recipe (also used by the authors' Agent-Attention dense code):

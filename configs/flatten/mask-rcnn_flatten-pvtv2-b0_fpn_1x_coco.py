@@ -1,3 +1,4 @@
+# Citation: han2023flatten (BibTeX in configs/flatten/README.md)
 # Mask R-CNN + FPN with FLatten-PVTv2-b0, COCO 1x (12 epochs, 8 GPUs x 2 images).
 # The official FLatten repo has no dense code; this is PVT v2's own official Mask R-CNN recipe
 # (whai362/PVT, branch v2, detection/configs/mask_rcnn_pvt_v2_b0_fpn_1x_coco.py): AdamW lr 2e-4,

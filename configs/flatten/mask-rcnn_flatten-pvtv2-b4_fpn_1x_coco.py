@@ -1,3 +1,4 @@
+# Citation: han2023flatten (BibTeX in configs/flatten/README.md)
 # Mask R-CNN + FPN with FLatten-PVTv2-b4, COCO 1x: the b1 recipe with PVT v2's b4 batch
 # (mask_rcnn_pvt_v2_b4_fpn_1x_coco.py): 8 GPUs x 1 image and lr 2e-4 / 1.4.
 _base_ = './mask-rcnn_flatten-pvtv2-b1_fpn_1x_coco.py'

@@ -1,3 +1,4 @@
+# Citation: han2023flatten (BibTeX in configs/flatten/README.md)
 # RetinaNet + FPN with FLatten-PVT-M, COCO 1x: the PVT-T recipe; drop path 0.3 (ImageNet
 # config cfgs/flatten_pvt_m.yaml).
 _base_ = './retinanet_flatten-pvt-t_fpn_1x_coco.py'

@@ -1,3 +1,4 @@
+# Citation: han2023flatten (BibTeX in configs/flatten/README.md)
 # RetinaNet + FPN with FLatten-PVT-T, COCO 1x (12 epochs, 8 GPUs x 2 images).
 # No official dense code; PVT v1's official RetinaNet recipe (the paper follows PVT):
 # AdamW lr 1e-4, weight decay 1e-4 on every parameter, no gradient clipping, 1x step schedule

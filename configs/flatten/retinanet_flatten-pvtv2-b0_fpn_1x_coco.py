@@ -1,3 +1,4 @@
+# Citation: han2023flatten (BibTeX in configs/flatten/README.md)
 # RetinaNet + FPN with FLatten-PVTv2-b0, COCO 1x (12 epochs, 8 GPUs x 2 images).
 # No official FLatten dense code; PVT v2's own official RetinaNet recipe (whai362/PVT, branch
 # v2, detection/configs/retinanet_pvt_v2_b0_fpn_1x_coco.py; mmdet's

@@ -1,3 +1,4 @@
+# Citation: han2023flatten (BibTeX in configs/flatten/README.md)
 # RetinaNet + FPN with FLatten-PVTv2-b4, COCO 1x: the b1 recipe with PVT v2's b4 batch
 # (retinanet_pvt_v2_b4_fpn_1x_coco.py; mmdet's retinanet_pvtv2-b4 agrees): 8 GPUs x 1 image
 # and lr 1e-4 / 1.4.

@@ -1,3 +1,4 @@
+# Citation: han2023flatten (BibTeX in configs/flatten/README.md)
 # UperNet with FLatten-Swin-T on ADE20K 512x512, 160k iterations, 8 GPUs x 2 images.
 # No official dense code; the paper follows Swin, so this is Swin's official UperNet recipe:
 # AdamW lr 6e-5, betas (0.9, 0.999), weight decay 0.01 except on norms, relative position

@@ -1,3 +1,4 @@
+# Citation: ren2022shunted (BibTeX in configs/shunted/README.md)
 # Semantic FPN with Shunted-S on ADE20K 512x512, PVT / PVT v2 protocol (the maintainer's
 # stated base; PVT segmentation/configs/sem_fpn/PVT/fpn_pvt_*_ade20k_40k.py): 8 GPUs x 4
 # images, 40k iterations, AdamW lr 2e-4 (1e-4 x 2 for 8 GPUs), weight decay 1e-4, poly decay

@@ -1,3 +1,4 @@
+# Citation: ren2022shunted (BibTeX in configs/shunted/README.md)
 # Mask R-CNN + FPN with Shunted-S, COCO 1x (12 epochs, 8 GPUs x 2 images).
 # No official dense code exists; the maintainer states detection followed PVT v2, so the
 # optimizer is PVT v2's mask_rcnn_pvt_v2_*_fpn_1x_coco.py: AdamW lr 2e-4, weight decay 1e-4,

@@ -1,3 +1,4 @@
+# Citation: ren2022shunted (BibTeX in configs/shunted/README.md)
 # RetinaNet + FPN with Shunted-S, COCO 1x (12 epochs, 8 GPUs x 2 images).
 # PVT v2's retinanet_pvt_v2_*_fpn_1x_coco.py settings (the maintainer's stated base):
 # AdamW lr 1e-4, weight decay 1e-4, FPN from C3 with extra convs on the input (mmdet's

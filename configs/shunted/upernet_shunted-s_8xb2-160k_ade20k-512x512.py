@@ -1,3 +1,4 @@
+# Citation: ren2022shunted (BibTeX in configs/shunted/README.md)
 # UperNet with Shunted-S on ADE20K 512x512, 160k iterations, 8 GPUs x 2 images.
 # No official dense code; the paper compares with Swin / Focal under UperNet 160k, whose
 # protocol (Swin's upernet configs) is used: AdamW lr 6e-5, betas (0.9, 0.999), weight decay

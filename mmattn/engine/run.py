@@ -60,12 +60,15 @@ def preflight(cfg, splits=('train', 'val')) -> None:
         check_checkpoint_file(cfg.load_from, what)
 
 
-def build_runner(cfg, splits, compile_backend=None):
+def build_runner(cfg, splits, compile_backend=None, before_build=None):
     """Check ``cfg``'s datasets of ``splits`` (paths, then contents), its model and the
-    checkpoint to load, then build the runner (and compile its backbone if asked)."""
+    checkpoint to load, call ``before_build(cfg)`` if given (e.g. the TTA wrapping), then build
+    the runner (and compile its backbone if asked)."""
     from mmengine.runner import Runner
     check_dataset_paths(cfg, splits=splits)
     preflight(cfg, splits=splits)
+    if before_build is not None:
+        before_build(cfg)
     runner = Runner.from_cfg(cfg)
     if compile_backend:
         from mmattn.engine.compile import compile_backbone

@@ -82,8 +82,28 @@ def check_cfg_options(cfg: Config, options: Optional[dict]) -> None:
                 f'fix the spelling, or add the key to the config file')
 
 
+def resolve_config_path(path: str) -> str:
+    """``mmattn::agent_attention/x.py`` -> the file in the installed package's ``.mim/configs``
+    (any other ``package::`` prefix through MMEngine, as mmdet/mmseg configs are found)."""
+    if '::' not in path:
+        return path
+    package, _, rel = path.partition('::')
+    if package == 'mmattn':
+        import mmattn
+        return osp.join(osp.dirname(osp.abspath(mmattn.__file__)), '.mim', 'configs', rel)
+    from mmengine.config.utils import _get_external_cfg_base_path, _get_package_and_cfg_path
+    from mmengine.utils import get_installed_path
+    try:
+        name, rel = _get_package_and_cfg_path(path)
+        return _get_external_cfg_base_path(get_installed_path(name), rel)
+    except Exception as err:  # noqa: BLE001  (one line for the user instead of mmengine's)
+        raise UserInputError(f'config {path}: {err}') from None
+
+
 def load_config(path: str, options: Optional[dict] = None) -> Config:
-    """Load ``path`` and merge checked ``--cfg-options``."""
+    """Load ``path`` (a file, or ``package::family/config.py``) and merge checked
+    ``--cfg-options``."""
+    path = resolve_config_path(path)
     if not osp.isfile(path):
         raise UserInputError(f'config file {path} does not exist; pass the path of a .py config '
                              f'under configs/')

@@ -35,6 +35,28 @@ def _expected_in_channels(model):
         else [head.in_channels]
 
 
+PAPER_TTA_RATIOS = [0.5, 0.75, 1.0, 1.25, 1.5, 1.75]
+
+
+def assert_recipe_tta(cfg, config):
+    """``tools/test.py --tta`` finds the recipe's TTA: segmentation gets the papers' multi-scale
+    + flip (ratios 0.5-1.75, flipped and not) under SegTTAModel; detection 3 scales x 2 flips,
+    merged by DetTTAModel, or by mmattn.InstanceSegTTAModel when the model predicts masks."""
+    assert 'tta_model' in cfg and 'tta_pipeline' in cfg, f'{config}: no tta_model/tta_pipeline'
+    steps = [t for t in cfg.tta_pipeline if t['type'] == 'TestTimeAug']
+    assert len(steps) == 1, config
+    resize, flips = steps[0]['transforms'][:2]
+    assert sorted(t['prob'] for t in flips) == [0., 1.], config
+    if cfg.default_scope == 'mmseg':
+        assert cfg.tta_model.type == 'SegTTAModel', config
+        assert [t['scale_factor'] for t in resize] == PAPER_TTA_RATIOS, config
+    else:
+        has_masks = (cfg.model.get('roi_head') or {}).get('mask_head') is not None
+        want = 'mmattn.InstanceSegTTAModel' if has_masks else 'DetTTAModel'
+        assert cfg.tta_model.type == want, config
+        assert len(resize) == 3, config
+
+
 def test_configs_found():
     assert any('shapes' in c for c in CONFIGS)
 
@@ -43,6 +65,7 @@ def test_configs_found():
 def test_config_builds_and_channels_match(config):
     cfg = Config.fromfile(osp.join(REPO, config))
     assert cfg.default_scope in ('mmdet', 'mmseg'), 'configs must name their task scope'
+    assert_recipe_tta(cfg, config)
     if cfg.get('custom_imports'):
         import_modules_from_strings(**cfg.custom_imports)
     init_default_scope(cfg.default_scope)

@@ -49,3 +49,20 @@ val_dataloader = dict(
 test_dataloader = val_dataloader
 val_evaluator = dict(type='IoUMetric', iou_metrics=['mIoU'])
 test_evaluator = val_evaluator
+
+# Test-time augmentation (`tools/test.py CONFIG CKPT --tta`): the ADE20K recipes' multi-scale +
+# flip protocol (ratios 0.5-1.75 of the image, flipped and not), on the 128 px shapes images;
+# tta_model (SegTTAModel) comes from default_runtime_seg.py.
+img_ratios = [0.5, 0.75, 1.0, 1.25, 1.5, 1.75]
+tta_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(
+        type='TestTimeAug',
+        transforms=[
+            [dict(type='Resize', scale_factor=r, keep_ratio=True) for r in img_ratios],
+            [dict(type='RandomFlip', prob=0., direction='horizontal'),
+             dict(type='RandomFlip', prob=1., direction='horizontal')],
+            [dict(type='LoadAnnotations', reduce_zero_label=True)],
+            [dict(type='PackSegInputs')]
+        ])
+]

@@ -60,3 +60,24 @@ val_evaluator = dict(
     format_only=False,
     backend_args=backend_args)
 test_evaluator = val_evaluator
+
+# Test-time augmentation (`tools/test.py CONFIG CKPT --tta`): the COCO recipes' multi-scale +
+# flip (3 scales x 2 flips), at the shapes size; masks merged with the boxes by
+# mmattn.InstanceSegTTAModel (mmattn.det).
+tta_model = dict(
+    type='mmattn.InstanceSegTTAModel',
+    tta_cfg=dict(nms=dict(type='nms', iou_threshold=0.5), max_per_img=100))
+tta_scales = [(96, 96), (128, 128), (192, 192)]
+tta_pipeline = [
+    dict(type='LoadImageFromFile', backend_args=backend_args),
+    dict(
+        type='TestTimeAug',
+        transforms=[
+            [dict(type='Resize', scale=s, keep_ratio=True) for s in tta_scales],
+            [dict(type='RandomFlip', prob=1.), dict(type='RandomFlip', prob=0.)],
+            [dict(type='LoadAnnotations', with_bbox=True)],
+            [dict(type='PackDetInputs',
+                  meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor',
+                             'flip', 'flip_direction'))]
+        ])
+]

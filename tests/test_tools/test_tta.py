@@ -1,0 +1,103 @@
+"""``tools/test.py --tta``: the mask merger is right, and on the bundled data the TTA metric is
+computed and differs from single scale."""
+import json
+import os.path as osp
+
+import pytest
+import torch
+from mmengine.config import Config
+
+from mmattn.utils.checkpoint import save_atomic
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+# Every recipe's tta_model / tta_pipeline is checked where every config is loaded anyway:
+# tests/test_configs/test_all_configs.py (assert_recipe_tta).
+
+
+def test_instance_seg_tta_flips_masks_back_and_keeps_them_with_their_boxes():
+    from mmdet.structures import DetDataSample
+    from mmengine.structures import InstanceData
+
+    from mmattn.det import InstanceSegTTAModel
+    from mmattn.det.tta import flip_masks_back
+    h, w = 8, 10
+    masks = torch.zeros(2, h, w, dtype=torch.bool)
+    masks[0, 1:4, 0:3] = True  # object A, left
+    masks[1, 5:8, 6:10] = True  # object B, right
+    boxes = torch.tensor([[0., 1., 3., 4.], [6., 5., 10., 8.]])
+
+    def view(flip, scores):
+        s = DetDataSample(metainfo=dict(ori_shape=(h, w), img_shape=(h, w), flip=flip,
+                                        flip_direction='horizontal' if flip else None))
+        pred = InstanceData()
+        pred.bboxes = boxes.clone()
+        pred.masks = masks.clone()
+        if flip:  # what the model predicts on the flipped image
+            pred.bboxes = torch.stack([w - boxes[:, 2], boxes[:, 1], w - boxes[:, 0],
+                                       boxes[:, 3]], 1)
+            pred.masks = masks.flip(-1)
+        pred.scores = torch.tensor(scores)
+        pred.labels = torch.tensor([0, 1])
+        s.pred_instances = pred
+        return s
+
+    class Stub(torch.nn.Module):  # the merger never runs the wrapped model
+        def test_step(self, data):
+            raise AssertionError('not called')
+
+    tta = InstanceSegTTAModel(
+        module=Stub(),
+        tta_cfg=dict(nms=dict(type='nms', iou_threshold=0.5), max_per_img=100))
+    # A scores higher unflipped, B higher flipped: the kept masks come from both views
+    merged = tta._merge_single_sample([view(False, [0.9, 0.3]), view(True, [0.2, 0.8])])
+    res = merged.pred_instances
+    assert torch.allclose(res.scores, torch.tensor([0.9, 0.8]))
+    assert torch.allclose(res.bboxes, boxes)
+    assert torch.equal(res.masks, masks)  # B's mask came from the flipped view, flipped back
+    assert torch.equal(flip_masks_back(masks.flip(-2), 'vertical'), masks)
+    with pytest.raises(ValueError, match='flip direction'):
+        flip_masks_back(masks, 'sideways')
+
+
+def _train(tool, config, work, iters):
+    tool('train.py', config, '--work-dir', work, '--cfg-options', f'train_cfg.max_iters={iters}',
+         f'train_cfg.val_begin={iters + 1}', f'default_hooks.checkpoint.interval={iters}',
+         'randomness.seed=0')
+    return osp.join(work, f'iter_{iters}.pth')
+
+
+def _test(tool, config, ckpt, work, *extra, images=8):
+    proc = tool('test.py', config, ckpt, '--work-dir', work, *extra, '--cfg-options',
+                f'test_dataloader.dataset.indices={images}')
+    with open(osp.join(work, 'metrics.json')) as f:
+        return json.load(f), proc.stderr
+
+
+@pytest.mark.parametrize('config,iters,keys,views', [
+    ('configs/shapes/fpn_r18_shapes.py', 20, ('mIoU', 'aAcc'), '12 views per image (6 x 2'),
+    ('configs/shapes/mask-rcnn_r18_fpn_shapes.py', 40, ('coco/bbox_mAP', 'coco/segm_mAP'),
+     '6 views per image (3 x 2'),
+])
+def test_tta_metric_is_computed_and_differs_from_single_scale(tool, shapes_data, tmp_path,
+                                                               config, iters, keys, views):
+    """A few training iterations, then tools/test.py with and without --tta on the same 8
+    validation images: both give the metrics, and TTA's are different numbers."""
+    ckpt = _train(tool, config, str(tmp_path / 'train'), iters)
+    single, _ = _test(tool, config, ckpt, str(tmp_path / 'single'))
+    tta, log = _test(tool, config, ckpt, str(tmp_path / 'tta'), '--tta')
+    assert views in log, log[-2000:]
+    for key in keys:
+        assert 0 <= single[key] <= 100 and 0 <= tta[key] <= 100, (key, single, tta)
+    assert any(abs(single[k] - tta[k]) > 1e-6 for k in keys), (single, tta)
+    assert max(tta[k] for k in keys) > 0, tta
+
+
+def test_tta_without_a_pipeline_is_one_line_error(tool, shapes_data, tmp_path):
+    cfg = Config.fromfile(osp.join(REPO, 'configs/shapes/fpn_r18_shapes.py'))
+    cfg._cfg_dict.pop('tta_pipeline')
+    path = str(tmp_path / 'no_tta.py')
+    cfg.dump(path)
+    ckpt = tmp_path / 'x.pth'
+    save_atomic({'state_dict': {}, 'meta': {}}, str(ckpt))  # refused for the config first
+    proc = tool('test.py', path, str(ckpt), '--tta', check=False)
+    assert proc.returncode == 2 and 'has no tta_pipeline' in proc.stderr, proc.stderr[-2000:]
