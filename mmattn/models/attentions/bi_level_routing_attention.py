@@ -4,7 +4,6 @@ Reference: Zhu et al., "BiFormer: Vision Transformer with Bi-Level Routing Atten
 CVPR 2023; official code https://github.com/rayleizhu/BiFormer (``ops/bra_legacy.py`` and
 ``models/_common.py``). This is an independent implementation of the same math.
 """
-import math
 from typing import Optional, Sequence, Tuple
 
 import torch
@@ -166,7 +165,7 @@ class BiLevelRoutingAttention(BaseAttention):
         h, w = self.check_input(x, hw_shape)
         b, n, c = x.shape
         s = self.n_win
-        rh, rw = math.ceil(h / s), math.ceil(w / s)  # region size follows the input size
+        rh, rw = -(-h // s), -(-w // s)  # ceil: region size follows the input size
         hp, wp = rh * s, rw * s
         x = x.reshape(b, h, w, c)
         # legacy auto_pad: zero-pad the op input before the projection (see docstring)
