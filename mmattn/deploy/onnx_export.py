@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from mmattn.analysis.flops import _TensorForward, build_model_from_cfg, task_of
+from mmattn.analysis.flops import _flatten_tensors, _TensorForward, build_model_from_cfg, task_of
 from mmattn.utils.cli import UserInputError
 
 #: Opsets the dynamo exporter writes and onnxruntime 1.32 runs.
@@ -123,9 +123,22 @@ def build_export_model(cfg, checkpoint: Optional[str] = None) -> Tuple[nn.Module
     return model, task
 
 
+class _Flat(nn.Module):
+    """A backbone's outputs as a flat tuple."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, img: torch.Tensor):
+        return _flatten_tensors(self.model(img))
+
+
 def export_wrapper(model: nn.Module, task: str, mode: str,
                    shape: Sequence[int]) -> nn.Module:
-    """The module whose ``forward(img)`` is exported."""
+    """The module whose ``forward(img)`` is exported (``task='backbone'``: a bare backbone)."""
+    if task == 'backbone':
+        return _Flat(model).eval()
     if mode == 'tensor':
         return _TensorForward(model, task, tuple(shape)).eval()
     if mode == 'end2end' and task == 'seg':
@@ -149,10 +162,11 @@ def export_onnx(model: nn.Module, task: str, out: str, mode: str = 'tensor',
     img = torch.rand(batch, 3, *shape) * (255 if mode == 'end2end' else 1)
     auto = torch.export.Dim.AUTO
     dynamic = {'img': {0: auto, 2: auto, 3: auto}}
+    # optimize=False: onnxscript 0.7.2's constant folding fails on a split by a symbolic size
     with torch.no_grad(), _export_patches():
         torch.onnx.export(wrapper, (img, ), out, input_names=['img'], dynamo=True,
                           dynamic_shapes=dynamic, opset_version=opset, external_data=False,
-                          verbose=False, optimize=False)  # onnxscript's folding fails on symbolic split (0.7.2)
+                          verbose=False, optimize=False)
     import onnx
     proto = onnx.load(out, load_external_data=False)
     if task == 'seg' and mode == 'end2end':
