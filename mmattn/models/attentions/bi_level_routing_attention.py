@@ -165,7 +165,9 @@ class BiLevelRoutingAttention(BaseAttention):
         h, w = self.check_input(x, hw_shape)
         b, n, c = x.shape
         s = self.n_win
-        rh, rw = -(-h // s), -(-w // s)  # ceil: region size follows the input size
+        # ceil, the region size follows the input size; positive floor division only: ONNX
+        # integer Div truncates, so `-(-h // s)` would be exported wrong
+        rh, rw = (h + s - 1) // s, (w + s - 1) // s
         hp, wp = rh * s, rw * s
         x = x.reshape(b, h, w, c)
         # legacy auto_pad: zero-pad the op input before the projection (see docstring)
