@@ -5,11 +5,12 @@ from .onnx_export import (
                           build_export_model,
                           export_onnx,
                           integral_scale_interpolate,
+                          matrix_adaptive_avg_pool2d,
                           run_onnx,
                           verify_onnx,
 )
 
 __all__ = [
     'SUPPORTED_OPSETS', 'SegEnd2End', 'build_export_model', 'export_onnx',
-    'integral_scale_interpolate', 'run_onnx', 'verify_onnx'
+    'integral_scale_interpolate', 'matrix_adaptive_avg_pool2d', 'run_onnx', 'verify_onnx'
 ]

@@ -6,8 +6,9 @@ attention that computes its region, window or table size from the input is trace
 size only (measured: BiFormer exports, then fails in onnxruntime at any other size); the dynamo
 exporter keeps sizes symbolic and reports every axis it had to fix.
 
-Export-only code paths (:func:`integral_scale_interpolate`) are active only inside
-:func:`export_onnx` and equal the eager ops (tests/test_deploy).
+Export-only code paths (:func:`integral_scale_interpolate`,
+:func:`matrix_adaptive_avg_pool2d`) are active only inside :func:`export_onnx` and equal the
+eager ops (tests/test_deploy).
 """
 import contextlib
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -24,6 +25,7 @@ from mmattn.utils.cli import UserInputError
 SUPPORTED_OPSETS = range(18, 24)
 
 _INTERPOLATE = F.interpolate
+_ADAPTIVE_AVG_POOL2D = F.adaptive_avg_pool2d
 
 
 def integral_scale_interpolate(input, size=None, scale_factor=None, mode='nearest',
@@ -46,14 +48,45 @@ def integral_scale_interpolate(input, size=None, scale_factor=None, mode='neares
                         antialias)
 
 
+def _adaptive_pool_matrix(n_in, n_out: int, like: torch.Tensor) -> torch.Tensor:
+    """``(n_out, n_in)`` averaging weights of 1-D adaptive average pooling: output ``i`` is the
+    mean of inputs ``floor(i * n_in / n_out)`` to ``ceil((i + 1) * n_in / n_out) - 1``."""
+    i = torch.arange(n_out, device=like.device)
+    start = (i * n_in) // n_out
+    end = ((i + 1) * n_in + n_out - 1) // n_out
+    j = torch.arange(n_in, device=like.device)[None, :]
+    inside = (j >= start[:, None]) & (j < end[:, None])
+    return inside.to(like.dtype) / (end - start)[:, None].to(like.dtype)
+
+
+def matrix_adaptive_avg_pool2d(input: torch.Tensor, output_size) -> torch.Tensor:
+    """``F.adaptive_avg_pool2d`` as ``Ph @ x @ Pw^T`` with averaging matrices built from the
+    input size.
+
+    Why: ``torch.export`` decomposes adaptive pooling of a size that the output does not divide
+    into gathers whose indices are computed at the export size and stored as constants (Agent
+    attention's agent pooling then fails in onnxruntime at any other size). The products give
+    the same values up to float rounding (the test compares them).
+    """
+    oh, ow = (output_size, output_size) if isinstance(output_size, int) else output_size
+    h, w = input.shape[-2:]
+    oh = h if oh is None else oh
+    ow = w if ow is None else ow
+    rows = _adaptive_pool_matrix(h, oh, input)  # (oh, h)
+    cols = _adaptive_pool_matrix(w, ow, input)  # (ow, w)
+    return rows @ input @ cols.transpose(0, 1)
+
+
 @contextlib.contextmanager
 def _export_patches():
     """Swap in the export-only paths for the duration of an export."""
     F.interpolate = integral_scale_interpolate
+    F.adaptive_avg_pool2d = matrix_adaptive_avg_pool2d
     try:
         yield
     finally:
         F.interpolate = _INTERPOLATE
+        F.adaptive_avg_pool2d = _ADAPTIVE_AVG_POOL2D
 
 
 class SegEnd2End(nn.Module):

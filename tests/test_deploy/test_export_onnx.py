@@ -7,7 +7,13 @@ import torch
 import torch.nn.functional as F
 from mmengine.config import Config
 
-from mmattn.deploy import build_export_model, export_onnx, integral_scale_interpolate, verify_onnx
+from mmattn.deploy import (
+    build_export_model,
+    export_onnx,
+    integral_scale_interpolate,
+    matrix_adaptive_avg_pool2d,
+    verify_onnx,
+)
 
 pytest.importorskip('onnxruntime')
 pytest.importorskip('onnxscript')
@@ -95,3 +101,13 @@ def test_tensor_mode_per_family(tmp_path, config):
     rows = _export_and_verify(tmp_path, config, 'tensor', [(128, 160), (160, 96)])
     for row in rows:
         assert row['max_rel_diff'] <= 1e-4, row
+
+
+@pytest.mark.parametrize('hw,out', [((7, 5), (3, 3)), ((12, 10), (4, 4)), ((9, 16), (7, 5)),
+                                    ((5, 6), 2), ((8, 9), (None, 4))])
+def test_matrix_adaptive_avg_pool2d_equals_eager(hw, out):
+    x = torch.randn(2, 3, *hw, dtype=torch.float64)
+    ref = F.adaptive_avg_pool2d(x, out)
+    got = matrix_adaptive_avg_pool2d(x, out)
+    assert got.shape == ref.shape
+    torch.testing.assert_close(got, ref, rtol=1e-12, atol=1e-12)
