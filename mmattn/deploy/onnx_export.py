@@ -77,16 +77,44 @@ def matrix_adaptive_avg_pool2d(input: torch.Tensor, output_size) -> torch.Tensor
     return rows @ input @ cols.transpose(0, 1)
 
 
+def mmseg_upsample_forward(self, x: torch.Tensor) -> torch.Tensor:
+    """``mmseg.models.utils.Upsample.forward`` with an integral scale as an integer product.
+
+    Why: the original sizes its output as ``int(h * 2.0)``; ``torch.export`` cannot keep that
+    float symbolic and silently stores the export size's value, so Semantic FPN's head
+    upsampled to a fixed size at every input size (6-9% off in onnxruntime, no error).
+    ``h * 2`` is the same int in eager.
+    """
+    from mmseg.models.utils import resize
+    factor = self.scale_factor
+    if not self.size and not isinstance(factor, tuple) and float(factor) == int(factor):
+        size = [t * int(factor) for t in x.shape[-2:]]
+        return resize(x, size, None, self.mode, self.align_corners)
+    return _MMSEG_UPSAMPLE_FORWARD[0](self, x)
+
+
+_MMSEG_UPSAMPLE_FORWARD = []
+
+
 @contextlib.contextmanager
 def _export_patches():
     """Swap in the export-only paths for the duration of an export."""
     F.interpolate = integral_scale_interpolate
     F.adaptive_avg_pool2d = matrix_adaptive_avg_pool2d
     try:
+        from mmseg.models.utils import Upsample
+    except ImportError:
+        Upsample = None
+    if Upsample is not None:
+        _MMSEG_UPSAMPLE_FORWARD[:] = [Upsample.forward]
+        Upsample.forward = mmseg_upsample_forward
+    try:
         yield
     finally:
         F.interpolate = _INTERPOLATE
         F.adaptive_avg_pool2d = _ADAPTIVE_AVG_POOL2D
+        if Upsample is not None:
+            Upsample.forward = _MMSEG_UPSAMPLE_FORWARD[0]
 
 
 class SegEnd2End(nn.Module):

@@ -111,3 +111,18 @@ def test_matrix_adaptive_avg_pool2d_equals_eager(hw, out):
     got = matrix_adaptive_avg_pool2d(x, out)
     assert got.shape == ref.shape
     torch.testing.assert_close(got, ref, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize('factor,mode,align', [(2, 'bilinear', False), (4, 'nearest', None),
+                                               (1.5, 'bilinear', False)])
+def test_mmseg_upsample_forward_equals_eager(factor, mode, align):
+    from mmseg.models.utils import Upsample
+
+    from mmattn.deploy.onnx_export import _export_patches
+    up = Upsample(scale_factor=factor, mode=mode, align_corners=align)
+    x = torch.randn(1, 2, 5, 7, dtype=torch.float64)
+    ref = up(x)
+    with _export_patches():
+        got = up(x)
+    assert Upsample.forward.__name__ == 'forward'  # restored
+    assert torch.equal(got, ref)
