@@ -4,7 +4,6 @@ Reference: Zhu et al., "BiFormer: Vision Transformer with Bi-Level Routing Atten
 CVPR 2023; official code https://github.com/rayleizhu/BiFormer (``ops/bra_legacy.py`` and
 ``models/_common.py``). This is an independent implementation of the same math.
 """
-import math
 from typing import Optional, Sequence, Tuple
 
 import torch
@@ -166,7 +165,9 @@ class BiLevelRoutingAttention(BaseAttention):
         h, w = self.check_input(x, hw_shape)
         b, n, c = x.shape
         s = self.n_win
-        rh, rw = math.ceil(h / s), math.ceil(w / s)  # region size follows the input size
+        # ceil, the region size follows the input size; positive floor division only: ONNX
+        # integer Div truncates, so `-(-h // s)` would be exported wrong
+        rh, rw = (h + s - 1) // s, (w + s - 1) // s
         hp, wp = rh * s, rw * s
         x = x.reshape(b, h, w, c)
         # legacy auto_pad: zero-pad the op input before the projection (see docstring)

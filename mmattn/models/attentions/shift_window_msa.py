@@ -155,7 +155,8 @@ class ShiftWindowMSA(BaseAttention):
         x = x.reshape(b, h, w, c)
         # Whole windows: wh * ceil(h / wh) (a form torch.compile's shape reasoning simplifies
         # quickly, unlike h + (wh - h % wh) % wh).
-        hp, wp = -(-h // wh) * wh, -(-w // ww) * ww
+        # (n + p - 1) // p, not -(-n // p): the ONNX exporter truncates a negative floor division
+        hp, wp = (h + wh - 1) // wh * wh, (w + ww - 1) // ww * ww
         x = pad_map_to(x, (hp, wp))
         shift = self.shift and (self.pad_small_map or min(h, w) > min(wh, ww))
         mask = None

@@ -57,7 +57,8 @@ class SwinPatchEmbed(nn.Module):
         h, w = x.shape[-2:]
         # Padded sizes as p * ceil(size / p) (not size + (p - size % p) % p): the same numbers,
         # but a symbolic form that torch.compile's shape reasoning simplifies quickly.
-        x = F.pad(x, (0, -(-w // p) * p - w, 0, -(-h // p) * p - h))
+        # (n + p - 1) // p, not -(-n // p): the ONNX exporter truncates a negative floor division
+        x = F.pad(x, (0, (w + p - 1) // p * p - w, 0, (h + p - 1) // p * p - h))
         x = self.proj(x)
         hw = (x.shape[2], x.shape[3])
         x = map_to_tokens(x)

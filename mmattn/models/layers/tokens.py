@@ -62,7 +62,8 @@ def check_tokens(x: torch.Tensor, hw_shape: Sequence[int], owner: str) -> Tuple[
     """
     if x.dim() != 3:
         raise ValueError(f'{owner}: expected (B, N, C) tokens, got shape {tuple(x.shape)}')
-    h, w = (int(v) for v in hw_shape)
+    # int() of a symbolic size would fix it in an exported graph (torch.export, ONNX)
+    h, w = (v if isinstance(v, torch.SymInt) else int(v) for v in hw_shape)
     if x.shape[1] != h * w:
         raise ValueError(f'{owner}: {x.shape[1]} tokens do not form the hw_shape {h} x {w} map '
                          f'(N must equal H * W)')

@@ -1,0 +1,131 @@
+"""ONNX export: export-only paths equal the eager ops; exported files give PyTorch's results in
+stock onnxruntime at the export size and at another size; bad input gets one ``error:`` line."""
+import os.path as osp
+
+import pytest
+import torch
+import torch.nn.functional as F
+from mmengine.config import Config
+
+from mmattn.deploy import (
+    build_export_model,
+    export_onnx,
+    integral_scale_interpolate,
+    matrix_adaptive_avg_pool2d,
+    verify_onnx,
+)
+
+pytest.importorskip('onnxruntime')
+pytest.importorskip('onnxscript')
+
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+TOOL = osp.join(ROOT, 'tools', 'deployment', 'export_onnx.py')
+
+
+@pytest.mark.parametrize('mode,align', [('nearest', None), ('bilinear', False),
+                                        ('bilinear', True), ('bicubic', False)])
+@pytest.mark.parametrize('factor', [2, 4.0, (2, 3)])
+def test_integral_scale_interpolate_equals_eager(mode, align, factor):
+    x = torch.randn(2, 3, 7, 5, dtype=torch.float64)
+    ref = F.interpolate(x, scale_factor=factor, mode=mode, align_corners=align)
+    got = integral_scale_interpolate(x, scale_factor=factor, mode=mode, align_corners=align)
+    assert got.shape == ref.shape
+    assert torch.equal(got, ref)
+
+
+def test_integral_scale_interpolate_passes_other_calls_through():
+    x = torch.randn(1, 2, 9, 6)
+    for kw in (dict(scale_factor=0.5), dict(scale_factor=1.5, mode='bilinear'),
+               dict(size=(4, 11), mode='bilinear')):
+        assert torch.equal(integral_scale_interpolate(x, **kw), F.interpolate(x, **kw))
+
+
+def _load_tool():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location('export_onnx_tool', TOOL)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _error_line(capsys, argv):
+    with pytest.raises(SystemExit) as exc:
+        _load_tool().main(argv)
+    assert exc.value.code == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith('error:')]
+    assert len(err) == 1, err
+    return err[0]
+
+
+def test_bad_inputs_give_one_error_line(tmp_path, capsys):
+    cfg = osp.join(ROOT, 'configs', 'shapes', 'fpn_flatten-pvt-nano_shapes.py')
+    out = str(tmp_path / 'm.onnx')
+    line = _error_line(capsys, [cfg, 'none', '--out', out, '--opset', '11'])
+    assert '--opset 11 is not supported' in line
+    no_model = tmp_path / 'no_model.py'
+    no_model.write_text("default_scope = 'mmseg'\n")
+    line = _error_line(capsys, [str(no_model), 'none', '--out', out])
+    assert 'defines no `model`' in line
+    bad = tmp_path / 'bad.pth'
+    torch.save({'state_dict': {'backbone.nothing': torch.zeros(1)}}, bad)
+    line = _error_line(capsys, [cfg, str(bad), '--out', out])
+    assert 'does not match' in line and 'missing' in line and 'unexpected' in line
+    assert not osp.exists(out)
+
+
+def _export_and_verify(tmp_path, config, mode, shapes):
+    torch.manual_seed(0)
+    model, task = build_export_model(Config.fromfile(osp.join(ROOT, config)))
+    path = str(tmp_path / 'm.onnx')
+    info = export_onnx(model, task, path, mode, shape=shapes[0])
+    assert info['fixed'] == [], info['fixed']  # batch, H and W stay dynamic
+    return verify_onnx(model, task, path, mode, shapes)
+
+
+@pytest.mark.timeout(900)
+def test_segmentor_end2end_biformer(tmp_path):
+    """BiFormer: top-k routing, region gathers, region padding that follows the size."""
+    rows = _export_and_verify(tmp_path, 'configs/shapes/fpn_biformer-nano_shapes.py',
+                              'end2end', [(128, 160), (160, 96)])
+    for row in rows:
+        assert row['equal_pixels'] >= 0.995, row
+
+
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize('config', [
+    pytest.param(  # agent bias resizes, agent pooling, window padding
+        'configs/shapes/fpn_agent-swin-tiny_shapes.py',
+        marks=pytest.mark.xfail(strict=True, reason='exact at the export size, 10-16% off at '
+                                'other sizes in onnxruntime: cause not found yet (issue 26)')),
+    'configs/shapes/fpn_flatten-pvt-nano_shapes.py',  # fp32 island, per-call order choice
+    'configs/shapes/fpn_shunted-nano_shapes.py',  # multi-rate reductions
+])
+def test_tensor_mode_per_family(tmp_path, config):
+    rows = _export_and_verify(tmp_path, config, 'tensor', [(128, 160), (160, 96)])
+    for row in rows:
+        assert row['max_rel_diff'] <= 1e-4, row
+
+
+@pytest.mark.parametrize('hw,out', [((7, 5), (3, 3)), ((12, 10), (4, 4)), ((9, 16), (7, 5)),
+                                    ((5, 6), 2), ((8, 9), (None, 4))])
+def test_matrix_adaptive_avg_pool2d_equals_eager(hw, out):
+    x = torch.randn(2, 3, *hw, dtype=torch.float64)
+    ref = F.adaptive_avg_pool2d(x, out)
+    got = matrix_adaptive_avg_pool2d(x, out)
+    assert got.shape == ref.shape
+    torch.testing.assert_close(got, ref, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize('factor,mode,align', [(2, 'bilinear', False), (4, 'nearest', None),
+                                               (1.5, 'bilinear', False)])
+def test_mmseg_upsample_forward_equals_eager(factor, mode, align):
+    from mmseg.models.utils import Upsample
+
+    from mmattn.deploy.onnx_export import _export_patches
+    up = Upsample(scale_factor=factor, mode=mode, align_corners=align)
+    x = torch.randn(1, 2, 5, 7, dtype=torch.float64)
+    ref = up(x)
+    with _export_patches():
+        got = up(x)
+    assert Upsample.forward.__name__ == 'forward'  # restored
+    assert torch.equal(got, ref)

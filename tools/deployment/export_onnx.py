@@ -1,0 +1,62 @@
+"""Export a config's model to ONNX and check it in onnxruntime.
+
+    python tools/deployment/export_onnx.py CONFIG CHECKPOINT --out FILE.onnx \
+        [--mode tensor|end2end] [--shape H W] [--opset N] [--verify]
+
+``--mode tensor``: preprocessed ``(N, 3, H, W)`` float32 -> what ``model(img, mode='tensor')``
+returns, flattened in order. ``--mode end2end`` (segmentors): raw 0-255 image in the config's
+channel order -> ``seg_pred`` ``(N, H, W)`` int64. Batch, height and width are dynamic; an axis
+that had to be fixed is printed. See docs/deployment.md.
+"""
+import argparse
+import os.path as osp
+import sys
+
+sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..', '..')))
+
+from mmattn.utils.cli import UserInputError, add_common_args, load_config, user_errors  # noqa
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('config')
+    parser.add_argument('checkpoint', help="trained checkpoint; 'none' exports random weights")
+    parser.add_argument('--out', required=True, help='the .onnx file to write')
+    parser.add_argument('--mode', choices=['tensor', 'end2end'], default='tensor')
+    parser.add_argument('--shape', type=int, nargs=2, default=[128, 160], metavar=('H', 'W'),
+                        help='export size (default 128 160); the file accepts other sizes')
+    parser.add_argument('--opset', type=int, default=18)
+    parser.add_argument('--verify', action='store_true',
+                        help='run the file beside PyTorch at the export size and at another '
+                        'size and print the differences')
+    add_common_args(parser)
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    with user_errors():
+        from mmattn.deploy import SUPPORTED_OPSETS, build_export_model, export_onnx, verify_onnx
+        if args.opset not in SUPPORTED_OPSETS:
+            raise UserInputError(f'--opset {args.opset} is not supported; use one of '
+                                 f'{SUPPORTED_OPSETS.start}..{SUPPORTED_OPSETS.stop - 1}')
+        if min(args.shape) < 32:
+            raise UserInputError(f'--shape {args.shape[0]} {args.shape[1]} is too small; use '
+                                 f'at least 32 32')
+        cfg = load_config(args.config, args.cfg_options)
+        ckpt = None if args.checkpoint.lower() == 'none' else args.checkpoint
+        model, task = build_export_model(cfg, ckpt)
+        info = export_onnx(model, task, args.out, args.mode, args.shape, args.opset)
+    print(f'wrote {args.out}: outputs {", ".join(info["outputs"])}')
+    for note in info['fixed']:
+        print(f'note: {note} (an op is not size-generic here); the file runs at that size only')
+    if args.verify:
+        h, w = args.shape
+        other = (h + 32, w - 32) if w >= 96 else (h + 32, w + 32)
+        for row in verify_onnx(model, task, args.out, args.mode, [(h, w), other]):
+            diffs = ', '.join(f'{k}={v:.3g}' for k, v in row.items() if k != 'shape')
+            print(f'verify {row["shape"][0]}x{row["shape"][1]}: {diffs}')
+
+
+if __name__ == '__main__':
+    main()
