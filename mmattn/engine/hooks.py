@@ -39,7 +39,8 @@ __all__ = ['AtomicCheckpointHook', 'enable_crash_safe_checkpoints', 'find_resume
 
 #: mmattn's hook registry (scope ``mmattn``), so configs of any default scope can name
 #: ``type='mmattn.AtomicCheckpointHook'``.
-HOOKS = Registry('hook', parent=MMENGINE_HOOKS, scope='mmattn', locations=['mmattn.engine.hooks'])
+HOOKS = Registry('hook', parent=MMENGINE_HOOKS, scope='mmattn',
+                 locations=['mmattn.engine.hooks', 'mmattn.engine.faults'])
 
 ATOMIC_BACKEND = 'mmattn_atomic_local'
 
