@@ -128,10 +128,8 @@ def test_fp16_scaler_skips_are_not_counted_and_nan_loss_leaves_the_scaler_alone(
     hook.before_train(runner)
     before = weights(SimpleNamespace(model=model)).clone()
 
-    # finite loss, overflowing fp32 gradients once scaled by 2**16
-    x = [torch.tensor([3e34, 0.0])]
-    _, log_vars = model.parse_losses(model(x, [0.5]))
-    loss = model.parse_losses(model(x, [0.5]))[0]
+    # a finite loss (~2.5e33) whose gradients (~1e34) overflow fp32 once scaled by 2**16
+    loss = model.parse_losses(model([torch.tensor([1e17, 0.0])], [0.5]))[0]
     assert torch.isfinite(loss)
     optim.update_params(loss)
     assert optim.loss_scaler.get_scale() == 2.0**15  # the scaler skipped and backed off
@@ -159,8 +157,8 @@ val_dataloader = None
 val_evaluator = None
 optim_wrapper = dict(_delete_=True, type='OptimWrapper',
                      optimizer=dict(type='SGD', lr=0.01, momentum=0.9))
-# From iteration 5 the learning rate is 1e4 times too high: the loss blows up.
-param_scheduler = [dict(type='ConstantLR', factor=1e4, begin=5, end=10, by_epoch=False)]
+# From iteration 5 the learning rate is 1e12 times too high: the loss blows up.
+param_scheduler = [dict(type='MultiStepLR', milestones=[5], gamma=1e12, by_epoch=False)]
 default_hooks = dict(checkpoint=dict(interval=4, max_keep_ckpts=2), logger=dict(interval=1))
 '''
 
