@@ -227,8 +227,9 @@ def _one_line(err: BaseException) -> str:
 
 def _written_file(err: OSError) -> str:
     """The file a failed write was for: the error's own file name, else the innermost open
-    file in the traceback (Python's ``f.write`` errors carry no name)."""
+    file (or logging file handler) in the traceback (``f.write`` errors carry no name)."""
     import io
+    import logging
     if err.filename:
         return str(err.filename)
     tb, found = err.__traceback__, ''
@@ -236,6 +237,8 @@ def _written_file(err: OSError) -> str:
         for value in tb.tb_frame.f_locals.values():
             if isinstance(value, io.IOBase) and isinstance(getattr(value, 'name', None), str):
                 found = value.name
+            elif isinstance(value, logging.FileHandler):  # code that writes to its stream
+                found = value.baseFilename
         tb = tb.tb_next
     return found or 'a file of the run'
 
