@@ -206,7 +206,11 @@ def _rle_compressed(seg):
 
 
 def _size_disagrees(data, rng):
-    data['images'][0]['width'] += 32
+    # an image without a mask RLE (whose own size would be named first)
+    rle_images = {a['image_id'] for a in data['annotations'] if isinstance(a.get('segmentation'),
+                                                                          dict)}
+    img = next(i for i in data['images'] if i['id'] not in rle_images)
+    img['width'] += 32
 
 
 def _extra_keys(data, rng):
@@ -291,7 +295,7 @@ COCO_JSON_DAMAGE: List[Tuple[str, Callable, str]] = [
     ('duplicate-image-id', _dup_image_id, 'c'),
     ('duplicate-category-id', _dup('categories'), 'c'),
     ('polygon-2-points', _polygon(lambda p: [p[:4]]), 'b'),
-    ('polygon-odd-coordinates', _polygon(lambda p: [p[:7]]), 'b'),
+    ('polygon-odd-coordinates', _polygon(lambda p: [p[:-1]]), 'b'),
     ('polygon-nan', _polygon(lambda p: [[float('nan')] + p[1:]]), 'c'),
     ('rle-counts-short', _rle(lambda s: dict(s, counts=s['counts'][:-1])), 'c'),
     ('rle-size-wrong', _rle(lambda s: dict(s, size=[s['size'][0] // 2, s['size'][1]])), 'c'),
@@ -493,8 +497,10 @@ def _check_sample(variant: Variant, data: dict, num_classes: int) -> Optional[st
         if len(inst.labels) and not (0 <= int(inst.labels.min()) and
                                      int(inst.labels.max()) < num_classes):
             return f'labels {inst.labels.tolist()} outside 0-{num_classes - 1}'
-        if len(inst) and tuple(inst.masks.masks.shape[1:]) != tuple(data['inputs'].shape[1:]):
-            return 'masks of another size than the image'
+        # training masks follow the resized image; the test pipeline loads them unresized
+        shapes = {tuple(sample.img_shape), tuple(sample.ori_shape)}
+        if len(inst) and tuple(inst.masks.masks.shape[1:]) not in shapes:
+            return f'masks of size {tuple(inst.masks.masks.shape[1:])}, image {shapes}'
         return None
     seg = sample.gt_sem_seg.data
     values = set(torch.unique(seg).tolist())

@@ -103,12 +103,13 @@ def check_coco_structure(data: dict, ann_path: str, where: str,
         if bad:
             raise UserInputError(f'an entry of "{entry_key}" has no integer "{key}" ({where}): '
                                  f'{str(bad[0])[:80]}; give every entry a unique integer id')
-        dup = [i for i, n in Counter(e[key] for e in entries).items() if n > 1]
+        counts = Counter(e[key] for e in entries)
+        dup = [i for i, n in counts.items() if n > 1]
         if dup:
+            what = dict(images='image', annotations='annotation', categories='category')
             raise UserInputError(
-                f'{entry_key[:-1]} id {dup[0]} occurs {Counter(e[key] for e in entries)[dup[0]]}'
-                f' times in "{entry_key}" ({where}){_more(len(dup) - 1)}; ids must be unique: '
-                f'renumber the duplicates')
+                f'{what[entry_key]} id {dup[0]} occurs {counts[dup[0]]} times in "{entry_key}" '
+                f'({where}){_more(len(dup) - 1)}; ids must be unique: renumber the duplicates')
     images: Dict[int, dict] = {}
     for img in data['images']:
         name = img.get('file_name')
@@ -128,6 +129,12 @@ def check_coco_structure(data: dict, ann_path: str, where: str,
     degenerate, problems = 0, []
     for ann in data['annotations']:
         aid = ann['id']
+        for key in ('image_id', 'category_id'):
+            if key in ann and not _is_int(ann[key]):
+                problems.append(f'annotation {aid} has {key} {ann[key]!r} (a '
+                                f'{type(ann[key]).__name__}); ids are integers: fix its type')
+        if problems and problems[-1].startswith(f'annotation {aid} '):
+            continue
         img = images.get(ann.get('image_id'))
         if img is None:
             continue  # the contents check names annotations of unlisted images
