@@ -158,8 +158,9 @@ def final_metrics(work, step):
                     rec = json.loads(line)
                 except json.JSONDecodeError:
                     continue
-                if rec.get('step') == step and any('IoU' in k or 'Acc' in k for k in rec):
-                    return {k: v for k, v in rec.items() if k != 'step'}
+                metrics = {k: v for k, v in rec.items() if 'IoU' in k or 'Acc' in k}
+                if rec.get('step') == step and metrics:
+                    return metrics
     return None
 
 
@@ -182,7 +183,10 @@ def same_state(a_path, b_path):
 def soak(workspace, iters=200, kills=25, seed=0, ckpt_interval=5, val_interval=50,
          val_images=8, log=print):
     """Run the soak; returns a result dict (see the module docstring)."""
+    import shutil
     os.makedirs(workspace, exist_ok=True)
+    for old in ('uninterrupted', 'killed'):  # a soak always starts from nothing
+        shutil.rmtree(osp.join(workspace, old), ignore_errors=True)
     from mmattn.datasets import make_shapes_ade
     make_shapes_ade(osp.join(REPO, 'data', 'shapes_ade'))
     cfg = osp.join(workspace, 'soak.py')
