@@ -68,9 +68,15 @@ def representative(results, n):
     return picked[:n]
 
 
-def table(results, sub) -> str:
+def table(results, sub, workspace='', seed=0) -> str:
     from mmattn.datasets.fuzz import OUTCOMES, summary
-    lines = [BEGIN, '', '| dataset | ' + ' | '.join(f'({k}) {v}' for k, v in OUTCOMES.items())
+
+    def short(msg):  # paths relative to the corpus folder
+        return msg.replace(osp.join(workspace, 'variants') + '/', '') if workspace else msg
+
+    lines = [BEGIN, '', f'`python tools/misc/fuzz_datasets.py --seed {seed}`: {len(results)} '
+             f'variants; messages shortened to 220 characters, paths relative to the corpus.',
+             '', '| dataset | ' + ' | '.join(f'({k}) {v}' for k, v in OUTCOMES.items())
              + ' | other | total |', '|---|---:|---:|---:|---:|---:|']
     counts = summary(results)
     for ds, row in counts.items():
@@ -82,7 +88,7 @@ def table(results, sub) -> str:
                  + f' | {len(results) - sum(total.values())} | {len(results)} |')
     lines += ['', '| variant | promised | outcome | message |', '|---|:-:|:-:|---|']
     for r in results:
-        msg = r.message.replace('|', '\\|')
+        msg = short(r.message).replace('|', '\\|')
         if len(msg) > 220:
             msg = msg[:217] + '...'
         mark = r.outcome if r.outcome == r.variant.expect else f'**{r.outcome}**'
@@ -91,7 +97,7 @@ def table(results, sub) -> str:
         lines += ['', 'As subprocesses (`tools/train.py`, 2 iterations, then `tools/test.py`):',
                   '', '| variant | in-process | subprocess | message |', '|---|:-:|:-:|---|']
         for name, inproc, (outcome, msg) in sub:
-            lines.append(f'| `{name}` | {inproc} | {outcome} | {msg[:200]} |')
+            lines.append(f'| `{name}` | {inproc} | {outcome} | {short(msg)[:200]} |')
     lines += ['', END]
     return '\n'.join(lines)
 
@@ -118,7 +124,7 @@ def main(argv=None):
             sub.append((v.name, by_name[v.name].outcome, run_tools(v, REPO, folder)))
     wrong = [r for r in results if r.outcome != r.variant.expect]
     wrong += [s for s in sub if s[1] != s[2][0]]
-    text = table(results, sub)
+    text = table(results, sub, workspace, args.seed)
     print(text)
     print(f'{len(results)} variants in {in_process:.0f} s in-process'
           f'{f", {len(sub)} as subprocesses" if sub else ""}; '
