@@ -194,3 +194,34 @@ def test_train_py_stops_on_blow_up_and_resume_reaches_the_same_point(shapes_data
     assert 'step skipped (skipped 1 of at most 2)' in proc.stdout, proc.stdout[-3000:]
     assert proc.returncode == EXIT_NONFINITE_LOSS, proc.stderr[-3000:]
     assert 'more than nan_max_skips=2' in proc.stderr.splitlines()[-1]
+
+
+def test_policy_from_config_and_command_line():
+    """``nan_policy`` / ``nan_max_skips`` in the config, the command line overriding them, and
+    the hooks reachable by type name from any scope (MMDetection's own tools)."""
+    from mmengine.config import Config
+    from mmengine.registry import HOOKS
+
+    from mmattn.engine.faults import PreemptionHook, WriteErrorHook, enable_fault_handling
+    from mmattn.utils.cli import UserInputError
+
+    def hooks(cfg):
+        return {h['type'].split('.')[-1]: h for h in cfg.custom_hooks}
+
+    cfg = Config(dict(nan_policy='skip', nan_max_skips=3))
+    enable_fault_handling(cfg)
+    assert hooks(cfg)['NonFiniteLossHook'] == dict(type='mmattn.NonFiniteLossHook',
+                                                   policy='skip', max_skips=3)
+    assert {'PreemptionHook', 'WriteErrorHook'} <= set(hooks(cfg))
+    cfg = Config(dict(nan_policy='skip', custom_hooks=[dict(type='EMAHook')]))
+    enable_fault_handling(cfg, nan_policy='stop', nan_max_skips=1)
+    assert hooks(cfg)['NonFiniteLossHook']['policy'] == 'stop' and 'EMAHook' in hooks(cfg)
+    enable_fault_handling(cfg, nan_policy='skip')  # twice: the hooks are not duplicated
+    assert len(cfg.custom_hooks) == 4 and hooks(cfg)['NonFiniteLossHook']['policy'] == 'skip'
+    with pytest.raises(UserInputError, match="nan_policy 'ignore' is not one of"):
+        enable_fault_handling(Config(dict(nan_policy='ignore')))
+
+    built = [HOOKS.build(dict(type=f'mmattn.{name}')) for name in
+             ('PreemptionHook', 'NonFiniteLossHook', 'WriteErrorHook')]
+    assert isinstance(built[0], PreemptionHook) and isinstance(built[2], WriteErrorHook)
+    built[0]._restore()  # give the signals back to pytest
