@@ -1,6 +1,6 @@
 # The two commands of the README:
 #   make demo   set up, then train + evaluate Mask R-CNN and Semantic FPN on the bundled data
-#   make test   set up, then lint and run the whole test suite
+#   make test   set up, then lint (ruff check + ruff format --check) and run the whole test suite
 VENV ?= .venv
 PY := $(VENV)/bin/python
 # pytest-xdist workers for `make test`: one per core, at most 4 (each worker imports torch and the
@@ -20,6 +20,7 @@ demo: data
 
 lint: setup
 	@$(PY) -m ruff check mmattn tools tests configs
+	@$(PY) -m ruff format --check mmattn tools tests configs
 
 test: lint data
 	@$(PY) -m pytest -n $(JOBS) --dist worksteal tests

@@ -37,7 +37,7 @@ def test_import_has_no_side_effects_beyond_registration():
 
 
 @pytest.mark.parametrize('first', ['mmattn.utils.data_checks', 'mmattn.engine.hooks',
-                                   'mmattn.utils.cli', 'mmattn.models'])
+                                   'mmattn.engine.run', 'mmattn.utils.cli', 'mmattn.models'])
 def test_no_import_cycles(first):
     proc = subprocess.run([sys.executable, '-c', f'import {first}'], capture_output=True,
                           text=True, timeout=300)

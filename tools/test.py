@@ -11,23 +11,17 @@ import numbers
 import os
 import os.path as osp
 import sys
-import warnings
 
 import numpy as np
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-# mmengine looks up mmdet::/mmseg:: base configs through pkg_resources, which warns on import.
-warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
 
 from mmattn.utils.checkpoint import write_json_atomic  # noqa: E402
 from mmattn.utils.cli import (  # noqa: E402
     UserInputError,
-    add_common_args,
-    check_dataset_paths,
-    drop_pretrained_init,
     finish_launcher,
-    load_config,
-    prepare_launcher,
+    load_run_config,
+    parse_run_args,
     user_errors,
 )
 
@@ -39,34 +33,15 @@ def parse_args(argv=None):
     parser.add_argument('--work-dir', help='folder for the evaluation logs')
     parser.add_argument('--out', help='write the raw predictions to this pickle file')
     parser.add_argument('--show-dir', help='draw predictions into this folder')
-    add_common_args(parser)
-    args = parser.parse_args(argv)
-    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
-    return args
+    return parse_run_args(parser, argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
-    from mmengine.runner import Runner
-
     from mmattn.engine.hooks import enable_crash_safe_checkpoints
-    from mmattn.utils.checkpoint import install_safe_checkpoint_loader
-    from mmattn.utils.data_checks import preflight
+    from mmattn.engine.run import build_runner
 
-    # Every checkpoint MMEngine loads goes through the weights_only unpickler + allow-list.
-    install_safe_checkpoint_loader()
-    cfg = load_config(args.config, args.cfg_options)
-    if not osp.isfile(args.checkpoint):
-        raise UserInputError(f'checkpoint {args.checkpoint} does not exist; pass the .pth '
-                             f'written by tools/train.py')
-    prepare_launcher(cfg, args.launcher)
-    cfg.load_from = args.checkpoint
-    # The trained checkpoint holds every weight: the backbone's ImageNet file is not needed.
-    drop_pretrained_init(cfg.model)
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir') is None:
-        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+    cfg = load_run_config(args, checkpoint=args.checkpoint)
 
     scope = cfg.get('default_scope', 'mmdet')
     if args.show_dir:
@@ -95,13 +70,8 @@ def main(argv=None):
         cfg.test_evaluator = list(evaluator) + [dump] if isinstance(evaluator, (list, tuple)) \
             else [evaluator, dump]
 
-    check_dataset_paths(cfg, splits=('test', ))
     enable_crash_safe_checkpoints(cfg, strict_load=True)  # refuses another model's checkpoint
-    preflight(cfg, splits=('test', ))
-    runner = Runner.from_cfg(cfg)
-    if args.compile:
-        from mmattn.engine.compile import compile_backbone
-        compile_backbone(runner.model, backend=args.compile)
+    runner = build_runner(cfg, ('test', ), args.compile)
     try:
         metrics = runner.test()
         if runner.rank == 0:

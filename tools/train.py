@@ -12,21 +12,15 @@ non-finite loss; 4 a file could not be written (disk full); 128 + N preempted by
 (143 SIGTERM, 130 SIGINT) after saving a checkpoint: rerun with ``--resume``.
 """
 import argparse
-import os
 import os.path as osp
 import sys
-import warnings
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-# mmengine looks up mmdet::/mmseg:: base configs through pkg_resources, which warns on import.
-warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
 
 from mmattn.utils.cli import (  # noqa: E402
-    add_common_args,
-    check_dataset_paths,
     finish_launcher,
-    load_config,
-    prepare_launcher,
+    load_run_config,
+    parse_run_args,
     user_errors,
 )
 
@@ -48,30 +42,17 @@ def parse_args(argv=None):
                         '(default 10; config: nan_max_skips)')
     parser.add_argument('--auto-scale-lr', action='store_true',
                         help='scale the learning rate by the actual total batch size')
-    add_common_args(parser)
-    args = parser.parse_args(argv)
-    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
-    return args
+    return parse_run_args(parser, argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
-    from mmengine.runner import Runner
-
     from mmattn.engine.faults import enable_fault_handling
     from mmattn.engine.hooks import enable_crash_safe_checkpoints, find_resume_checkpoint
     from mmattn.engine.optim_wrapper import fit_optim_wrapper_to_device
-    from mmattn.utils.checkpoint import install_safe_checkpoint_loader
-    from mmattn.utils.data_checks import preflight
+    from mmattn.engine.run import build_runner
 
-    # Every checkpoint MMEngine loads goes through the weights_only unpickler + allow-list.
-    install_safe_checkpoint_loader()
-    cfg = load_config(args.config, args.cfg_options)
-    prepare_launcher(cfg, args.launcher)
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir') is None:
-        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+    cfg = load_run_config(args)
 
     # fp16 AMP recipes (AmpOptimWrapper) run in fp32 (or bf16 with --amp) where CUDA is absent.
     note = fit_optim_wrapper_to_device(cfg, amp=args.amp)
@@ -96,12 +77,8 @@ def main(argv=None):
         cfg.resume = True
         cfg.load_from = args.resume
 
-    check_dataset_paths(cfg, splits=('train', 'val'))
-    preflight(cfg, splits=('train', 'val'))  # data contents, backbone config, checkpoint file
-    runner = Runner.from_cfg(cfg)
-    if args.compile:
-        from mmattn.engine.compile import compile_backbone
-        compile_backbone(runner.model, backend=args.compile)
+    # data paths and contents, backbone config, checkpoint file: then the runner
+    runner = build_runner(cfg, ('train', 'val'), args.compile)
     runner.train()
     finish_launcher(runner)
 

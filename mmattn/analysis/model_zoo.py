@@ -3,8 +3,8 @@
 For every config under ``configs/<method>/`` (``_base_`` and ``shapes`` excluded) we report
 the task, head, backbone and schedule (from the config and its name), our params and FLOPs
 (:func:`mmattn.analysis.flops.config_complexity` at the papers' input size; results are
-cached in a JSON file keyed by a hash of the config's model settings, since a COCO detector
-takes a minute to trace on a CPU) and the paper's numbers found in the folder's README.
+cached in a JSON file keyed by a hash of the config's model settings, since tracing a COCO
+detector is slow) and the paper's numbers found in the folder's README.
 
 README parsing is tolerant: every markdown table is read; a row belongs to a config when it
 contains the config's file name (or stem), or else the config's backbone name (``Agent-PVT-T``

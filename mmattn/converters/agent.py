@@ -32,16 +32,19 @@ from typing import Dict, List, Optional, Tuple
 import torch
 
 from mmattn.converters.common import (
+    PVT_ARCHS,
+    TSB_ARCHS,
     ConversionError,
-    audit_key_mapping,
-    block_depths,
-    describe_layout,
+    audit_pyramid,
+    check_arch,
+    map_pvt_keys,
+    map_swin_keys,
+    pvt_variant,
+    save_converted,
+    swin_facts,
     unwrap_state_dict,
 )
-from mmattn.utils.checkpoint import safe_load, save_atomic
-
-_PVT_NAMES = {'t': 'tiny', 's': 'small', 'm': 'medium', 'l': 'large'}
-_SWIN_NAMES = {'t': 'tiny', 's': 'small', 'b': 'base'}
+from mmattn.utils.checkpoint import safe_load
 
 
 def detect_family(sd: Dict[str, torch.Tensor]) -> str:
@@ -59,12 +62,7 @@ def detect_family(sd: Dict[str, torch.Tensor]) -> str:
 
 def _pvt_facts(sd) -> dict:
     from mmattn.models.backbones.pvt import AgentPVT
-    depths = block_depths(sd, r'block%d\.(\d+)\.', 4, 1)
-    arch = next((name for name in ('tiny', 'small', 'medium', 'large')
-                 if AgentPVT.arch_zoo[name]['depths'] == depths), None)
-    if arch is None:
-        raise ConversionError(f'Agent-PVT checkpoint with depths {depths} matches no variant '
-                              '(T 2222, S 3463, M 3-4-18-3, L 3-8-27-3)')
+    arch = pvt_variant(sd, AgentPVT.arch_zoo, 'Agent-PVT')
     cfgs, agent_nums = [], []
     for i in range(1, 5):
         if f'block{i}.0.attn.an_bias' in sd:
@@ -80,33 +78,16 @@ def _pvt_facts(sd) -> dict:
 
 def _swin_facts(sd) -> dict:
     from mmattn.models.backbones.swin import AgentSwin
-    depths = block_depths(sd, r'layers\.%d\.blocks\.(\d+)\.', 4, 0)
-    dims = int(sd['patch_embed.proj.weight'].shape[0])
-    arch = next((name for name in ('tiny', 'small', 'base')
-                 if AgentSwin.arch_zoo[name]['depths'] == depths
-                 and AgentSwin.arch_zoo[name]['embed_dims'] == dims), None)
-    if arch is None:
-        raise ConversionError(f'Agent-Swin checkpoint with embed dim {dims} and depths {depths} '
-                              'matches no variant (T 96/2262, S 96/2-2-18-2, B 128/2-2-18-2)')
-    cfgs, agent_nums, window, img = [], [], 7, None
-    for i, depth in enumerate(depths):
-        stage = []
-        for j in range(depth):
-            key = f'layers.{i}.blocks.{j}.attn.'
-            if key + 'an_bias' in sd:
-                stage.append(dict(type='AgentAttention'))
-                if img is None:  # ah_bias: (1, heads, agents, h0, 1) with h0 = img / 4 / 2**i
-                    img = int(sd[key + 'ah_bias'].shape[3]) * 4 * 2**i
-            else:  # the official 'B' blocks: Swin's shifted-window attention
-                stage.append(dict(type='ShiftWindowMSA'))
-                table = sd.get(key + 'relative_position_bias_table')
-                if table is not None:
-                    window = (math.isqrt(int(table.shape[0])) + 1) // 2
-        cfgs.append(stage)
-        an = sd.get(f'layers.{i}.blocks.0.attn.an_bias')
-        agent_nums.append(int(an.shape[1]) if an is not None else 49)
-    return dict(family='swin', arch=arch, attn_cfgs=cfgs, agent_nums=agent_nums,
-                pretrain_img_size=img or 224, window_size=window)
+
+    def table_side(key):  # ah_bias: (1, heads, agents, h0, 1) with h0 = img / 4 / 2**i
+        return int(sd[key + 'ah_bias'].shape[3]) if key + 'ah_bias' in sd else None
+
+    facts = swin_facts(sd, AgentSwin.arch_zoo, 'Agent-Swin', 'AgentAttention',
+                       lambda key: key + 'an_bias' in sd, table_side)
+    facts['agent_nums'] = [
+        int(sd[f'layers.{i}.blocks.0.attn.an_bias'].shape[1])
+        if f'layers.{i}.blocks.0.attn.an_bias' in sd else 49 for i in range(4)]
+    return facts
 
 
 def _build(facts: dict):
@@ -122,51 +103,20 @@ def _build(facts: dict):
 
 
 def _map_pvt(sd, facts) -> Tuple[dict, List[str], List[str]]:
-    out, dropped, unused = OrderedDict(), [], []
-    for k, v in sd.items():
-        if k.startswith('head.'):
-            dropped.append(k)  # ImageNet classifier
-            continue
-        m = re.match(r'(patch_embed|pos_embed|block)([1-4])(.*)$', k)
-        if m is None:
-            unused.append(k)
-            continue
-        kind, i, rest = m.group(1), int(m.group(2)) - 1, m.group(3)
-        if kind == 'patch_embed':
-            out[f'layers.{i}.patch_embed{rest}'] = v
-        elif kind == 'pos_embed':
-            if rest:
-                unused.append(k)
-            else:
-                out[f'layers.{i}.pos_embed'] = v
-        else:
-            mb = re.match(r'\.(\d+)\.attn\.(q|kv)\.(weight|bias)$', rest)
-            if mb and facts['attn_cfgs'][i]['type'] == 'AgentAttention':
-                j, part, what = mb.groups()
-                if part == 'q':
-                    kv = sd.get(f'block{i + 1}.{j}.attn.kv.{what}')
-                    if kv is None:
-                        unused.append(k)
-                    else:
-                        out[f'layers.{i}.blocks.{j}.attn.qkv.{what}'] = torch.cat([v, kv], 0)
-                elif f'block{i + 1}.{j}.attn.q.{what}' not in sd:
-                    unused.append(k)
-                continue
-            out[f'layers.{i}.blocks{rest}'] = v
-    return out, dropped, unused
-
-
-def _map_swin(sd) -> Tuple[dict, List[str], List[str]]:
-    out, dropped, unused = OrderedDict(), [], []
-    for k, v in sd.items():
-        if k.startswith('head.') or re.match(r'norm\.(weight|bias)$', k):
-            dropped.append(k)  # classifier head and its pre-pool norm
-        elif k.endswith('.attn_mask') or k.endswith('.relative_position_index'):
-            dropped.append(k)  # buffers recomputed from the window/shift at run time
-        elif k.startswith('patch_embed.') or k.startswith('layers.'):
+    """PVT names, then an agent stage's ``attn.q`` and ``attn.kv`` rows become one ``qkv``."""
+    mapped, dropped, unused = map_pvt_keys(sd)
+    out = OrderedDict()
+    for k, v in mapped.items():
+        m = re.match(r'layers\.(\d)\.blocks\.(\d+)\.attn\.(q|kv)\.(weight|bias)$', k)
+        if m is None or facts['attn_cfgs'][int(m.group(1))]['type'] != 'AgentAttention':
             out[k] = v
-        else:
-            unused.append(k)
+            continue
+        i, j, part, what = m.groups()
+        pair = f'layers.{i}.blocks.{j}.attn.{"kv" if part == "q" else "q"}.{what}'
+        if pair not in mapped:
+            unused.append(f'block{int(i) + 1}.{j}.attn.{part}.{what}')
+        elif part == 'q':
+            out[f'layers.{i}.blocks.{j}.attn.qkv.{what}'] = torch.cat([v, mapped[pair]], 0)
     return out, dropped, unused
 
 
@@ -195,23 +145,12 @@ def convert_agent(ckpt, arch: Optional[str] = None, family: Optional[str] = None
     if family is not None and family.lower() != found:
         raise ConversionError(f'{family!r} requested but the checkpoint is Agent-{found.upper()}')
     facts = _pvt_facts(sd) if found == 'pvt' else _swin_facts(sd)
-    if arch is not None:
-        names = _PVT_NAMES if found == 'pvt' else _SWIN_NAMES
-        wanted = names.get(arch.lower(), arch.lower())
-        if wanted not in names.values():
-            raise ConversionError(f'unknown arch {arch!r} for Agent-{found.upper()}; choose from '
-                                  f'{sorted(names) + sorted(names.values())}')
-        if wanted != facts['arch']:
-            raise ConversionError(f'--arch {arch!r} requested but the checkpoint is '
-                                  f'Agent-{found.upper()}-{facts["arch"]}')
-    out, dropped, unused = _map_pvt(sd, facts) if found == 'pvt' else _map_swin(sd)
-    expected = _build(facts).state_dict()
-    new = [k for k in expected if re.match(r'norm\d+\.', k)] if found == 'swin' else []
-    audit_key_mapping(out, {k: v.shape for k, v in expected.items()}, unused,
-                      f'Agent-{found.upper()}-{facts["arch"]}', allowed_missing=tuple(new))
-    report = dict(facts, layout=describe_layout(facts['attn_cfgs']), dropped=dropped, new=new,
-                  num_keys=len(out))
-    return out, report
+    check_arch(arch, PVT_ARCHS if found == 'pvt' else TSB_ARCHS, facts['arch'],
+               f'Agent-{found.upper()}', f'Agent-{found.upper()}-{facts["arch"]}')
+    out, dropped, unused = _map_pvt(sd, facts) if found == 'pvt' else map_swin_keys(sd)
+    expected = {k: v.shape for k, v in _build(facts).state_dict().items()}
+    return out, audit_pyramid(out, expected, dropped, unused, facts,
+                              f'Agent-{found.upper()}-{facts["arch"]}')
 
 
 def convert_file(src: str, dst: str, arch: Optional[str] = None,
@@ -220,10 +159,7 @@ def convert_file(src: str, dst: str, arch: Optional[str] = None,
 
     Nothing is written when :func:`convert_agent` refuses.
     """
-    ckpt = safe_load(src)
-    state_dict, report = convert_agent(ckpt, arch, family)
-    meta = {k: report[k] for k in ('family', 'arch', 'attn_cfgs', 'agent_nums',
-                                   'pretrain_img_size', 'window_size') if k in report}
-    save_atomic(dict(state_dict=state_dict,
-                     meta=dict(meta, source=src, converter='mmattn.converters.agent')), dst)
-    return report
+    state_dict, report = convert_agent(safe_load(src), arch, family)
+    return save_converted(dst, state_dict, report, ('family', 'arch', 'attn_cfgs', 'agent_nums',
+                                                    'pretrain_img_size', 'window_size'),
+                          source=src, converter='mmattn.converters.agent')

@@ -13,12 +13,19 @@ Anything else unknown, a missing weight or a shape mismatch refuses the conversi
 """
 import re
 from collections import OrderedDict
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 import torch
 
-from mmattn.converters.common import ConversionError
-from mmattn.utils.checkpoint import safe_load, save_atomic
+from mmattn.converters.common import (
+    TSB_ARCHS,
+    ConversionError,
+    audit_key_mapping,
+    check_arch,
+    save_converted,
+    unwrap_state_dict,
+)
+from mmattn.utils.checkpoint import safe_load
 
 #: (official pattern, mmattn replacement); the first match wins.
 _RULES = [
@@ -37,18 +44,10 @@ _RULES = [
     (r'^extra_norms\.(\d)\.', r'norm\1.'),
 ]
 _DROPPED = re.compile(r'^(head|norm|pre_logits)\.')
-_ARCH_ALIASES = {'t': 'tiny', 's': 'small', 'b': 'base'}
 
 
-def _unwrap(ckpt) -> Dict[str, torch.Tensor]:
-    if not isinstance(ckpt, dict):
-        raise ConversionError(f'expected a dict checkpoint, got {type(ckpt).__name__}')
-    for key in ('model', 'state_dict'):
-        if key in ckpt and isinstance(ckpt[key], dict):
-            ckpt = ckpt[key]
-            break
-    sd = OrderedDict((k[len('backbone.'):] if k.startswith('backbone.') else k, v)
-                     for k, v in ckpt.items() if torch.is_tensor(v))
+def _official_state_dict(ckpt) -> Dict[str, torch.Tensor]:
+    sd = unwrap_state_dict(ckpt, prefixes=('backbone.', 'module.'))
     if 'downsample_layers.0.0.weight' not in sd or not any(
             k.endswith('attn.lepe.weight') for k in sd):
         raise ConversionError('not an official BiFormer checkpoint: no '
@@ -99,37 +98,20 @@ def convert_biformer(ckpt, arch: Optional[str] = None) -> Tuple[OrderedDict, dic
         ConversionError: Foreign checkpoint, variant mismatch, unknown keys, missing weights
             (other than the output norms) or shape mismatches.
     """
-    sd = _unwrap(ckpt)
+    sd = _official_state_dict(ckpt)
     found = detect_arch(sd)
-    if arch is not None:
-        want = _ARCH_ALIASES.get(arch.lower(), arch.lower())
-        if want != found:
-            raise ConversionError(f'checkpoint is BiFormer-{found}, but arch={arch!r} was '
-                                  'requested')
+    check_arch(arch, TSB_ARCHS, found, 'BiFormer', f'BiFormer-{found}')
     expected = expected_state_dict_shapes(found)
-    out, dropped, unknown, bad_shape = OrderedDict(), [], [], []
+    out, dropped, unused = OrderedDict(), [], []
     for key, value in sd.items():
         new = _rename(key)
-        if new is None:
-            (dropped if _DROPPED.match(key) else unknown).append(key)
-            continue
-        if new not in expected:
-            unknown.append(key)
-        elif tuple(value.shape) != expected[new]:
-            bad_shape.append(f'{key} {tuple(value.shape)} -> {new} {expected[new]}')
-        else:
+        if new is not None:
             out[new] = value
+        else:
+            (dropped if _DROPPED.match(key) else unused).append(key)
     missing = [k for k in expected if k not in out]
-    fatal_missing = [k for k in missing if not re.match(r'^norm\d\.', k)]
-    problems: List[str] = []
-    if unknown:
-        problems.append(f'unknown keys: {unknown}')
-    if bad_shape:
-        problems.append(f'shape mismatches: {bad_shape}')
-    if fatal_missing:
-        problems.append(f'missing weights: {fatal_missing}')
-    if problems:
-        raise ConversionError(f'refusing to convert BiFormer-{found}: ' + '; '.join(problems))
+    audit_key_mapping(out, expected, unused, f'BiFormer-{found}', target='BiFormer',
+                      allowed_missing=tuple(k for k in missing if re.match(r'^norm\d\.', k)))
     return out, dict(arch=found, dropped=dropped, missing=missing)
 
 
@@ -139,7 +121,5 @@ def convert_file(src: str, dst: str, arch: Optional[str] = None) -> dict:
     Nothing is written when the conversion is refused. Returns the report.
     """
     state_dict, report = convert_biformer(safe_load(src), arch=arch)
-    save_atomic(dict(state_dict=state_dict,
-                     meta=dict(converted_from=src, arch=report['arch'],
-                               missing_keys=report['missing'])), dst)
-    return report
+    return save_converted(dst, state_dict, report, ('arch', ), converted_from=src,
+                          missing_keys=report['missing'])

@@ -19,8 +19,13 @@ from typing import Dict, List, Optional, Tuple
 
 import torch
 
-from mmattn.converters.common import ConversionError
-from mmattn.utils.checkpoint import safe_load, save_atomic
+from mmattn.converters.common import (
+    ConversionError,
+    audit_key_mapping,
+    save_converted,
+    unwrap_state_dict,
+)
+from mmattn.utils.checkpoint import safe_load
 
 _DEPTH_OF_LAYER3 = {6: 50, 23: 101, 36: 152}
 _STAGE_BLOCKS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}
@@ -80,6 +85,44 @@ def _rename(key: str):
     return None
 
 
+def _official_state_dict(checkpoint) -> Dict[str, torch.Tensor]:
+    """The state dict under ``'net'``, without DataParallel's ``module.`` prefix."""
+    if not isinstance(checkpoint, dict) or 'net' not in checkpoint:
+        found = list(checkpoint)[:8] if isinstance(checkpoint, dict) else type(checkpoint)
+        raise ConversionError('not an official EANet checkpoint: expected a dict with a "net" '
+                              f'state dict (found {found})')
+    if not isinstance(checkpoint['net'], dict) or not checkpoint['net']:
+        raise ConversionError('checkpoint["net"] is not a state dict')
+    src = unwrap_state_dict(checkpoint['net'])
+    if not any(k.startswith('linu.') for k in src):
+        raise ConversionError('no "linu.*" (external attention) keys: this is not an EANet '
+                              f'checkpoint (first keys: {list(src)[:5]})')
+    return src
+
+
+def _resnet_depth(src: Dict[str, torch.Tensor], depth: Optional[int]) -> int:
+    """The ResNet depth, read off the number of ``layer3`` blocks; refuse another ``depth``."""
+    layer3 = {int(m.group(1)) for k in src if (m := re.match(r'^extractor\.6\.(\d+)\.', k))}
+    found = _DEPTH_OF_LAYER3.get(len(layer3))
+    if found is None:
+        raise ConversionError(f'layer3 has {len(layer3)} blocks: not ResNet-50/101/152')
+    if depth is not None and depth != found:
+        raise ConversionError(f'expected a ResNet-{depth} EANet, the checkpoint is '
+                              f'ResNet-{found}')
+    return found
+
+
+def _check_widths(out: Dict[str, torch.Tensor]) -> None:
+    """Shapes that must agree with the official architecture (the stem, the EA memory)."""
+    stem = out['backbone.stem.6.weight'].shape
+    if tuple(stem[:2]) != (128, 64):
+        raise ConversionError(f'stem conv3 has shape {tuple(stem)}; the official deep stem is '
+                              '3->64->64->128')
+    ea = out['decode_head.ea.mem_k.weight'].shape
+    if ea[1] != out['decode_head.fc0.conv.weight'].shape[0]:
+        raise ConversionError(f'external-attention memory {tuple(ea)} does not match fc0')
+
+
 def convert_eanet(checkpoint: dict,
                   depth: Optional[int] = None) -> Tuple[Dict[str, torch.Tensor], dict]:
     """Map an official EANet checkpoint to mmattn/mmseg names.
@@ -98,18 +141,7 @@ def convert_eanet(checkpoint: dict,
         ConversionError: Not this layout; any official key unused, any target key missing, or
             a shape that contradicts the architecture. Nothing is returned in that case.
     """
-    if not isinstance(checkpoint, dict) or 'net' not in checkpoint:
-        found = list(checkpoint)[:8] if isinstance(checkpoint, dict) else type(checkpoint)
-        raise ConversionError('not an official EANet checkpoint: expected a dict with a "net" '
-                              f'state dict (found {found})')
-    src = checkpoint['net']
-    if not isinstance(src, dict) or not src:
-        raise ConversionError('checkpoint["net"] is not a state dict')
-    src = OrderedDict((k[7:] if k.startswith('module.') else k, v) for k, v in src.items())
-    if not any(k.startswith('linu.') for k in src):
-        raise ConversionError('no "linu.*" (external attention) keys: this is not an EANet '
-                              f'checkpoint (first keys: {list(src)[:5]})')
-
+    src = _official_state_dict(checkpoint)
     out, unused = OrderedDict(), []
     for key, value in src.items():
         new = _rename(key)
@@ -117,34 +149,14 @@ def convert_eanet(checkpoint: dict,
             unused.append(key)
         else:
             out[new] = value
-    layer3 = {int(m.group(1)) for k in src if (m := re.match(r'^extractor\.6\.(\d+)\.', k))}
-    found_depth = _DEPTH_OF_LAYER3.get(len(layer3))
-    if found_depth is None:
-        raise ConversionError(f'layer3 has {len(layer3)} blocks: not ResNet-50/101/152')
-    if depth is not None and depth != found_depth:
-        raise ConversionError(f'expected a ResNet-{depth} EANet, the checkpoint is '
-                              f'ResNet-{found_depth}')
-    depth = found_depth
+    depth = _resnet_depth(src, depth)
     expected = expected_keys(depth)
-    filled = []
-    for key in expected:
-        if key not in out and key.endswith('num_batches_tracked'):
-            out[key] = torch.tensor(0, dtype=torch.long)
-            filled.append(key)
-    missing = [k for k in expected if k not in out]
-    extra = sorted(set(out) - set(expected))
-    if unused or missing or extra:
-        raise ConversionError(
-            'refusing to convert a partial or foreign checkpoint: '
-            f'{len(unused)} official keys unused {unused[:10]}, {len(missing)} target keys '
-            f'missing {missing[:10]}, {len(extra)} unexpected target keys {extra[:10]}')
-    stem = out['backbone.stem.6.weight'].shape
-    if tuple(stem[:2]) != (128, 64):
-        raise ConversionError(f'stem conv3 has shape {tuple(stem)}; the official deep stem is '
-                              '3->64->64->128')
+    filled = [k for k in expected if k not in out and k.endswith('num_batches_tracked')]
+    for key in filled:
+        out[key] = torch.tensor(0, dtype=torch.long)
+    audit_key_mapping(out, expected, unused, f'EANet ResNet-{depth}', target='the EANet model')
+    _check_widths(out)
     ea = out['decode_head.ea.mem_k.weight'].shape
-    if ea[1] != out['decode_head.fc0.conv.weight'].shape[0]:
-        raise ConversionError(f'external-attention memory {tuple(ea)} does not match fc0')
     report = dict(depth=depth, num_classes=int(out['decode_head.conv_seg.weight'].shape[0]),
                   num_slots=int(ea[0]), filled=filled, ignored=[])
     return out, report
@@ -159,7 +171,5 @@ def convert_file(src: str, dst: str, depth: Optional[int] = None) -> dict:
         dict: The conversion report (see :func:`convert_eanet`).
     """
     state_dict, report = convert_eanet(safe_load(src), depth)
-    save_atomic(dict(meta=dict(converted_from=src, converter='mmattn.converters.eanet',
-                               **{k: report[k] for k in ('depth', 'num_classes')}),
-                     state_dict=state_dict), dst)
-    return report
+    return save_converted(dst, state_dict, report, ('depth', 'num_classes'), converted_from=src,
+                          converter='mmattn.converters.eanet')

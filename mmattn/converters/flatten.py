@@ -47,18 +47,22 @@ from typing import Dict, List, Optional, Tuple
 import torch
 
 from mmattn.converters.common import (
+    PVT_ARCHS,
+    TSB_ARCHS,
     ConversionError,
-    audit_key_mapping,
+    audit_pyramid,
     block_depths,
-    describe_layout,
+    check_arch,
+    map_pvt_keys,
+    map_swin_keys,
+    pvt_variant,
+    save_converted,
+    swin_facts,
     unwrap_state_dict,
 )
-from mmattn.utils.checkpoint import safe_load, save_atomic
+from mmattn.utils.checkpoint import safe_load
 
-_PVT_NAMES = {'t': 'tiny', 's': 'small', 'm': 'medium', 'l': 'large'}
-_PVTV2_NAMES = {f'b{i}': f'b{i}' for i in range(5)}
-_SWIN_NAMES = {'t': 'tiny', 's': 'small', 'b': 'base'}
-_NAMES = dict(pvt=_PVT_NAMES, pvtv2=_PVTV2_NAMES, swin=_SWIN_NAMES)
+_NAMES = dict(pvt=PVT_ARCHS, pvtv2={f'b{i}': f'b{i}' for i in range(5)}, swin=TSB_ARCHS)
 _LABELS = dict(pvt='FLatten-PVT', pvtv2='FLatten-PVTv2', swin='FLatten-Swin')
 
 
@@ -101,12 +105,7 @@ def _pvt_stage_cfgs(sd) -> List[dict]:
 
 def _pvt_facts(sd) -> dict:
     from mmattn.models.backbones.flatten import FLattenPVT
-    depths = block_depths(sd, r'block%d\.(\d+)\.', 4, 1)
-    arch = next((name for name in ('tiny', 'small', 'medium', 'large')
-                 if FLattenPVT.arch_zoo[name]['depths'] == depths), None)
-    if arch is None:
-        raise ConversionError(f'FLatten-PVT checkpoint with depths {depths} matches no variant '
-                              '(T 2-2-2-2, S 3-4-6-3, M 3-4-18-3, L 3-8-27-3)')
+    arch = pvt_variant(sd, FLattenPVT.arch_zoo, 'FLatten-PVT')
     side = math.isqrt(int(sd['pos_embed1'].shape[1]))
     return dict(family='pvt', arch=arch, attn_cfgs=_pvt_stage_cfgs(sd),
                 pretrain_img_size=side * 4)
@@ -135,33 +134,13 @@ def _pvtv2_facts(sd) -> dict:
 
 def _swin_facts(sd) -> dict:
     from mmattn.models.backbones.flatten import FLattenSwin
-    depths = block_depths(sd, r'layers\.%d\.blocks\.(\d+)\.', 4, 0)
-    dims = int(sd['patch_embed.proj.weight'].shape[0])
-    arch = next((name for name in ('tiny', 'small', 'base')
-                 if FLattenSwin.arch_zoo[name]['depths'] == depths
-                 and FLattenSwin.arch_zoo[name]['embed_dims'] == dims), None)
-    if arch is None:
-        raise ConversionError(f'FLatten-Swin checkpoint with embed dim {dims} and depths '
-                              f'{depths} matches no variant (T 96/2-2-6-2, S 96/2-2-18-2, '
-                              'B 128/2-2-18-2)')
-    cfgs, window, img = [], 7, None
-    for i, depth in enumerate(depths):
-        stage = []
-        for j in range(depth):
-            key = f'layers.{i}.blocks.{j}.attn.'
-            if _is_linear_block(sd, key):
-                stage.append(dict(type='FocusedLinearAttention'))
-                pos = sd.get(key + 'positional_encoding')
-                if img is None and pos is not None:
-                    img = math.isqrt(int(pos.shape[1])) * 4 * 2**i
-            else:  # the official softmax blocks: Swin's shifted-window attention
-                stage.append(dict(type='ShiftWindowMSA'))
-                table = sd.get(key + 'relative_position_bias_table')
-                if table is not None:
-                    window = (math.isqrt(int(table.shape[0])) + 1) // 2
-        cfgs.append(stage)
-    return dict(family='swin', arch=arch, attn_cfgs=cfgs, window_size=window,
-                pretrain_img_size=img or 224)
+
+    def table_side(key):  # positional_encoding: (1, h0 * w0, C) with h0 = img / 4 / 2**i
+        pos = sd.get(key + 'positional_encoding')
+        return None if pos is None else math.isqrt(int(pos.shape[1]))
+
+    return swin_facts(sd, FLattenSwin.arch_zoo, 'FLatten-Swin', 'FocusedLinearAttention',
+                      lambda key: _is_linear_block(sd, key), table_side)
 
 
 def build_target(facts: dict):
@@ -175,29 +154,6 @@ def build_target(facts: dict):
     return FLattenSwin(arch=facts['arch'], attn_cfgs=facts['attn_cfgs'],
                        window_size=facts['window_size'],
                        pretrain_img_size=facts['pretrain_img_size'], drop_path_rate=0.)
-
-
-def _map_pvt(sd) -> Tuple[dict, List[str], List[str]]:
-    out, dropped, unused = OrderedDict(), [], []
-    for k, v in sd.items():
-        if k.startswith('head.') or re.match(r'norm\.(weight|bias)$', k):
-            dropped.append(k)  # classifier and its (unused) norm
-            continue
-        m = re.match(r'(patch_embed|pos_embed|block)([1-4])(.*)$', k)
-        if m is None:
-            unused.append(k)
-            continue
-        kind, i, rest = m.group(1), int(m.group(2)) - 1, m.group(3)
-        if kind == 'patch_embed':
-            out[f'layers.{i}.patch_embed{rest}'] = v
-        elif kind == 'pos_embed':
-            if rest:
-                unused.append(k)
-            else:
-                out[f'layers.{i}.pos_embed'] = v
-        else:
-            out[f'layers.{i}.blocks{rest}'] = v
-    return out, dropped, unused
 
 
 def _map_pvtv2(sd) -> Tuple[dict, List[str], List[str]]:
@@ -221,23 +177,14 @@ def _map_pvtv2(sd) -> Tuple[dict, List[str], List[str]]:
 
 
 def _map_swin(sd) -> Tuple[dict, List[str], List[str]]:
-    out, dropped, unused = OrderedDict(), [], []
-    for k, v in sd.items():
-        if k.startswith('head.') or re.match(r'norm\.(weight|bias)$', k):
-            dropped.append(k)  # classifier head and its pre-pool norm
-        elif k.endswith('.attn_mask') or k.endswith('.relative_position_index'):
-            dropped.append(k)  # buffers recomputed from the window/shift at run time
-        elif k.startswith('patch_embed.') or k.startswith('layers.'):
-            m = re.match(r'(layers\.\d+\.blocks\.\d+\.attn\.)qkv\.(weight|bias)$', k)
-            if m and _is_linear_block(sd, m.group(1)):
-                c = v.shape[0] // 3
-                out[f'{m.group(1)}q.{m.group(2)}'] = v[:c]
-                out[f'{m.group(1)}kv.{m.group(2)}'] = v[c:]
-            else:
-                out[k] = v
-        else:
-            unused.append(k)
-    return out, dropped, unused
+    def split_qkv(k, v):  # a linear block's qkv rows are [q; k; v]: q, then kv
+        m = re.match(r'(layers\.\d+\.blocks\.\d+\.attn\.)qkv\.(weight|bias)$', k)
+        if m is None or not _is_linear_block(sd, m.group(1)):
+            return {k: v}
+        c = v.shape[0] // 3
+        return {f'{m.group(1)}q.{m.group(2)}': v[:c], f'{m.group(1)}kv.{m.group(2)}': v[c:]}
+
+    return map_swin_keys(sd, split_qkv)
 
 
 def convert_flatten(ckpt, arch: Optional[str] = None, family: Optional[str] = None,
@@ -272,24 +219,13 @@ def convert_flatten(ckpt, arch: Optional[str] = None, family: Optional[str] = No
     if family is not None and family.lower() != found:
         raise ConversionError(f'{family!r} requested but the checkpoint is {label}')
     facts = dict(pvt=_pvt_facts, pvtv2=_pvtv2_facts, swin=_swin_facts)[found](sd)
-    if arch is not None:
-        names = _NAMES[found]
-        wanted = names.get(arch.lower(), arch.lower())
-        if wanted not in names.values():
-            raise ConversionError(f'unknown arch {arch!r} for {label}; choose '
-                                  f'from {sorted(set(names) | set(names.values()))}')
-        if wanted != facts['arch']:
-            raise ConversionError(f'--arch {arch!r} requested but the checkpoint is '
-                                  f'{label}-{facts["arch"]}')
-    out, dropped, unused = dict(pvt=_map_pvt, pvtv2=_map_pvtv2, swin=_map_swin)[found](sd)
+    check_arch(arch, _NAMES[found], facts['arch'], label, f'{label}-{facts["arch"]}')
+    map_keys = dict(pvt=lambda sd: map_pvt_keys(sd, r'head\.|norm\.(weight|bias)$'),
+                    pvtv2=_map_pvtv2, swin=_map_swin)[found]
+    out, dropped, unused = map_keys(sd)
     if expected is None:
         expected = {k: v.shape for k, v in build_target(facts).state_dict().items()}
-    new = [k for k in expected if re.match(r'norm\d+\.', k)] if found == 'swin' else []
-    name = f'{label}-{facts["arch"]}'
-    audit_key_mapping(out, expected, unused, name, allowed_missing=tuple(new))
-    report = dict(facts, layout=describe_layout(facts['attn_cfgs']), dropped=dropped, new=new,
-                  num_keys=len(out), name=name)
-    return out, report
+    return out, audit_pyramid(out, expected, dropped, unused, facts, f'{label}-{facts["arch"]}')
 
 
 def convert_file(src: str, dst: str, arch: Optional[str] = None,
@@ -298,10 +234,7 @@ def convert_file(src: str, dst: str, arch: Optional[str] = None,
 
     Nothing is written when :func:`convert_flatten` refuses.
     """
-    ckpt = safe_load(src)
-    state_dict, report = convert_flatten(ckpt, arch, family)
-    meta = {k: report[k] for k in ('family', 'arch', 'attn_cfgs',
-                                   'pretrain_img_size', 'window_size') if k in report}
-    save_atomic(dict(state_dict=state_dict,
-                     meta=dict(meta, source=src, converter='mmattn.converters.flatten')), dst)
-    return report
+    state_dict, report = convert_flatten(safe_load(src), arch, family)
+    return save_converted(dst, state_dict, report, ('family', 'arch', 'attn_cfgs',
+                                                    'pretrain_img_size', 'window_size'),
+                          source=src, converter='mmattn.converters.flatten')

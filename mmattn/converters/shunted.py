@@ -25,10 +25,16 @@ from typing import Dict, List, Optional, Tuple
 
 import torch
 
-from mmattn.converters.common import ConversionError, audit_key_mapping, unwrap_state_dict
-from mmattn.utils.checkpoint import safe_load, save_atomic
-
-_CANONICAL = {'t': 'tiny', 's': 'small', 'b': 'base'}
+from mmattn.converters.common import (
+    TSB_ARCHS,
+    ConversionError,
+    audit_key_mapping,
+    block_depths,
+    check_arch,
+    save_converted,
+    unwrap_state_dict,
+)
+from mmattn.utils.checkpoint import safe_load
 
 
 def infer_arch(sd: Dict[str, torch.Tensor]) -> str:
@@ -38,10 +44,7 @@ def infer_arch(sd: Dict[str, torch.Tensor]) -> str:
         raise ConversionError(
             'not an official Shunted Transformer checkpoint: the keys '
             "'patch_embed1.conv.0.weight' and 'block1.0.attn.q.weight' are missing")
-    depths = []
-    for i in range(1, 5):
-        idx = {int(m.group(1)) for k in sd for m in [re.match(rf'block{i}\.(\d+)\.', k)] if m}
-        depths.append(max(idx) + 1 if idx else 0)
+    depths = block_depths(sd, r'block%d\.(\d+)\.', 4, 1)
     convs = {int(m.group(1)) for k in sd
              for m in [re.match(r'patch_embed1\.conv\.(\d+)\.weight$', k)] if m}
     num_convs = max(convs) // 3 - 1 if convs else -1
@@ -100,13 +103,7 @@ def convert_shunted(ckpt, arch: Optional[str] = None
     from mmattn.models.backbones.shunted import ShuntedTransformer
     sd = unwrap_state_dict(ckpt)
     found = infer_arch(sd)
-    if arch is not None:
-        wanted = _CANONICAL.get(arch.lower(), arch.lower())
-        if wanted not in ('tiny', 'small', 'base'):
-            raise ConversionError(f'unknown arch {arch!r}; choose t/tiny, s/small or b/base')
-        if wanted != found:
-            raise ConversionError(f'--arch {arch!r} requested but the checkpoint is Shunted-'
-                                  f'{found[0].upper()} ({found})')
+    check_arch(arch, TSB_ARCHS, found, 'Shunted', f'Shunted-{found[0].upper()} ({found})')
     num_convs = ShuntedTransformer.arch_zoo[found]['num_convs']
     out: 'OrderedDict[str, torch.Tensor]' = OrderedDict()
     dropped: List[str] = []
@@ -136,7 +133,5 @@ def convert_file(src: str, dst: str, arch: Optional[str] = None) -> dict:
     with torch.serialization.safe_globals([argparse.Namespace]):
         ckpt = safe_load(src)
     state_dict, report = convert_shunted(ckpt, arch)
-    save_atomic(dict(state_dict=state_dict,
-                     meta=dict(source=src, converter='mmattn.converters.shunted',
-                               arch=report['arch'])), dst)
-    return report
+    return save_converted(dst, state_dict, report, ('arch', ), source=src,
+                          converter='mmattn.converters.shunted')

@@ -10,8 +10,8 @@ the whole ``train_step`` (optimizer update included) and is left alone.
 Shapes: torch's automatic dynamic (``dynamic=None``) by default. A fixed-size recipe (the
 segmentation crops) keeps one static graph; the first new input size recompiles once into a
 graph with symbolic sizes, which later sizes reuse (a multi-scale run does not recompile per
-size). Measured on 2 CPU cores, bundled-data Shunted backbone, ``aot_eager``, first forward +
-backward: 7 s static, 88 s with ``dynamic=True`` from the start.
+size). Starting static is much cheaper than ``dynamic=True`` from the start (the compile times
+are in docs/benchmark.md).
 """
 from typing import Optional
 

@@ -23,7 +23,6 @@ config opts in with::
 * :class:`WriteErrorHook`: a log or scalar file that cannot be written (full disk, quota, I/O
   error) ends the run with that file's name instead of a logging traceback on every line.
 """
-import errno
 import logging
 import os
 import os.path as osp
@@ -35,6 +34,14 @@ from typing import Optional, Sequence
 import torch
 from mmengine.hooks import CheckpointHook, Hook
 
+from mmattn.utils.cli import (
+    EXIT_NONFINITE_LOSS,
+    EXIT_WRITE_FAILED,
+    WRITE_ERRNOS,
+    NonFiniteLossError,
+    UserInputError,
+)
+
 from .hooks import HOOKS
 
 __all__ = [
@@ -42,14 +49,6 @@ __all__ = [
     'PreemptionHook', 'WRITE_ERRNOS', 'WriteErrorHook', 'enable_fault_handling',
     'preempted_exit_code'
 ]
-
-#: Exit status of a run stopped by a non-finite loss (2 is a user error found before training).
-EXIT_NONFINITE_LOSS = 3
-#: Exit status of a run stopped because a file could not be written (disk full, quota, EIO).
-EXIT_WRITE_FAILED = 4
-#: The errnos of a storage that cannot take more data.
-WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EFBIG, errno.EROFS)
-
 
 def preempted_exit_code(signum: int) -> int:
     """Exit status of a preempted run: ``128 + signum`` (143 SIGTERM, 130 SIGINT)."""
@@ -172,10 +171,6 @@ class PreemptionHook(Hook):
             hook._save_checkpoint_with_step(runner, step, meta=dict(epoch=runner.epoch,
                                                                     iter=step))
         return hook.last_ckpt
-
-
-class NonFiniteLossError(RuntimeError):
-    """Training stopped on a non-finite loss (the weights of that step were not updated)."""
 
 
 @HOOKS.register_module()
@@ -351,7 +346,6 @@ def enable_fault_handling(cfg, nan_policy: Optional[str] = None,
     policy = nan_policy or cfg.get('nan_policy') or 'stop'
     max_skips = nan_max_skips if nan_max_skips is not None else cfg.get('nan_max_skips', 10)
     if policy not in NonFiniteLossHook.POLICIES:
-        from mmattn.utils.cli import UserInputError
         raise UserInputError(f"nan_policy '{policy}' is not one of "
                              f'{list(NonFiniteLossHook.POLICIES)}; set it in the config or '
                              f'with --nan-policy')

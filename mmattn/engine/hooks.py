@@ -173,14 +173,14 @@ class AtomicCheckpointHook(CheckpointHook):
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         from mmengine.model import is_model_wrapper
 
-        from mmattn.utils.data_checks import _strip, compare_state_dicts
+        from mmattn.utils.data_checks import compare_state_dicts, model_state_dict
         resume = getattr(runner, '_resume', False)
         # MMEngine loads non-strictly and only warns: a checkpoint of another family would
         # train or be evaluated from random weights. Refuse it here, before it is applied.
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
         where = f"checkpoint {getattr(runner, '_load_from', None) or ''}".strip()
         strict = resume if self.strict_load is None else self.strict_load
-        compare_state_dicts(model.state_dict(), _strip(checkpoint, None), where, strict=strict)
+        compare_state_dicts(model.state_dict(), model_state_dict(checkpoint), where, strict=strict)
         # Only a resume continues the random stream; load_from / testing must not.
         if resume:
             self._rng_to_restore = checkpoint.get('meta', {}).get('rng_state')

@@ -144,44 +144,55 @@ def fit_optim_wrapper_to_device(cfg, amp: bool = False,
         return None
     fp16 = device_has_fp16_amp() if fp16_amp_available is None else fp16_amp_available
     kind = str(wrapper.get('type', 'OptimWrapper')).split('.')[-1]
-
-    def use_cpu_amp():
-        for key in _FP16_AMP_KEYS:
-            wrapper.pop(key, None)
-        wrapper['type'] = 'mmattn.CPUAmpOptimWrapper'
-        wrapper['dtype'] = 'bfloat16'
-        if cfg.get('default_scope') == 'mmdet':
-            wrapper['autocast_modules'] = ('backbone', 'neck')
-
     if kind == 'AmpOptimWrapper':
-        if fp16:
-            return None
-        if amp:
-            use_cpu_amp()
-            return ('the recipe trains with fp16 AMP (AmpOptimWrapper), which needs CUDA; '
-                    '--amp: using bf16 autocast on the CPU instead (mmattn.CPUAmpOptimWrapper)')
-        for key in _FP16_AMP_KEYS:
-            wrapper.pop(key, None)
-        wrapper['type'] = 'OptimWrapper'
-        return ('the recipe trains with fp16 AMP (AmpOptimWrapper), which needs CUDA; training '
-                'in fp32 on this machine instead (pass --amp for bf16 autocast on the CPU)')
+        return None if fp16 else _replace_fp16_amp(cfg, wrapper, amp)
     if kind == 'OptimWrapper':
-        leftover = [key for key in _FP16_AMP_KEYS if key in wrapper]
-        for key in leftover:
-            wrapper.pop(key)
-        if amp:
-            if fp16:
-                wrapper['type'] = 'AmpOptimWrapper'
-                wrapper['loss_scale'] = 'dynamic'
-                return '--amp: fp16 autocast with dynamic loss scaling (AmpOptimWrapper)'
-            use_cpu_amp()
-            return '--amp: bf16 autocast on the CPU (mmattn.CPUAmpOptimWrapper)'
-        if leftover:
-            return (f'optim_wrapper is a plain OptimWrapper: dropped the AMP-only key(s) '
-                    f'{", ".join(leftover)}')
-        return None
+        return _fit_plain(cfg, wrapper, amp, fp16)
     if kind == 'CPUAmpOptimWrapper' and amp:
         return '--amp: the config already uses mmattn.CPUAmpOptimWrapper'
     if amp:
         return f'--amp: optim_wrapper type {kind} is kept as the config sets it'
+    return None
+
+
+def _drop_fp16_amp_keys(wrapper) -> list:
+    found = [key for key in _FP16_AMP_KEYS if key in wrapper]
+    for key in found:
+        wrapper.pop(key)
+    return found
+
+
+def _use_cpu_amp(cfg, wrapper) -> None:
+    _drop_fp16_amp_keys(wrapper)
+    wrapper['type'] = 'mmattn.CPUAmpOptimWrapper'
+    wrapper['dtype'] = 'bfloat16'
+    if cfg.get('default_scope') == 'mmdet':
+        wrapper['autocast_modules'] = ('backbone', 'neck')
+
+
+def _replace_fp16_amp(cfg, wrapper, amp: bool) -> str:
+    """An ``AmpOptimWrapper`` recipe where fp16 AMP cannot run: fp32, or CPU bf16 with --amp."""
+    if amp:
+        _use_cpu_amp(cfg, wrapper)
+        return ('the recipe trains with fp16 AMP (AmpOptimWrapper), which needs CUDA; '
+                '--amp: using bf16 autocast on the CPU instead (mmattn.CPUAmpOptimWrapper)')
+    _drop_fp16_amp_keys(wrapper)
+    wrapper['type'] = 'OptimWrapper'
+    return ('the recipe trains with fp16 AMP (AmpOptimWrapper), which needs CUDA; training '
+            'in fp32 on this machine instead (pass --amp for bf16 autocast on the CPU)')
+
+
+def _fit_plain(cfg, wrapper, amp: bool, fp16: bool) -> Optional[str]:
+    """A plain ``OptimWrapper``: AMP-only keys dropped; --amp picks the device's AMP."""
+    leftover = _drop_fp16_amp_keys(wrapper)
+    if amp:
+        if fp16:
+            wrapper['type'] = 'AmpOptimWrapper'
+            wrapper['loss_scale'] = 'dynamic'
+            return '--amp: fp16 autocast with dynamic loss scaling (AmpOptimWrapper)'
+        _use_cpu_amp(cfg, wrapper)
+        return '--amp: bf16 autocast on the CPU (mmattn.CPUAmpOptimWrapper)'
+    if leftover:
+        return (f'optim_wrapper is a plain OptimWrapper: dropped the AMP-only key(s) '
+                f'{", ".join(leftover)}')
     return None

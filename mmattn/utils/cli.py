@@ -3,12 +3,14 @@
 clear line instead of a traceback wall.
 """
 import difflib
+import errno
 import json
 import os
 import os.path as osp
 import sys
+import warnings
 from contextlib import contextmanager
-from typing import Iterator, Optional
+from typing import Iterator, Optional, Tuple
 
 from mmengine.config import Config, DictAction
 
@@ -19,7 +21,10 @@ class UserInputError(ValueError):
     """A mistake in what the user passed (path, config key, data): reported as one line."""
 
 
-def add_common_args(parser) -> None:
+def parse_run_args(parser, argv=None):
+    """Parse a tool's arguments plus the options train and test share (``--cfg-options``,
+    ``--launcher``, ``--compile``, the launcher's ``--local-rank``, exported as ``LOCAL_RANK``).
+    """
     parser.add_argument(
         '--cfg-options',
         nargs='+',
@@ -35,6 +40,9 @@ def add_common_args(parser) -> None:
         'with BACKEND (default inductor); the first iterations include compilation')
     # torch.distributed.launch passes --local-rank (newer) or --local_rank (older).
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args(argv)
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    return args
 
 
 def _lookup(container, part):
@@ -86,6 +94,32 @@ def load_config(path: str, options: Optional[dict] = None) -> Config:
         cfg.merge_from_dict(options)
     for note in fit_dataloader_workers(cfg):
         print(f'note: {note}', file=sys.stderr)
+    return cfg
+
+
+def load_run_config(args, checkpoint: Optional[str] = None) -> Config:
+    """The shared start of ``tools/train.py`` and ``tools/test.py``: the safe checkpoint loader
+    (every checkpoint MMEngine loads goes through the ``weights_only`` unpickler), the config
+    with ``--cfg-options``, the launcher, the work dir (``--work-dir``, the config's, or
+    ``./work_dirs/<config name>``) and, for testing, the ``checkpoint``: it must exist, becomes
+    ``load_from``, and the backbone's ``Pretrained`` init is dropped (it holds every weight).
+    """
+    from .checkpoint import install_safe_checkpoint_loader
+    # mmengine looks up mmdet::/mmseg:: base configs through pkg_resources, which warns on import.
+    warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
+    install_safe_checkpoint_loader()
+    cfg = load_config(args.config, args.cfg_options)
+    if checkpoint is not None and not osp.isfile(checkpoint):
+        raise UserInputError(f'checkpoint {checkpoint} does not exist; pass the .pth written '
+                             f'by tools/train.py')
+    prepare_launcher(cfg, args.launcher)
+    if checkpoint is not None:
+        cfg.load_from = checkpoint
+        drop_pretrained_init(cfg.model)
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
     return cfg
 
 
@@ -156,6 +190,15 @@ def _iter_datasets(cfg: dict) -> Iterator[dict]:
         yield cfg
 
 
+def iter_split_datasets(cfg: Config, splits) -> Iterator[Tuple[str, dict]]:
+    """Yield ``(split, leaf dataset config)`` for the dataloaders of ``splits`` in ``cfg``."""
+    for split in splits:
+        loader = cfg.get(f'{split}_dataloader')
+        if loader:
+            for ds in _iter_datasets(loader.get('dataset', {})):
+                yield split, ds
+
+
 def check_coco_json(path: str) -> None:
     """Fail clearly on an annotation file that is not valid COCO instances JSON."""
     try:
@@ -178,38 +221,44 @@ def check_coco_json(path: str) -> None:
 
 def check_dataset_paths(cfg: Config, splits=('train', 'val', 'test')) -> None:
     """Check that every dataset a run will build points at existing files."""
-    for split in splits:
-        loader = cfg.get(f'{split}_dataloader')
-        if not loader:
-            continue
-        for ds in _iter_datasets(loader.get('dataset', {})):
-            root = ds.get('data_root', '') or ''
-            if root and not osp.isdir(root):
-                raise UserInputError(
-                    f'{split} dataset folder {root} does not exist; set data_root in the config '
-                    f'(or --cfg-options {split}_dataloader.dataset.data_root=...), or run '
-                    f'`make data` for the bundled dataset')
-            ann = ds.get('ann_file', '') or ''
-            if ann:
-                ann_path = ann if osp.isabs(ann) else osp.join(root, ann)
-                if not osp.isfile(ann_path):
-                    raise UserInputError(f'{split} annotation file {ann_path} does not exist; '
-                                         f'check data_root and ann_file')
-                if ann_path.endswith('.json'):
-                    check_coco_json(ann_path)
-            prefix = ds.get('data_prefix', {}) or {}
-            for key in ('img', 'img_path', 'seg_map_path'):
-                sub = prefix.get(key)
-                if sub:
-                    path = sub if osp.isabs(sub) else osp.join(root, sub)
-                    if not osp.isdir(path):
-                        raise UserInputError(
-                            f'{split} dataset folder {path} ({key}) does not exist; check '
-                            f'data_root and data_prefix')
+    for split, ds in iter_split_datasets(cfg, splits):
+        root = ds.get('data_root', '') or ''
+        if root and not osp.isdir(root):
+            raise UserInputError(
+                f'{split} dataset folder {root} does not exist; set data_root in the config '
+                f'(or --cfg-options {split}_dataloader.dataset.data_root=...), or run '
+                f'`make data` for the bundled dataset')
+        ann = ds.get('ann_file', '') or ''
+        if ann:
+            ann_path = ann if osp.isabs(ann) else osp.join(root, ann)
+            if not osp.isfile(ann_path):
+                raise UserInputError(f'{split} annotation file {ann_path} does not exist; '
+                                     f'check data_root and ann_file')
+            if ann_path.endswith('.json'):
+                check_coco_json(ann_path)
+        prefix = ds.get('data_prefix', {}) or {}
+        for key in ('img', 'img_path', 'seg_map_path'):
+            sub = prefix.get(key)
+            if sub:
+                path = sub if osp.isabs(sub) else osp.join(root, sub)
+                if not osp.isdir(path):
+                    raise UserInputError(
+                        f'{split} dataset folder {path} ({key}) does not exist; check '
+                        f'data_root and data_prefix')
 
 
 #: Exit status of a user mistake found before training (one ``error:`` line).
 EXIT_USER_ERROR = 2
+#: Exit status of a run stopped by a non-finite loss.
+EXIT_NONFINITE_LOSS = 3
+#: Exit status of a run stopped because a file could not be written (disk full, quota, EIO).
+EXIT_WRITE_FAILED = 4
+#: The errnos of a storage that cannot take more data.
+WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EFBIG, errno.EROFS)
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training stopped on a non-finite loss (the weights of that step were not updated)."""
 
 
 def _one_line(err: BaseException) -> str:
@@ -274,18 +323,12 @@ def user_errors():
     for real bugs.
 
     Exit status: 2 for a user mistake (also a sample that breaks after the pre-flight check),
-    3 for a non-finite loss (:class:`~mmattn.engine.faults.NonFiniteLossError`), 4 for a file
+    3 for a non-finite loss (:class:`NonFiniteLossError`), 4 for a file
     that could not be written (disk full, quota, I/O error). Set ``MMATTN_DEBUG=1`` to see the
     traceback too.
     """
     import errno as errno_names
 
-    from mmattn.engine.faults import (
-        EXIT_NONFINITE_LOSS,
-        EXIT_WRITE_FAILED,
-        WRITE_ERRNOS,
-        NonFiniteLossError,
-    )
     try:
         yield
     except Exception as err:

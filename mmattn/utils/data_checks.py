@@ -1,9 +1,9 @@
-"""Pre-flight checks of a user's data, model config and checkpoints, each failing in one line.
+"""Pre-flight checks of a user's data and checkpoints, each failing in one line.
 
-``tools/train.py`` and ``tools/test.py`` call :func:`preflight` before building the runner, so
-a mistake surfaces in seconds as ``error: <what> (<where>); <what to do>`` instead of as a
-traceback an hour into training, or worse, as silently dropped annotations. The checks only
-read files. What is checked:
+:func:`mmattn.engine.preflight.preflight` runs them (and the model checks) before a run
+builds its runner, so a mistake surfaces in seconds as ``error: <what> (<where>); <what to
+do>`` instead of as a traceback an hour into training, or worse, as silently dropped
+annotations. The checks only read files. What is checked:
 
 * COCO JSON: every image exists, decodes as an 8-bit image of the size the JSON states (a
   grayscale image is accepted: ``LoadImageFromFile`` converts it to 3 channels, and COCO has
@@ -11,8 +11,7 @@ read files. What is checked:
   resolve; the config's class names occur in the JSON.
 * Semantic segmentation folders: at least one image, each with its label map; label maps
   have the image's size and no value above the class count.
-* The mmattn backbone config builds (unknown arch names, attention types and ``out_indices``
-  fail with the valid choices), and a ``Pretrained`` checkpoint belongs to that backbone.
+* A checkpoint's tensors fit the model's (:func:`compare_state_dicts`).
 * The checkpoint to load or resume from is complete (a truncated file is named as such).
 
 On large datasets image headers and label maps are checked on an evenly spread sample
@@ -27,7 +26,7 @@ from typing import Dict, Iterable, List, Optional
 
 import numpy as np
 
-from .cli import UserInputError, _iter_datasets
+from .cli import UserInputError, iter_split_datasets
 
 IMAGE_LIMIT = int(os.environ.get('MMATTN_DATA_CHECK_LIMIT', 5000))
 LABEL_LIMIT = max(1, IMAGE_LIMIT // 16)
@@ -122,35 +121,40 @@ def check_coco_contents(ann_path: str, img_dir: str, classes: Optional[Iterable[
                 f'none of the config classes {classes[:5]} occurs among the JSON categories '
                 f'{sorted(map(str, cats.values()))[:5]} ({where}); every annotation would be '
                 f'dropped: set metainfo.classes to the JSON category names')
-
-    problems = []
-    for ann in data['annotations']:
-        img = images.get(ann.get('image_id'))
-        aid = ann.get('id')
-        if img is None:
-            problems.append(f'annotation {aid} refers to image_id {ann.get("image_id")}, which '
-                            f'"images" does not list; fix the image_id or add the image')
-            continue
-        if ann.get('category_id') not in cats:
-            problems.append(f'annotation {aid} has category_id {ann.get("category_id")}, which '
-                            f'"categories" does not list; fix it or add the category')
-            continue
-        box = ann.get('bbox')
-        if not (isinstance(box, (list, tuple)) and len(box) == 4):
-            problems.append(f'annotation {aid} has no [x, y, w, h] bbox; add one')
-            continue
-        x, y, w, h = (float(v) for v in box)
-        name = img['file_name']
-        if w <= 0 or h <= 0:
-            problems.append(f'annotation {aid} on {name} has a zero-area box {box} (w and h '
-                            f'must be > 0); fix the box or delete the annotation')
-        elif x < -1 or y < -1 or x + w > img['width'] + 1 or y + h > img['height'] + 1:
-            problems.append(
-                f'annotation {aid} on {name} has box {box} outside the {img["width"]}x'
-                f'{img["height"]} image; clip the box to the image or fix width/height')
+    problems = [p for p in (_annotation_problem(a, images, cats) for a in data['annotations'])
+                if p]
     if problems:
         raise UserInputError(f'{problems[0]} ({where}){_more(len(problems) - 1)}')
+    _check_coco_images(images, img_dir, ann_path, where)
+    return notes
 
+
+def _annotation_problem(ann: dict, images: Dict, cats: Dict) -> Optional[str]:
+    """What is wrong with one COCO annotation (its image, category or box), or None."""
+    img = images.get(ann.get('image_id'))
+    aid = ann.get('id')
+    if img is None:
+        return (f'annotation {aid} refers to image_id {ann.get("image_id")}, which "images" '
+                f'does not list; fix the image_id or add the image')
+    if ann.get('category_id') not in cats:
+        return (f'annotation {aid} has category_id {ann.get("category_id")}, which '
+                f'"categories" does not list; fix it or add the category')
+    box = ann.get('bbox')
+    if not (isinstance(box, (list, tuple)) and len(box) == 4):
+        return f'annotation {aid} has no [x, y, w, h] bbox; add one'
+    x, y, w, h = (float(v) for v in box)
+    name = img['file_name']
+    if w <= 0 or h <= 0:
+        return (f'annotation {aid} on {name} has a zero-area box {box} (w and h must be > 0); '
+                f'fix the box or delete the annotation')
+    if x < -1 or y < -1 or x + w > img['width'] + 1 or y + h > img['height'] + 1:
+        return (f'annotation {aid} on {name} has box {box} outside the {img["width"]}x'
+                f'{img["height"]} image; clip the box to the image or fix width/height')
+    return None
+
+
+def _check_coco_images(images: Dict, img_dir: str, ann_path: str, where: str) -> None:
+    """Every listed image exists; a spread sample decodes at the size the JSON states."""
     entries = sorted(images.values(), key=lambda i: str(i['file_name']))
     missing = [i['file_name'] for i in entries
                if not osp.isfile(osp.join(img_dir, i['file_name']))]
@@ -165,7 +169,6 @@ def check_coco_contents(ann_path: str, img_dir: str, classes: Optional[Iterable[
             raise UserInputError(
                 f'image {path} is {w}x{h} but {ann_path} says {img["width"]}x{img["height"]}; '
                 f'boxes and masks would be misplaced: fix width/height in the JSON')
-    return notes
 
 
 def _seg_dataset_class(ds: dict):
@@ -303,28 +306,24 @@ def check_dataset_contents(cfg, splits=('train', 'val', 'test')) -> None:
     if os.environ.get('MMATTN_SKIP_DATA_CHECKS'):
         return
     seen = set()
-    for split in splits:
-        loader = cfg.get(f'{split}_dataloader')
-        if not loader:
+    for split, ds in iter_split_datasets(cfg, splits):
+        root = ds.get('data_root', '') or ''
+        ann = ds.get('ann_file', '') or ''
+        ann_path = ann if (not ann or osp.isabs(ann)) else osp.join(root, ann)
+        key = (ann_path, str(ds.get('data_prefix')))
+        if key in seen:
             continue
-        for ds in _iter_datasets(loader.get('dataset', {})):
-            root = ds.get('data_root', '') or ''
-            ann = ds.get('ann_file', '') or ''
-            ann_path = ann if (not ann or osp.isabs(ann)) else osp.join(root, ann)
-            key = (ann_path, str(ds.get('data_prefix')))
-            if key in seen:
-                continue
-            seen.add(key)
-            if ann_path.endswith('.json'):
-                prefix = ds.get('data_prefix', {}) or {}
-                img_dir = osp.join(root, prefix.get('img', prefix.get('img_path', '')))
-                classes = (ds.get('metainfo') or {}).get('classes')
-                with_mask = any(isinstance(t, dict) and 'LoadAnnotations' in str(t.get('type'))
-                                and t.get('with_mask') for t in ds.get('pipeline') or [])
-                for note in check_coco_contents(ann_path, img_dir, classes, split, with_mask):
-                    print(f'note: {note}', file=sys.stderr)
-            elif 'seg_map_path' in (ds.get('data_prefix') or {}):
-                check_seg_contents(ds, split)
+        seen.add(key)
+        if ann_path.endswith('.json'):
+            prefix = ds.get('data_prefix', {}) or {}
+            img_dir = osp.join(root, prefix.get('img', prefix.get('img_path', '')))
+            classes = (ds.get('metainfo') or {}).get('classes')
+            with_mask = any(isinstance(t, dict) and 'LoadAnnotations' in str(t.get('type'))
+                            and t.get('with_mask') for t in ds.get('pipeline') or [])
+            for note in check_coco_contents(ann_path, img_dir, classes, split, with_mask):
+                print(f'note: {note}', file=sys.stderr)
+        elif 'seg_map_path' in (ds.get('data_prefix') or {}):
+            check_seg_contents(ds, split)
 
 
 def compare_state_dicts(model_sd: dict, ckpt_sd: dict, where: str, strict: bool) -> None:
@@ -365,7 +364,9 @@ def compare_state_dicts(model_sd: dict, ckpt_sd: dict, where: str, strict: bool)
         f'tools/model_converters')
 
 
-def _strip(sd: dict, prefix: Optional[str]) -> dict:
+def model_state_dict(sd: dict, prefix: Optional[str] = None) -> dict:
+    """The model weights of a loaded checkpoint: under ``state_dict`` if there, only the keys
+    under ``prefix`` (stripped), without DDP's ``module.``."""
     if 'state_dict' in sd and isinstance(sd['state_dict'], dict):
         sd = sd['state_dict']
     if prefix:
@@ -386,47 +387,3 @@ def check_checkpoint_file(path: str, what: str) -> None:
             f'{what} {path} is truncated or corrupt (its archive is incomplete or fails the '
             f'CRC check); re-download or re-convert it, or use --resume without a path to take '
             f'the newest complete checkpoint')
-
-
-def check_model_config(cfg) -> None:
-    """Build an mmattn backbone of ``cfg`` once, turning config mistakes into one line."""
-    model = cfg.get('model') or {}
-    backbone = model.get('backbone')
-    if not isinstance(backbone, dict) or not str(backbone.get('type', '')).startswith('mmattn.'):
-        return
-    import mmattn.models  # noqa: F401  (registers the backbones)
-    from mmattn.registry import MODELS
-    name = backbone['type'].split('.', 1)[1]
-    if MODELS.get(name) is None:
-        from mmattn.models import backbones
-        valid = sorted(k for k, v in MODELS.module_dict.items()
-                       if v.__module__.startswith(backbones.__name__))
-        raise UserInputError(f"model.backbone.type 'mmattn.{name}' is not an mmattn backbone; "
-                             f'valid: {", ".join(valid)}')
-    args = {k: v for k, v in backbone.items() if k not in ('type', 'init_cfg', '_delete_')}
-    try:
-        built = MODELS.build(dict(type=name, _scope_='mmattn', **args))
-    except (KeyError, ValueError, TypeError, AssertionError, IndexError) as err:
-        msg = str(err.args[0] if isinstance(err, KeyError) and err.args else err)
-        raise UserInputError(f'model.backbone (mmattn.{name}) is invalid: '
-                             f'{msg.splitlines()[0] if msg else type(err).__name__}; '
-                             f'fix the config') from None
-    init = backbone.get('init_cfg')
-    if isinstance(init, dict) and init.get('type') == 'Pretrained' and init.get('checkpoint'):
-        path = init['checkpoint']
-        if '://' in str(path):
-            return
-        check_checkpoint_file(path, 'model.backbone.init_cfg checkpoint')
-        from .checkpoint import safe_load
-        ckpt = safe_load(path)
-        compare_state_dicts(built.state_dict(), _strip(ckpt, init.get('prefix')),
-                            f'backbone checkpoint {path}', strict=True)
-
-
-def preflight(cfg, splits=('train', 'val')) -> None:
-    """All pre-flight checks of a run: data contents, model config, checkpoint to load."""
-    check_dataset_contents(cfg, splits)
-    check_model_config(cfg)
-    if cfg.get('load_from'):
-        what = 'checkpoint to resume from' if cfg.get('resume') else 'checkpoint'
-        check_checkpoint_file(cfg.load_from, what)

@@ -65,11 +65,11 @@ def test_file_round_trip_and_refusals(tmp_path):
 def test_refuses_unknown_missing_and_bad_shapes():
     ckpt = fake_official('t')
     ckpt['model']['stages.0.0.attn.extra.weight'] = torch.zeros(2)
-    with pytest.raises(ConversionError, match='unknown keys'):
+    with pytest.raises(ConversionError, match='unused official keys'):
         convert_biformer(ckpt)
     ckpt = fake_official('t')
     del ckpt['model']['stages.1.0.attn.wo.weight']
-    with pytest.raises(ConversionError, match='missing weights'):
+    with pytest.raises(ConversionError, match='missing keys'):
         convert_biformer(ckpt)
     ckpt = fake_official('t')
     ckpt['model']['stages.2.3.mlp.0.weight'] = torch.zeros(5, 5)

@@ -148,7 +148,7 @@ def test_image_grayscale_is_accepted(tmp_path):
     from mmcv.transforms import LoadImageFromFile
     from mmengine.config import Config
 
-    from mmattn.utils.data_checks import preflight
+    from mmattn.engine.run import preflight
     root = str(tmp_path / 'coco')
     _write_coco(root, gray=(0, ))
     preflight(Config.fromfile(str(_coco_cfg(tmp_path, root))))
@@ -445,7 +445,7 @@ def test_family_shapes_configs_pass_preflight(shapes_data, name):
     """No false alarms: every bundled shapes config (each family's) passes all checks."""
     from mmengine.config import Config
 
-    from mmattn.utils.data_checks import preflight
+    from mmattn.engine.run import preflight
     preflight(Config.fromfile(osp.join(REPO, 'configs/shapes', name)), ('train', 'val', 'test'))
 
 

@@ -95,8 +95,8 @@ def test_subprocess_outcome_matches(corpus, tmp_path, name):
 # test) image with text once the check has passed.
 BREAK_DRIVER = r'''
 import glob, os, runpy, sys
-import mmattn.utils.data_checks as checks
-real = checks.preflight
+import mmattn.engine.run as run
+real = run.preflight
 
 def preflight(cfg, splits=('train', 'val')):
     real(cfg, splits)
@@ -105,7 +105,7 @@ def preflight(cfg, splits=('train', 'val')):
         with open(path, 'w') as f:
             f.write('not an image any more')
 
-checks.preflight = preflight
+run.preflight = preflight
 sys.argv = [sys.argv[1]] + sys.argv[2:]
 runpy.run_path(sys.argv[0], run_name='__main__')
 '''

@@ -9,39 +9,35 @@ or mis-shaped key aborts the conversion and nothing is written. Use DST with
 ``backbone=dict(type='mmattn.AgentPVT', arch=..., init_cfg=dict(type='Pretrained',
 checkpoint=DST))``.
 """
-import argparse
 import os.path as osp
 import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
-from mmattn.converters.agent import ConversionError, convert_file  # noqa: E402
-from mmattn.utils.checkpoint import UnsafeCheckpointError  # noqa: E402
+from mmattn.converters.agent import convert_file  # noqa: E402
+from mmattn.converters.common import converter_main  # noqa: E402
+
+OPTIONS = {'--family': dict(choices=['pvt', 'swin'], help='expected family'),
+           '--arch': dict(help='expected variant (t/s/m/l for PVT, t/s/b for Swin)')}
+
+
+def summary(report: dict, dst: str) -> str:
+    backbone = 'AgentPVT' if report['family'] == 'pvt' else 'AgentSwin'
+    lines = [f"converted {report['name']} "
+             f"({report['num_keys']} tensors) -> {dst}",
+             f"dropped (classifier / derived buffers): {len(report['dropped'])} keys, e.g. "
+             f"{report['dropped'][:4]}"]
+    if report['new']:
+        lines.append(f"left at init (dense output norms, not in ImageNet weights): {report['new']}")
+    lines.append(f"backbone: type='mmattn.{backbone}', arch='{report['arch']}', "
+                 f"agent_nums={report['agent_nums']}, "
+                 f"pretrain_img_size={report['pretrain_img_size']}"
+                 f"; ops: {report['layout']} (attn_cfgs in the checkpoint's meta)")
+    return '\n'.join(lines)
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('src', help='official checkpoint (.pth)')
-    parser.add_argument('dst', help='output checkpoint (.pth or .safetensors)')
-    parser.add_argument('--family', choices=['pvt', 'swin'], help='expected family')
-    parser.add_argument('--arch', help='expected variant (t/s/m/l for PVT, t/s/b for Swin)')
-    args = parser.parse_args(argv)
-    try:
-        report = convert_file(args.src, args.dst, args.arch, args.family)
-    except (ConversionError, FileNotFoundError, UnsafeCheckpointError, RuntimeError) as err:
-        print(f'error: {err}', file=sys.stderr)
-        return 2
-    backbone = 'AgentPVT' if report['family'] == 'pvt' else 'AgentSwin'
-    print(f"converted Agent-{report['family'].upper()}-{report['arch']} "
-          f"({report['num_keys']} tensors) -> {args.dst}")
-    print(f"dropped (classifier / derived buffers): {len(report['dropped'])} keys, e.g. "
-          f"{report['dropped'][:4]}")
-    if report['new']:
-        print(f"left at init (dense output norms, not in ImageNet weights): {report['new']}")
-    print(f"backbone: type='mmattn.{backbone}', arch='{report['arch']}', "
-          f"agent_nums={report['agent_nums']}, pretrain_img_size={report['pretrain_img_size']}"
-          f"; ops: {report['layout']} (attn_cfgs in the checkpoint's meta)")
-    return 0
+    return converter_main(__doc__, convert_file, OPTIONS, summary, argv)
 
 
 if __name__ == '__main__':

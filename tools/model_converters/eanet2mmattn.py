@@ -7,32 +7,26 @@ released PASCAL VOC model). Every official key is mapped; any unused, missing or
 aborts the conversion and nothing is written. Load DST with
 ``configs/external_attention/eanet_r101-d8-official_4xb4-45k_voc12aug-512x512.py``.
 """
-import argparse
 import os.path as osp
 import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
-from mmattn.converters.eanet import ConversionError, convert_file  # noqa: E402
-from mmattn.utils.checkpoint import UnsafeCheckpointError  # noqa: E402
+from mmattn.converters.common import converter_main  # noqa: E402
+from mmattn.converters.eanet import convert_file  # noqa: E402
+
+OPTIONS = {'--depth': dict(type=int, choices=(50, 101, 152),
+                       help='expected ResNet depth; refuse on mismatch')}
+
+
+def summary(report: dict, dst: str) -> str:
+    return (f"converted EANet ResNet-{report['depth']}, {report['num_classes']} classes, "
+            f"S={report['num_slots']} -> {dst}; num_batches_tracked filled: "
+            f"{len(report['filled'])}")
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('src', help='official checkpoint (.pth, {"net": state_dict})')
-    parser.add_argument('dst', help='output checkpoint (.pth)')
-    parser.add_argument('--depth', type=int, choices=(50, 101, 152),
-                        help='expected ResNet depth; refuse on mismatch')
-    args = parser.parse_args(argv)
-    try:
-        report = convert_file(args.src, args.dst, args.depth)
-    except (ConversionError, FileNotFoundError, UnsafeCheckpointError, RuntimeError) as err:
-        print(f'error: {err}', file=sys.stderr)
-        return 2
-    print(f"converted EANet ResNet-{report['depth']}, {report['num_classes']} classes, "
-          f"S={report['num_slots']} -> {args.dst}; num_batches_tracked filled: "
-          f"{len(report['filled'])}")
-    return 0
+    return converter_main(__doc__, convert_file, OPTIONS, summary, argv)
 
 
 if __name__ == '__main__':

@@ -9,35 +9,28 @@ key aborts the conversion and nothing is written. Use DST with
 ``FLattenSwin``. The family and variant are read off the checkpoint; ``--family`` and
 ``--arch`` only make the conversion refuse a file that is not what you expect.
 """
-import argparse
 import os.path as osp
 import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
-from mmattn.converters.flatten import ConversionError, convert_file  # noqa: E402
-from mmattn.utils.checkpoint import UnsafeCheckpointError  # noqa: E402
+from mmattn.converters.common import converter_main  # noqa: E402
+from mmattn.converters.flatten import convert_file  # noqa: E402
+
+OPTIONS = {'--family': dict(choices=['pvt', 'pvtv2', 'swin'],
+                        help='expected family; refuse on mismatch'),
+           '--arch': dict(help='expected variant: t/s/m/l (PVT), b0-b4 (PVTv2), t/s/b (Swin); '
+                          'refuse on mismatch')}
+
+
+def summary(report: dict, dst: str) -> str:
+    return (f"converted {report['name']} ({report['num_keys']} tensors; ops: {report['layout']})"
+            f" -> {dst}; dropped: {len(report['dropped'])} keys (classifier/buffers); left at "
+            f"init: {report['new']}")
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('src', help='official checkpoint (.pth)')
-    parser.add_argument('dst', help='output checkpoint (.pth or .safetensors)')
-    parser.add_argument('--family', choices=['pvt', 'pvtv2', 'swin'],
-                        help='expected family; refuse on mismatch')
-    parser.add_argument('--arch', help='expected variant: t/s/m/l (PVT), b0-b4 (PVTv2), t/s/b '
-                        '(Swin); refuse on mismatch')
-    args = parser.parse_args(argv)
-    try:
-        report = convert_file(args.src, args.dst, args.arch, args.family)
-    except (ConversionError, FileNotFoundError, UnsafeCheckpointError, RuntimeError) as err:
-        print(f'error: {err}', file=sys.stderr)
-        return 2
-    print(f"converted {report['name']} "
-          f"({report['num_keys']} tensors; ops: {report['layout']}) -> {args.dst}; "
-          f"dropped: {len(report['dropped'])} keys (classifier/buffers); left at init: "
-          f"{report['new']}")
-    return 0
+    return converter_main(__doc__, convert_file, OPTIONS, summary, argv)
 
 
 if __name__ == '__main__':

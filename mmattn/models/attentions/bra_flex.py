@@ -32,11 +32,22 @@ gather + SDPA path, which is BRA's CUDA default.
 from typing import Optional
 
 import torch
-from torch.nn.attention.flex_attention import BlockMask, flex_attention
+
+try:
+    from torch.nn.attention.flex_attention import BlockMask, flex_attention
+except ImportError:  # an older torch: mmattn imports; only this path refuses (_require_flex)
+    BlockMask = flex_attention = None
 
 __all__ = ['regions_to_tokens', 'tokens_to_regions', 'routed_block_mask', 'bra_flex_attention']
 
 _COMPILED = {}
+
+
+def _require_flex() -> None:
+    if flex_attention is None:
+        raise ImportError('the block-sparse BRA path needs torch.nn.attention.flex_attention, '
+                          f'which torch {torch.__version__} lacks; upgrade torch, or use '
+                          'BiLevelRoutingAttention (its gather path needs no flex_attention)')
 
 
 def regions_to_tokens(x: torch.Tensor, n_win: int, num_heads: int) -> torch.Tensor:
@@ -62,7 +73,7 @@ def tokens_to_regions(x: torch.Tensor, n_win: int, rh: int, rw: int) -> torch.Te
     return x.reshape(b, n_win * rh, n_win * rw, m * d)
 
 
-def routed_block_mask(r_idx: torch.Tensor, region_tokens: int) -> BlockMask:
+def routed_block_mask(r_idx: torch.Tensor, region_tokens: int) -> 'BlockMask':
     """The ``BlockMask`` of BRA: query region ``p`` sees key regions ``r_idx[:, p]``.
 
     Args:
@@ -72,6 +83,7 @@ def routed_block_mask(r_idx: torch.Tensor, region_tokens: int) -> BlockMask:
     Returns:
         BlockMask: For ``(B, 1, P * w2, P * w2)`` attention (broadcast over heads).
     """
+    _require_flex()
     b, p, topk = r_idx.shape
     kv_num = torch.full((b, 1, p), topk, dtype=torch.int32, device=r_idx.device)
     # Columns past topk are never read (kv_num says how many are valid).
@@ -123,6 +135,7 @@ def bra_flex_attention(q: torch.Tensor,
     Returns:
         Tensor: ``(B, heads, P*w2, d_v)``.
     """
+    _require_flex()
     n = q.shape[-2]
     if n % region_tokens or n // region_tokens != r_idx.shape[1]:
         raise ValueError(f'{n} tokens are not {r_idx.shape[1]} regions of {region_tokens}')
