@@ -180,7 +180,7 @@ def same_state(a_path, b_path):
                         f'all {len(sa)} weights and {len(oa)} optimizer states equal')
 
 
-def soak(workspace, iters=200, kills=25, seed=0, ckpt_interval=5, val_interval=50,
+def soak(workspace, iters=200, kills=25, seed=0, ckpt_interval=5, val_interval=25,
          val_images=8, log=print):
     """Run the soak; returns a result dict (see the module docstring)."""
     import shutil
@@ -266,7 +266,7 @@ def main(argv=None):
     parser.add_argument('--kills', type=int, default=25)
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--ckpt-interval', type=int, default=5)
-    parser.add_argument('--val-interval', type=int, default=50)
+    parser.add_argument('--val-interval', type=int, default=25)
     parser.add_argument('--workspace', help='default: a temporary folder')
     parser.add_argument('--out', help='markdown file whose soak section is replaced')
     args = parser.parse_args(argv)
