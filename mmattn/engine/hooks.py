@@ -168,7 +168,9 @@ class AtomicCheckpointHook(CheckpointHook):
             self._rng_outside_val = None
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
-        checkpoint.setdefault('meta', {})['rng_state'] = _rng_state()
+        # a save during validation (save_best) stores the training stream, not validation's
+        outside_val = getattr(self, '_rng_outside_val', None)
+        checkpoint.setdefault('meta', {})['rng_state'] = outside_val or _rng_state()
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         from mmengine.model import is_model_wrapper
