@@ -4,7 +4,12 @@ One script for both tasks: the config's ``default_scope`` (``mmdet`` or ``mmseg`
 which registries build the model, datasets and metrics.
 
     python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp]
-                          [--cfg-options k=v ...] [--launcher none|pytorch|slurm]
+                          [--nan-policy stop|skip] [--cfg-options k=v ...]
+                          [--launcher none|pytorch|slurm]
+
+Exit status: 0 done; 2 a mistake in the input (one ``error:`` line, nothing trained); 3 a
+non-finite loss; 4 a file could not be written (disk full); 128 + N preempted by signal N
+(143 SIGTERM, 130 SIGINT) after saving a checkpoint: rerun with ``--resume``.
 """
 import argparse
 import os.path as osp
@@ -29,6 +34,12 @@ def parse_args(argv=None):
         help='resume from CKPT, or (no value) from the newest checkpoint in the work dir')
     parser.add_argument('--amp', action='store_true',
                         help='mixed precision: fp16 with loss scaling on CUDA, bf16 on CPU')
+    parser.add_argument(
+        '--nan-policy', choices=['stop', 'skip'],
+        help='on a non-finite loss: stop (default; exit 3) or skip the step (config: nan_policy)')
+    parser.add_argument('--nan-max-skips', type=int,
+                        help="with --nan-policy skip: stop after this many skipped steps "
+                        '(default 10; config: nan_max_skips)')
     parser.add_argument('--auto-scale-lr', action='store_true',
                         help='scale the learning rate by the actual total batch size')
     return parse_run_args(parser, argv)
@@ -36,6 +47,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    from mmattn.engine.faults import enable_fault_handling
     from mmattn.engine.hooks import enable_crash_safe_checkpoints, find_resume_checkpoint
     from mmattn.engine.optim_wrapper import fit_optim_wrapper_to_device
     from mmattn.engine.run import build_runner
@@ -55,6 +67,9 @@ def main(argv=None):
 
     # Crash-safe saves (atomic files, pointer last); auto-resume takes the newest complete one.
     enable_crash_safe_checkpoints(cfg)
+    # SIGTERM/SIGINT save and exit 128+signal; non-finite losses stop or skip; full disks name
+    # the file (mmattn/engine/faults.py).
+    enable_fault_handling(cfg, args.nan_policy, args.nan_max_skips)
     if args.resume == 'auto':
         cfg.load_from = find_resume_checkpoint(cfg.work_dir)
         cfg.resume = cfg.load_from is not None

@@ -39,7 +39,8 @@ __all__ = ['AtomicCheckpointHook', 'enable_crash_safe_checkpoints', 'find_resume
 
 #: mmattn's hook registry (scope ``mmattn``), so configs of any default scope can name
 #: ``type='mmattn.AtomicCheckpointHook'``.
-HOOKS = Registry('hook', parent=MMENGINE_HOOKS, scope='mmattn', locations=['mmattn.engine.hooks'])
+HOOKS = Registry('hook', parent=MMENGINE_HOOKS, scope='mmattn',
+                 locations=['mmattn.engine.hooks', 'mmattn.engine.faults'])
 
 ATOMIC_BACKEND = 'mmattn_atomic_local'
 
@@ -101,6 +102,20 @@ def find_resume_checkpoint(work_dir: str) -> Optional[str]:
     return None
 
 
+def _rng_state() -> dict:
+    rng = dict(torch=torch.get_rng_state())
+    if torch.cuda.is_available():
+        rng['cuda'] = torch.cuda.get_rng_state_all()
+    return rng
+
+
+def _set_rng_state(rng: dict) -> None:
+    torch.set_rng_state(rng['torch'])
+    cuda = rng.get('cuda')
+    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda)
+
+
 @HOOKS.register_module()
 class AtomicCheckpointHook(CheckpointHook):
     """:class:`mmengine.hooks.CheckpointHook` whose saves survive ``SIGKILL`` at any moment.
@@ -109,7 +124,7 @@ class AtomicCheckpointHook(CheckpointHook):
     checkpoint files and ``last_checkpoint`` are written atomically (temporary file, fsync,
     rename), the pointer is updated only after the checkpoint is complete, outdated
     checkpoints are deleted only after that, and the torch RNG state is saved and restored on
-    resume (deterministic runs continue bit-for-bit).
+    resume, and kept out of validation's reach (deterministic runs continue bit-for-bit).
     """
 
     def __init__(self, *args, strict_load: Optional[bool] = None, **kwargs) -> None:
@@ -137,17 +152,25 @@ class AtomicCheckpointHook(CheckpointHook):
         if self._rng_to_restore is not None:
             # After MMEngine's resume re-seeded everything: put back the state the interrupted
             # run had, so dropout / RoI sampling draw the same numbers as without the kill.
-            torch.set_rng_state(self._rng_to_restore['torch'])
-            cuda = self._rng_to_restore.get('cuda')
-            if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
-                torch.cuda.set_rng_state_all(cuda)
+            _set_rng_state(self._rng_to_restore)
             self._rng_to_restore = None
 
+    def before_val(self, runner) -> None:
+        # Validation must not move the training random stream (its DataLoader draws a seed
+        # from the global generator): a run resumed from the checkpoint written just before a
+        # validation would otherwise draw other dropout masks than the uninterrupted run.
+        self._rng_outside_val = _rng_state()
+
+    def after_val(self, runner) -> None:
+        state = getattr(self, '_rng_outside_val', None)
+        if state is not None:
+            _set_rng_state(state)
+            self._rng_outside_val = None
+
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
-        rng = dict(torch=torch.get_rng_state())
-        if torch.cuda.is_available():
-            rng['cuda'] = torch.cuda.get_rng_state_all()
-        checkpoint.setdefault('meta', {})['rng_state'] = rng
+        # a save during validation (save_best) stores the training stream, not validation's
+        outside_val = getattr(self, '_rng_outside_val', None)
+        checkpoint.setdefault('meta', {})['rng_state'] = outside_val or _rng_state()
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         from mmengine.model import BaseTTAModel, is_model_wrapper

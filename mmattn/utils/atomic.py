@@ -48,9 +48,14 @@ def atomic_write(filepath: str, data: Union[bytes, str, Callable[[IO[bytes]], No
     folder = osp.dirname(osp.abspath(filepath))
     os.makedirs(folder, exist_ok=True)
     tmp = osp.join(folder, f'{TMP_PREFIX}{uuid.uuid4().hex}{TMP_SUFFIX}')
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
-        with os.fdopen(fd, 'wb') as f:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    except OSError as err:
+        raise _named(err, filepath) from err
+    f = None
+    try:
+        with os.fdopen(fd, 'wb') as raw:
+            f = _WriteRecorder(raw)
             if callable(data):
                 data(f)
             else:
@@ -58,11 +63,51 @@ def atomic_write(filepath: str, data: Union[bytes, str, Callable[[IO[bytes]], No
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, filepath)
-    except BaseException:
-        if osp.exists(tmp):
+    except BaseException as err:
+        try:
             os.remove(tmp)
+        except OSError:
+            pass  # never written, already renamed, or the disk refuses even this
+        # A full disk shows up as OSError without a file name, or (inside torch.save) as a
+        # RuntimeError that hides it: name the destination so the user knows what failed.
+        cause = err if isinstance(err, OSError) else getattr(f, 'error', None)
+        if isinstance(cause, OSError):
+            raise _named(cause, filepath) from err
         raise
     _fsync_dir(folder)
+
+
+class _WriteRecorder:
+    """A binary file that remembers the ``OSError`` of a failed write (torch re-raises it as a
+    RuntimeError that loses the errno)."""
+
+    def __init__(self, f: IO[bytes]) -> None:
+        self._f = f
+        self.error = None
+
+    def write(self, data) -> int:
+        try:
+            return self._f.write(data)
+        except OSError as err:
+            self.error = err
+            raise
+
+    def flush(self) -> None:
+        try:
+            self._f.flush()
+        except OSError as err:
+            self.error = err
+            raise
+
+    def __getattr__(self, name):
+        return getattr(self._f, name)
+
+
+def _named(err: OSError, filepath: str) -> OSError:
+    """``err`` with ``filepath`` as its file name (same class and errno)."""
+    if err.filename == filepath or err.errno is None:
+        return err
+    return type(err)(err.errno, err.strerror or os.strerror(err.errno), filepath)
 
 
 def remove_stale_tmp_files(folder: str) -> List[str]:

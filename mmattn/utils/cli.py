@@ -3,6 +3,7 @@
 clear line instead of a traceback wall.
 """
 import difflib
+import errno
 import json
 import os
 import os.path as osp
@@ -266,25 +267,115 @@ def check_dataset_paths(cfg: Config, splits=('train', 'val', 'test')) -> None:
                         f'data_root and data_prefix')
 
 
+#: Exit status of a user mistake found before training (one ``error:`` line).
+EXIT_USER_ERROR = 2
+#: Exit status of a run stopped by a non-finite loss.
+EXIT_NONFINITE_LOSS = 3
+#: Exit status of a run stopped because a file could not be written (disk full, quota, EIO).
+EXIT_WRITE_FAILED = 4
+#: The errnos of a storage that cannot take more data.
+WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EFBIG, errno.EROFS)
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training stopped on a non-finite loss (the weights of that step were not updated)."""
+
+
+def _one_line(err: BaseException) -> str:
+    """The message of ``err`` as one line.
+
+    An exception raised in a DataLoader worker reaches the main process re-raised with the
+    worker's traceback in its message; its last line is the original message.
+    """
+    msg = str(err)
+    if 'Original Traceback' in msg:
+        last = [line for line in msg.splitlines() if line.strip()][-1]
+        msg = last.split(': ', 1)[1] if ': ' in last else last
+    return ' '.join(msg.split())
+
+
+def _written_file(err: OSError) -> str:
+    """The file a failed write was for: the error's own file name, else the innermost open
+    file (or logging file handler) in the traceback (``f.write`` errors carry no name)."""
+    import io
+    import logging
+    if err.filename:
+        return str(err.filename)
+    tb, found = err.__traceback__, ''
+    while tb is not None:
+        for value in tb.tb_frame.f_locals.values():
+            if isinstance(value, io.IOBase) and isinstance(getattr(value, 'name', None), str):
+                found = value.name
+            elif isinstance(value, logging.FileHandler):  # code that writes to its stream
+                found = value.baseFilename
+        tb = tb.tb_next
+    return found or 'a file of the run'
+
+
+def _failed_sample(err: BaseException) -> Optional[str]:
+    """``'sample N (files)'`` if ``err`` was raised while a dataset loaded a sample, else None.
+
+    The pre-flight check reads the data before training; a file that breaks afterwards (it is
+    replaced or truncated while the run goes on) fails inside the dataset's pipeline, whose
+    ``prepare_data(idx)`` frame tells which sample it was.
+    """
+    tb = err.__traceback__
+    while tb is not None:
+        frame = tb.tb_frame
+        if frame.f_code.co_name == 'prepare_data' and 'idx' in frame.f_locals:
+            ds, idx = frame.f_locals.get('self'), frame.f_locals['idx']
+            try:
+                info = ds.get_data_info(idx)
+                files = [info[k] for k in ('img_path', 'seg_map_path') if info.get(k)]
+            except Exception:
+                files = []
+            return f'sample {idx} of {type(ds).__name__}' + (f' ({", ".join(files)})'
+                                                              if files else '')
+        tb = tb.tb_next
+    if 'in DataLoader worker process' in str(err) and 'prepare_data' in str(err):
+        return 'a sample (in a DataLoader worker)'
+    return None
+
+
 @contextmanager
 def user_errors():
-    """Print user mistakes as one ``error:`` line and exit 2; keep tracebacks for real bugs.
+    """Print user mistakes and run-stopping faults as one ``error:`` line; keep tracebacks
+    for real bugs.
 
-    Set ``MMATTN_DEBUG=1`` to see the full traceback of a user error too.
+    Exit status: 2 for a user mistake (also a sample that breaks after the pre-flight check),
+    3 for a non-finite loss (:class:`NonFiniteLossError`), 4 for a file
+    that could not be written (disk full, quota, I/O error). Set ``MMATTN_DEBUG=1`` to see the
+    traceback too.
     """
+    import errno as errno_names
+
     try:
         yield
-    except (UserInputError, FileNotFoundError, UnsafeCheckpointError) as err:
+    except Exception as err:
         if os.environ.get('MMATTN_DEBUG'):
             raise
-        print(f'error: {err}', file=sys.stderr)
-        sys.exit(2)
-    except KeyError as err:
-        msg = str(err.args[0]) if err.args else ''
-        if os.environ.get('MMATTN_DEBUG') or 'registry' not in msg:
+        sample = None
+        if isinstance(err, (UserInputError, FileNotFoundError, UnsafeCheckpointError)):
+            line, code = _one_line(err), EXIT_USER_ERROR
+        elif isinstance(err, NonFiniteLossError):
+            line, code = _one_line(err), EXIT_NONFINITE_LOSS
+        elif isinstance(err, OSError) and err.errno in WRITE_ERRNOS:
+            name = errno_names.errorcode.get(err.errno, str(err.errno))
+            line = (f'cannot write {_written_file(err)}: {err.strerror} (errno {err.errno}, '
+                    f'{name}); the previous checkpoint and last_checkpoint are intact: free '
+                    f'space (or fix the storage), then rerun with --resume')
+            code = EXIT_WRITE_FAILED
+        elif isinstance(err, KeyError) and err.args and 'registry' in str(err.args[0]):
+            line, code = str(err.args[0]).splitlines()[0], EXIT_USER_ERROR
+        elif (sample := _failed_sample(err)) is not None:
+            line = (f'cannot load {sample}: {type(err).__name__}: {_one_line(err)}; the data '
+                    f'changed or broke after the pre-flight check: restore the file (or remove '
+                    f'it from the dataset) and rerun (a training run continues with --resume)')
+            code = EXIT_USER_ERROR
+        else:
             raise
-        print(f'error: {msg.splitlines()[0]}', file=sys.stderr)
-        sys.exit(2)
+        print(f'error: {line}', file=sys.stderr)
+        sys.exit(code)
 
 
 def prepare_launcher(cfg: Config, launcher: str) -> None:

@@ -21,6 +21,7 @@ for every file. ``MMATTN_SKIP_DATA_CHECKS=1`` skips the dataset part.
 import json
 import os
 import os.path as osp
+import sys
 from typing import Dict, Iterable, List, Optional
 
 import numpy as np
@@ -43,6 +44,24 @@ def _more(n: int) -> str:
     return f' (and {n} more such problem{"s" if n > 1 else ""})' if n else ''
 
 
+def file_is_truncated(path: str) -> str:
+    """Why a JPEG or PNG file is cut short (no end marker), or ``''``.
+
+    ``PIL.Image.verify`` checks a file's structure up to where it stops, and OpenCV decodes a
+    truncated JPEG into an image whose lower part is grey, with only a warning; the end marker
+    is the cheap test (one read of the last bytes).
+    """
+    with open(path, 'rb') as f:
+        head = f.read(8)
+        f.seek(max(0, osp.getsize(path) - 1024))
+        tail = f.read()
+    if head[:2] == b'\xff\xd8' and b'\xff\xd9' not in tail:
+        return 'its JPEG end-of-image marker is missing'
+    if head == b'\x89PNG\r\n\x1a\n' and b'IEND' not in tail[-32:]:
+        return 'its PNG IEND chunk is missing'
+    return ''
+
+
 def image_header(path: str, where: str):
     """``(width, height, mode)`` of an image file, or a :class:`UserInputError`."""
     from PIL import Image, UnidentifiedImageError
@@ -56,6 +75,10 @@ def image_header(path: str, where: str):
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         raise UserInputError(f'image {path} is corrupt or not an image ({where}): {err}; '
                              f're-export or remove it') from None
+    truncated = file_is_truncated(path)
+    if truncated:
+        raise UserInputError(f'image {path} is truncated ({truncated}) ({where}); the decoder '
+                             f'would fill the missing part with grey: re-export or re-download it')
     if mode not in ('I;16', 'I;16B', 'I;16L', 'I;16N', 'I', 'F'):
         # PIL reports 16-bit RGB(A) PNGs as 8-bit 'RGB'; the IHDR chunk has the bit depth.
         with open(path, 'rb') as f:
@@ -71,13 +94,19 @@ def image_header(path: str, where: str):
 
 
 def check_coco_contents(ann_path: str, img_dir: str, classes: Optional[Iterable[str]] = None,
-                        split: str = 'train') -> None:
-    """Check a COCO instances JSON against its image folder (see the module docstring)."""
+                        split: str = 'train', with_mask: bool = False) -> List[str]:
+    """Check a COCO instances JSON against its image folder (see the module docstring).
+
+    Returns the notes of :func:`~mmattn.utils.annotation_checks.check_coco_structure`.
+    """
+    from .annotation_checks import check_coco_structure
     from .cli import check_coco_json
     check_coco_json(ann_path)  # valid JSON with images/annotations/categories, >= 1 image
     with open(ann_path, encoding='utf-8') as f:
         data = json.load(f)
     where = f'{split} annotations {ann_path}'
+    # types, unique ids, finite geometry, well-formed masks
+    notes = check_coco_structure(data, ann_path, where, with_mask)
     images: Dict = {}
     for img in data['images']:
         if not isinstance(img, dict) or not {'id', 'file_name', 'width', 'height'} <= set(img):
@@ -97,6 +126,7 @@ def check_coco_contents(ann_path: str, img_dir: str, classes: Optional[Iterable[
     if problems:
         raise UserInputError(f'{problems[0]} ({where}){_more(len(problems) - 1)}')
     _check_coco_images(images, img_dir, ann_path, where)
+    return notes
 
 
 def _annotation_problem(ann: dict, images: Dict, cats: Dict) -> Optional[str]:
@@ -188,20 +218,47 @@ def effective_reduce_zero_label(ds: dict, split: str = 'train') -> bool:
     return value
 
 
+def _read_label(path: str) -> Optional[np.ndarray]:
+    """A label map as mmseg's ``LoadAnnotations`` reads it (Pillow: a palette PNG gives its
+    indices, not colours), or None if it does not decode."""
+    from PIL import Image
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im)
+    except (OSError, ValueError, SyntaxError):
+        return None
+
+
 def check_seg_contents(ds: dict, split: str = 'train') -> None:
     """Check an mmseg folder dataset (images + label maps) described by ``ds``."""
-    import cv2
     root = ds.get('data_root', '') or ''
     prefix = ds.get('data_prefix', {}) or {}
     img_dir = osp.join(root, prefix.get('img_path', ''))
     seg_dir = osp.join(root, prefix.get('seg_map_path', ''))
     img_suffix = ds.get('img_suffix', '.jpg')
     seg_suffix = ds.get('seg_map_suffix', '.png')
-    if ds.get('ann_file'):
-        return  # split files: the lists are the user's own; existence is checked by mmseg
-    images = sorted(
-        osp.relpath(osp.join(d, f), img_dir) for d, _, files in os.walk(img_dir)
-        for f in files if f.endswith(img_suffix))
+    ann = ds.get('ann_file')
+    if ann:
+        # A split list (VOC's ImageSets/Segmentation/*.txt): one image name per line.
+        list_path = ann if osp.isabs(ann) else osp.join(root, ann)
+        if not osp.isfile(list_path):
+            raise UserInputError(f'{split} split list {list_path} does not exist; check '
+                                 f'data_root and ann_file')
+        with open(list_path, encoding='utf-8', errors='replace') as f:
+            names = [line.strip() for line in f if line.strip()]
+        if not names:
+            raise UserInputError(f'{split} split list {list_path} names no images; one image '
+                                 f'name (without suffix) per line')
+        images = [n + img_suffix for n in names]
+        missing = [i for i in images if not osp.isfile(osp.join(img_dir, i))]
+        if missing:
+            raise UserInputError(f'image {osp.join(img_dir, missing[0])} named in {list_path} '
+                                 f'does not exist{_more(len(missing) - 1)}; add it or remove '
+                                 f'its line')
+    else:
+        images = sorted(
+            osp.relpath(osp.join(d, f), img_dir) for d, _, files in os.walk(img_dir)
+            for f in files if f.endswith(img_suffix))
     if not images:
         raise UserInputError(f'{split} image folder {img_dir} holds no *{img_suffix} files; '
                              f'put the images there or fix data_prefix.img_path/img_suffix')
@@ -218,9 +275,13 @@ def check_seg_contents(ds: dict, split: str = 'train') -> None:
     top = None if classes is None else len(classes) - (0 if reduce_zero else 1)
     for rel in _spread(images, LABEL_LIMIT):
         seg_path = osp.join(seg_dir, rel[:-len(img_suffix)] + seg_suffix)
-        label = cv2.imread(seg_path, cv2.IMREAD_UNCHANGED)
+        label = _read_label(seg_path)
         if label is None:
             raise UserInputError(f'label map {seg_path} is corrupt or not an image ({split} '
+                                 f'split); re-export it')
+        truncated = file_is_truncated(seg_path)
+        if truncated:
+            raise UserInputError(f'label map {seg_path} is truncated ({truncated}) ({split} '
                                  f'split); re-export it')
         if label.ndim == 3:
             raise UserInputError(f'label map {seg_path} has {label.shape[2]} channels; label '
@@ -257,7 +318,10 @@ def check_dataset_contents(cfg, splits=('train', 'val', 'test')) -> None:
             prefix = ds.get('data_prefix', {}) or {}
             img_dir = osp.join(root, prefix.get('img', prefix.get('img_path', '')))
             classes = (ds.get('metainfo') or {}).get('classes')
-            check_coco_contents(ann_path, img_dir, classes, split)
+            with_mask = any(isinstance(t, dict) and 'LoadAnnotations' in str(t.get('type'))
+                            and t.get('with_mask') for t in ds.get('pipeline') or [])
+            for note in check_coco_contents(ann_path, img_dir, classes, split, with_mask):
+                print(f'note: {note}', file=sys.stderr)
         elif 'seg_map_path' in (ds.get('data_prefix') or {}):
             check_seg_contents(ds, split)
 
