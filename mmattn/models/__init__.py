@@ -4,4 +4,4 @@ Configs load it with ``custom_imports = dict(imports=['mmattn.models'])``.
 """
 from mmattn import engine  # noqa: F401  (CPUAmpOptimWrapper)
 
-from . import attentions, backbones, layers  # noqa: F401
+from . import attentions, backbones, layers, plugins  # noqa: F401

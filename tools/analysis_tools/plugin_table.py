@@ -1,0 +1,162 @@
+"""The evidence table of docs/plugins.md: a detector with and without attention in its neck.
+
+Trains every config (by default RTMDet-tiny on the bundled shapes data, plain and with each
+op family's plug-ins in the neck) for each seed through ``tools/train.py`` (its own schedule;
+it validates once, at the end), and tabulates bbox mAP (mean and spread over the seeds),
+parameters and FLOPs at the config's image size, and the CPU time of a training iteration.
+
+    OMP_NUM_THREADS=1 python tools/analysis_tools/plugin_table.py [CONFIG ...]
+        [--seeds 0 1 2] [--work-dir work_dirs/plugin_table] [--json OUT] [--out OUT.md]
+
+Runs resume: a (config, seed) whose result is already in ``--json`` is not trained again, so
+a sweep cut short continues where it stopped.
+"""
+import argparse
+import glob
+import json
+import os
+import os.path as osp
+import statistics
+import subprocess
+import sys
+import time
+import warnings
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+sys.path.insert(0, REPO)
+warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
+
+OPS = ('agent', 'bra', 'ea', 'flatten', 'shunted')
+DEFAULT_CONFIGS = ['configs/shapes/rtmdet-tiny_shapes.py'] + [
+    f'configs/shapes/rtmdet-tiny_{op}-neck_shapes.py' for op in OPS]
+
+
+def _last_val_metrics(work_dir: str) -> dict:
+    """The last validation record MMEngine logged in ``work_dir`` (``vis_data/scalars.json``)."""
+    found = {}
+    for path in sorted(glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json'))):
+        with open(path) as f:
+            for line in f:
+                rec = json.loads(line)
+                if 'coco/bbox_mAP' in rec:
+                    found = rec
+    return found
+
+
+def _iter_times(work_dir: str) -> list:
+    """Seconds per training iteration, as logged (each a mean over a logging window)."""
+    times = []
+    for path in sorted(glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json'))):
+        with open(path) as f:
+            times += [json.loads(line)['time'] for line in f if '"loss"' in line]
+    return times
+
+
+def train_once(config: str, seed: int, work_dir: str) -> dict:
+    """One ``tools/train.py`` run; returns its bbox mAP, iteration time and wall time."""
+    start = time.time()
+    proc = subprocess.run(
+        [sys.executable, osp.join(REPO, 'tools', 'train.py'), config, '--work-dir', work_dir,
+         '--cfg-options', f'randomness.seed={seed}'],
+        cwd=REPO, capture_output=True, text=True)
+    wall = time.time() - start
+    if proc.returncode != 0:
+        raise RuntimeError(f'{config} seed {seed} failed:\n{proc.stderr[-3000:]}')
+    metrics = _last_val_metrics(work_dir)
+    times = _iter_times(work_dir)
+    return dict(config=config, seed=seed, bbox_mAP=metrics.get('coco/bbox_mAP'),
+                bbox_mAP_50=metrics.get('coco/bbox_mAP_50'),
+                iter_s=statistics.median(times[1:] or times) if times else None,
+                wall_s=round(wall, 1))
+
+
+def complexity(config: str) -> dict:
+    """Params and FLOPs of the whole detector at the config's training image size."""
+    from mmengine.config import Config
+
+    from mmattn.analysis.flops import config_complexity
+    cfg = Config.fromfile(osp.join(REPO, config))
+    side = cfg.get('img_scale', (128, 128))
+    res = config_complexity(cfg, shape=(side[1], side[0]))
+    return dict(params=res['params'], flops=res['flops'], shape=list(res['shape']))
+
+
+def _mean_spread(values):
+    values = [v for v in values if v is not None]
+    if not values:
+        return None, None
+    return statistics.mean(values), (max(values) - min(values)) / 2
+
+
+def format_table(rows: list, info: dict, seeds) -> str:
+    from mmattn.analysis.flops import format_count
+    lines = ['| config | plug-in op | bbox mAP (mean +- half range) | per seed | AP50 (mean) | '
+             'params | FLOPs | s / iter (1 thread) |', '|---|---|---|---|---|---|---|---|']
+    base = None
+    for config in info:
+        runs = [r for r in rows if r['config'] == config]
+        maps = [r['bbox_mAP'] for r in sorted(runs, key=lambda r: r['seed'])]
+        mean, spread = _mean_spread(maps)
+        ap50, _ = _mean_spread([r['bbox_mAP_50'] for r in runs])
+        it, _ = _mean_spread([r['iter_s'] for r in runs])
+        c = info[config]
+        if base is None:
+            base = c
+        name = osp.basename(config)[:-3]
+        op = name.split('_')[1].replace('-neck', '') if '-neck' in name else '(none)'
+        extra = c['params'] - base['params']
+        lines.append(
+            f"| `{name}` | {op} | "
+            f"{'-' if mean is None else f'{mean:.3f} +- {spread:.3f}'} | "
+            f"{', '.join('-' if m is None else f'{m:.3f}' for m in maps)} | "
+            f"{'-' if ap50 is None else f'{ap50:.3f}'} | "
+            f"{format_count(c['params'])}{'' if extra == 0 else f' (+{format_count(extra)})'} | "
+            f"{format_count(c['flops'])} | {'-' if it is None else f'{it:.3f}'} |")
+    return '\n'.join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('configs', nargs='*', default=DEFAULT_CONFIGS)
+    parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
+    parser.add_argument('--work-dir', default=osp.join(REPO, 'work_dirs', 'plugin_table'))
+    parser.add_argument('--json', default=None, help='results file (default: in --work-dir)')
+    parser.add_argument('--out', help='also write the markdown table here')
+    args = parser.parse_args(argv)
+    out_json = args.json or osp.join(args.work_dir, 'results.json')
+    os.makedirs(args.work_dir, exist_ok=True)
+    state = dict(rows=[], info={})
+    if osp.isfile(out_json):
+        with open(out_json) as f:
+            state = json.load(f)
+
+    def save():
+        with open(out_json + '.tmp', 'w') as f:
+            json.dump(state, f, indent=1)
+        os.replace(out_json + '.tmp', out_json)
+
+    for config in args.configs:
+        if config not in state['info']:
+            state['info'][config] = complexity(config)
+            save()
+    for seed in args.seeds:  # seed-major: a sweep cut short has every config at least once
+        for config in args.configs:
+            if any(r['config'] == config and r['seed'] == seed for r in state['rows']):
+                continue
+            name = osp.basename(config)[:-3]
+            row = train_once(config, seed, osp.join(args.work_dir, f'{name}_seed{seed}'))
+            state['rows'].append(row)
+            save()
+            print(f'{name} seed {seed}: bbox mAP {row["bbox_mAP"]}, {row["iter_s"]} s/iter, '
+                  f'{row["wall_s"]} s', flush=True)
+    table = format_table(state['rows'], {c: state['info'][c] for c in args.configs},
+                         args.seeds)
+    print(table)
+    if args.out:
+        with open(args.out, 'w') as f:
+            f.write(table + '\n')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
