@@ -6,16 +6,19 @@ it validates once, at the end), and tabulates bbox mAP (mean and spread over the
 parameters and FLOPs at the config's image size, and the CPU time of a training iteration.
 
     OMP_NUM_THREADS=1 python tools/analysis_tools/plugin_table.py [CONFIG ...]
-        [--seeds 0 1 2] [--work-dir work_dirs/plugin_table] [--json OUT] [--out OUT.md]
+        [--seeds 0 1 2] [--work-dir work_dirs/plugin_table] [--json OUT]
+    python tools/analysis_tools/plugin_table.py --table RESULTS.json ... [--out OUT.md]
 
 Runs resume: a (config, seed) whose result is already in ``--json`` is not trained again, so
-a sweep cut short continues where it stopped.
+a sweep cut short continues where it stopped. Seeds may run in separate processes (one
+``--json`` each); ``--table A.json B.json ...`` then merges them into the table.
 """
 import argparse
 import glob
 import json
 import os
 import os.path as osp
+import resource
 import statistics
 import subprocess
 import sys
@@ -53,13 +56,16 @@ def _iter_times(work_dir: str) -> list:
 
 
 def train_once(config: str, seed: int, work_dir: str) -> dict:
-    """One ``tools/train.py`` run; returns its bbox mAP, iteration time and wall time."""
+    """One ``tools/train.py`` run; returns its bbox mAP and its CPU and wall time."""
     start = time.time()
+    cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     proc = subprocess.run(
         [sys.executable, osp.join(REPO, 'tools', 'train.py'), config, '--work-dir', work_dir,
          '--cfg-options', f'randomness.seed={seed}'],
         cwd=REPO, capture_output=True, text=True)
     wall = time.time() - start
+    cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
     if proc.returncode != 0:
         raise RuntimeError(f'{config} seed {seed} failed:\n{proc.stderr[-3000:]}')
     metrics = _last_val_metrics(work_dir)
@@ -67,7 +73,7 @@ def train_once(config: str, seed: int, work_dir: str) -> dict:
     return dict(config=config, seed=seed, bbox_mAP=metrics.get('coco/bbox_mAP'),
                 bbox_mAP_50=metrics.get('coco/bbox_mAP_50'),
                 iter_s=statistics.median(times[1:] or times) if times else None,
-                wall_s=round(wall, 1))
+                cpu_s=round(cpu, 1), wall_s=round(wall, 1))
 
 
 def complexity(config: str) -> dict:
@@ -88,31 +94,38 @@ def _mean_spread(values):
     return statistics.mean(values), (max(values) - min(values)) / 2
 
 
-def format_table(rows: list, info: dict, seeds) -> str:
+def format_table(rows: list, info: dict) -> str:
+    """Markdown: one line per config (``info`` order, the first is the baseline)."""
     from mmattn.analysis.flops import format_count
-    lines = ['| config | plug-in op | bbox mAP (mean +- half range) | per seed | AP50 (mean) | '
-             'params | FLOPs | s / iter (1 thread) |', '|---|---|---|---|---|---|---|---|']
+    lines = ['| config | plug-in op | bbox mAP, mean +- half range | per seed | AP50, mean | '
+             'params | FLOPs | CPU s / run |', '|---|---|---|---|---|---|---|---|']
     base = None
-    for config in info:
-        runs = [r for r in rows if r['config'] == config]
-        maps = [r['bbox_mAP'] for r in sorted(runs, key=lambda r: r['seed'])]
+    for config, c in info.items():
+        runs = sorted((r for r in rows if r['config'] == config), key=lambda r: r['seed'])
+        maps = [r['bbox_mAP'] for r in runs]
         mean, spread = _mean_spread(maps)
         ap50, _ = _mean_spread([r['bbox_mAP_50'] for r in runs])
-        it, _ = _mean_spread([r['iter_s'] for r in runs])
-        c = info[config]
-        if base is None:
-            base = c
+        cpu, _ = _mean_spread([r.get('cpu_s') for r in runs])
+        base = base or c
         name = osp.basename(config)[:-3]
         op = name.split('_')[1].replace('-neck', '') if '-neck' in name else '(none)'
         extra = c['params'] - base['params']
         lines.append(
             f"| `{name}` | {op} | "
             f"{'-' if mean is None else f'{mean:.3f} +- {spread:.3f}'} | "
-            f"{', '.join('-' if m is None else f'{m:.3f}' for m in maps)} | "
+            f"{', '.join(f'{m:.3f}' for m in maps if m is not None)} (seeds "
+            f"{', '.join(str(r['seed']) for r in runs)}) | "
             f"{'-' if ap50 is None else f'{ap50:.3f}'} | "
-            f"{format_count(c['params'])}{'' if extra == 0 else f' (+{format_count(extra)})'} | "
-            f"{format_count(c['flops'])} | {'-' if it is None else f'{it:.3f}'} |")
+            f"{format_count(c['params'])}{f' (+{format_count(extra)})' if extra else ''} | "
+            f"{format_count(c['flops'])} | {'-' if cpu is None else f'{cpu:.0f}'} |")
     return '\n'.join(lines)
+
+
+def _load(path: str) -> dict:
+    if osp.isfile(path):
+        with open(path) as f:
+            return json.load(f)
+    return dict(rows=[])
 
 
 def main(argv=None) -> int:
@@ -121,24 +134,23 @@ def main(argv=None) -> int:
     parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
     parser.add_argument('--work-dir', default=osp.join(REPO, 'work_dirs', 'plugin_table'))
     parser.add_argument('--json', default=None, help='results file (default: in --work-dir)')
+    parser.add_argument('--table', nargs='*', metavar='JSON',
+                        help='train nothing: tabulate these results files (default: --json) '
+                        'with the params and FLOPs of the configs')
     parser.add_argument('--out', help='also write the markdown table here')
     args = parser.parse_args(argv)
     out_json = args.json or osp.join(args.work_dir, 'results.json')
+    if args.table is not None:
+        rows = [r for path in (args.table or [out_json]) for r in _load(path)['rows']]
+        table = format_table(rows, {c: complexity(c) for c in args.configs})
+        print(table)
+        if args.out:
+            with open(args.out, 'w') as f:
+                f.write(table + '\n')
+        return 0
+
     os.makedirs(args.work_dir, exist_ok=True)
-    state = dict(rows=[], info={})
-    if osp.isfile(out_json):
-        with open(out_json) as f:
-            state = json.load(f)
-
-    def save():
-        with open(out_json + '.tmp', 'w') as f:
-            json.dump(state, f, indent=1)
-        os.replace(out_json + '.tmp', out_json)
-
-    for config in args.configs:
-        if config not in state['info']:
-            state['info'][config] = complexity(config)
-            save()
+    state = _load(out_json)
     for seed in args.seeds:  # seed-major: a sweep cut short has every config at least once
         for config in args.configs:
             if any(r['config'] == config and r['seed'] == seed for r in state['rows']):
@@ -146,15 +158,11 @@ def main(argv=None) -> int:
             name = osp.basename(config)[:-3]
             row = train_once(config, seed, osp.join(args.work_dir, f'{name}_seed{seed}'))
             state['rows'].append(row)
-            save()
-            print(f'{name} seed {seed}: bbox mAP {row["bbox_mAP"]}, {row["iter_s"]} s/iter, '
-                  f'{row["wall_s"]} s', flush=True)
-    table = format_table(state['rows'], {c: state['info'][c] for c in args.configs},
-                         args.seeds)
-    print(table)
-    if args.out:
-        with open(args.out, 'w') as f:
-            f.write(table + '\n')
+            with open(out_json + '.tmp', 'w') as f:
+                json.dump(state, f, indent=1)
+            os.replace(out_json + '.tmp', out_json)
+            print(f'{name} seed {seed}: bbox mAP {row["bbox_mAP"]}, {row["cpu_s"]} CPU s, '
+                  f'{row["wall_s"]} s wall', flush=True)
     return 0
 
 

@@ -186,7 +186,7 @@ class AttentionNeck(BaseModule):
             raise ValueError(f'AttentionNeck: levels {list(levels)} name a level twice')
         return out
 
-    def _apply(self, maps: Sequence[torch.Tensor], stage: str) -> Tuple[torch.Tensor, ...]:
+    def _equip(self, maps: Sequence[torch.Tensor], stage: str) -> Tuple[torch.Tensor, ...]:
         maps = list(maps)
         for lv in self.levels:
             if lv >= len(maps):
@@ -198,5 +198,5 @@ class AttentionNeck(BaseModule):
     def forward(self, inputs: Sequence[torch.Tensor]) -> Tuple[torch.Tensor, ...]:
         """Args: inputs: the backbone's maps. Returns: tuple: the neck's maps."""
         if self.where == 'in':
-            return self.neck(self._apply(inputs, 'input'))
-        return self._apply(self.neck(inputs), 'output')
+            return self.neck(self._equip(inputs, 'input'))
+        return self._equip(self.neck(inputs), 'output')

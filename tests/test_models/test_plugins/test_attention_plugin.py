@@ -171,10 +171,9 @@ def test_bad_configs_and_inputs_are_named():
 
 
 def test_mmcv_build_plugin_layer_under_mmdet_scope():
+    import mmdet.models  # noqa: F401
     from mmcv.cnn import build_plugin_layer
     from mmengine.registry import DefaultScope
-
-    import mmdet.models  # noqa: F401
     with DefaultScope.overwrite_default_scope('mmdet'):
         name, layer = build_plugin_layer(
             dict(type='mmattn.AttentionPlugin', attn_cfg=dict(type='AgentAttention')),
