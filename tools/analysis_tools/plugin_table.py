@@ -6,7 +6,7 @@ it validates once, at the end), and tabulates bbox mAP (mean and spread over the
 parameters and FLOPs at the config's image size, and the CPU time of a training iteration.
 
     OMP_NUM_THREADS=1 python tools/analysis_tools/plugin_table.py [CONFIG ...]
-        [--seeds 0 1 2] [--work-dir work_dirs/plugin_table] [--json OUT]
+        [--seeds 0 1 2] [--iters N] [--work-dir work_dirs/plugin_table] [--json OUT]
     python tools/analysis_tools/plugin_table.py --table RESULTS.json ... [--out OUT.md]
 
 Runs resume: a (config, seed) whose result is already in ``--json`` is not trained again, so
@@ -55,13 +55,20 @@ def _iter_times(work_dir: str) -> list:
     return times
 
 
-def train_once(config: str, seed: int, work_dir: str) -> dict:
+def schedule_options(iters: int) -> list:
+    """``--cfg-options`` that shorten the shapes twins' schedule (warm-up 30, cosine to the
+    end, one validation at the end) to ``iters`` iterations."""
+    return [f'train_cfg.max_iters={iters}', f'train_cfg.val_interval={iters}',
+            f'param_scheduler.1.end={iters}', f'default_hooks.checkpoint.interval={iters}']
+
+
+def train_once(config: str, seed: int, work_dir: str, options=()) -> dict:
     """One ``tools/train.py`` run; returns its bbox mAP and its CPU and wall time."""
     start = time.time()
     cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     proc = subprocess.run(
         [sys.executable, osp.join(REPO, 'tools', 'train.py'), config, '--work-dir', work_dir,
-         '--cfg-options', f'randomness.seed={seed}'],
+         '--cfg-options', f'randomness.seed={seed}', *options],
         cwd=REPO, capture_output=True, text=True)
     wall = time.time() - start
     cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -132,6 +139,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('configs', nargs='*', default=DEFAULT_CONFIGS)
     parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
+    parser.add_argument('--iters', type=int, help='train this many iterations instead of the '
+                        "configs' own schedule")
     parser.add_argument('--work-dir', default=osp.join(REPO, 'work_dirs', 'plugin_table'))
     parser.add_argument('--json', default=None, help='results file (default: in --work-dir)')
     parser.add_argument('--table', nargs='*', metavar='JSON',
@@ -156,7 +165,9 @@ def main(argv=None) -> int:
             if any(r['config'] == config and r['seed'] == seed for r in state['rows']):
                 continue
             name = osp.basename(config)[:-3]
-            row = train_once(config, seed, osp.join(args.work_dir, f'{name}_seed{seed}'))
+            row = train_once(config, seed, osp.join(args.work_dir, f'{name}_seed{seed}'),
+                             schedule_options(args.iters) if args.iters else ())
+            row['iters'] = args.iters
             state['rows'].append(row)
             with open(out_json + '.tmp', 'w') as f:
                 json.dump(state, f, indent=1)
