@@ -3,15 +3,18 @@
 Trains every config (by default RTMDet-tiny on the bundled shapes data, plain and with each
 op family's plug-ins in the neck) for each seed through ``tools/train.py`` (its own schedule;
 it validates once, at the end), and tabulates bbox mAP (mean and spread over the seeds),
-parameters and FLOPs at the config's image size, and the CPU time of a training iteration.
+parameters and FLOPs at the config's image size, and the CPU time of a training iteration
+(process time of one thread, measured in this process, so other load on the machine does not
+count).
 
     OMP_NUM_THREADS=1 python tools/analysis_tools/plugin_table.py [CONFIG ...]
         [--seeds 0 1 2] [--iters N] [--work-dir work_dirs/plugin_table] [--json OUT]
     python tools/analysis_tools/plugin_table.py --table RESULTS.json ... [--out OUT.md]
 
 Runs resume: a (config, seed) whose result is already in ``--json`` is not trained again, so
-a sweep cut short continues where it stopped. Seeds may run in separate processes (one
-``--json`` each); ``--table A.json B.json ...`` then merges them into the table.
+a sweep cut short continues where it stopped; a run whose work dir already holds the final
+validation (e.g. one whose driver was stopped) is read, not repeated. Seeds may run in
+separate processes (one ``--json`` each); ``--table A.json B.json ...`` merges them.
 """
 import argparse
 import glob
@@ -62,6 +65,16 @@ def schedule_options(iters: int) -> list:
             f'param_scheduler.1.end={iters}', f'default_hooks.checkpoint.interval={iters}']
 
 
+def finished_run(config: str, seed: int, work_dir: str, iters: int):
+    """The row of a run already finished in ``work_dir`` (validated at ``iters``), or None."""
+    metrics = _last_val_metrics(work_dir)
+    if metrics.get('step') != iters:
+        return None
+    return dict(config=config, seed=seed, bbox_mAP=metrics.get('coco/bbox_mAP'),
+                bbox_mAP_50=metrics.get('coco/bbox_mAP_50'), iter_s=None, cpu_s=None,
+                wall_s=None)
+
+
 def train_once(config: str, seed: int, work_dir: str, options=()) -> dict:
     """One ``tools/train.py`` run; returns its bbox mAP and its CPU and wall time."""
     start = time.time()
@@ -83,6 +96,45 @@ def train_once(config: str, seed: int, work_dir: str, options=()) -> dict:
                 cpu_s=round(cpu, 1), wall_s=round(wall, 1))
 
 
+def cpu_per_iter(config: str, iters: int = 10, warmup: int = 2) -> float:
+    """CPU seconds (this process, one thread) of one training iteration of ``config``'s model
+    on a batch of its training data: forward, loss, backward and the optimiser step. Process
+    time, so other load on the machine does not count."""
+    import torch
+    from mmengine.config import Config
+    from mmengine.optim import build_optim_wrapper
+    from mmengine.registry import DefaultScope, init_default_scope
+    from mmengine.utils import import_modules_from_strings
+
+    torch.set_num_threads(1)
+    cfg = Config.fromfile(osp.join(REPO, config))
+    if cfg.get('custom_imports'):
+        import_modules_from_strings(**cfg.custom_imports)
+    init_default_scope(cfg.default_scope)
+    from mmdet.registry import DATASETS, MODELS
+    torch.manual_seed(0)
+    with DefaultScope.overwrite_default_scope(cfg.default_scope):
+        model = MODELS.build(cfg.model)
+        dataset = DATASETS.build(cfg.train_dataloader.dataset)
+    model.init_weights()
+    model.train()
+    wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
+    batch = dict(inputs=[], data_samples=[])
+    for i in range(cfg.train_dataloader.batch_size):
+        item = dataset[i]
+        batch['inputs'].append(item['inputs'])
+        batch['data_samples'].append(item['data_samples'])
+    spent = []
+    for step in range(warmup + iters):
+        start = time.process_time()
+        data = model.data_preprocessor(batch, training=True)
+        losses = model(**data, mode='loss')
+        loss, _ = model.parse_losses(losses)
+        wrapper.update_params(loss)
+        spent.append(time.process_time() - start)
+    return statistics.median(spent[warmup:])
+
+
 def complexity(config: str) -> dict:
     """Params and FLOPs of the whole detector at the config's training image size."""
     from mmengine.config import Config
@@ -91,7 +143,8 @@ def complexity(config: str) -> dict:
     cfg = Config.fromfile(osp.join(REPO, config))
     side = cfg.get('img_scale', (128, 128))
     res = config_complexity(cfg, shape=(side[1], side[0]))
-    return dict(params=res['params'], flops=res['flops'], shape=list(res['shape']))
+    return dict(params=res['params'], flops=res['flops'], shape=list(res['shape']),
+                cpu_iter_s=cpu_per_iter(config))
 
 
 def _mean_spread(values):
@@ -105,14 +158,13 @@ def format_table(rows: list, info: dict) -> str:
     """Markdown: one line per config (``info`` order, the first is the baseline)."""
     from mmattn.analysis.flops import format_count
     lines = ['| config | plug-in op | bbox mAP, mean +- half range | per seed | AP50, mean | '
-             'params | FLOPs | CPU s / run |', '|---|---|---|---|---|---|---|---|']
+             'params | FLOPs | CPU s / train iter |', '|---|---|---|---|---|---|---|---|']
     base = None
     for config, c in info.items():
         runs = sorted((r for r in rows if r['config'] == config), key=lambda r: r['seed'])
         maps = [r['bbox_mAP'] for r in runs]
         mean, spread = _mean_spread(maps)
         ap50, _ = _mean_spread([r['bbox_mAP_50'] for r in runs])
-        cpu, _ = _mean_spread([r.get('cpu_s') for r in runs])
         base = base or c
         name = osp.basename(config)[:-3]
         op = name.split('_')[1].replace('-neck', '') if '-neck' in name else '(none)'
@@ -124,7 +176,7 @@ def format_table(rows: list, info: dict) -> str:
             f"{', '.join(str(r['seed']) for r in runs)}) | "
             f"{'-' if ap50 is None else f'{ap50:.3f}'} | "
             f"{format_count(c['params'])}{f' (+{format_count(extra)})' if extra else ''} | "
-            f"{format_count(c['flops'])} | {'-' if cpu is None else f'{cpu:.0f}'} |")
+            f"{format_count(c['flops'])} | {c['cpu_iter_s']:.3f} |")
     return '\n'.join(lines)
 
 
@@ -165,8 +217,10 @@ def main(argv=None) -> int:
             if any(r['config'] == config and r['seed'] == seed for r in state['rows']):
                 continue
             name = osp.basename(config)[:-3]
-            row = train_once(config, seed, osp.join(args.work_dir, f'{name}_seed{seed}'),
-                             schedule_options(args.iters) if args.iters else ())
+            work_dir = osp.join(args.work_dir, f'{name}_seed{seed}')
+            row = finished_run(config, seed, work_dir, args.iters) if args.iters else None
+            row = row or train_once(config, seed, work_dir,
+                                    schedule_options(args.iters) if args.iters else ())
             row['iters'] = args.iters
             state['rows'].append(row)
             with open(out_json + '.tmp', 'w') as f:
