@@ -66,8 +66,20 @@ def schedule_options(iters: int) -> list:
 
 
 def finished_run(config: str, seed: int, work_dir: str, iters: int):
-    """The row of a run already finished in ``work_dir`` (validated at ``iters``), or None."""
+    """The row of a run already trained in ``work_dir`` for ``iters`` iterations, or None.
+
+    Its final validation is read; if it has none (the run stopped while validating), its last
+    checkpoint is tested with ``tools/test.py``.
+    """
     metrics = _last_val_metrics(work_dir)
+    ckpt = osp.join(work_dir, f'iter_{iters}.pth')
+    if metrics.get('step') != iters and osp.isfile(ckpt):
+        test_dir = osp.join(work_dir, 'test')
+        subprocess.run([sys.executable, osp.join(REPO, 'tools', 'test.py'), config, ckpt,
+                        '--work-dir', test_dir], cwd=REPO, capture_output=True, text=True,
+                       check=True)
+        with open(osp.join(test_dir, 'metrics.json')) as f:
+            metrics = dict(json.load(f), step=iters)
     if metrics.get('step') != iters:
         return None
     return dict(config=config, seed=seed, bbox_mAP=metrics.get('coco/bbox_mAP'),

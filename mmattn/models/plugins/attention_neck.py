@@ -78,7 +78,8 @@ class AttentionNeck(BaseModule):
     ``where='in'`` runs a plug-in on the chosen *input* levels (backbone maps) before the neck;
     ``where='out'`` on the chosen *output* levels after it. The neck's outputs keep their number
     and shapes, and each plug-in starts as the identity, so the wrapped neck computes exactly
-    what the plain neck computes until training moves the plug-ins' scales::
+    what the plain neck computes until training moves the plug-ins' scales. A plain neck's
+    weights (a detector trained without the plug-ins) load into the wrapped neck as they are::
 
         neck=dict(type='mmattn.AttentionNeck',
                   neck=dict(type='CSPNeXtPAFPN', in_channels=[96, 192, 384], out_channels=96,
@@ -153,6 +154,17 @@ class AttentionNeck(BaseModule):
             if map_sizes is not None:
                 cfg['map_size'] = map_sizes[i]
             self.plugins[str(lv)] = build_module(cfg)
+        self._register_load_state_dict_pre_hook(self._plain_neck_keys)
+
+    @staticmethod
+    def _plain_neck_keys(state_dict, prefix, *args) -> None:
+        """Load a plain neck's weights (e.g. a COCO-trained detector's ``neck.*``, via
+        ``load_from``): keys of this module that are neither ``neck.*`` nor ``plugins.*`` are
+        the wrapped neck's."""
+        for key in [k for k in state_dict if k.startswith(prefix)]:
+            rest = key[len(prefix):]
+            if not rest.startswith(('neck.', 'plugins.')):
+                state_dict[prefix + 'neck.' + rest] = state_dict.pop(key)
 
     @staticmethod
     def _level_channels(neck: dict, where: str) -> Tuple[Optional[int], dict]:
