@@ -215,7 +215,16 @@ def main(argv=None) -> int:
     out_json = args.json or osp.join(args.work_dir, 'results.json')
     if args.table is not None:
         rows = [r for path in (args.table or [out_json]) for r in _load(path)['rows']]
-        table = format_table(rows, {c: complexity(c) for c in args.configs})
+        # params, FLOPs and CPU time per iteration, cached beside the results
+        info_json = osp.join(args.work_dir, 'complexity.json')
+        info = _load(info_json).get('info', {})
+        for config in args.configs:
+            if config not in info:
+                info[config] = complexity(config)
+                os.makedirs(args.work_dir, exist_ok=True)
+                with open(info_json, 'w') as f:
+                    json.dump(dict(info=info), f, indent=1)
+        table = format_table(rows, {c: info[c] for c in args.configs})
         print(table)
         if args.out:
             with open(args.out, 'w') as f:
