@@ -183,7 +183,8 @@ def format_table(rows: list, info: dict) -> str:
         extra = c['params'] - base['params']
         lines.append(
             f"| `{name}` | {op} | "
-            f"{'-' if mean is None else f'{mean:.3f} +- {spread:.3f}'} | "
+            f"{'-' if mean is None else f'{mean:.3f}'}"
+            f"{f' +- {spread:.3f}' if len(maps) > 1 else ' (one seed)'} | "
             f"{', '.join(f'{m:.3f}' for m in maps if m is not None)} (seeds "
             f"{', '.join(str(r['seed']) for r in runs)}) | "
             f"{'-' if ap50 is None else f'{ap50:.3f}'} | "
