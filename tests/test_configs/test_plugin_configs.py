@@ -89,7 +89,9 @@ def test_plugin_detector_memorises_a_fixed_set(tool, shapes_data, tmp_path):
     scratch: LEARN_ITERS iterations of tools/train.py on the 4 fixed training images, then
     tools/test.py on them. Box mAP must beat the untrained model's by DET_MIN_GAIN (the criterion
     of tests/test_tools/test_train_test.py; a detector that finds nothing scores 0 and fails),
-    and the plug-ins took part: their scales left zero."""
+    and the plug-ins took part: their scales left zero. Measured (seed 0, one thread): untrained
+    box mAP 0.0; after 60 iterations 0.512 (mask 0.492), plug-in scales up to 0.012-0.019;
+    about 120 CPU s for the whole test."""
     fixed = _fixed_detection_set(str(tmp_path / 'fixed.json'))
     on_fixed_set = (f'test_dataloader.dataset.ann_file={fixed}',
                     'test_dataloader.dataset.data_prefix.img=train/',
