@@ -17,6 +17,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from mmattn.models.layers.attn_builder import op_layout
 from mmattn.models.layers.tokens import map_to_tokens, tokens_to_map
 
 #: Settings that make an op look like it does in stage 1 of its backbone (the other
@@ -70,20 +71,6 @@ class MapOpAdapter(nn.Module):
 
     def forward(self, x: torch.Tensor, hw_shape: Sequence[int]) -> torch.Tensor:
         return map_to_tokens(self.op(tokens_to_map(x, hw_shape)))
-
-
-def _params(fn) -> Sequence[str]:
-    return list(inspect.signature(fn).parameters)
-
-
-def op_layout(cls) -> Optional[str]:
-    """``'tokens'``, ``'map'`` or None (not an attention op we can drive)."""
-    init, fwd = _params(cls.__init__), _params(cls.forward)
-    if 'embed_dims' in init and 'hw_shape' in fwd:
-        return 'tokens'
-    if 'in_channels' in init and len(fwd) == 2:
-        return 'map'
-    return None
 
 
 def attention_ops() -> Dict[str, type]:

@@ -117,3 +117,16 @@ def test_the_maps_are_the_op_weights():
         q, k, _ = op.qkv(x).reshape(1, 42, 3, 2, 8).permute(2, 0, 3, 1, 4)
         attn = ((q * op.scale) @ k.transpose(-2, -1)).softmax(-1)[0, :, 3 * 7 + 3].mean(0)
     torch.testing.assert_close(torch.from_numpy(m.map).reshape(-1), attn)
+
+
+def test_the_new_op_is_a_plugin_for_free():
+    """The guide's step 4: the op, named by its type alone, runs as an NCHW plug-in."""
+    from mmattn.models.plugins import AttentionPlugin
+    torch.manual_seed(0)
+    plugin = AttentionPlugin(64, dict(type='ToyGlobalAttention'), layer_scale_init=1.)
+    assert plugin.attn.num_heads == 2  # the plug-in's rule: heads of >= 32 channels
+    x = torch.randn(1, 64, 9, 11)
+    with torch.no_grad():
+        tokens = plugin.norm(x.flatten(2).transpose(1, 2))
+        ref = x + plugin.attn(tokens, (9, 11)).transpose(1, 2).reshape(1, 64, 9, 11)
+        torch.testing.assert_close(plugin(x), ref)

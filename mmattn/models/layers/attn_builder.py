@@ -25,19 +25,40 @@ import torch.nn as nn
 
 from mmattn.registry import MODELS, build_module
 
-__all__ = ['op_accepts', 'build_attention', 'expand_attn_cfgs']
+__all__ = ['op_accepts', 'op_class', 'op_layout', 'build_attention', 'expand_attn_cfgs']
 
 AttnCfgs = Union[dict, Sequence[Union[dict, Sequence[dict]]]]
 
 
-def op_accepts(cfg: dict, name: str) -> bool:
-    """Whether the op class named by ``cfg['type']`` takes a keyword argument ``name``."""
-    op_type = cfg['type']
+def op_class(op_type: Union[str, type]) -> type:
+    """The class of an op ``type`` (a registered name, ``'mmattn.Name'``, or a class)."""
     cls = op_type if inspect.isclass(op_type) else MODELS.get(op_type)
     if cls is None:
         known = ', '.join(sorted(MODELS.module_dict))
         raise KeyError(f'unknown attention type {op_type!r}; registered types are: {known}')
-    params = inspect.signature(cls.__init__).parameters
+    return cls
+
+
+def op_layout(cls: type) -> Optional[str]:
+    """How an op class is driven, read from its signatures.
+
+    Returns:
+        str | None: ``'tokens'`` (``__init__`` takes ``embed_dims``, ``forward`` takes
+        ``hw_shape``: the contract of STYLE.md section 3), ``'map'`` (``__init__`` takes
+        ``in_channels``, ``forward(x)`` on NCHW maps), or None (neither).
+    """
+    init = inspect.signature(cls.__init__).parameters
+    fwd = list(inspect.signature(cls.forward).parameters)
+    if 'embed_dims' in init and 'hw_shape' in fwd:
+        return 'tokens'
+    if 'in_channels' in init and len(fwd) == 2:
+        return 'map'
+    return None
+
+
+def op_accepts(cfg: dict, name: str) -> bool:
+    """Whether the op class named by ``cfg['type']`` takes a keyword argument ``name``."""
+    params = inspect.signature(op_class(cfg['type']).__init__).parameters
     return name in params or any(p.kind == p.VAR_KEYWORD for p in params.values())
 
 

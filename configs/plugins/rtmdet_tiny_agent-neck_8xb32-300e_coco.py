@@ -1,0 +1,17 @@
+# RTMDet-tiny with Agent Attention (Han et al., ECCV 2024) in the neck: an
+# mmattn.AttentionPlugin on each of the three backbone maps (C3-C5, [96, 192, 384] channels)
+# before CSPNeXtPAFPN. Everything else is MMDetection's rtmdet_tiny_8xb32-300e_coco.py.
+# The plug-ins start as the identity, so the ImageNet CSPNeXt loads unchanged. map_sizes:
+# the C3-C5 maps of a 640 x 640 training crop, from which the op's defaults derive
+# (docs/plugins.md).
+_base_ = './rtmdet_tiny_8xb32-300e_coco.py'
+custom_imports = dict(imports=['mmattn.models'], allow_failed_imports=False)
+model = dict(
+    neck=dict(
+        _delete_=True,
+        type='mmattn.AttentionNeck',
+        neck={{_base_.model.neck}},
+        plugin=dict(attn_cfg=dict(type='AgentAttention')),
+        levels=(0, 1, 2),
+        where='in',
+        map_sizes=(80, 40, 20)))

@@ -1,0 +1,14 @@
+# The twin of configs/plugins/rtmdet_tiny_agent-neck_8xb32-300e_coco.py on the bundled
+# shapes set: rtmdet-tiny_shapes.py plus an mmattn.AttentionPlugin
+# (AgentAttention) on each backbone map before the neck.
+# map_sizes: C3-C5 of a 128 px image.
+_base_ = './rtmdet-tiny_shapes.py'
+model = dict(
+    neck=dict(
+        _delete_=True,
+        type='mmattn.AttentionNeck',
+        neck={{_base_.model.neck}},
+        plugin=dict(attn_cfg=dict(type='AgentAttention')),
+        levels=(0, 1, 2),
+        where='in',
+        map_sizes=(16, 8, 4)))
