@@ -6,7 +6,8 @@ import sys
 
 import pytest
 
-PACKAGES = ['mmattn.models.attentions', 'mmattn.models.backbones', 'mmattn.models.layers']
+PACKAGES = ['mmattn.models.attentions', 'mmattn.models.backbones', 'mmattn.models.layers',
+            'mmattn.models.plugins']
 
 _PROBE = r'''
 import pkgutil, sys, importlib
