@@ -130,6 +130,10 @@ class FocusedLinearAttention(BaseAttention):
             Defaults to ``'bilinear'``.
         compute_order (str): ``'auto'``, ``'linear'`` (``Q (K^T V)``) or ``'quadratic'``
             (``(Q K^T) V``). Defaults to ``'auto'``.
+        lepe_kernel_size (int): Kernel of a depthwise conv over all channels of ``V`` added to
+            the output (CSWin's LePE, the official ``get_v`` of FLatten-CSWin, which has it
+            besides the rank-restoration conv); 0 for none. Needs ``sr_ratio=1``.
+            Defaults to 0.
         init_cfg (dict, optional): Initialisation config. Defaults to None.
     """
 
@@ -146,6 +150,7 @@ class FocusedLinearAttention(BaseAttention):
                  pretrain_hw: Optional[Union[int, Sequence[int]]] = None,
                  pos_interp_mode: str = 'bilinear',
                  compute_order: str = 'auto',
+                 lepe_kernel_size: int = 0,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
         if embed_dims % num_heads:
@@ -159,6 +164,9 @@ class FocusedLinearAttention(BaseAttention):
         if compute_order not in ('auto', 'linear', 'quadratic'):
             raise ValueError(f"compute_order must be 'auto', 'linear' or 'quadratic', "
                              f'got {compute_order!r}')
+        if lepe_kernel_size and sr_ratio > 1:
+            raise ValueError('lepe_kernel_size needs V on the full map: use sr_ratio=1, got '
+                             f'sr_ratio={sr_ratio}')
         self.embed_dims = embed_dims
         self.num_heads = num_heads
         self.head_dims = embed_dims // num_heads
@@ -177,6 +185,9 @@ class FocusedLinearAttention(BaseAttention):
         # One depthwise kernel over a head's channels, applied to every head's V.
         self.dwc = nn.Conv2d(self.head_dims, self.head_dims, kernel_size=kernel_size,
                              padding=kernel_size // 2, groups=self.head_dims)
+        self.lepe = nn.Conv2d(embed_dims, embed_dims, lepe_kernel_size,
+                              padding=lepe_kernel_size // 2,
+                              groups=embed_dims) if lepe_kernel_size else None
         # softplus(0) = log 2: the official initial value of the learned kernel scale.
         self.scale = nn.Parameter(torch.zeros(1, 1, embed_dims))
 
@@ -266,6 +277,7 @@ class FocusedLinearAttention(BaseAttention):
             out = out.transpose(1, 2).reshape(B, N, C).to(x.dtype)
 
         # Rank restoration: depthwise conv over each head's V on its own map.
+        v_tokens = v
         v = v.reshape(B, n, heads, d).transpose(1, 2)  # (B, heads, n, d)
         if n != N:
             # Official behaviour with spatial reduction: linear resampling of the flattened
@@ -274,6 +286,8 @@ class FocusedLinearAttention(BaseAttention):
                               mode='linear').reshape(B, heads, d, N).transpose(-2, -1)
         v = v.reshape(B * heads, H, W, d).permute(0, 3, 1, 2)
         out = out + self.dwc(v).reshape(B, C, N).transpose(1, 2)
+        if self.lepe is not None:
+            out = out + map_to_tokens(self.lepe(tokens_to_map(v_tokens, (H, W))))
 
         return self.proj_drop(self.proj(out))
 
