@@ -145,7 +145,8 @@ class CSWin(BaseBackbone):
         attns = self.build_stage_attentions(attn_cfgs)
 
         self.patch_embed = CSWinStem(in_channels, self.num_features[0])
-        dpr = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        # (on the CPU: the rates are numbers, also when the model is built on the meta device)
+        dpr = torch.linspace(0, drop_path_rate, sum(depths), device='cpu').tolist()
         cur = 0
         self.stages = nn.ModuleList()
         for i in range(self.num_built):

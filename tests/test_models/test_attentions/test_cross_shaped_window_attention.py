@@ -170,7 +170,7 @@ def test_recorded_rows_are_distributions_in_the_stripe():
 
 
 @pytest.mark.parametrize('kwargs, match', [
-    (dict(num_heads=3), 'even'),
+    (dict(embed_dims=18, num_heads=3), 'even'),
     (dict(split_size=0), 'positive'),
     (dict(num_heads=5, split_size=None), 'divisible'),
 ])
