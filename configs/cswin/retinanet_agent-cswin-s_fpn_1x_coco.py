@@ -9,4 +9,4 @@ model = dict(
         drop_path_rate=0.4,
         init_cfg=dict(type='Pretrained',
                       checkpoint='pretrained/agent_cswin_s_mmattn.pth')),
-    neck=dict(in_channels=[64, 128, 256, 512]))
+    neck=dict(in_channels=[128, 256, 512]))

@@ -9,4 +9,4 @@ model = dict(
         drop_path_rate=0.6,
         init_cfg=dict(type='Pretrained',
                       checkpoint='pretrained/flatten_cswin_b_mmattn.pth')),
-    neck=dict(in_channels=[96, 192, 384, 768]))
+    neck=dict(in_channels=[192, 384, 768]))

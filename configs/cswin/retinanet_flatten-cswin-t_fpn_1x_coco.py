@@ -5,7 +5,8 @@
 # No official CSWin RetinaNet config: CSWin's detection optimizer (the paper follows Swin: AdamW
 # lr 1e-4, betas (0.9, 0.999), weight decay 0.05 except on norms) with mmdet's RetinaNet 1x
 # (single-scale 1333x800, steps (8, 11), 500-iter warm-up; FPN from C3 with extra convs on
-# the input); drop path as CSWin's dense configs (T 0.3, S 0.4, B 0.6).
+# the input); drop path as CSWin's dense configs (T 0.3, S 0.4, B 0.6). Stages 2-4 only
+# (out_indices, as mmdet's RetinaNet-Swin): stage 1's output norm would get no gradient.
 _base_ = [
     '../_base_/models/retinanet_fpn.py', '../_base_/datasets/coco_detection.py',
     '../_base_/schedules/schedule_1x.py', '../_base_/default_runtime_det.py'
@@ -16,11 +17,11 @@ model = dict(
         type='mmattn.FLattenCSWin',
         arch='tiny',  # default attn_cfgs: the official layout
         drop_path_rate=0.3,
-        out_indices=(0, 1, 2, 3),
+        out_indices=(1, 2, 3),
         out_norms=True,  # CSWin's dense protocol: a LayerNorm on each output
         init_cfg=dict(type='Pretrained',
                       checkpoint='pretrained/flatten_cswin_t_mmattn.pth')),
-    neck=dict(in_channels=[64, 128, 256, 512], start_level=1, add_extra_convs='on_input'))
+    neck=dict(in_channels=[128, 256, 512], start_level=0, add_extra_convs='on_input'))
 optim_wrapper = dict(
     optimizer=dict(_delete_=True, type='AdamW', lr=0.0001, betas=(0.9, 0.999),
                    weight_decay=0.05),
