@@ -229,7 +229,7 @@ def test_num_workers_zero_turns_persistent_workers_off(capsys):
 
 # --- the recipes end to end, one per family and head -------------------------------------------
 
-#: Every family and every head at least once, in 5 recipes (a recipe per (family, head) pair
+#: Every family and every head at least once, in 6 recipes (a recipe per (family, head) pair
 #: would be 21 and take ~20 min on 2 cores; ``tools/misc/smoke_recipes.py`` runs them all, its
 #: latest table is docs/smoke_recipes.md). Chosen to cover the blockers: an AMP recipe and the
 #: flag label (BiFormer UperNet), URL-initialised ResNets (EANet). They run at a quarter of the
@@ -240,13 +240,14 @@ SMOKE = [
     'biformer/upernet_biformer-t_8xb2-160k_ade20k-512x512.py',
     'shunted/fpn_shunted-t_8xb4-40k_ade20k-512x512.py',
     'external_attention/eanet_r50-d8_4xb4-80k_ade20k-512x512.py',
+    'cswin/fpn_agent-cswin-t_8xb2-40k_ade20k-512x512.py',
 ]
 
 
 def test_smoke_list_covers_every_family_and_head():
     families = {r.split('/')[0] for r in SMOKE}
-    assert families == {'agent_attention', 'biformer', 'external_attention', 'flatten',
-                        'shunted'}
+    assert families == {'agent_attention', 'biformer', 'cswin', 'external_attention',
+                        'flatten', 'shunted'}
     heads = {osp.basename(r).split('_')[0] for r in SMOKE}
     assert {'mask-rcnn', 'retinanet', 'upernet', 'fpn'} <= heads
     assert any(_recipe(r).optim_wrapper.type == 'AmpOptimWrapper' for r in SMOKE)
