@@ -4,7 +4,7 @@ The backbone runs once. Every registered attention op's input is recorded (a for
 pre-hook), and every op built on :class:`~mmattn.models.attentions.BaseAttention` records the
 weights it computes in that very call (``attention_sink``: the op then takes its plain-math
 path and keeps its softmax / kernel weights). For a query token, the op's
-:meth:`~mmattn.models.attentions.BaseAttention.query_maps` turns its weights into maps: agent
+:func:`~mmattn.analysis.query_maps.query_maps` turns its weights into maps: agent
 attention's composite query -> agents -> keys map with the agents, BRA's token weights inside
 the routed regions with their boxes, FLatten's focused-kernel weights, one map per Shunted head
 group, EA's slot responses, the window or global softmax of the others. Nothing here knows
@@ -20,7 +20,9 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from mmattn.models.attentions.base import AttentionWeights, BaseAttention, OpMap
+from mmattn.models.attentions.base import AttentionWeights, BaseAttention
+
+from .query_maps import OpMap, query_maps
 
 __all__ = ['OpMap', 'Record', 'record_attention_calls', 'saliency_maps', 'op_maps',
            'select_records', 'draw']
@@ -106,12 +108,12 @@ def saliency_maps(op: nn.Module, x: torch.Tensor, hw, q: Tuple[int, int]) -> Lis
 
 def op_maps(record: Record, point_frac: Tuple[float, float]) -> List[OpMap]:
     """Maps of one recorded op call for a query at fractional (y, x) of the image: the op's
-    own :meth:`~mmattn.models.attentions.BaseAttention.query_maps` of the weights it recorded,
+    maps (:func:`~mmattn.analysis.query_maps.query_maps`) of the weights it recorded,
     or the saliency fallback."""
     q = _query_index(record.hw, point_frac)
     if record.weights:
         with torch.no_grad():
-            return record.op.query_maps(record.weights, q)
+            return query_maps(record.op, record.weights, q)
     return saliency_maps(record.op, record.x, record.hw, q)
 
 

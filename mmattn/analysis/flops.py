@@ -11,12 +11,14 @@ the bilinear/nearest resizes are counted by MMEngine's default handles; element-
 (softmax, activations, additions) are not counted, as in fvcore.
 """
 import string
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from math import prod
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from mmengine.analysis import FlopAnalyzer
 from mmengine.analysis.jit_handles import get_shape
 
@@ -141,6 +143,53 @@ class FlopsResult:
         return {k: v for k, v in self.unsupported.items() if k in PRODUCT_OPS}
 
 
+def agent_biases_as_resizes(op, hw_shape: Sequence[int]) -> Tuple[torch.Tensor, torch.Tensor]:
+    """``AgentAttention.agent_biases`` as the official code computes them: ``F.interpolate``
+    of each table to the map, then of the agent grid (same values as the op's matrix
+    products). The papers' FLOPs count these resizes as element-wise work, not the products."""
+    heads, n = op.num_heads, op.agent_num
+    h0, w0 = op.pretrain_hw
+    size = tuple(hw_shape)
+
+    def resize(t):
+        return t if tuple(t.shape[-2:]) == size else F.interpolate(
+            t, size=size, mode='bilinear', align_corners=False)
+
+    def agents(t):  # (heads, n, H, W) -> (heads, A', HW)
+        if tuple(op.agent_shape) == tuple(op.pretrain_grid):
+            return t.reshape(heads, n, -1)
+        t = t.reshape(heads, *op.pretrain_grid, -1).permute(0, 3, 1, 2)
+        t = F.interpolate(t, size=tuple(op.agent_shape), mode='bilinear', align_corners=False)
+        return t.flatten(2).transpose(1, 2)
+
+    an = resize(op.an_bias) + resize((op.ah_bias + op.aw_bias).reshape(heads, n, h0, w0))
+    na = resize(op.na_bias) + resize(
+        (op.ha_bias + op.wa_bias).reshape(heads, h0, w0, n).permute(0, 3, 1, 2))
+    return agents(an), agents(na).transpose(1, 2)
+
+
+@contextmanager
+def papers_formulation(model: nn.Module) -> Iterator[nn.Module]:
+    """Within the block, the ops of ``model`` compute what the papers count.
+
+    Agent attention takes its math path with the official bias resizes
+    (:func:`agent_biases_as_resizes`) instead of its CPU path, which folds the biases into
+    the logits' GEMMs (extra products the papers do not have).
+    """
+    from mmattn.models.attentions import AgentAttention
+    ops = [m for m in model.modules() if isinstance(m, AgentAttention)]
+    saved = [op.fused_attn for op in ops]
+    for op in ops:
+        op.fused_attn = False
+        op.agent_biases = lambda hw, op=op: agent_biases_as_resizes(op, hw)
+    try:
+        yield model
+    finally:
+        for op, fused in zip(ops, saved):
+            op.fused_attn = fused
+            del op.agent_biases
+
+
 def make_analyzer(model: nn.Module, inputs: Tuple) -> FlopAnalyzer:
     """An MMEngine :class:`FlopAnalyzer` with mmattn's attention handles installed."""
     analyzer = FlopAnalyzer(model, inputs)
@@ -169,7 +218,7 @@ def count_flops(model: nn.Module, inputs, by_module: bool = False) -> FlopsResul
     if not isinstance(inputs, tuple):
         inputs = (inputs, )
     analyzer = make_analyzer(model, inputs)
-    with torch.no_grad():
+    with torch.no_grad(), papers_formulation(model):
         total = int(analyzer.total())
         ops = {k: int(v) for k, v in analyzer.by_operator().items()}
         modules = ({k: int(v) for k, v in analyzer.by_module().items()} if by_module else {})

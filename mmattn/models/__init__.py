@@ -1,7 +1,7 @@
 """mmattn models. Importing this package registers all of them in the ``mmattn`` scope.
 
-Configs load it with ``custom_imports = dict(imports=['mmattn.models'])``.
+Configs load it with ``custom_imports = dict(imports=['mmattn.models'])``. The training
+machinery (``mmattn.engine``, e.g. ``CPUAmpOptimWrapper``) is found by the registries'
+``locations`` when a config names it, so the models do not import it.
 """
-from mmattn import engine  # noqa: F401  (CPUAmpOptimWrapper)
-
 from . import attentions, backbones, layers  # noqa: F401

@@ -14,7 +14,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from mmattn.analysis.flops import count_flops, einsum_macs
+from mmattn.analysis.flops import (
+    agent_biases_as_resizes,
+    count_flops,
+    einsum_macs,
+    papers_formulation,
+)
 from mmattn.analysis.ops import attention_ops, build_op
 
 C, HEADS = 32, 2
@@ -164,15 +169,10 @@ def test_every_op_agrees_with_torch_dispatch_counter(name):
     x, hw = torch.randn(1, 15 * 17, C), (15, 17)
     res = count_flops(op, (x, hw))
     assert res.uncounted_products == {}, res.unsupported
-    if hasattr(op, '_interpolated_biases'):
-        # AgentAttention: the FLOP counter traces the official bias formulation (resizes,
-        # which are no products; see AgentAttention._interpolated_biases), eager runs the
-        # equal matrix products; count the eager run in the traced formulation too (on the
-        # math path: the CPU fast path folds the biases into the logits' GEMMs instead)
-        op.agent_biases = op._interpolated_biases
-        op.fused_attn = False
+    # AgentAttention: the FLOP counter traces the official bias formulation (resizes, no
+    # products; see papers_formulation); count the eager run in that formulation too
     with FlopCounterMode(display=False) as counter, sdpa_kernel(SDPBackend.MATH), \
-            torch.no_grad():
+            torch.no_grad(), papers_formulation(op):
         op(x, hw)
     ours = sum(v for k, v in res.by_operator.items() if k in PRODUCT_KEYS)
     assert ours == counter.get_total_flops() // 2, res.by_operator
@@ -199,3 +199,19 @@ def test_get_flops_tool(tool, tmp_path):
          '96', '--backbone-only', '--json', back)
     bb = json.loads(back.read_text())
     assert 0 < bb['flops'] < res['flops'] and 0 < bb['params'] < res['params']
+
+
+@pytest.mark.parametrize('agent_shape', [None, (5, 4)])
+def test_counted_agent_biases_equal_the_ops(agent_shape):
+    """The formulation the counter traces gives the op's own biases (float64), and the op is
+    restored after counting."""
+    from mmattn.models.attentions import AgentAttention
+    op = AgentAttention(32, 2, pretrain_hw=(7, 6), agent_num=9, agent_shape=agent_shape).double()
+    for p in op.parameters():
+        torch.nn.init.normal_(p)
+    for hw in [(7, 6), (11, 9)]:
+        for ours, official in zip(op.agent_biases(hw), agent_biases_as_resizes(op, hw)):
+            torch.testing.assert_close(ours, official, rtol=0, atol=1e-12)
+    with papers_formulation(op):
+        assert op.fused_attn is False
+    assert op.fused_attn is True and 'agent_biases' not in vars(op)

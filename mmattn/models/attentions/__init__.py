@@ -1,20 +1,26 @@
-"""Importing this package registers every module in it and exports their public names.
+"""The attention ops: token mixers with the contract ``op(x, hw_shape)`` on ``(B, H*W, C)``.
 
-Each file registers its classes with a decorator and lists its public names in ``__all__``;
-a new file needs no edit here: it is imported, registered and exported by :func:`_import_all`.
+Importing this package registers every op in the ``mmattn`` scope. A new op file is imported
+here and its registered classes are added to ``__all__``.
 """
-import importlib
-import pkgutil
+from . import bra_flex  # noqa: F401  (BRA's optional block-sparse path; helpers only)
+from .agent_attention import AgentAttention
+from .base import AttentionWeights, BaseAttention, capture_attention
+from .bi_level_routing_attention import BiLevelRoutingAttention, GlobalAttentionLePE
+from .cross_shaped_window_attention import CSWinAttention
+from .external_attention import (
+                                 ExternalAttention,
+                                 ExternalAttentionBlock,
+                                 MultiHeadExternalAttention,
+)
+from .focused_linear_attention import FocusedLinearAttention
+from .shift_window_msa import ShiftWindowMSA
+from .shunted_self_attention import ShuntedSelfAttention
+from .spatial_reduction_attention import SpatialReductionAttention
 
-
-def _import_all() -> list:
-    names = []
-    for info in sorted(pkgutil.iter_modules(__path__), key=lambda i: i.name):
-        module = importlib.import_module(f'{__name__}.{info.name}')
-        for name in getattr(module, '__all__', ()):
-            globals()[name] = getattr(module, name)
-            names.append(name)
-    return names
-
-
-__all__ = _import_all()
+__all__ = [
+    'AgentAttention', 'AttentionWeights', 'BaseAttention', 'BiLevelRoutingAttention',
+    'CSWinAttention', 'ExternalAttention', 'ExternalAttentionBlock', 'FocusedLinearAttention',
+    'GlobalAttentionLePE', 'MultiHeadExternalAttention', 'ShiftWindowMSA',
+    'ShuntedSelfAttention', 'SpatialReductionAttention', 'capture_attention'
+]

@@ -12,6 +12,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from mmengine.model.weight_init import trunc_normal_
+from mmengine.utils import to_2tuple
 
 from mmattn.models.layers.concat_matmul import concat_matmul
 from mmattn.models.layers.interpolate import bilinear_matrix, linear_interp_matrix
@@ -23,9 +24,9 @@ from .base import AttentionWeights, BaseAttention
 
 __all__ = ['AgentAttention']
 
-# The bases are (HW, K) tables, K = 49 + h0 + w0 (77 to 161): 10 MiB at a 128x128 stage map,
-# 40 MiB at COCO's 200x304. Every block of a stage shares its stage's basis, so a fixed-size run
-# keeps one per stage; sizes that change per image rebuild theirs once per forward.
+# The bases are (HW, K) tables, K = 49 + h0 + w0. Every block of a stage shares its stage's
+# basis, so a fixed-size run keeps one per stage; the largest (detection sizes, which change
+# per image) are rebuilt once per forward instead of kept.
 _BASES = SizeKeyedCache(max_entries=8, max_bytes=64 << 20)
 
 
@@ -40,15 +41,6 @@ def _bias_basis(table_hw: Tuple[int, int], pretrain_hw: Tuple[int, int],
     cols = linear_interp_matrix(w0, w, dtype, device)  # (W, w0)
     return torch.cat([cells, rows[:, None].expand(h, w, h0).reshape(h * w, h0),
                       cols[None].expand(h, w, w0).reshape(h * w, w0)], 1)
-
-
-def _pair(x: Union[int, Sequence[int]]) -> Tuple[int, int]:
-    if isinstance(x, int):
-        return (x, x)
-    x = tuple(int(v) for v in x)
-    if len(x) != 2:
-        raise ValueError(f'expected an int or a pair, got {x}')
-    return x
 
 
 @MODELS.register_module()
@@ -112,19 +104,15 @@ class AgentAttention(BaseAttention):
                  fused_attn: bool = True,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
-        if embed_dims % num_heads != 0:
-            raise ValueError(f'embed_dims {embed_dims} is not divisible by num_heads {num_heads}')
+        self.init_heads(embed_dims, num_heads, qk_scale)
         side = math.isqrt(int(agent_num))
         if side * side != agent_num:
             raise ValueError(f'agent_num must be a perfect square, got {agent_num}')
-        self.embed_dims = embed_dims
-        self.num_heads = num_heads
-        self.head_dims = embed_dims // num_heads
-        self.scale = qk_scale or self.head_dims**-0.5
-        self.pretrain_hw = _pair(pretrain_hw)
+        self.pretrain_hw = to_2tuple(pretrain_hw)
         self.agent_num = int(agent_num)
         self.pretrain_grid = (side, side)
-        self.agent_shape = _pair(agent_shape) if agent_shape is not None else self.pretrain_grid
+        self.agent_shape = to_2tuple(agent_shape) if agent_shape is not None \
+            else self.pretrain_grid
         self.with_bias = with_bias
         self.fused_attn = fused_attn
         self.attn_drop_rate = attn_drop_rate
@@ -210,36 +198,8 @@ class AgentAttention(BaseAttention):
             tuple[Tensor, Tensor]: ``(heads, A', HW)`` for aggregation and ``(heads, HW, A')``
             for broadcast.
         """
-        if torch.jit.is_tracing():
-            return self._interpolated_biases(hw_shape)
         p_pos, p_agent, basis = self.bias_factors(hw_shape)
         return p_pos @ basis.t(), basis @ p_agent.transpose(1, 2)
-
-    def _interpolated_biases(self, hw_shape: Tuple[int, int]) -> Tuple[torch.Tensor, torch.Tensor]:
-        """:meth:`agent_biases` as the official code computes them (``F.interpolate`` of each
-        table, then of the agent grid). Used only while tracing, i.e. by the FLOP counter: the
-        papers' FLOPs count these resizes (as elementwise work), not the matrix products that
-        give the same numbers, so counts stay comparable with the published ones."""
-        heads, n = self.num_heads, self.agent_num
-        h0, w0 = self.pretrain_hw
-        size = tuple(hw_shape)
-
-        def resize(t):
-            return t if tuple(t.shape[-2:]) == size else F.interpolate(
-                t, size=size, mode='bilinear', align_corners=False)
-
-        def agents(t):  # (heads, n, H, W) -> (heads, A', HW)
-            if tuple(self.agent_shape) == tuple(self.pretrain_grid):
-                return t.reshape(heads, n, -1)
-            t = t.reshape(heads, *self.pretrain_grid, -1).permute(0, 3, 1, 2)
-            t = F.interpolate(t, size=tuple(self.agent_shape), mode='bilinear',
-                              align_corners=False)
-            return t.flatten(2).transpose(1, 2)
-
-        an = resize(self.an_bias) + resize((self.ah_bias + self.aw_bias).reshape(heads, n, h0, w0))
-        na = resize(self.na_bias) + resize(
-            (self.ha_bias + self.wa_bias).reshape(heads, h0, w0, n).permute(0, 3, 1, 2))
-        return agents(an), agents(na).transpose(1, 2)
 
     @staticmethod
     def _softmax(q, k, bias, scale):
@@ -269,30 +229,12 @@ class AgentAttention(BaseAttention):
         k = k.reshape(b, n, heads, d).transpose(1, 2)
         v = v.reshape(b, n, heads, d).transpose(1, 2)
 
-        fused = self.fused_attn and not self.recording
-        # (not while tracing: the FLOP counter counts the official resizes, agent_biases)
-        folded = fused and q.device.type == 'cpu' and not torch.jit.is_tracing()
-        pos_bias = agent_bias = None
-        if self.with_bias and not folded:
-            pos_bias, agent_bias = (t.to(q.dtype) for t in self.agent_biases((h, w)))
-        if folded:
+        if self.recording or not self.fused_attn:
+            out = self._math_attention(q, k, v, agents, (h, w))
+        elif q.device.type == 'cpu':
             out = self._folded_attention(q, k, v, agents, (h, w))
-        elif fused:
-            p = self.attn_drop_rate if self.training else 0.
-            agent_v = F.scaled_dot_product_attention(
-                agents, k, v, attn_mask=pos_bias, dropout_p=p, scale=self.scale)
-            out = F.scaled_dot_product_attention(
-                q, agents, agent_v, attn_mask=agent_bias, dropout_p=p, scale=self.scale)
         else:
-            agent_attn = self._softmax(agents, k, pos_bias, self.scale)  # (B, heads, A', N)
-            agent_v = self.attn_drop(agent_attn) @ v
-            q_attn = self._softmax(q, agents, agent_bias, self.scale)  # (B, heads, N, A')
-            out = self.attn_drop(q_attn) @ agent_v
-            if self.recording:
-                grid = tuple(self.agent_shape)
-                self.emit(AttentionWeights(
-                    'agent composite (q->agents->keys)', q_attn, (h, w), grid,
-                    then=AttentionWeights('agent aggregation', agent_attn, grid, (h, w))))
+            out = self._sdpa_attention(q, k, v, agents, (h, w))
 
         out = out.transpose(1, 2).reshape(b, n, c)
         # Diversity restoration: depthwise conv on V laid out as an image.
@@ -300,9 +242,40 @@ class AgentAttention(BaseAttention):
         out = out + map_to_tokens(self.dwc(v_img))
         return self.proj_drop(self.proj(out))
 
+    def _math_attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                        agents: torch.Tensor, hw_shape: Tuple[int, int]) -> torch.Tensor:
+        """The reference: both softmaxes written out with the biases of :meth:`agent_biases`
+        (and the weights handed to a recording tool). ``q, k, v``: ``(B, heads, N, d)``;
+        ``agents``: ``(B, heads, A', d)``; returns ``(B, heads, N, d)``."""
+        pos_bias = agent_bias = None
+        if self.with_bias:
+            pos_bias, agent_bias = (t.to(q.dtype) for t in self.agent_biases(hw_shape))
+        agent_attn = self._softmax(agents, k, pos_bias, self.scale)  # (B, heads, A', N)
+        agent_v = self.attn_drop(agent_attn) @ v
+        q_attn = self._softmax(q, agents, agent_bias, self.scale)  # (B, heads, N, A')
+        if self.recording:
+            grid = tuple(self.agent_shape)
+            self.emit(AttentionWeights(
+                'agent composite (q->agents->keys)', q_attn, tuple(hw_shape), grid,
+                then=AttentionWeights('agent aggregation', agent_attn, grid, tuple(hw_shape))))
+        return self.attn_drop(q_attn) @ agent_v
+
+    def _sdpa_attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                        agents: torch.Tensor, hw_shape: Tuple[int, int]) -> torch.Tensor:
+        """The GPU path: :meth:`_math_attention` as two fused SDPA calls, the biases as
+        additive masks."""
+        pos_bias = agent_bias = None
+        if self.with_bias:
+            pos_bias, agent_bias = (t.to(q.dtype) for t in self.agent_biases(hw_shape))
+        p = self.attn_drop_rate if self.training else 0.
+        agent_v = F.scaled_dot_product_attention(
+            agents, k, v, attn_mask=pos_bias, dropout_p=p, scale=self.scale)
+        return F.scaled_dot_product_attention(
+            q, agents, agent_v, attn_mask=agent_bias, dropout_p=p, scale=self.scale)
+
     def _folded_attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                           agents: torch.Tensor, hw_shape: Tuple[int, int]) -> torch.Tensor:
-        """The CPU path: both softmaxes with the biases folded into the logits' GEMMs
+        """The CPU path: :meth:`_math_attention` with the biases folded into the logits' GEMMs
         (:func:`concat_matmul` of the :meth:`bias_factors`), so no bias-sized tensor is made,
         and no float mask for CPU SDPA to scan for fully masked rows on every call.
         ``q, k, v``: ``(B, heads, N, d)``; ``agents``: ``(B, heads, A', d)``."""
@@ -318,21 +291,3 @@ class AgentAttention(BaseAttention):
         logits = concat_matmul(q, agents, basis, p_agent.expand(b, -1, -1, -1)) \
             if self.with_bias else q @ agents.transpose(-2, -1)
         return self.attn_drop(logits.softmax(-1)) @ agent_v
-
-    def query_maps(self, records, query):
-        """The composite map (query -> agents -> keys), with the agents drawn at the centres
-        of their pooling cells, sized by the query's weight on each."""
-        maps = []
-        for rec in records:
-            (omap, ) = super().query_maps([rec], query)
-            h, w = rec.query_hw
-            gh, gw = rec.key_hw
-            weights = rec.weights[0, :, query[0] * w + query[1]].mean(0)  # (A',)
-            for a in range(gh * gw):
-                i, j = divmod(a, gw)
-                # centre of adaptive pooling cell (i, j) in token coordinates
-                r0, r1 = math.floor(i * h / gh), math.ceil((i + 1) * h / gh)
-                c0, c1 = math.floor(j * w / gw), math.ceil((j + 1) * w / gw)
-                omap.points.append(((r0 + r1) / 2 - .5, (c0 + c1) / 2 - .5, float(weights[a])))
-            maps.append(omap)
-        return maps

@@ -8,10 +8,9 @@ Ops subclass :class:`BaseAttention` (optional: any registered module with
 - **attention weights, from the op itself.** While :attr:`BaseAttention.attention_sink` is a
   list (the tools set it; see :func:`capture_attention`), each call of the op runs its
   plain-math path (never the fused kernel, which keeps no weights) and appends the weights it
-  actually computed as :class:`AttentionWeights`. :meth:`BaseAttention.query_maps` turns them
-  into per-query maps (:class:`OpMap`) for drawing; ops override it only to add overlays
-  (agents, routed regions) or derived views. Recording is off by default and then costs one
-  attribute check per call.
+  actually computed as :class:`AttentionWeights` (op-specific facts in ``meta``). The drawing
+  tools (``mmattn/analysis/query_maps.py``) turn them into per-query maps. Recording is off by
+  default and then costs one attribute check per call.
 
 An op without recording still gets every tool: FLOPs and scaling need only registration, and
 the attention-map tool falls back to an input-gradient saliency map.
@@ -20,14 +19,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
-import numpy as np
 import torch
 import torch.nn as nn
 from mmengine.model import BaseModule
 
 from mmattn.models.layers.tokens import check_tokens
 
-__all__ = ['AttentionWeights', 'OpMap', 'BaseAttention', 'capture_attention']
+__all__ = ['AttentionWeights', 'BaseAttention', 'capture_attention']
 
 
 @dataclass
@@ -51,7 +49,7 @@ class AttentionWeights:
         valid_hw (tuple[int, int], optional): The part of ``key_hw`` on the image (window and
             region ops pad the map at the bottom/right). Defaults to ``key_hw``.
         then (AttentionWeights, optional): The next factor of a product.
-        meta (dict): Op-specific facts for :meth:`BaseAttention.query_maps` overlays.
+        meta (dict): Op-specific facts for the drawing tools' overlays.
     """
     title: str
     weights: torch.Tensor
@@ -84,22 +82,6 @@ class AttentionWeights:
         return last.key_hw, last.valid_hw or last.key_hw
 
 
-@dataclass
-class OpMap:
-    """One panel: a map over the grid ``map.shape`` plus optional overlays.
-
-    Attributes:
-        title (str): Panel title.
-        map (np.ndarray): ``(h, w)`` weights; the grid covers the whole image.
-        points (list): ``(row, col, weight)`` markers in grid coordinates (cell centres).
-        boxes (list): ``(row0, col0, row1, col1)`` rectangles in grid coordinates.
-    """
-    title: str
-    map: np.ndarray
-    points: List[Tuple[float, float, float]] = field(default_factory=list)
-    boxes: List[Tuple[float, float, float, float]] = field(default_factory=list)
-
-
 class BaseAttention(BaseModule):
     """Base of the attention ops: input check and recording of the computed weights."""
 
@@ -110,6 +92,19 @@ class BaseAttention(BaseModule):
     def recording(self) -> bool:
         """Whether this call must keep its weights (and therefore run the math path)."""
         return self.attention_sink is not None
+
+    def init_heads(self, embed_dims: int, num_heads: int, qk_scale: Optional[float] = None,
+                   qk_dims: Optional[int] = None) -> None:
+        """Check the head split and set ``embed_dims``, ``num_heads``, ``head_dims`` and
+        ``scale`` (``qk_scale``, default ``(qk_dims / num_heads) ** -0.5``)."""
+        qk_dims = qk_dims or embed_dims
+        if embed_dims % num_heads or qk_dims % num_heads:
+            raise ValueError(f'{type(self).__name__}: embed_dims ({embed_dims}) and qk_dims '
+                             f'({qk_dims}) must be divisible by num_heads ({num_heads}); '
+                             'change num_heads or the widths')
+        self.embed_dims, self.num_heads = embed_dims, num_heads
+        self.head_dims = embed_dims // num_heads
+        self.scale = qk_scale or (qk_dims // num_heads)**-0.5
 
     def check_input(self, x: torch.Tensor, hw_shape: Sequence[int]) -> Tuple[int, int]:
         """``(H, W)`` of valid ``(B, H*W, C)`` tokens; ``ValueError`` otherwise."""
@@ -124,21 +119,6 @@ class BaseAttention(BaseModule):
                 nxt.weights = nxt.weights.detach()
                 nxt = nxt.then
             self.attention_sink.append(weights)
-
-    def query_maps(self, records: Sequence[AttentionWeights],
-                   query: Tuple[int, int]) -> List[OpMap]:
-        """Maps of the query token ``query`` (row, col of the op's map), one per record.
-
-        Each map is the head-average of the query's row, on the last grid of the record,
-        cropped to the image.
-        """
-        maps = []
-        for rec in records:
-            key_hw, valid = rec.end_grid()
-            q = query[0] * rec.query_hw[1] + query[1]
-            row = rec.row(q).mean(0).reshape(key_hw)[:valid[0], :valid[1]]
-            maps.append(OpMap(rec.title, row.float().cpu().numpy()))
-        return maps
 
 
 @contextmanager

@@ -87,9 +87,8 @@ class BiLevelRoutingAttention(BaseAttention):
         proj_drop_rate (float): Dropout after the output projection. Defaults to 0.
         fused_attn (bool, optional): Gather-once + fused SDPA path instead of the lean loop.
             None (default) picks by device: fused on CUDA, where the lean loop's ``topk``
-            small kernels per block cost more than the copies (measured on an H200, fp16
-            AMP, BiFormer-S at 512x512: the loop ran at 0.39x the official op's inference
-            speed), lean elsewhere, where it is the leaner in memory.
+            small kernels per block cost more than the copies (docs/benchmark.md), lean
+            elsewhere, where it is the leaner in memory.
         init_cfg (dict, optional): Initialisation config. Defaults to None.
     """
 
@@ -110,9 +109,7 @@ class BiLevelRoutingAttention(BaseAttention):
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
         qk_dims = qk_dims or embed_dims
-        if qk_dims % num_heads or embed_dims % num_heads:
-            raise ValueError(f'qk_dims ({qk_dims}) and embed_dims ({embed_dims}) must be '
-                             f'divisible by num_heads ({num_heads})')
+        self.init_heads(embed_dims, num_heads, qk_scale, qk_dims)
         if topk < 1 or n_win < 1:
             raise ValueError(f'BRA needs topk >= 1 and n_win >= 1, got {topk}, {n_win}; use '
                              'GlobalAttentionLePE for the topk=-2 stages')
@@ -120,12 +117,10 @@ class BiLevelRoutingAttention(BaseAttention):
             # NOTE: the official op raises NotImplementedError here ("hard" routing): hard
             # top-k indices alone carry no gradient.
             raise ValueError('diff_routing=True needs soft_routing=True')
-        self.embed_dims = embed_dims
-        self.num_heads = num_heads
         self.n_win = n_win
         self.topk = topk
         self.qk_dims = qk_dims
-        self.scale = qk_scale or qk_dims**-0.5
+        self.scale = qk_scale or qk_dims**-0.5  # NOTE: the full qk_dims, as the official code
         self.diff_routing = diff_routing
         self.soft_routing = soft_routing
         self.fused_attn = fused_attn
@@ -207,8 +202,8 @@ class BiLevelRoutingAttention(BaseAttention):
         Its gradient is an ``index_add`` into ``t``'s own shape, unlike ``torch.gather`` on the
         official ``(B, P, P, ...)`` expanded view whose gradient is ``P`` times larger.
         NOTE: not ``t[batch, idx]``: advanced indexing's backward (``index_put_`` with
-        accumulation) sorts the indices on CUDA, which made BiFormer's training step 3x
-        slower than the official one on an H200; ``index_select``'s backward adds atomically.
+        accumulation) sorts the indices on CUDA, a slow path; ``index_select``'s backward adds
+        atomically.
         """
         b, p = t.shape[:2]
         offset = torch.arange(b, device=t.device).view(-1, *([1] * (idx.dim() - 1))) * p
@@ -228,10 +223,9 @@ class BiLevelRoutingAttention(BaseAttention):
             if self.soft_routing:
                 k_j = k_j * r_weight[..., j, None, None, None]
             logits.append(q @ k_j.transpose(-2, -1))  # (B, P, heads, w2, w2)
-        # (B, P, heads, w2, topk*w2). Memory: the logits are the op's largest tensor (32 MiB
-        # in BiFormer-S's first stage at 512x512), so no copy of them is kept alongside: no
-        # ``cat`` of a single rank, the list dropped before the softmax, and without autograd
-        # the softmax runs in place (three logit-sized tensors were alive at the peak).
+        # (B, P, heads, w2, topk*w2). The logits are the op's largest tensor, so no copy of
+        # them is kept alongside: no ``cat`` of a single rank, the list dropped before the
+        # softmax, and without autograd the softmax runs in place.
         attn = logits[0] if topk == 1 else torch.cat(logits, dim=-1)
         del logits
         if attn.requires_grad:  # autograd needs the softmax's own output
@@ -272,18 +266,6 @@ class BiLevelRoutingAttention(BaseAttention):
             f'BRA: top-{r_idx.shape[-1]} routed regions', rows[:, :, valid], (h, w), (hp, wp),
             key_index=key_index[:, valid], valid_hw=(h, w),
             meta=dict(r_idx=r_idx.detach(), region_hw=(rh, rw), n_win=s)))
-
-    def query_maps(self, records, query):
-        """The query's token weights inside its routed regions, with the regions as boxes."""
-        maps = super().query_maps(records, query)
-        for rec, omap in zip(records, maps):
-            rh, rw = rec.meta['region_hw']
-            s = rec.meta['n_win']
-            region = (query[0] // rh) * s + query[1] // rw
-            for p in rec.meta['r_idx'][0, region].tolist():
-                omap.boxes.append(((p // s) * rh - .5, (p % s) * rw - .5, (p // s + 1) * rh - .5,
-                                   (p % s + 1) * rw - .5))
-        return maps
 
     def _attend_fused(self, q, k, v, r_idx, r_weight):
         """Gather the routed regions once, then fused scaled-dot-product attention."""
@@ -336,11 +318,7 @@ class GlobalAttentionLePE(BaseAttention):
                  fused_attn: bool = True,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
-        if embed_dims % num_heads:
-            raise ValueError(f'embed_dims ({embed_dims}) must be divisible by num_heads '
-                             f'({num_heads})')
-        self.num_heads = num_heads
-        self.scale = qk_scale or (embed_dims // num_heads)**-0.5
+        self.init_heads(embed_dims, num_heads, qk_scale)
         self.fused_attn = fused_attn
         self.attn_drop_rate = attn_drop_rate
         self.qkv = nn.Linear(embed_dims, 3 * embed_dims, bias=qkv_bias)

@@ -5,7 +5,7 @@ arXiv 2107.00652. Official code: https://github.com/microsoft/CSWin-Transformer
 (``models/cswin.py`` for ImageNet, ``segmentation/backbone/cswin_transformer.py`` for the dense
 backbone, whose padding for any ``H, W`` this op follows).
 """
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from mmattn.registry import MODELS
 
-from .base import AttentionWeights, BaseAttention, OpMap
+from .base import AttentionWeights, BaseAttention
 
 __all__ = ['CSWinAttention', 'stripe_layout']
 
@@ -81,8 +81,7 @@ class CSWinAttention(BaseAttention):
                  fused_attn: bool = True,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
-        if embed_dims % num_heads:
-            raise ValueError(f'embed_dims {embed_dims} is not divisible by num_heads {num_heads}')
+        self.init_heads(embed_dims, num_heads, qk_scale)
         if split_size is not None:
             if int(split_size) < 1:
                 raise ValueError(f'split_size must be a positive int or None (global), '
@@ -92,10 +91,7 @@ class CSWinAttention(BaseAttention):
                                  f'vertical stripes: num_heads must be even, got {num_heads} '
                                  '(or use split_size=None for global attention)')
             split_size = int(split_size)
-        self.embed_dims, self.num_heads = embed_dims, num_heads
-        self.head_dims = embed_dims // num_heads
         self.split_size = split_size
-        self.scale = qk_scale or self.head_dims**-0.5
         self.fused_attn = fused_attn
         self.attn_drop_rate = attn_drop_rate
 
@@ -170,7 +166,8 @@ class CSWinAttention(BaseAttention):
                       hw_pad: Tuple[int, int], stripe: Tuple[int, int], offset: Tuple[int, int],
                       name: str) -> None:
         """Record ``attn`` ``(B * nS, heads, t, t)`` as rows of the ``H * W`` queries over the
-        padded map (key indices into it; ``meta['offset']``: where the image starts)."""
+        padded map (key indices into it; ``meta['offset']``: where the image starts, since the
+        padding is split between both sides; ``mmattn/analysis/query_maps.py`` crops there)."""
         (h, w), (hp, wp), (sh, sw) = hw, hw_pad, stripe
         heads, t = attn.shape[1], attn.shape[-1]
         pos = torch.arange(hp * wp, device=attn.device).reshape(hp // sh, sh, wp // sw, sw)
@@ -186,16 +183,3 @@ class CSWinAttention(BaseAttention):
         self.emit(AttentionWeights(f'CSWin {name} stripes ({sh}x{sw})', rows[:, :, valid],
                                    (h, w), (hp, wp), key_index=keys[valid], valid_hw=(h, w),
                                    meta=dict(offset=offset)))
-
-    def query_maps(self, records: Sequence[AttentionWeights],
-                   query: Tuple[int, int]) -> List[OpMap]:
-        """Per branch, the query's stripe weights cropped to the image (the padding is split
-        between both sides, so the crop starts at ``meta['offset']``)."""
-        maps = []
-        for rec in records:
-            top, left = rec.meta.get('offset', (0, 0))
-            h, w = rec.query_hw
-            q = query[0] * w + query[1]
-            row = rec.row(q).mean(0).reshape(rec.key_hw)[top:top + h, left:left + w]
-            maps.append(OpMap(rec.title, row.float().cpu().numpy()))
-        return maps

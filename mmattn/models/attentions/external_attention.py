@@ -28,7 +28,7 @@ from mmcv.cnn import build_activation_layer, build_norm_layer
 
 from mmattn.registry import MODELS
 
-from .base import AttentionWeights, BaseAttention, OpMap
+from .base import AttentionWeights, BaseAttention
 
 __all__ = ['ExternalAttention', 'ExternalAttentionBlock', 'MultiHeadExternalAttention',
            'double_normalise']
@@ -60,32 +60,13 @@ def double_normalise(logits: torch.Tensor, token_dim: int, slot_dim: int,
 
 
 class _SlotMaps:
-    """Recording and maps of external attention (token -> memory slot weights)."""
+    """Recording of external attention's weights (token -> memory slot)."""
 
     def _emit_slots(self, attn: torch.Tensor, hw) -> None:
         """``attn`` (B, heads, N, S): the double-normalised weights of this call."""
         self.emit(AttentionWeights(
             'EA composite sum_s A[q,s] A[:,s]', attn, tuple(hw), None,
             then=AttentionWeights('slots', attn.transpose(-2, -1), None, tuple(hw))))
-
-    def query_maps(self, records, query, top: int = 2):
-        """The composite ``sum_s A[q, s] A[:, s]`` (normalised), and the responses of the
-        query's ``top`` strongest slots."""
-        maps = []
-        for rec in records:
-            h, w = rec.query_hw
-            attn = rec.weights[0]  # (heads, N, S)
-            q_slots = attn[:, query[0] * w + query[1]]  # (heads, S)
-            composite = rec.row(query[0] * w + query[1]).mean(0)
-            composite = composite / composite.sum().clamp_min(1e-12)
-            maps.append(OpMap(rec.title, composite.reshape(h, w).float().cpu().numpy()))
-            slot_w = q_slots.mean(0)
-            for s in slot_w.topk(min(top, slot_w.numel())).indices.tolist():
-                resp = attn[:, :, s].mean(0)
-                resp = resp / resp.sum().clamp_min(1e-12)
-                maps.append(OpMap(f'EA slot {s} response (weight {float(slot_w[s]):.2f})',
-                                  resp.reshape(h, w).float().cpu().numpy()))
-        return maps
 
 
 @MODELS.register_module()
@@ -179,7 +160,7 @@ class ExternalAttention(_SlotMaps, BaseAttention):
         """
         if self.init_cfg is None:
             self._init_official()
-            self._is_init = True
+            self.is_init = True
         else:
             super().init_weights()
 
@@ -286,12 +267,8 @@ class MultiHeadExternalAttention(_SlotMaps, BaseAttention):
         super().__init__(init_cfg=init_cfg)
         if qk_scale is not None:
             raise ValueError('external attention has no logit scale; qk_scale must be None')
-        if embed_dims % num_heads != 0:
-            raise ValueError(f'embed_dims ({embed_dims}) must be divisible by num_heads '
-                             f'({num_heads})')
-        self.embed_dims = embed_dims
+        self.init_heads(embed_dims, num_heads)
         self.num_heads = num_heads * expand_ratio
-        self.head_dims = embed_dims // num_heads
         self.num_slots = num_slots
         self.eps = eps
         self.trans_dims = nn.Linear(embed_dims, embed_dims * expand_ratio)

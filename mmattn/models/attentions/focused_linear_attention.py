@@ -11,12 +11,13 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmengine.model.weight_init import trunc_normal_
 
+from mmattn.models.layers.interpolate import resize_pos_table
 from mmattn.models.layers.tokens import map_to_tokens, tokens_to_map
 from mmattn.registry import MODELS
 
 from .base import AttentionWeights, BaseAttention
 
-__all__ = ['FocusedLinearAttention', 'focused_kernel', 'resize_pos_encoding']
+__all__ = ['FocusedLinearAttention', 'focused_kernel']
 
 #: eps added to ReLU(x) so every kernel feature is strictly positive (as the official code).
 KERNEL_EPS = 1e-6
@@ -45,43 +46,12 @@ def focused_kernel(x: torch.Tensor, scale: torch.Tensor, focusing_factor: float)
     """
     x = (F.relu(x) + KERNEL_EPS) / scale
     # detached: the result does not depend on ``peak`` (it cancels), so its exact gradient is
-    # zero (float64: gradients equal to 3e-14 with or without it). amax's backward, a tie
-    # mask the size of ``x``, cost FLatten-PVT-S's training step 43 MiB of its peak (810 ->
-    # 767 MiB at 4x224x224) and this kernel's forward + backward 1.28x its time
+    # zero; amax's backward (a tie mask the size of ``x``) would only cost memory and time
     peak = x.detach().amax(dim=-1, keepdim=True)
     x = x / peak
     x_pow = x ** focusing_factor
     ratio = x.norm(dim=-1, keepdim=True) / x_pow.norm(dim=-1, keepdim=True)
     return x_pow * (ratio * peak)
-
-
-def resize_pos_encoding(pos: torch.Tensor, src_hw: Tuple[int, int], dst_hw: Tuple[int, int],
-                        mode: str = 'bilinear') -> torch.Tensor:
-    """Resize a learned ``(1, h0 * w0, C)`` token table to ``(1, H * W, C)``.
-
-    The table is read as a row-major ``h0 x w0`` grid (the token order of every backbone here)
-    and resampled with ``F.interpolate(..., align_corners=False)``; at ``(H, W) == (h0, w0)``
-    the table is returned unchanged, so pretraining-size inputs reproduce the checkpoint
-    exactly.
-
-    Args:
-        pos (Tensor): Table ``(1, h0 * w0, C)``.
-        src_hw (tuple[int, int]): ``(h0, w0)``.
-        dst_hw (tuple[int, int]): ``(H, W)``.
-        mode (str): Interpolation mode. Defaults to ``'bilinear'``.
-
-    Returns:
-        Tensor: ``(1, H * W, C)``.
-    """
-    src_hw, dst_hw = tuple(src_hw), tuple(dst_hw)
-    if src_hw == dst_hw:
-        return pos
-    h0, w0 = src_hw
-    if pos.shape[1] != h0 * w0:
-        raise ValueError(f'positional table has {pos.shape[1]} tokens, expected {h0}x{w0}')
-    grid = pos.reshape(1, h0, w0, -1).permute(0, 3, 1, 2)
-    grid = F.interpolate(grid, size=dst_hw, mode=mode, align_corners=False)
-    return map_to_tokens(grid)
 
 
 @MODELS.register_module()
@@ -107,7 +77,8 @@ class FocusedLinearAttention(BaseAttention):
 
     The positional encoding has the length of the pretraining map (``pretrain_hw``, divided by
     ``sr_ratio``); for another ``H x W`` it is bilinearly resized as a 2-D grid (see
-    :func:`resize_pos_encoding`). The official code has no resize (fixed-size inputs only).
+    :func:`~mmattn.models.layers.interpolate.resize_pos_table`). The official code has no
+    resize (fixed-size inputs only).
 
     Args:
         embed_dims (int): Channels ``C``.
@@ -153,8 +124,7 @@ class FocusedLinearAttention(BaseAttention):
                  lepe_kernel_size: int = 0,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
-        if embed_dims % num_heads:
-            raise ValueError(f'embed_dims {embed_dims} is not divisible by num_heads {num_heads}')
+        self.init_heads(embed_dims, num_heads)
         if qk_scale is not None:
             raise ValueError('FocusedLinearAttention learns its kernel scale: qk_scale must be '
                              f'None, got {qk_scale}')
@@ -167,9 +137,6 @@ class FocusedLinearAttention(BaseAttention):
         if lepe_kernel_size and sr_ratio > 1:
             raise ValueError('lepe_kernel_size needs V on the full map: use sr_ratio=1, got '
                              f'sr_ratio={sr_ratio}')
-        self.embed_dims = embed_dims
-        self.num_heads = num_heads
-        self.head_dims = embed_dims // num_heads
         self.sr_ratio = sr_ratio
         self.focusing_factor = focusing_factor
         self.compute_order = compute_order
@@ -227,35 +194,40 @@ class FocusedLinearAttention(BaseAttention):
         Returns:
             Tensor: ``(B, N, C)``.
         """
-        H, W = self.check_input(x, hw_shape)
-        B, N, C = x.shape
-        heads, d = self.num_heads, self.head_dims
-
-        q = self.q(x)
+        hw = self.check_input(x, hw_shape)
         if self.sr_ratio > 1:
-            x_ = tokens_to_map(x, (H, W))
-            x_ = self.sr(x_)
+            x_ = self.sr(tokens_to_map(x, hw))
             kv_hw = tuple(x_.shape[-2:])
             x_ = self.norm(map_to_tokens(x_))
         else:
-            x_, kv_hw = x, (H, W)
+            x_, kv_hw = x, hw
         k, v = self.kv(x_).chunk(2, dim=-1)  # (B, n, C) each
-        n = k.shape[1]
+        out = self._attend(self.q(x), k, v, hw, kv_hw).to(x.dtype)
+        out = out + self._restore_rank(v, hw)
+        if self.lepe is not None:  # CSWin's LePE on the values (FLatten-CSWin)
+            out = out + map_to_tokens(self.lepe(tokens_to_map(v, hw)))
+        return self.proj_drop(self.proj(out))
 
-        # At least fp32 (never down-casts a float64 model: that would cost it its precision).
+    def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, hw: Tuple[int, int],
+                kv_hw: Tuple[int, int]) -> torch.Tensor:
+        """The linear attention of ``(B, N, C)`` queries on ``(B, n, C)`` keys and values, in at
+        least fp32 with autocast off (never down-casting a float64 model); ``(B, N, C)``."""
+        b, n_q, c = q.shape
+        n = k.shape[1]
+        heads, d = self.num_heads, self.head_dims
         acc = torch.promote_types(q.dtype, torch.float32)
-        with torch.autocast(device_type=x.device.type, enabled=False):
+        with torch.autocast(device_type=q.device.type, enabled=False):
             qf, kf, vf = q.to(acc), k.to(acc), v.to(acc)
             del q, k  # not needed again: the kernel maps below replace them (inference peak)
             if self.positional_encoding is not None:
-                kf = kf + resize_pos_encoding(self.positional_encoding.to(acc), self.pos_hw,
-                                              kv_hw, self.pos_interp_mode)
+                kf = kf + resize_pos_table(self.positional_encoding.to(acc), self.pos_hw,
+                                           kv_hw, self.pos_interp_mode)
             scale = F.softplus(self.scale.to(acc))
             qf = focused_kernel(qf, scale, self.focusing_factor)
             kf = focused_kernel(kf, scale, self.focusing_factor)
-            qf = qf.reshape(B, N, heads, d).transpose(1, 2)  # (B, heads, N, d)
-            kf = kf.reshape(B, n, heads, d).transpose(1, 2)  # (B, heads, n, d)
-            vf = vf.reshape(B, n, heads, d).transpose(1, 2)  # (B, heads, n, d)
+            qf = qf.reshape(b, n_q, heads, d).transpose(1, 2)  # (B, heads, N, d)
+            kf = kf.reshape(b, n, heads, d).transpose(1, 2)  # (B, heads, n, d)
+            vf = vf.reshape(b, n, heads, d).transpose(1, 2)  # (B, heads, n, d)
             # Per-query normaliser from the *mean* of K (official May-2024 form), fp32.
             z = 1. / (qf @ kf.mean(dim=-2, keepdim=True).transpose(-2, -1) + NORM_EPS)
             # NOTE: z is folded into Q before the products (same value as the official
@@ -265,31 +237,31 @@ class FocusedLinearAttention(BaseAttention):
                 # The weights this call applies to V: (Qf z) Kf^T / n, kept as two factors
                 # (an N x n matrix would not fit for large maps).
                 self.emit(AttentionWeights(
-                    'FLatten focused-kernel weights', qf, (H, W), None,
+                    'FLatten focused-kernel weights', qf, tuple(hw), None,
                     then=AttentionWeights('keys', kf.transpose(-2, -1) * (1. / n), None,
                                           tuple(kv_hw))))
-            if self.use_linear_order(N, n):
+            if self.use_linear_order(n_q, n):
                 # n^-1/2 on both factors keeps K^T V at the scale of a mean (official form).
                 s = n ** -0.5
                 out = qf @ ((kf.transpose(-2, -1) * s) @ (vf * s))
             else:
                 out = ((qf @ kf.transpose(-2, -1)) * (1. / n)) @ vf
-            out = out.transpose(1, 2).reshape(B, N, C).to(x.dtype)
+            return out.transpose(1, 2).reshape(b, n_q, c)
 
-        # Rank restoration: depthwise conv over each head's V on its own map.
-        v_tokens = v
-        v = v.reshape(B, n, heads, d).transpose(1, 2)  # (B, heads, n, d)
-        if n != N:
+    def _restore_rank(self, v: torch.Tensor, hw: Tuple[int, int]) -> torch.Tensor:
+        """Rank restoration: the depthwise conv over each head's ``(B, n, C)`` values on the
+        ``hw`` map (reduced values first resampled to ``H * W`` tokens); ``(B, N, C)``."""
+        b, n, c = v.shape
+        heads, d = self.num_heads, self.head_dims
+        h, w = hw
+        v = v.reshape(b, n, heads, d).transpose(1, 2)  # (B, heads, n, d)
+        if n != h * w:
             # Official behaviour with spatial reduction: linear resampling of the flattened
             # reduced token sequence to N tokens.
-            v = F.interpolate(v.transpose(-2, -1).reshape(B * heads, d, n), size=N,
-                              mode='linear').reshape(B, heads, d, N).transpose(-2, -1)
-        v = v.reshape(B * heads, H, W, d).permute(0, 3, 1, 2)
-        out = out + self.dwc(v).reshape(B, C, N).transpose(1, 2)
-        if self.lepe is not None:
-            out = out + map_to_tokens(self.lepe(tokens_to_map(v_tokens, (H, W))))
-
-        return self.proj_drop(self.proj(out))
+            v = F.interpolate(v.transpose(-2, -1).reshape(b * heads, d, n), size=h * w,
+                              mode='linear').reshape(b, heads, d, h * w).transpose(-2, -1)
+        v = v.reshape(b * heads, h, w, d).permute(0, 3, 1, 2)
+        return self.dwc(v).reshape(b, c, h * w).transpose(1, 2)
 
     def extra_repr(self) -> str:
         return (f'embed_dims={self.embed_dims}, num_heads={self.num_heads}, '

@@ -36,8 +36,8 @@ def window_reverse(windows: torch.Tensor, window: Tuple[int, int], h: int, w: in
     return x.reshape(-1, h, w, c)
 
 
-# (nW, N, N) float32: 0.6 MiB for a 56x56 map in 7x7 windows, 3.5 MiB at 128x128; the larger
-# ones of detection-size maps (which change from image to image) are rebuilt per call
+# (nW, N, N) masks; the large ones of detection-size maps (which change from image to image)
+# are rebuilt per call instead of kept
 _MASKS = SizeKeyedCache(max_entries=8, max_bytes=4 * 2**20)
 
 
@@ -105,12 +105,9 @@ class ShiftWindowMSA(BaseAttention):
                  fused_attn: bool = True,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
-        if embed_dims % num_heads != 0:
-            raise ValueError(f'embed_dims {embed_dims} is not divisible by num_heads {num_heads}')
+        self.init_heads(embed_dims, num_heads, qk_scale)
         wh, ww = (window_size, window_size) if isinstance(window_size, int) else window_size
         self.window_size = (int(wh), int(ww))
-        self.embed_dims, self.num_heads = embed_dims, num_heads
-        self.scale = qk_scale or (embed_dims // num_heads)**-0.5
         self.shift = shift
         self.pad_small_map = pad_small_map
         self.fused_attn = fused_attn

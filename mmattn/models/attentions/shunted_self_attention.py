@@ -90,14 +90,8 @@ class ShuntedSelfAttention(BaseAttention):
                  fused_attn: bool = True,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
-        if embed_dims % num_heads:
-            raise ValueError(f'embed_dims={embed_dims} must be divisible by '
-                             f'num_heads={num_heads}')
+        self.init_heads(embed_dims, num_heads, qk_scale)
         check_shunted_rate(sr_ratio, num_heads)
-        self.embed_dims = embed_dims
-        self.num_heads = num_heads
-        self.head_dim = embed_dims // num_heads
-        self.scale = qk_scale or self.head_dim**-0.5
         self.sr_ratio = sr_ratio
         self.attn_drop_rate = attn_drop_rate
         self.fused_attn = fused_attn
@@ -144,7 +138,7 @@ class ShuntedSelfAttention(BaseAttention):
     def _split_heads(self, t: torch.Tensor, heads: int) -> torch.Tensor:
         """(B, n, heads * d) -> (B, heads, n, d)."""
         B, n, _ = t.shape
-        return t.reshape(B, n, heads, self.head_dim).transpose(1, 2)
+        return t.reshape(B, n, heads, self.head_dims).transpose(1, 2)
 
     def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                  record: Optional[tuple] = None) -> torch.Tensor:

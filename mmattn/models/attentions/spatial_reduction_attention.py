@@ -51,10 +51,7 @@ class SpatialReductionAttention(BaseAttention):
                  fused_attn: bool = True,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
-        if embed_dims % num_heads != 0:
-            raise ValueError(f'embed_dims {embed_dims} is not divisible by num_heads {num_heads}')
-        self.embed_dims, self.num_heads = embed_dims, num_heads
-        self.scale = qk_scale or (embed_dims // num_heads)**-0.5
+        self.init_heads(embed_dims, num_heads, qk_scale)
         self.sr_ratio = sr_ratio
         self.fused_attn = fused_attn
         self.attn_drop_rate = attn_drop_rate

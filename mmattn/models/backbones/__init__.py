@@ -1,20 +1,19 @@
-"""Importing this package registers every module in it and exports their public names.
+"""The backbones: skeletons that compose attention ops, one family per file.
 
-Each file registers its classes with a decorator and lists its public names in ``__all__``;
-a new file needs no edit here: it is imported, registered and exported by :func:`_import_all`.
+Importing this package registers every backbone in the ``mmattn`` scope. A new backbone file is
+imported here and its registered classes are added to ``__all__``.
 """
-import importlib
-import pkgutil
+from .base import BaseBackbone
+from .biformer import BiFormer
+from .cswin import AgentCSWin, CSWin, FLattenCSWin
+from .ea_pvt import EAPVT
+from .flatten import FLattenPVT, FLattenPVTv2, FLattenSwin
+from .pvt import AgentPVT, PyramidVisionTransformerSkeleton
+from .shunted import ShuntedTransformer
+from .swin import AgentSwin, SwinTransformerSkeleton
 
-
-def _import_all() -> list:
-    names = []
-    for info in sorted(pkgutil.iter_modules(__path__), key=lambda i: i.name):
-        module = importlib.import_module(f'{__name__}.{info.name}')
-        for name in getattr(module, '__all__', ()):
-            globals()[name] = getattr(module, name)
-            names.append(name)
-    return names
-
-
-__all__ = _import_all()
+__all__ = [
+    'AgentCSWin', 'AgentPVT', 'AgentSwin', 'BaseBackbone', 'BiFormer', 'CSWin', 'EAPVT',
+    'FLattenCSWin', 'FLattenPVT', 'FLattenPVTv2', 'FLattenSwin',
+    'PyramidVisionTransformerSkeleton', 'ShuntedTransformer', 'SwinTransformerSkeleton'
+]

@@ -1,7 +1,18 @@
 """What every mmattn backbone shares: arch tables, attention configs, freezing, init.
 
 :class:`BaseBackbone` holds the conventions once, so that a reader who learned one family
-knows them all (STYLE.md section 9):
+knows them all (STYLE.md section 9). The contract of a subclass:
+
+- class attributes: ``arch_zoo``, ``arch_keys`` (and ``arch_defaults``, ``arch_scalars``),
+  ``stage_strides`` (a property where the strides follow constructor arguments);
+- ``__init__`` stores its own options on ``self`` (plain values), then calls
+  ``super().__init__(arch, attn_cfgs, ...)``, which parses the shared arguments, builds every
+  block's op, calls :meth:`build_stages` with them and freezes (:meth:`_freeze_stages`);
+- hooks: :meth:`default_attn_cfgs`, :meth:`build_stages`, :meth:`stem_parts`,
+  :meth:`stage_parts`, and optionally :meth:`stage_facts` (extend the facts offered to the
+  ops), :meth:`op_dims`, :meth:`op_heads`, :meth:`default_init`, :meth:`parse_arch`.
+
+The conventions:
 
 - ``arch``: a name or alias of the class's ``arch_zoo`` (case-insensitive), or a dict with
   every key of ``arch_keys`` (per-stage lists, one entry per stage) plus any of
@@ -43,6 +54,7 @@ import torch
 import torch.nn as nn
 from mmengine.model import BaseModule
 from mmengine.model.weight_init import constant_init, trunc_normal_init
+from mmengine.utils import to_2tuple
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmattn.models.layers.attn_builder import build_attention, expand_attn_cfgs
@@ -53,19 +65,23 @@ __all__ = ['BaseBackbone']
 Part = Union[nn.Module, nn.Parameter]
 
 
-def _pair(x: Union[int, Sequence[int]]) -> Tuple[int, int]:
-    return (int(x), int(x)) if isinstance(x, int) else (int(x[0]), int(x[1]))
-
-
 class BaseBackbone(BaseModule):
-    """Base of the mmattn backbones (see the module docstring for the conventions).
-
-    Subclasses set ``arch_zoo``, ``arch_keys`` (and ``arch_defaults``, ``arch_scalars``),
-    call :meth:`setup` first in ``__init__``, build their modules (only
-    ``range(self.num_built)`` stages, each block's op from :meth:`build_stage_attentions`), end
-    with :meth:`_freeze_stages`, and implement :meth:`stem_parts` and :meth:`stage_parts`.
+    """Base of the mmattn backbones (see the module docstring for the contract).
 
     Args:
+        arch (str | dict): A name or alias of ``arch_zoo``, or a dict (see :meth:`parse_arch`).
+        attn_cfgs (dict | list, optional): The op of every block. Defaults to None:
+            :meth:`default_attn_cfgs`.
+        out_indices (sequence[int]): Stages to output. Defaults to (0, 1, 2, 3).
+        frozen_stages (int): -1 nothing, 0 the stem, k the stem and stages 0..k-1.
+            Defaults to -1.
+        norm_eval (bool): BatchNorms keep their statistics in training. Defaults to False.
+        pretrain_img_size (int | tuple[int, int]): Pretraining input size (sizes
+            :meth:`pretrain_hw`). Defaults to 224.
+        fused_attn (bool, optional): The ops' fused-kernel switch; None keeps each op's
+            default. Defaults to None.
+        op_knobs (dict, optional): Skeleton-wide facts offered to every op (``qkv_bias``,
+            ``qk_scale``, drop rates). Defaults to None.
         init_cfg (dict | list[dict], optional): e.g. ``dict(type='Pretrained',
             checkpoint=...)``. Defaults to None.
     """
@@ -79,6 +95,47 @@ class BaseBackbone(BaseModule):
     arch_scalars: Tuple[str, ...] = ()
     #: output stride of each stage for the default patch sizes (sizes ``pretrain_hw``)
     stage_strides: Tuple[int, ...] = (4, 8, 16, 32)
+
+    def __init__(self,
+                 arch: Union[str, dict],
+                 attn_cfgs: Optional[Union[dict, Sequence]] = None,
+                 out_indices: Sequence[int] = (0, 1, 2, 3),
+                 frozen_stages: int = -1,
+                 norm_eval: bool = False,
+                 pretrain_img_size: Union[int, Sequence[int]] = 224,
+                 fused_attn: Optional[bool] = None,
+                 op_knobs: Optional[dict] = None,
+                 init_cfg: Optional[Union[dict, List[dict]]] = None) -> None:
+        super().__init__(init_cfg=init_cfg)
+        self.arch_name = arch.lower() if isinstance(arch, str) else None
+        self.arch = self.parse_arch(arch)
+        self.num_stages = len(self.arch['depths'])
+        self.out_indices = self._parse_out_indices(out_indices)
+        #: stages built and run: those up to the last output
+        self.num_built = self.out_indices[-1] + 1
+        if not -1 <= frozen_stages <= self.num_stages:
+            raise ValueError(f'frozen_stages must be in [-1, {self.num_stages}], '
+                             f'got {frozen_stages}')
+        self.frozen_stages = frozen_stages
+        self.norm_eval = norm_eval
+        self.pretrain_img_size = to_2tuple(pretrain_img_size)
+        self.fused_attn = fused_attn
+        self.op_knobs = dict(op_knobs or {})
+        self.build_stages(self.build_stage_attentions(attn_cfgs))
+        self._freeze_stages()
+
+    def _parse_out_indices(self, out_indices: Union[int, Sequence[int]]) -> Tuple[int, ...]:
+        if isinstance(out_indices, int):
+            out_indices = [out_indices]
+        out = []
+        for i in out_indices:
+            if not -self.num_stages <= int(i) < self.num_stages:
+                raise ValueError(f'out_indices {tuple(out_indices)} out of range for '
+                                 f'{self.num_stages} stages')
+            out.append(int(i) % self.num_stages)
+        if not out:
+            raise ValueError('out_indices is empty: give at least one stage')
+        return tuple(sorted(set(out)))
 
     # ------------------------------------------------------------------ arch and stages
     @classmethod
@@ -113,34 +170,6 @@ class BaseBackbone(BaseModule):
                 raise ValueError(f'arch[{key!r}] has {len(value)} entries for {n} stages')
         return out
 
-    def setup(self, arch: Union[str, dict], out_indices: Sequence[int], frozen_stages: int,
-              norm_eval: bool, pretrain_img_size: Union[int, Sequence[int]] = 224,
-              fused_attn: Optional[bool] = None) -> None:
-        """Parse the shared arguments (call first in a subclass ``__init__``)."""
-        self.arch_name = arch.lower() if isinstance(arch, str) else None
-        self.arch = self.parse_arch(arch)
-        self.num_stages = len(self.arch['depths'])
-        if isinstance(out_indices, int):
-            out_indices = [out_indices]
-        out = []
-        for i in out_indices:
-            if not -self.num_stages <= int(i) < self.num_stages:
-                raise ValueError(f'out_indices {tuple(out_indices)} out of range for '
-                                 f'{self.num_stages} stages')
-            out.append(int(i) % self.num_stages)
-        if not out:
-            raise ValueError('out_indices is empty: give at least one stage')
-        self.out_indices = tuple(sorted(set(out)))
-        #: stages built and run: those up to the last output
-        self.num_built = self.out_indices[-1] + 1
-        if not -1 <= frozen_stages <= self.num_stages:
-            raise ValueError(f'frozen_stages must be in [-1, {self.num_stages}], '
-                             f'got {frozen_stages}')
-        self.frozen_stages = frozen_stages
-        self.norm_eval = norm_eval
-        self.pretrain_img_size = _pair(pretrain_img_size)
-        self.fused_attn = fused_attn
-
     def pretrain_hw(self, i: int) -> Tuple[int, int]:
         """Feature-map size of stage ``i`` at ``pretrain_img_size``."""
         s = self.stage_strides[i]
@@ -162,7 +191,7 @@ class BaseBackbone(BaseModule):
     def stage_facts(self, i: int, j: int) -> dict:
         """Facts offered to the op of block ``j`` of stage ``i``; an op receives those its
         ``__init__`` declares (extend per family, e.g. ``sr_ratio``, ``shift``)."""
-        facts = dict(num_heads=self.op_heads(i), **getattr(self, 'op_knobs', {}),
+        facts = dict(num_heads=self.op_heads(i), **self.op_knobs,
                      pretrain_hw=self.pretrain_hw(i), stage_index=i, block_index=j)
         if self.fused_attn is not None:  # None: each op keeps its own default
             facts['fused_attn'] = self.fused_attn
@@ -177,6 +206,11 @@ class BaseBackbone(BaseModule):
         self.attn_cfgs = cfgs
         return [[build_attention(cfg, dict(embed_dims=self.op_dims(i)), self.stage_facts(i, j))
                  for j, cfg in enumerate(cfgs[i])] for i in range(self.num_built)]
+
+    def build_stages(self, attns: List[List[nn.Module]]) -> None:
+        """Build the stem and the ``range(self.num_built)`` stages around ``attns[i][j]``, the
+        op of block ``j`` of stage ``i`` (override per family)."""
+        raise NotImplementedError
 
     # ------------------------------------------------------------------ freezing
     def stem_parts(self) -> Iterable[Part]:
@@ -206,10 +240,9 @@ class BaseBackbone(BaseModule):
         """The backbone's output tuple, every map in the standard (contiguous NCHW) layout.
 
         Costs one copy per map that is not already contiguous; see the module docstring for
-        the mmcv ``RoIAlign`` failure it prevents. Backbones copy each stage's map as soon as
-        it is made (``x.contiguous()``), so this is then a no-op: copying all of them here, at
-        the end, kept every stage's token tensor alive beside the copies (FLatten-PVT-S's
-        inference peak was 61 MiB instead of the official 58 MiB at 4x224x224).
+        the mmcv ``RoIAlign`` failure it prevents. Stages copy each output map as soon as it is
+        made, so this is then a no-op: copying all of them here, at the end, would keep every
+        stage's token tensor alive beside the copies (a higher inference peak).
         """
         return tuple(out.contiguous() for out in outs)
 
@@ -244,5 +277,5 @@ class BaseBackbone(BaseModule):
             if op is not None and callable(getattr(op, 'init_weights', None)) and not getattr(
                     op, 'is_init', False):
                 op.init_weights()  # an op's own init wins over the skeleton-wide default
-                op._is_init = True
+                op.is_init = True
         super().init_weights()

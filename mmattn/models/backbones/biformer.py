@@ -167,27 +167,35 @@ class BiFormer(BaseBackbone):
             if init_cfg is not None:
                 raise ValueError('set init_cfg or pretrained, not both')
             init_cfg = dict(type='Pretrained', checkpoint=pretrained)
-        super().__init__(init_cfg=init_cfg)
-        self.setup(arch, out_indices, frozen_stages, norm_eval, pretrain_img_size, fused_attn)
-        a = self.arch
-        n = self.num_stages
+        self.in_channels, self.n_win, self.head_dims = in_channels, n_win, head_dims
+        self.side_dwconv, self.with_cp, self.drop_path_rate = side_dwconv, with_cp, drop_path_rate
+        self.norm_cfg, self.act_cfg = norm_cfg, act_cfg
+        super().__init__(arch, attn_cfgs, out_indices, frozen_stages, norm_eval,
+                         pretrain_img_size, fused_attn, init_cfg=init_cfg)
+
+    @classmethod
+    def parse_arch(cls, arch: Union[str, dict]) -> dict:
+        """The arch with ``mlp_ratios`` (3) and ``qk_dims`` (the widths) filled in."""
+        a = super().parse_arch(arch)
+        n = len(a['depths'])
         a['mlp_ratios'] = a['mlp_ratios'] or [3] * n
         a['qk_dims'] = a['qk_dims'] or list(a['embed_dims'])
-        embed_dims, depths = a['embed_dims'], a['depths']
-        self.embed_dims = embed_dims
-        self.n_win, self.head_dims, self.side_dwconv = n_win, head_dims, side_dwconv
         for i, topk in enumerate(a['topks']):
             if topk <= 0 and topk != -2:
                 raise ValueError(f'topk {topk} of stage {i}: BiFormer supports topk > 0 '
                                  '(routing) and -2 (global attention + LePE)')
-        attns = self.build_stage_attentions(attn_cfgs)
+        return a
 
+    def build_stages(self, attns) -> None:
+        a, norm_cfg = self.arch, self.norm_cfg
+        embed_dims, depths = a['embed_dims'], a['depths']
+        self.embed_dims = embed_dims
         half = embed_dims[0] // 2
         self.stem = nn.Sequential(
             OrderedDict(
-                conv1=nn.Conv2d(in_channels, half, 3, stride=2, padding=1),
+                conv1=nn.Conv2d(self.in_channels, half, 3, stride=2, padding=1),
                 bn1=build_norm_layer(norm_cfg, half)[1],
-                act=build_activation_layer(act_cfg),
+                act=build_activation_layer(self.act_cfg),
                 conv2=nn.Conv2d(half, embed_dims[0], 3, stride=2, padding=1),
                 bn2=build_norm_layer(norm_cfg, embed_dims[0])[1]))
         self.downsamples = ModuleList([
@@ -198,20 +206,22 @@ class BiFormer(BaseBackbone):
             for i in range(self.num_built - 1)
         ])
 
-        dpr = [drop_path_rate * i / max(sum(depths) - 1, 1) for i in range(sum(depths))]
+        rate = self.drop_path_rate
+        dpr = [rate * i / max(sum(depths) - 1, 1) for i in range(sum(depths))]
         self.stages = ModuleList()
         cur = 0
         for i in range(self.num_built):
+            # Sequential: the blocks take and return NCHW maps
             self.stages.append(
-                ModuleList([
+                nn.Sequential(*[
                     BiFormerBlock(embed_dims[i], attns[i][j], mlp_ratio=a['mlp_ratios'][i],
-                                  drop_path_rate=dpr[cur + j], act_cfg=act_cfg, with_cp=with_cp)
+                                  drop_path_rate=dpr[cur + j], act_cfg=self.act_cfg,
+                                  with_cp=self.with_cp)
                     for j in range(depths[i])
                 ]))
             cur += depths[i]
         for i in self.out_indices:
             self.add_module(f'norm{i}', LayerNorm2d(embed_dims[i], eps=1e-6))
-        self._freeze_stages()
 
     def default_attn_cfgs(self):
         return [
@@ -243,8 +253,7 @@ class BiFormer(BaseBackbone):
         outs = []
         for i in range(self.num_built):
             x = self.stem(x) if i == 0 else self.downsamples[i - 1](x)
-            for block in self.stages[i]:
-                x = block(x)
+            x = self.stages[i](x)
             if i in self.out_indices:
                 outs.append(getattr(self, f'norm{i}')(x))
         return self.pack_outputs(outs)

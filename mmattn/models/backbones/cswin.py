@@ -26,16 +26,17 @@ with ``lepe_kernel_size=3`` (the branch's ``get_v``, besides its own rank-restor
 Input sizes: any ``H x W``; the convs floor like the official ones (``floor((H - 3) / 4) + 1``
 tokens in stage 1, ``ceil(/ 2)`` after each merge); stripe ops pad inside.
 """
-from typing import Iterable, Optional, Sequence, Tuple, Union
+from typing import Iterable, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
 
-from mmattn.models.layers.block import TransformerBlock
+from mmattn.models.layers.block import BlockSequence, TransformerBlock
 from mmattn.models.layers.patch_embed import ConvPatchEmbed
 from mmattn.models.layers.tokens import map_to_tokens, tokens_to_map
 from mmattn.registry import MODELS
 
+from .agent_stages import AgentStagesMixin
 from .base import BaseBackbone
 
 __all__ = ['CSWin', 'AgentCSWin', 'FLattenCSWin']
@@ -63,7 +64,14 @@ class CSWinStage(nn.Module):
     def __init__(self, merge: Optional[nn.Module], blocks: Sequence[TransformerBlock]) -> None:
         super().__init__()
         self.merge = merge
-        self.blocks = nn.ModuleList(blocks)
+        self.blocks = BlockSequence(blocks)
+
+    def forward(self, x: torch.Tensor, hw_shape: Tuple[int, int]
+                ) -> Tuple[torch.Tensor, Tuple[int, int]]:
+        """Tokens of the previous stage's ``hw_shape`` map -> this stage's tokens and map size."""
+        if self.merge is not None:
+            x, hw_shape = self.merge(tokens_to_map(x, hw_shape))
+        return self.blocks(x, hw_shape), hw_shape
 
 
 @MODELS.register_module()
@@ -135,31 +143,37 @@ class CSWin(BaseBackbone):
                  with_cp: bool = False,
                  fused_attn: Optional[bool] = None,
                  init_cfg: Optional[dict] = None) -> None:
-        super().__init__(init_cfg=init_cfg)
-        self.setup(arch, out_indices, frozen_stages, norm_eval, pretrain_img_size, fused_attn)
-        depths = self.arch['depths']
-        self.num_features = [int(self.arch['embed_dims'] * 2**i) for i in range(self.num_stages)]
-        self.out_norms = out_norms
-        self.op_knobs = dict(qkv_bias=qkv_bias, qk_scale=qk_scale,
-                             attn_drop_rate=attn_drop_rate, proj_drop_rate=drop_rate)
-        attns = self.build_stage_attentions(attn_cfgs)
+        self.in_channels, self.mlp_ratio, self.out_norms = in_channels, mlp_ratio, out_norms
+        self.drop_rate, self.drop_path_rate, self.with_cp = drop_rate, drop_path_rate, with_cp
+        super().__init__(arch, attn_cfgs, out_indices, frozen_stages, norm_eval,
+                         pretrain_img_size, fused_attn,
+                         op_knobs=dict(qkv_bias=qkv_bias, qk_scale=qk_scale,
+                                       attn_drop_rate=attn_drop_rate, proj_drop_rate=drop_rate),
+                         init_cfg=init_cfg)
 
-        self.patch_embed = CSWinStem(in_channels, self.num_features[0])
+    @property
+    def num_features(self) -> List[int]:
+        """Channels of each stage (every merge doubles them)."""
+        return [int(self.arch['embed_dims'] * 2**i) for i in range(self.num_stages)]
+
+    def build_stages(self, attns) -> None:
+        depths = self.arch['depths']
+        self.patch_embed = CSWinStem(self.in_channels, self.num_features[0])
         # (on the CPU: the rates are numbers, also when the model is built on the meta device)
-        dpr = torch.linspace(0, drop_path_rate, sum(depths), device='cpu').tolist()
+        dpr = torch.linspace(0, self.drop_path_rate, sum(depths), device='cpu').tolist()
         cur = 0
         self.stages = nn.ModuleList()
         for i in range(self.num_built):
             dims = self.num_features[i]
             merge = ConvPatchEmbed(self.num_features[i - 1], dims, 2, 3) if i else None
-            blocks = [TransformerBlock(dims, attns[i][j], mlp_ratio, drop_rate, dpr[cur + j],
-                                       with_cp=with_cp) for j in range(depths[i])]
+            blocks = [TransformerBlock(dims, attns[i][j], self.mlp_ratio, self.drop_rate,
+                                       dpr[cur + j], with_cp=self.with_cp)
+                      for j in range(depths[i])]
             cur += depths[i]
             self.stages.append(CSWinStage(merge, blocks))
-        if out_norms:
+        if self.out_norms:
             for i in self.out_indices:
                 self.add_module(f'norm{i}', nn.LayerNorm(self.num_features[i]))
-        self._freeze_stages()
 
     def default_attn_cfgs(self):
         return dict(type='CSWinAttention')
@@ -185,10 +199,7 @@ class CSWin(BaseBackbone):
         x, hw = self.patch_embed(x)
         outs = []
         for i, stage in enumerate(self.stages):
-            if stage.merge is not None:
-                x, hw = stage.merge(tokens_to_map(x, hw))
-            for blk in stage.blocks:
-                x = blk(x, hw)
+            x, hw = stage(x, hw)
             if i in self.out_indices:
                 out = getattr(self, f'norm{i}')(x) if self.out_norms else x
                 outs.append(tokens_to_map(out, hw).contiguous())  # see pack_outputs
@@ -196,7 +207,7 @@ class CSWin(BaseBackbone):
 
 
 @MODELS.register_module()
-class AgentCSWin(CSWin):
+class AgentCSWin(AgentStagesMixin, CSWin):
     """Agent-CSWin (Han et al., ECCV 2024, arXiv 2312.08874): global agent attention in
     stages 1-2 (official ``ATTN_TYPE: AABB``), CSWin attention in stages 3-4.
 
@@ -209,6 +220,8 @@ class AgentCSWin(CSWin):
             Defaults to ``'tiny'``.
         agent_nums (sequence[int]): Agents per stage, a stage fact for every op that declares
             ``agent_num``. Defaults to (9, 16, 49, 49).
+        agent_shapes (sequence, optional): Run-time agent grid per stage. Defaults to None:
+            the pretrained grids (the official code has no dense variant to take others from).
         **kwargs: Arguments of :class:`CSWin`.
     """
     arch_zoo = {
@@ -221,20 +234,15 @@ class AgentCSWin(CSWin):
     }
 
     def __init__(self, arch: Union[str, dict] = 'tiny',
-                 agent_nums: Sequence[int] = (9, 16, 49, 49), **kwargs) -> None:
-        n = len(self.parse_arch(arch)['depths'])
-        self.agent_nums = [int(a) for a in agent_nums]
-        if len(self.agent_nums) != n:
-            raise ValueError(f'agent_nums needs one entry per stage ({n}), got {agent_nums}')
+                 agent_nums: Sequence[int] = (9, 16, 49, 49),
+                 agent_shapes: Optional[Sequence] = None, **kwargs) -> None:
+        self.set_agents(arch, agent_nums, agent_shapes)
         super().__init__(arch=arch, **kwargs)
 
     def default_attn_cfgs(self):
         n = self.num_stages
         return [dict(type='AgentAttention')] * min(2, n - 1) + \
             [dict(type='CSWinAttention')] * (n - min(2, n - 1))
-
-    def stage_facts(self, i: int, j: int) -> dict:
-        return dict(super().stage_facts(i, j), agent_num=self.agent_nums[i])
 
 
 @MODELS.register_module()

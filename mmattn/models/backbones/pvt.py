@@ -36,18 +36,21 @@ stage 1 and each later stage floors ``/ 2`` again; the rows/columns that do not 
 are dropped, and an input smaller than a patch raises a ``ValueError``. Overlapping (PVT v2,
 padding ``k // 2``): ``floor((H - 1) / 4) + 1 = ceil(H / 4)`` in stage 1, then ``ceil(/ 2)``.
 """
+import itertools
+import operator
 from typing import Iterable, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from mmengine.model.weight_init import trunc_normal_
 
-from mmattn.models.layers.block import TransformerBlock
+from mmattn.models.layers.block import BlockSequence, TransformerBlock
+from mmattn.models.layers.interpolate import resize_pos_table
 from mmattn.models.layers.patch_embed import ConvPatchEmbed
-from mmattn.models.layers.tokens import map_to_tokens, tokens_to_map
+from mmattn.models.layers.tokens import tokens_to_map
 from mmattn.registry import MODELS
 
+from .agent_stages import AgentStagesMixin
 from .base import BaseBackbone
 
 __all__ = ['PyramidVisionTransformerSkeleton', 'AgentPVT']
@@ -84,17 +87,23 @@ class PVTStage(nn.Module):
             self.pos_drop = nn.Dropout(drop_rate)
         else:
             self.pos_embed = self.pos_drop = None
-        self.blocks = nn.ModuleList(blocks)
+        self.blocks = BlockSequence(blocks)
         self.norm = norm
 
     def resized_pos_embed(self, hw_shape: Tuple[int, int]) -> torch.Tensor:
         """``(1, H*W, C)`` position embedding, bilinearly resized from ``pretrain_hw``."""
-        if tuple(hw_shape) == tuple(self.pretrain_hw):
-            return self.pos_embed
-        h0, w0 = self.pretrain_hw
-        pos = self.pos_embed.reshape(1, h0, w0, -1).permute(0, 3, 1, 2)
-        pos = F.interpolate(pos, size=hw_shape, mode='bilinear')
-        return map_to_tokens(pos)
+        return resize_pos_table(self.pos_embed, self.pretrain_hw, hw_shape)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, C_in, H_in, W_in)`` map -> the stage's ``(B, C, H, W)`` map (a view of the
+        tokens, channels-last in memory)."""
+        x, hw = self.patch_embed(x)
+        if self.pos_embed is not None:
+            x = self.pos_drop(x + self.resized_pos_embed(hw))
+        x = self.blocks(x, hw)
+        if self.norm is not None:
+            x = self.norm(x)
+        return tokens_to_map(x, hw)
 
 
 @MODELS.register_module()
@@ -173,43 +182,51 @@ class PyramidVisionTransformerSkeleton(BaseBackbone):
                  with_cp: bool = False,
                  fused_attn: Optional[bool] = None,
                  init_cfg: Optional[dict] = None) -> None:
-        super().__init__(init_cfg=init_cfg)
-        strides, s = [], 1
-        for p in patch_sizes:
-            s *= p
-            strides.append(s)
-        self.stage_strides = tuple(strides)
-        self.setup(arch, out_indices, frozen_stages, norm_eval, pretrain_img_size, fused_attn)
-        self.op_knobs = dict(qkv_bias=qkv_bias, qk_scale=qk_scale,
-                             attn_drop_rate=attn_drop_rate, proj_drop_rate=drop_rate)
-        embed_dims, depths = self.arch['embed_dims'], self.arch['depths']
         if patch_kernel_sizes is None:
             patch_kernel_sizes = patch_sizes
-        if not len(patch_sizes) == len(patch_kernel_sizes) == self.num_stages:
+        num_stages = len(self.parse_arch(arch)['depths'])
+        if not len(patch_sizes) == len(patch_kernel_sizes) == num_stages:
             raise ValueError(f'patch_sizes {tuple(patch_sizes)} and patch_kernel_sizes '
                              f'{tuple(patch_kernel_sizes)} need one entry per stage '
-                             f'({self.num_stages})')
-        self.embed_dims = list(embed_dims)
-        attns = self.build_stage_attentions(attn_cfgs)
+                             f'({num_stages})')
+        self.in_channels = in_channels
+        self.patch_sizes, self.patch_kernel_sizes = tuple(patch_sizes), tuple(patch_kernel_sizes)
+        self.use_abs_pos_embed, self.use_conv_ffn = use_abs_pos_embed, use_conv_ffn
+        self.norm_after_stage, self.norm_eps = norm_after_stage, norm_eps
+        self.drop_rate, self.drop_path_rate, self.with_cp = drop_rate, drop_path_rate, with_cp
+        super().__init__(arch, attn_cfgs, out_indices, frozen_stages, norm_eval,
+                         pretrain_img_size, fused_attn,
+                         op_knobs=dict(qkv_bias=qkv_bias, qk_scale=qk_scale,
+                                       attn_drop_rate=attn_drop_rate, proj_drop_rate=drop_rate),
+                         init_cfg=init_cfg)
 
-        dpr = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+    @property
+    def stage_strides(self) -> Tuple[int, ...]:
+        return tuple(itertools.accumulate(self.patch_sizes, operator.mul))
+
+    def build_stages(self, attns) -> None:
+        embed_dims, depths = self.arch['embed_dims'], self.arch['depths']
+        self.embed_dims = list(embed_dims)
+        dpr = torch.linspace(0, self.drop_path_rate, sum(depths)).tolist()
         cur = 0
         self.layers = nn.ModuleList()
         for i in range(self.num_built):
             blocks = [
                 TransformerBlock(embed_dims[i], attns[i][j], self.arch['mlp_ratios'][i],
-                                 drop_rate, dpr[cur + j], norm_cfg=dict(type='LN', eps=norm_eps),
-                                 mlp_dw_kernel_size=3 if use_conv_ffn else 0,
-                                 mlp_dw_residual=False, with_cp=with_cp)
+                                 self.drop_rate, dpr[cur + j],
+                                 norm_cfg=dict(type='LN', eps=self.norm_eps),
+                                 mlp_dw_kernel_size=3 if self.use_conv_ffn else 0,
+                                 mlp_dw_residual=False, with_cp=self.with_cp)
                 for j in range(depths[i])
             ]
             cur += depths[i]
-            patch_embed = ConvPatchEmbed(in_channels if i == 0 else embed_dims[i - 1],
-                                         embed_dims[i], patch_sizes[i], patch_kernel_sizes[i])
-            norm = nn.LayerNorm(embed_dims[i], eps=norm_eps) if norm_after_stage else None
+            patch_embed = ConvPatchEmbed(self.in_channels if i == 0 else embed_dims[i - 1],
+                                         embed_dims[i], self.patch_sizes[i],
+                                         self.patch_kernel_sizes[i])
+            norm = nn.LayerNorm(embed_dims[i], eps=self.norm_eps) \
+                if self.norm_after_stage else None
             self.layers.append(PVTStage(patch_embed, self.pretrain_hw(i), embed_dims[i], blocks,
-                                        drop_rate, use_abs_pos_embed, norm))
-        self._freeze_stages()
+                                        self.drop_rate, self.use_abs_pos_embed, norm))
 
     def default_attn_cfgs(self):
         return dict(type='SpatialReductionAttention')
@@ -234,21 +251,14 @@ class PyramidVisionTransformerSkeleton(BaseBackbone):
         """Forward ``(B, C, H, W)`` images; returns the NCHW maps of ``out_indices``."""
         outs = []
         for i, layer in enumerate(self.layers):
-            x, hw = layer.patch_embed(x)
-            if layer.pos_embed is not None:
-                x = layer.pos_drop(x + layer.resized_pos_embed(hw))
-            for blk in layer.blocks:
-                x = blk(x, hw)
-            if layer.norm is not None:
-                x = layer.norm(x)
-            x = tokens_to_map(x, hw)
+            x = layer(x)
             if i in self.out_indices:
                 outs.append(x.contiguous())  # now, not in pack_outputs: see its docstring
         return self.pack_outputs(outs)
 
 
 @MODELS.register_module()
-class AgentPVT(PyramidVisionTransformerSkeleton):
+class AgentPVT(AgentStagesMixin, PyramidVisionTransformerSkeleton):
     """Agent-PVT (Han et al., ECCV 2024, arXiv 2312.08874): PVT v1 with agent attention.
 
     As the official models, every block uses :class:`AgentAttention` (no spatial reduction);
@@ -275,16 +285,8 @@ class AgentPVT(PyramidVisionTransformerSkeleton):
                  agent_nums: Sequence[int] = (9, 16, 49, 49),
                  agent_shapes: Optional[Sequence] = None,
                  **kwargs) -> None:
-        n = len(self.parse_arch(arch)['depths'])
-        self.agent_nums = [int(a) for a in agent_nums]
-        self.agent_shapes = list(agent_shapes) if agent_shapes is not None else [None] * n
-        if not len(self.agent_nums) == len(self.agent_shapes) == n:
-            raise ValueError(f'agent_nums and agent_shapes need one entry per stage ({n})')
+        self.set_agents(arch, agent_nums, agent_shapes)
         super().__init__(arch=arch, attn_cfgs=attn_cfgs, **kwargs)
 
     def default_attn_cfgs(self):
         return dict(type='AgentAttention')
-
-    def stage_facts(self, i: int, j: int) -> dict:
-        return dict(super().stage_facts(i, j), agent_num=self.agent_nums[i],
-                    agent_shape=self.agent_shapes[i])

@@ -10,7 +10,7 @@ import torch.nn as nn
 from mmcv.cnn import ConvModule, build_norm_layer
 from mmengine.model import BaseModule, ModuleList
 
-from mmattn.models.layers.block import TransformerBlock
+from mmattn.models.layers.block import BlockSequence, TransformerBlock
 from mmattn.models.layers.patch_embed import ConvPatchEmbed
 from mmattn.models.layers.tokens import map_to_tokens, tokens_to_map
 from mmattn.models.layers.weight_init import conv_fan_out_init
@@ -136,15 +136,20 @@ class ShuntedTransformer(BaseBackbone):
                  pretrain_img_size: Union[int, Sequence[int]] = 224,
                  fused_attn: Optional[bool] = None,
                  init_cfg: Optional[dict] = None) -> None:
-        super().__init__(init_cfg=init_cfg)
-        self.setup(arch, out_indices, frozen_stages, norm_eval, pretrain_img_size, fused_attn)
+        self.in_channels, self.drop_rate = in_channels, drop_rate
+        self.drop_path_rate, self.with_cp = drop_path_rate, with_cp
+        self.stem_norm_cfg = stem_norm_cfg
+        self.norm_cfg, self.act_cfg = norm_cfg, act_cfg
+        super().__init__(arch, attn_cfgs, out_indices, frozen_stages, norm_eval,
+                         pretrain_img_size, fused_attn,
+                         op_knobs=dict(qkv_bias=qkv_bias, qk_scale=qk_scale,
+                                       attn_drop_rate=attn_drop_rate, proj_drop_rate=drop_rate),
+                         init_cfg=init_cfg)
+
+    def build_stages(self, attns) -> None:
         s = self.arch
         self.embed_dims = list(s['embed_dims'])
-        self.op_knobs = dict(qkv_bias=qkv_bias, qk_scale=qk_scale,
-                             attn_drop_rate=attn_drop_rate, proj_drop_rate=drop_rate)
-        attns = self.build_stage_attentions(attn_cfgs)
-
-        dpr = torch.linspace(0, drop_path_rate, sum(s['depths'])).tolist()
+        dpr = torch.linspace(0, self.drop_path_rate, sum(s['depths'])).tolist()
         self.patch_embeds = ModuleList()
         self.stages = ModuleList()
         cur = 0
@@ -152,20 +157,19 @@ class ShuntedTransformer(BaseBackbone):
             dims = s['embed_dims'][i]
             if i == 0:
                 self.patch_embeds.append(
-                    ShuntedStem(in_channels, dims, s['num_convs'], stem_norm_cfg))
+                    ShuntedStem(self.in_channels, dims, s['num_convs'], self.stem_norm_cfg))
             else:
                 self.patch_embeds.append(
                     ConvPatchEmbed(s['embed_dims'][i - 1], dims, patch_size=2, kernel_size=3))
-            self.stages.append(ModuleList([
-                TransformerBlock(dims, attns[i][j], s['mlp_ratios'][i], drop_rate,
-                                 dpr[cur + j], norm_cfg=norm_cfg, act_cfg=act_cfg,
-                                 mlp_dw_kernel_size=3, with_cp=with_cp)
+            self.stages.append(BlockSequence([
+                TransformerBlock(dims, attns[i][j], s['mlp_ratios'][i], self.drop_rate,
+                                 dpr[cur + j], norm_cfg=self.norm_cfg, act_cfg=self.act_cfg,
+                                 mlp_dw_kernel_size=3, with_cp=self.with_cp)
                 for j in range(s['depths'][i])
             ]))
             cur += s['depths'][i]
             # Official name `norm{i+1}`: on the main path for i < last, output norm otherwise.
-            self.add_module(f'norm{i + 1}', build_norm_layer(norm_cfg, dims)[1])
-        self._freeze_stages()
+            self.add_module(f'norm{i + 1}', build_norm_layer(self.norm_cfg, dims)[1])
 
     def default_attn_cfgs(self):
         return dict(type='ShuntedSelfAttention')
@@ -189,8 +193,7 @@ class ShuntedTransformer(BaseBackbone):
         outs: List[torch.Tensor] = []
         for i in range(self.num_built):
             x, hw_shape = self.patch_embeds[i](x)
-            for block in self.stages[i]:
-                x = block(x, hw_shape)
+            x = self.stages[i](x, hw_shape)
             x = getattr(self, f'norm{i + 1}')(x)
             x = tokens_to_map(x, hw_shape)
             if i in self.out_indices:

@@ -26,16 +26,17 @@ to a multiple of the patch size, and each patch merging pads its input to even s
 ``H x W`` input gives ``ceil(H / 4) x ceil(W / 4)`` tokens in stage 1 and ``ceil(/ 2)`` after
 each merging; window ops pad to whole windows and crop back inside.
 """
-from typing import Iterable, Optional, Sequence, Tuple, Union
+from typing import Iterable, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from mmattn.models.layers.block import TransformerBlock
+from mmattn.models.layers.block import BlockSequence, TransformerBlock
 from mmattn.models.layers.tokens import map_to_tokens, pad_map_to, tokens_to_map
 from mmattn.registry import MODELS
 
+from .agent_stages import AgentStagesMixin
 from .base import BaseBackbone
 
 __all__ = ['SwinTransformerSkeleton', 'AgentSwin']
@@ -87,8 +88,16 @@ class SwinStage(nn.Module):
     def __init__(self, blocks: Sequence[TransformerBlock],
                  downsample: Optional[PatchMerging]) -> None:
         super().__init__()
-        self.blocks = nn.ModuleList(blocks)
+        self.blocks = BlockSequence(blocks)
         self.downsample = downsample
+
+    def forward(self, x: torch.Tensor, hw_shape: Tuple[int, int]):
+        """Tokens of an ``hw_shape`` map -> ``(x_down, hw_down, x, hw_shape)``: the input of the
+        next stage (the blocks' output when there is no merging) and the blocks' output."""
+        x = self.blocks(x, hw_shape)
+        if self.downsample is None:
+            return x, hw_shape, x, hw_shape
+        return (*self.downsample(x, hw_shape), x, hw_shape)
 
 
 @MODELS.register_module()
@@ -162,34 +171,43 @@ class SwinTransformerSkeleton(BaseBackbone):
                  with_cp: bool = False,
                  fused_attn: Optional[bool] = None,
                  init_cfg: Optional[dict] = None) -> None:
-        super().__init__(init_cfg=init_cfg)
-        self.setup(arch, out_indices, frozen_stages, norm_eval, pretrain_img_size, fused_attn)
-        depths = self.arch['depths']
-        self.stage_strides = tuple(patch_size * 2**i for i in range(self.num_stages))
-        self.num_features = [int(self.arch['embed_dims'] * 2**i) for i in range(self.num_stages)]
-        self.window_size = window_size
-        self.op_knobs = dict(qkv_bias=qkv_bias, qk_scale=qk_scale,
-                             attn_drop_rate=attn_drop_rate, proj_drop_rate=drop_rate)
-        attns = self.build_stage_attentions(attn_cfgs)
+        self.window_size, self.in_channels, self.patch_size = window_size, in_channels, patch_size
+        self.mlp_ratio, self.patch_norm, self.with_cp = mlp_ratio, patch_norm, with_cp
+        self.drop_rate, self.drop_path_rate = drop_rate, drop_path_rate
+        super().__init__(arch, attn_cfgs, out_indices, frozen_stages, norm_eval,
+                         pretrain_img_size, fused_attn,
+                         op_knobs=dict(qkv_bias=qkv_bias, qk_scale=qk_scale,
+                                       attn_drop_rate=attn_drop_rate, proj_drop_rate=drop_rate),
+                         init_cfg=init_cfg)
 
-        self.patch_embed = SwinPatchEmbed(in_channels, self.num_features[0], patch_size,
-                                          patch_norm)
-        self.drop_after_pos = nn.Dropout(drop_rate)
-        dpr = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+    @property
+    def stage_strides(self) -> Tuple[int, ...]:
+        return tuple(self.patch_size * 2**i for i in range(self.num_stages))
+
+    @property
+    def num_features(self) -> List[int]:
+        """Channels of each stage."""
+        return [int(self.arch['embed_dims'] * 2**i) for i in range(self.num_stages)]
+
+    def build_stages(self, attns) -> None:
+        depths = self.arch['depths']
+        self.patch_embed = SwinPatchEmbed(self.in_channels, self.num_features[0],
+                                          self.patch_size, self.patch_norm)
+        self.drop_after_pos = nn.Dropout(self.drop_rate)
+        dpr = torch.linspace(0, self.drop_path_rate, sum(depths)).tolist()
         cur = 0
         self.layers = nn.ModuleList()
         for i in range(self.num_built):
             dims = self.num_features[i]
             blocks = [
-                TransformerBlock(dims, attns[i][j], mlp_ratio, drop_rate, dpr[cur + j],
-                                 with_cp=with_cp) for j in range(depths[i])
+                TransformerBlock(dims, attns[i][j], self.mlp_ratio, self.drop_rate, dpr[cur + j],
+                                 with_cp=self.with_cp) for j in range(depths[i])
             ]
             cur += depths[i]
             downsample = PatchMerging(dims) if i < self.num_built - 1 else None
             self.layers.append(SwinStage(blocks, downsample))
         for i in self.out_indices:
             self.add_module(f'norm{i}', nn.LayerNorm(self.num_features[i]))
-        self._freeze_stages()
 
     def default_attn_cfgs(self):
         return dict(type='ShiftWindowMSA')
@@ -217,18 +235,15 @@ class SwinTransformerSkeleton(BaseBackbone):
         x = self.drop_after_pos(x)
         outs = []
         for i, layer in enumerate(self.layers):
-            for blk in layer.blocks:
-                x = blk(x, hw)
+            x, hw, out, out_hw = layer(x, hw)
             if i in self.out_indices:
-                out = getattr(self, f'norm{i}')(x)
-                outs.append(tokens_to_map(out, hw).contiguous())  # see pack_outputs
-            if layer.downsample is not None:
-                x, hw = layer.downsample(x, hw)
+                out = getattr(self, f'norm{i}')(out)
+                outs.append(tokens_to_map(out, out_hw).contiguous())  # see pack_outputs
         return self.pack_outputs(outs)
 
 
 @MODELS.register_module()
-class AgentSwin(SwinTransformerSkeleton):
+class AgentSwin(AgentStagesMixin, SwinTransformerSkeleton):
     """Agent-Swin (Han et al., ECCV 2024, arXiv 2312.08874).
 
     Agent blocks attend globally over the whole stage map (no window, no shift); the other
@@ -259,11 +274,7 @@ class AgentSwin(SwinTransformerSkeleton):
                  agent_nums: Sequence[int] = (9, 16, 49, 49),
                  agent_shapes: Optional[Sequence] = None,
                  **kwargs) -> None:
-        n = len(self.parse_arch(arch)['depths'])
-        self.agent_nums = [int(a) for a in agent_nums]
-        self.agent_shapes = list(agent_shapes) if agent_shapes is not None else [None] * n
-        if not len(self.agent_nums) == len(self.agent_shapes) == n:
-            raise ValueError(f'agent_nums and agent_shapes need one entry per stage ({n})')
+        self.set_agents(arch, agent_nums, agent_shapes)
         super().__init__(arch=arch, attn_cfgs=attn_cfgs, **kwargs)
 
     @classmethod
@@ -281,7 +292,3 @@ class AgentSwin(SwinTransformerSkeleton):
         if layout is None:  # custom arch: agent attention in every stage but the last
             layout = [d for d in depths[:-1]] + [0]
         return self.layout_cfgs(layout, depths)
-
-    def stage_facts(self, i: int, j: int) -> dict:
-        return dict(super().stage_facts(i, j), agent_num=self.agent_nums[i],
-                    agent_shape=self.agent_shapes[i])

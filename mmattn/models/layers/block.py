@@ -21,7 +21,7 @@ from mmengine.model import BaseModule
 
 from .tokens import map_to_tokens, tokens_to_map
 
-__all__ = ['Mlp', 'TransformerBlock']
+__all__ = ['BlockSequence', 'Mlp', 'TransformerBlock']
 
 
 class Mlp(BaseModule):
@@ -120,3 +120,16 @@ class TransformerBlock(BaseModule):
         if self.with_cp and x.requires_grad:
             return cp.checkpoint(self._forward, x, hw_shape, use_reentrant=False)
         return self._forward(x, hw_shape)
+
+
+class BlockSequence(nn.ModuleList):
+    """A stage's blocks, run in order on one map: ``forward(x, hw_shape)``.
+
+    A ``ModuleList``, so the blocks keep the state-dict names ``<stage>.<j>.*``.
+    """
+
+    def forward(self, x: torch.Tensor, hw_shape: Sequence[int]) -> torch.Tensor:
+        """(B, N, C) tokens of an ``hw_shape`` map -> the same shape."""
+        for block in self:
+            x = block(x, hw_shape)
+        return x

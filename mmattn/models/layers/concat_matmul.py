@@ -55,9 +55,7 @@ def concat_matmul(x: torch.Tensor, y: torch.Tensor, u: torch.Tensor,
     """``x @ y^T + u @ w^T`` computed as ``[x | u] @ [y | w]^T``, or, where the concatenated
     operands would be larger than the ``(M, N)`` output (a long token axis against few agents),
     as ``x @ y^T`` with ``u @ w^T`` accumulated into it in place (one more pass over the output
-    instead of the copies). Measured on one CPU thread, fwd + bwd of both Agent logits:
-    Agent-Swin-T stage 1 (16384 tokens, 81 agents) 105 ms concatenated, 86 ms accumulated;
-    Agent-PVT-S stage 3 (1024 tokens, 784 agents) 75 ms and 86 ms.
+    instead of the copies; docs/benchmark.md has the timings of both forms).
 
     Args:
         x (Tensor): ``(..., M, d)``.

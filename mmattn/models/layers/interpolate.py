@@ -1,28 +1,27 @@
-"""Linear interpolation as a matrix, for resizing small learned tables with matrix products.
+"""Resizing learned position tables: by ``F.interpolate``, and as interpolation matrices.
+
+:func:`resize_pos_table` resizes a ``(1, h0 * w0, C)`` token table to another map (PVT's
+position embedding, FLatten's positional encoding).
 
 ``F.interpolate(x, size, mode='bilinear', align_corners=False)`` is separable: every output
 row is a fixed mix of two input rows, every output column of two input columns, so it equals
 ``Wh @ x @ Ww^T`` with two sparse interpolation matrices that depend only on the sizes. For
-the learned bias tables of Agent attention (resized to the feature map in every block, with a
-gradient in training) the product form matters: torch's CPU backward of
-``upsample_bilinear2d`` scatters one gradient element at a time and took 11 % of Agent-PVT-S's
-training step at 512x512, while a product's backward is more small GEMMs; being linear, the
-resizes can also be reordered and merged (``AgentAttention.bias_factors``: each bias becomes a
-small learned factor times a constant basis).
-
-The 1-D matrices depend on the sizes alone and are cached (``size_cache.py``; they are small:
-``n_out x n_in``). Building one takes about twenty tiny ops; on a GPU, where every op is a
-kernel launch, the rebuilt matrices of every Agent block made Agent-PVT-S's inference at
-512x512 launch-bound (H100, fp16 AMP: 0.56x the official speed; 1.03x cached).
+Agent attention's bias tables (resized in every block, with a gradient in training) the
+product form is faster than ``upsample_bilinear2d``'s CPU backward, which scatters one element
+at a time, and, being linear, the resizes can be merged (``AgentAttention.bias_factors``).
+The 1-D matrices depend on the sizes alone and are cached, so a GPU does not rebuild them
+with a score of tiny kernel launches in every block (docs/benchmark.md has the measurements).
 """
 
 from typing import Sequence
 
 import torch
+import torch.nn.functional as F
 
 from .size_cache import SizeKeyedCache
+from .tokens import map_to_tokens
 
-__all__ = ['linear_interp_matrix', 'bilinear_matrix']
+__all__ = ['linear_interp_matrix', 'bilinear_matrix', 'resize_pos_table']
 
 _MATRICES = SizeKeyedCache(max_entries=256)  # a few KiB each
 
@@ -66,3 +65,31 @@ def bilinear_matrix(src_hw: Sequence[int], dst_hw: Sequence[int], dtype: torch.d
     cols = linear_interp_matrix(src_hw[1], dst_hw[1], dtype, device)  # (W, w)
     return (rows[:, None, :, None] * cols[None, :, None, :]).reshape(
         rows.shape[0] * cols.shape[0], rows.shape[1] * cols.shape[1])
+
+
+def resize_pos_table(table: torch.Tensor, src_hw: Sequence[int], dst_hw: Sequence[int],
+                     mode: str = 'bilinear') -> torch.Tensor:
+    """Resize a learned ``(1, h0 * w0, C)`` token table to ``(1, H * W, C)``.
+
+    The table is read as a row-major ``h0 x w0`` grid (the token order of every backbone here)
+    and resampled with ``F.interpolate(..., align_corners=False)``; at ``(H, W) == (h0, w0)``
+    the table itself is returned, so pretraining-size inputs reproduce the checkpoint exactly.
+
+    Args:
+        table (Tensor): ``(1, h0 * w0, C)``.
+        src_hw (Sequence[int]): ``(h0, w0)``.
+        dst_hw (Sequence[int]): ``(H, W)``.
+        mode (str): Interpolation mode. Defaults to ``'bilinear'``.
+
+    Returns:
+        Tensor: ``(1, H * W, C)``.
+    """
+    src_hw, dst_hw = tuple(src_hw), tuple(dst_hw)
+    if src_hw == dst_hw:
+        return table
+    h0, w0 = src_hw
+    if table.shape[1] != h0 * w0:
+        raise ValueError(f'position table has {table.shape[1]} tokens, expected {h0}x{w0}')
+    grid = table.reshape(1, h0, w0, -1).permute(0, 3, 1, 2)
+    grid = F.interpolate(grid, size=dst_hw, mode=mode, align_corners=False)
+    return map_to_tokens(grid)

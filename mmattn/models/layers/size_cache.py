@@ -2,9 +2,8 @@
 masks), so that a block does not rebuild them on every forward.
 
 Why: building such a constant takes a dozen or more tiny ops, and on a GPU each op is a kernel
-launch. At batch 1 and 512x512 the backbones are launch-bound there (H100, fp16 AMP: ~2500
-kernels per training step, the host busy for 100 ms while the GPU works for 30-40 ms), so ops
-that compute nothing new cost real time.
+launch; at batch 1 the backbones are launch-bound there (docs/benchmark.md), so ops that
+compute nothing new cost real time.
 
 What is kept: only tensors that are functions of their key (sizes, dtype, device), never of
 parameters, so nothing needs invalidating when the model trains. Each entry is built outside

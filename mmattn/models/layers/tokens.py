@@ -13,10 +13,9 @@ convolution in between (e.g. a stem or a downsampling layer that ends in BN, fee
 The same canonical strides decide speed: CPU convolutions, pooling and interpolation pick their
 channels-last kernels from the strides, and ``x.transpose(1, 2).reshape(B, C, H, W)`` of a
 batch of one has a batch stride of ``C``, so they read it as NCHW and make a transposed copy of
-it in forward and again in backward (a quarter of Shunted-S's training step at 512x512 went to
-such copies). :func:`tokens_to_map` gives a channels-last view that they take as it is, and
-:func:`map_to_tokens` of their channels-last output is a view again. Every token <-> map change
-in the package goes through these two.
+it in forward and again in backward (docs/benchmark.md). :func:`tokens_to_map` gives a
+channels-last view that they take as it is, and :func:`map_to_tokens` of their channels-last
+output is a view again. Every token <-> map change in the package goes through these two.
 
 :func:`check_tokens` is the input check every attention op starts with, and
 :func:`pad_map_to` the right/bottom zero padding of window and region attentions.

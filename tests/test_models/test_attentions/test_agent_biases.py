@@ -98,11 +98,13 @@ def test_no_state_kept_between_calls():
     assert not any(isinstance(v, torch.Tensor) and v.numel() >= 9 * 11 for v in kept)
 
 
-def test_traced_biases_follow_the_official_formulation():
-    """While tracing (the FLOP counter) the biases come from the interpolation chain the papers'
-    FLOPs count; the values must be the same as the matrix-product path."""
+def test_counted_biases_follow_the_official_formulation():
+    """What the FLOP counter traces (``papers_formulation``) is the interpolation chain the
+    papers' FLOPs count, with the values of the op's own matrix-product path."""
+    from mmattn.analysis.flops import papers_formulation
     op = _op(torch.float64)
     fast = op.agent_biases((9, 11))
+
     class Biases(torch.nn.Module):
         def __init__(self):
             super().__init__()
@@ -111,7 +113,8 @@ def test_traced_biases_follow_the_official_formulation():
         def forward(self, x):
             return torch.cat([t.reshape(-1) for t in self.op.agent_biases((9, 11))]) + x
 
-    traced = torch.jit.trace(Biases(), (torch.zeros(()), ), check_trace=False)
+    with papers_formulation(op):
+        traced = torch.jit.trace(Biases(), (torch.zeros(()), ), check_trace=False)
     want = torch.cat([t.reshape(-1) for t in fast])
     torch.testing.assert_close(traced(torch.zeros(())), want, rtol=0, atol=1e-12)
     graph = str(traced.graph)

@@ -165,7 +165,8 @@ def test_recorded_rows_are_distributions_in_the_stripe():
     grid = row.reshape(2, *vert.key_hw)
     assert vert.key_hw == (7, 9)
     assert grid[:, :, :3].abs().sum() == 0 and grid[:, :, 6:].abs().sum() == 0
-    maps = op.query_maps(records, (2, 4))
+    from mmattn.analysis.query_maps import query_maps
+    maps = query_maps(op, records, (2, 4))
     assert all(m.map.shape == hw for m in maps)
 
 

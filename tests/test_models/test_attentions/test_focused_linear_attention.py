@@ -6,10 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mmattn.models.attentions.focused_linear_attention import (
-    FocusedLinearAttention,
-    resize_pos_encoding,
-)
+from mmattn.models.attentions.focused_linear_attention import FocusedLinearAttention
+from mmattn.models.layers.interpolate import resize_pos_table
 from mmattn.registry import build_module
 
 
@@ -219,18 +217,18 @@ def test_orders_agree_and_auto_picks_cheaper():
 def test_pos_encoding_resize():
     table = torch.randn(1, 4 * 6, 8)
     # Identity at the pretraining size: the same tensor, not a resampled copy.
-    assert resize_pos_encoding(table, (4, 6), (4, 6)) is table
-    out = resize_pos_encoding(table, (4, 6), (9, 5))
+    assert resize_pos_table(table, (4, 6), (4, 6)) is table
+    out = resize_pos_table(table, (4, 6), (9, 5))
     grid = table.reshape(1, 4, 6, 8).permute(0, 3, 1, 2)
     ref = F.interpolate(grid, size=(9, 5), mode='bilinear', align_corners=False)
     torch.testing.assert_close(out, ref.flatten(2).transpose(1, 2))
     # Row-major grid reading: a table constant along rows stays constant along rows.
     rows = torch.arange(4.).view(1, 4, 1, 1).expand(1, 4, 6, 2).reshape(1, 24, 2)
-    up = resize_pos_encoding(rows, (4, 6), (8, 3)).reshape(8, 3, 2)
+    up = resize_pos_table(rows, (4, 6), (8, 3)).reshape(8, 3, 2)
     assert torch.allclose(up, up[:, :1].expand_as(up))
     assert torch.all(up[1:, 0, 0] >= up[:-1, 0, 0])
     with pytest.raises(ValueError, match='tokens'):
-        resize_pos_encoding(table, (5, 6), (8, 8))
+        resize_pos_table(table, (5, 6), (8, 8))
 
 
 def test_pos_encoding_used_at_any_size_and_learns():
