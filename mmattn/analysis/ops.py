@@ -26,6 +26,7 @@ STAGE1_KWARGS: Dict[str, dict] = {
     'ShuntedSelfAttention': dict(sr_ratio=8),
     'SpatialReductionAttention': dict(sr_ratio=8),
     'BiLevelRoutingAttention': dict(n_win=7, topk=4),
+    'CSWinAttention': dict(split_size=1),
 }
 
 BASELINE = 'SoftmaxAttention'

@@ -18,6 +18,7 @@ from mmattn.models.attentions import (
     AgentAttention,
     AttentionWeights,
     BiLevelRoutingAttention,
+    CSWinAttention,
     ExternalAttention,
     MultiHeadExternalAttention,
 )
@@ -93,6 +94,19 @@ def agent_query_maps(records: Sequence[AttentionWeights], query: Query) -> List[
             c0, c1 = math.floor(j * w / gw), math.ceil((j + 1) * w / gw)
             omap.points.append(((r0 + r1) / 2 - .5, (c0 + c1) / 2 - .5, float(weights[a])))
         maps.append(omap)
+    return maps
+
+
+@register_query_maps(CSWinAttention)
+def cswin_query_maps(records: Sequence[AttentionWeights], query: Query) -> List[OpMap]:
+    """Per branch, the query's stripe weights cropped to the image: the stripe padding is
+    split between both sides, so the image starts at ``meta['offset']``."""
+    maps = []
+    for rec in records:
+        top, left = rec.meta.get('offset', (0, 0))
+        h, w = rec.query_hw
+        row = rec.row(query[0] * w + query[1]).mean(0).reshape(rec.key_hw)
+        maps.append(OpMap(rec.title, row[top:top + h, left:left + w].float().cpu().numpy()))
     return maps
 
 

@@ -13,6 +13,7 @@ SHAPES_FPN = osp.join(REPO, 'configs', 'shapes', 'fpn_r18_shapes.py')
 _PVT = dict(embed_dims=[16, 32, 48, 64], num_heads=[1, 2, 3, 4], mlp_ratios=[2, 2, 2, 2],
             depths=[1, 1, 1, 1], sr_ratios=[8, 4, 2, 1])
 _SWIN = dict(embed_dims=16, depths=[1, 1, 1, 1], num_heads=[1, 2, 2, 4])
+_CSWIN = dict(embed_dims=16, depths=[1, 1, 1, 1], num_heads=[2, 2, 4, 4])
 
 #: family -> (backbone config, output channels per stage)
 FAMILIES = {
@@ -27,6 +28,9 @@ FAMILIES = {
     'shunted': (dict(type='mmattn.ShuntedTransformer', arch=dict(
         embed_dims=[16, 32, 64, 128], num_heads=[2, 2, 4, 4], mlp_ratios=[2, 2, 2, 2],
         sr_ratios=[8, 4, 2, 1], depths=[1, 2, 1, 1], num_convs=1)), [16, 32, 64, 128]),
+    # global agent / focused linear attention in stages 1-2, CSWin stripes in 3, global in 4
+    'agent-cswin': (dict(type='mmattn.AgentCSWin', arch=_CSWIN), [16, 32, 64, 128]),
+    'flatten-cswin': (dict(type='mmattn.FLattenCSWin', arch=_CSWIN), [16, 32, 64, 128]),
     'ea-pvt': (dict(type='mmattn.EAPVT', arch=_PVT,
                     attn_cfgs=dict(type='MultiHeadExternalAttention', num_slots=8)),
                [16, 32, 48, 64]),

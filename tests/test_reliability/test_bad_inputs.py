@@ -326,6 +326,8 @@ SMALL_INPUT_OUTCOME = {
     'agent-swin': _PADDED,
     'flatten-swin': _PADDED,
     'biformer': _PADDED,
+    'agent-cswin': _PADDED,  # the convs floor: (20 - 3) // 4 + 1 = 5, then ceil halves
+    'flatten-cswin': _PADDED,
     'shunted': ('error', ('5x5 is smaller than the aggregation rate 8', 'use a larger input')),
 }
 

@@ -241,13 +241,14 @@ SMOKE = [
     'shunted/fpn_shunted-t_8xb4-40k_ade20k-512x512.py',
     'external_attention/eanet_r50-d8_4xb4-80k_ade20k-512x512.py',
     'plugins/rtmdet_tiny_agent-neck_8xb32-300e_coco.py',
+    'cswin/fpn_agent-cswin-t_8xb2-40k_ade20k-512x512.py',
 ]
 
 
 def test_smoke_list_covers_every_family_and_head():
     families = {r.split('/')[0] for r in SMOKE}
-    assert families == {'agent_attention', 'biformer', 'external_attention', 'flatten',
-                        'shunted', 'plugins'}
+    assert families == {'agent_attention', 'biformer', 'cswin', 'external_attention',
+                        'flatten', 'shunted', 'plugins'}
     heads = {osp.basename(r).split('_')[0] for r in SMOKE}
     assert {'mask-rcnn', 'retinanet', 'upernet', 'fpn', 'rtmdet'} <= heads
     assert any(_recipe(r).optim_wrapper.type == 'AmpOptimWrapper' for r in SMOKE)

@@ -1,7 +1,7 @@
-"""The controlled comparison: one skeleton, one recipe, six attention ops.
+"""The controlled comparison: one skeleton, one recipe, seven attention ops.
 
 For each op of ``configs/comparison/`` (softmax spatial reduction as the baseline, Agent,
-FLatten, Shunted, External, BRA) this measures, on this machine:
+FLatten, Shunted, External, BRA, CSWin) this measures, on this machine:
 
 * the PVT-S-sized backbone (``fpn_pvt-s-<op>_...``): parameters, FLOPs at ``--shape``
   (mmattn's counter, attention products included), CPU inference time and peak tensor memory at
@@ -30,9 +30,10 @@ REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, REPO)
 warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
 
-OPS = ('sra', 'agent', 'flatten', 'shunted', 'external', 'bra')
+OPS = ('sra', 'agent', 'flatten', 'shunted', 'external', 'bra', 'cswin')
 NAMES = dict(sra='Spatial-reduction (PVT, baseline)', agent='Agent', flatten='Focused linear',
-             shunted='Shunted', external='External (multi-head)', bra='Bi-level routing')
+             shunted='Shunted', external='External (multi-head)', bra='Bi-level routing',
+             cswin='Cross-shaped window (CSWin)')
 DENSE = 'configs/comparison/fpn_pvt-s-{}_8xb2-40k_ade20k-512x512.py'
 SHAPES = 'configs/comparison/fpn_pvt-nano-{}_shapes.py'
 

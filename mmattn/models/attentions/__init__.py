@@ -7,6 +7,7 @@ from . import bra_flex  # noqa: F401  (BRA's optional block-sparse path; helpers
 from .agent_attention import AgentAttention
 from .base import AttentionWeights, BaseAttention, capture_attention
 from .bi_level_routing_attention import BiLevelRoutingAttention, GlobalAttentionLePE
+from .cross_shaped_window_attention import CSWinAttention
 from .external_attention import (
                                  ExternalAttention,
                                  ExternalAttentionBlock,
@@ -19,7 +20,7 @@ from .spatial_reduction_attention import SpatialReductionAttention
 
 __all__ = [
     'AgentAttention', 'AttentionWeights', 'BaseAttention', 'BiLevelRoutingAttention',
-    'ExternalAttention', 'ExternalAttentionBlock', 'FocusedLinearAttention',
+    'CSWinAttention', 'ExternalAttention', 'ExternalAttentionBlock', 'FocusedLinearAttention',
     'GlobalAttentionLePE', 'MultiHeadExternalAttention', 'ShiftWindowMSA',
     'ShuntedSelfAttention', 'SpatialReductionAttention', 'capture_attention'
 ]

@@ -101,6 +101,10 @@ class FocusedLinearAttention(BaseAttention):
             Defaults to ``'bilinear'``.
         compute_order (str): ``'auto'``, ``'linear'`` (``Q (K^T V)``) or ``'quadratic'``
             (``(Q K^T) V``). Defaults to ``'auto'``.
+        lepe_kernel_size (int): Kernel of a depthwise conv over all channels of ``V`` added to
+            the output (CSWin's LePE, the official ``get_v`` of FLatten-CSWin, which has it
+            besides the rank-restoration conv); 0 for none. Needs ``sr_ratio=1``.
+            Defaults to 0.
         init_cfg (dict, optional): Initialisation config. Defaults to None.
     """
 
@@ -117,6 +121,7 @@ class FocusedLinearAttention(BaseAttention):
                  pretrain_hw: Optional[Union[int, Sequence[int]]] = None,
                  pos_interp_mode: str = 'bilinear',
                  compute_order: str = 'auto',
+                 lepe_kernel_size: int = 0,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
         self.init_heads(embed_dims, num_heads)
@@ -129,6 +134,9 @@ class FocusedLinearAttention(BaseAttention):
         if compute_order not in ('auto', 'linear', 'quadratic'):
             raise ValueError(f"compute_order must be 'auto', 'linear' or 'quadratic', "
                              f'got {compute_order!r}')
+        if lepe_kernel_size and sr_ratio > 1:
+            raise ValueError('lepe_kernel_size needs V on the full map: use sr_ratio=1, got '
+                             f'sr_ratio={sr_ratio}')
         self.sr_ratio = sr_ratio
         self.focusing_factor = focusing_factor
         self.compute_order = compute_order
@@ -144,6 +152,9 @@ class FocusedLinearAttention(BaseAttention):
         # One depthwise kernel over a head's channels, applied to every head's V.
         self.dwc = nn.Conv2d(self.head_dims, self.head_dims, kernel_size=kernel_size,
                              padding=kernel_size // 2, groups=self.head_dims)
+        self.lepe = nn.Conv2d(embed_dims, embed_dims, lepe_kernel_size,
+                              padding=lepe_kernel_size // 2,
+                              groups=embed_dims) if lepe_kernel_size else None
         # softplus(0) = log 2: the official initial value of the learned kernel scale.
         self.scale = nn.Parameter(torch.zeros(1, 1, embed_dims))
 
@@ -192,7 +203,10 @@ class FocusedLinearAttention(BaseAttention):
             x_, kv_hw = x, hw
         k, v = self.kv(x_).chunk(2, dim=-1)  # (B, n, C) each
         out = self._attend(self.q(x), k, v, hw, kv_hw).to(x.dtype)
-        return self.proj_drop(self.proj(out + self._restore_rank(v, hw)))
+        out = out + self._restore_rank(v, hw)
+        if self.lepe is not None:  # CSWin's LePE on the values (FLatten-CSWin)
+            out = out + map_to_tokens(self.lepe(tokens_to_map(v, hw)))
+        return self.proj_drop(self.proj(out))
 
     def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, hw: Tuple[int, int],
                 kv_hw: Tuple[int, int]) -> torch.Tensor:

@@ -5,6 +5,7 @@ imported here and its registered classes are added to ``__all__``.
 """
 from .base import BaseBackbone
 from .biformer import BiFormer
+from .cswin import AgentCSWin, CSWin, FLattenCSWin
 from .ea_pvt import EAPVT
 from .flatten import FLattenPVT, FLattenPVTv2, FLattenSwin
 from .pvt import AgentPVT, PyramidVisionTransformerSkeleton
@@ -12,7 +13,7 @@ from .shunted import ShuntedTransformer
 from .swin import AgentSwin, SwinTransformerSkeleton
 
 __all__ = [
-    'AgentPVT', 'AgentSwin', 'BaseBackbone', 'BiFormer', 'EAPVT', 'FLattenPVT', 'FLattenPVTv2',
-    'FLattenSwin', 'PyramidVisionTransformerSkeleton', 'ShuntedTransformer',
-    'SwinTransformerSkeleton'
+    'AgentCSWin', 'AgentPVT', 'AgentSwin', 'BaseBackbone', 'BiFormer', 'CSWin', 'EAPVT',
+    'FLattenCSWin', 'FLattenPVT', 'FLattenPVTv2', 'FLattenSwin',
+    'PyramidVisionTransformerSkeleton', 'ShuntedTransformer', 'SwinTransformerSkeleton'
 ]

@@ -59,6 +59,10 @@ def naive_flatten(m: FocusedLinearAttention, x: torch.Tensor, hw) -> torch.Tenso
     vmap = v.transpose(1, 2).reshape(B, C, H, W)
     dwc = F.conv2d(vmap, w, b, padding=m.dwc.padding, groups=C)
     out = out + dwc.flatten(2).transpose(1, 2)
+    if m.lepe is not None:  # CSWin's LePE: a depthwise conv over all channels of V
+        lepe = F.conv2d(vmap, m.lepe.weight.double(), m.lepe.bias.double(),
+                        padding=m.lepe.padding, groups=C)
+        out = out + lepe.flatten(2).transpose(1, 2)
     return F.linear(out, m.proj.weight.double(), m.proj.bias.double())
 
 
@@ -177,6 +181,22 @@ def test_matches_naive_reference(order, hw, pretrain_hw):
     ref = naive_flatten(m, x, hw)
     assert out.shape == x.shape
     assert _rel_err(out, ref) <= REL_TOL
+
+
+@pytest.mark.parametrize('hw', [(6, 6), (5, 7)])
+def test_lepe_matches_naive_reference(hw):
+    """FLatten-CSWin's extra LePE conv (``lepe_kernel_size=3``) is added to the output."""
+    m = _randomise(FocusedLinearAttention(32, num_heads=4, pretrain_hw=hw, lepe_kernel_size=3))
+    x = torch.randn(2, hw[0] * hw[1], 32, generator=torch.Generator().manual_seed(1))
+    assert m.lepe.weight.shape == (32, 1, 3, 3)
+    assert _rel_err(m(x, hw), naive_flatten(m, x, hw)) <= REL_TOL
+    with torch.no_grad():
+        m.lepe.weight.zero_(), m.lepe.bias.zero_()
+        plain = _randomise(FocusedLinearAttention(32, num_heads=4, pretrain_hw=hw))
+        plain.load_state_dict({k: v for k, v in m.state_dict().items() if 'lepe' not in k})
+        torch.testing.assert_close(m(x, hw), plain(x, hw))
+    with pytest.raises(ValueError, match='sr_ratio=1'):
+        FocusedLinearAttention(32, num_heads=4, sr_ratio=2, lepe_kernel_size=3)
 
 
 def test_orders_agree_and_auto_picks_cheaper():

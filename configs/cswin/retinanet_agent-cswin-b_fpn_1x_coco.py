@@ -1,0 +1,12 @@
+# RetinaNet (COCO 1x) with Agent-CSWin-B: the Agent-CSWin-T recipe (retinanet_agent-cswin-
+# t_fpn_1x_coco.py) with
+# the base arch (LeapLabTHU/Agent-Attention agent_transformer/models/agent_cswin.py,
+# cfgs/agent_cswin_b.yaml), channels 96-768 and drop path 0.6.
+_base_ = './retinanet_agent-cswin-t_fpn_1x_coco.py'
+model = dict(
+    backbone=dict(
+        arch='base',
+        drop_path_rate=0.6,
+        init_cfg=dict(type='Pretrained',
+                      checkpoint='pretrained/agent_cswin_b_mmattn.pth')),
+    neck=dict(in_channels=[192, 384, 768]))

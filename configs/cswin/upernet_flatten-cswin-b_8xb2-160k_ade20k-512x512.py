@@ -1,0 +1,13 @@
+# UperNet (ADE20K 160k) with FLatten-CSWin-B: the FLatten-CSWin-T recipe (upernet_flatten-cswin-
+# t_8xb2-160k_ade20k-512x512.py) with
+# the base arch (LeapLabTHU/FLatten-Transformer models/flatten_cswin.py,
+# cfgs/flatten_cswin_b.yaml), channels 96-768 and drop path 0.6.
+_base_ = './upernet_flatten-cswin-t_8xb2-160k_ade20k-512x512.py'
+model = dict(
+    backbone=dict(
+        arch='base',
+        drop_path_rate=0.6,
+        init_cfg=dict(type='Pretrained',
+                      checkpoint='pretrained/flatten_cswin_b_mmattn.pth')),
+    decode_head=dict(in_channels=[96, 192, 384, 768]),
+    auxiliary_head=dict(in_channels=384))
