@@ -1,3 +1,4 @@
+# Citation: dong2022cswin (BibTeX in configs/cswin/README.md)
 # Semantic FPN (ADE20K 40k) with Agent-CSWin-S: the Agent-CSWin-T recipe (fpn_agent-cswin-
 # t_8xb2-40k_ade20k-512x512.py) with
 # the small arch (LeapLabTHU/Agent-Attention agent_transformer/models/agent_cswin.py,

@@ -1,3 +1,4 @@
+# Citation: dong2022cswin (BibTeX in configs/cswin/README.md)
 # Semantic FPN with Agent-CSWin-T on ADE20K 512x512, 40k iterations, 8 GPUs x 2 images.
 # Backbone: LeapLabTHU/Agent-Attention agent_transformer/models/agent_cswin.py,
 # cfgs/agent_cswin_t.yaml (letters AABB: global agent attention (agents 9/16, the official

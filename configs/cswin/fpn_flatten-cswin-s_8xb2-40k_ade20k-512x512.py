@@ -1,3 +1,4 @@
+# Citation: dong2022cswin (BibTeX in configs/cswin/README.md)
 # Semantic FPN (ADE20K 40k) with FLatten-CSWin-S: the FLatten-CSWin-T recipe (fpn_flatten-cswin-
 # t_8xb2-40k_ade20k-512x512.py) with
 # the small arch (LeapLabTHU/FLatten-Transformer models/flatten_cswin.py,

@@ -1,3 +1,4 @@
+# Citation: dong2022cswin (BibTeX in configs/cswin/README.md)
 # Mask R-CNN (COCO 1x) with Agent-CSWin-B: the Agent-CSWin-T recipe (mask-rcnn_agent-cswin-
 # t_fpn_1x_coco.py) with
 # the base arch (LeapLabTHU/Agent-Attention agent_transformer/models/agent_cswin.py,

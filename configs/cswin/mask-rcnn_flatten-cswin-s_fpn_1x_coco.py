@@ -1,3 +1,4 @@
+# Citation: dong2022cswin (BibTeX in configs/cswin/README.md)
 # Mask R-CNN (COCO 1x) with FLatten-CSWin-S: the FLatten-CSWin-T recipe (mask-rcnn_flatten-cswin-
 # t_fpn_1x_coco.py) with
 # the small arch (LeapLabTHU/FLatten-Transformer models/flatten_cswin.py,

@@ -1,3 +1,4 @@
+# Citation: dong2022cswin (BibTeX in configs/cswin/README.md)
 # Mask R-CNN + FPN with FLatten-CSWin-T, COCO 3x (36 epochs, steps at 27 and 33):
 # the 1x recipe (same multi-scale + crop augmentation, optimizer and drop path) with
 # Swin's 3x schedule (mask_rcnn_swin_tiny_patch4_window7_mstrain_480-800_adamw_3x_coco.py),

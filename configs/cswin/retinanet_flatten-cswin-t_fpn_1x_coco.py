@@ -1,3 +1,4 @@
+# Citation: dong2022cswin (BibTeX in configs/cswin/README.md)
 # RetinaNet + FPN with FLatten-CSWin-T, COCO 1x (12 epochs, 8 GPUs x 2 images).
 # Backbone: LeapLabTHU/FLatten-Transformer models/flatten_cswin.py, cfgs/flatten_cswin_t.yaml
 # (letters LLSS: global focused linear attention with LePE (positional encodings resized from 56x56

@@ -1,3 +1,4 @@
+# Citation: dong2022cswin (BibTeX in configs/cswin/README.md)
 # UperNet (ADE20K 160k) with FLatten-CSWin-B: the FLatten-CSWin-T recipe (upernet_flatten-cswin-
 # t_8xb2-160k_ade20k-512x512.py) with
 # the base arch (LeapLabTHU/FLatten-Transformer models/flatten_cswin.py,

@@ -1,3 +1,4 @@
+# Citation: mmattn2026 (BibTeX in configs/plugins/README.md)
 # Mask R-CNN 1x on COCO, ResNet-50 with Agent Attention (Han et al., ECCV 2024) as an mmcv
 # plug-in in every bottleneck of stages 3 and 4 (after conv2, where mmdet's attention recipes
 # put GeneralizedAttention: 256 / 512 channels). Everything else is MMDetection's

@@ -1,3 +1,4 @@
+# Citation: mmattn2026 (BibTeX in configs/plugins/README.md)
 # RTMDet-s with focused linear attention (Han et al., ICCV 2023) in the neck: an
 # mmattn.AttentionPlugin on each of the three backbone maps (C3-C5, [128, 256, 512] channels)
 # before CSPNeXtPAFPN. Everything else is MMDetection's rtmdet_s_8xb32-300e_coco.py.

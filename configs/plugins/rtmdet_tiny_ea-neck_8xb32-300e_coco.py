@@ -1,3 +1,4 @@
+# Citation: mmattn2026 (BibTeX in configs/plugins/README.md)
 # RTMDet-tiny with multi-head external attention (Guo et al., TPAMI 2022) in the neck: an
 # mmattn.AttentionPlugin on each of the three backbone maps (C3-C5, [96, 192, 384] channels)
 # before CSPNeXtPAFPN. Everything else is MMDetection's rtmdet_tiny_8xb32-300e_coco.py.

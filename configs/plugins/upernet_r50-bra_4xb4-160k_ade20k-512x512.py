@@ -1,3 +1,4 @@
+# Citation: mmattn2026 (BibTeX in configs/plugins/README.md)
 # UperNet 160k on ADE20K 512 x 512, ResNet-50-v1c with BiFormer's bi-level routing attention
 # (Zhu et al., CVPR 2023) as an mmcv plug-in in every bottleneck of stages 3 and 4 (after conv2:
 # 256 / 512 channels). Everything else is MMSegmentation's upernet_r50_4xb4-160k_ade20k-512x512

@@ -1,3 +1,4 @@
+# Citation: mmattn2026 (BibTeX in configs/plugins/README.md)
 # YOLOX-s with focused linear attention (FLatten, Han et al., ICCV 2023) in the neck, the
 # placement of the write-ups that put FLatten into YOLO necks: an mmattn.AttentionPlugin on each
 # backbone map (C3-C5, [128, 256, 512] channels) before YOLOXPAFPN. Everything else is
