@@ -1,4 +1,5 @@
 """mmattn: efficient attention backbones for MMDetection 3.x and MMSegmentation 1.x."""
+
 import os
 import os.path as osp
 import shutil

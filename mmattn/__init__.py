@@ -5,6 +5,7 @@ prefix with MMEngine. The safe checkpoint loader is
 installed by ``tools/train.py`` / ``tools/test.py``, or by importing :mod:`mmattn.safe_loading`
 (for MMDetection's and MMSegmentation's own tools, through ``custom_imports``).
 """
+
 from mmengine.config.utils import MODULE2PACKAGE
 
 from .version import __version__

@@ -6,6 +6,7 @@ Inside mmattn, sub-modules must be built with :func:`build_module`, which pins t
 a plain ``MODELS.build(dict(type='AgentAttention'))`` under a running mmdet scope looks the
 name up in mmdet's registry and fails (see STYLE.md, section 2).
 """
+
 from mmengine.registry import MODELS as MMENGINE_MODELS
 from mmengine.registry import OPTIM_WRAPPERS as MMENGINE_OPTIM_WRAPPERS
 from mmengine.registry import Registry
@@ -26,10 +27,16 @@ def _build_in_own_scope(cfg, registry, default_args=None):
     return build_model_from_cfg(cfg, registry, default_args)
 
 
-MODELS = Registry('model', parent=MMENGINE_MODELS, scope='mmattn', locations=['mmattn.models'],
-                  build_func=_build_in_own_scope)
+MODELS = Registry(
+    'model',
+    parent=MMENGINE_MODELS,
+    scope='mmattn',
+    locations=['mmattn.models'],
+    build_func=_build_in_own_scope,
+)
 OPTIM_WRAPPERS = Registry(
-    'optim_wrapper', parent=MMENGINE_OPTIM_WRAPPERS, scope='mmattn', locations=['mmattn.engine'])
+    'optim_wrapper', parent=MMENGINE_OPTIM_WRAPPERS, scope='mmattn', locations=['mmattn.engine']
+)
 
 
 def build_module(cfg: dict, **default_args):
@@ -49,6 +56,7 @@ def build_module(cfg: dict, **default_args):
     name = cfg['type']
     if isinstance(name, str) and '.' not in name and MODELS.get(name) is None:
         known = sorted(k for k in MODELS.module_dict)
-        raise KeyError(f'unknown mmattn module type {name!r}; registered types are: '
-                       f'{", ".join(known)}')
+        raise KeyError(
+            f'unknown mmattn module type {name!r}; registered types are: {", ".join(known)}'
+        )
     return MODELS.build(cfg, default_args=default_args or None)

@@ -11,6 +11,7 @@ Every local checkpoint MMEngine then loads (resume, ``load_from``, ``init_cfg=di
 the types MMEngine writes (:func:`mmattn.utils.checkpoint.safe_load`); this is also what lets
 ``--resume`` work on torch >= 2.6. mmattn's own tools install it explicitly and need no import.
 """
+
 from .utils.checkpoint import install_safe_checkpoint_loader
 
 install_safe_checkpoint_loader()

@@ -1,4 +1,5 @@
 """Shared fixtures: the bundled datasets and a way to run the tools as a user does."""
+
 import os
 import os.path as osp
 import socket
@@ -25,6 +26,7 @@ torch.set_num_threads(THREADS)
 def shapes_data():
     """Paths of the bundled datasets, generated (atomically) if missing."""
     from mmattn.datasets import make_shapes_ade, make_shapes_coco
+
     coco, ade = osp.join(DATA, 'shapes_coco'), osp.join(DATA, 'shapes_ade')
     make_shapes_coco(coco)
     make_shapes_ade(ade)
@@ -40,11 +42,14 @@ def run_tool(script, *args, timeout=900, env=None, check=True):
     full_env = dict(os.environ)
     full_env.update(env or {})
     cmd = [sys.executable, osp.join(REPO, 'tools', script)] + [str(a) for a in args]
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout,
-                          env=full_env)
+    proc = subprocess.run(
+        cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout, env=full_env
+    )
     if check and proc.returncode != 0:
-        pytest.fail(f'{" ".join(cmd)} exited {proc.returncode}\n--- stdout ---\n'
-                    f'{proc.stdout[-4000:]}\n--- stderr ---\n{proc.stderr[-6000:]}')
+        pytest.fail(
+            f'{" ".join(cmd)} exited {proc.returncode}\n--- stdout ---\n'
+            f'{proc.stdout[-4000:]}\n--- stderr ---\n{proc.stderr[-6000:]}'
+        )
     return proc
 
 

@@ -4,12 +4,13 @@ Each check runs in a fresh interpreter, so what an earlier test imported cannot 
 effect: no patched checkpoint loader, no umask change, no file backend registered, and no
 import cycle between the engine and the data checks (either imported first works).
 """
+
 import subprocess
 import sys
 
 import pytest
 
-_PROBE = r'''
+_PROBE = r"""
 import os
 calls = []
 real_umask = os.umask
@@ -27,20 +28,30 @@ import mmattn.safe_loading  # the documented opt-in does install it
 assert CheckpointLoader._schemes[''] is not local_before
 assert CheckpointLoader._schemes[''].__module__ == 'mmattn.utils.checkpoint'
 print('clean')
-'''
+"""
 
 
 def test_import_has_no_side_effects_beyond_registration():
-    proc = subprocess.run([sys.executable, '-c', _PROBE], capture_output=True, text=True,
-                          timeout=300)
+    proc = subprocess.run(
+        [sys.executable, '-c', _PROBE], capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0 and 'clean' in proc.stdout, proc.stderr[-3000:]
 
 
-@pytest.mark.parametrize('first', ['mmattn.utils.data_checks', 'mmattn.engine.hooks',
-                                   'mmattn.engine.run', 'mmattn.utils.cli', 'mmattn.models'])
+@pytest.mark.parametrize(
+    'first',
+    [
+        'mmattn.utils.data_checks',
+        'mmattn.engine.hooks',
+        'mmattn.engine.run',
+        'mmattn.utils.cli',
+        'mmattn.models',
+    ],
+)
 def test_no_import_cycles(first):
-    proc = subprocess.run([sys.executable, '-c', f'import {first}'], capture_output=True,
-                          text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, '-c', f'import {first}'], capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
 
 
@@ -49,6 +60,7 @@ def test_atomic_write_keeps_the_umask_mode(tmp_path):
     import os
 
     from mmattn.utils.atomic import atomic_write
+
     plain = tmp_path / 'plain.txt'
     plain.write_text('x')
     atomic = tmp_path / 'atomic.txt'
@@ -60,6 +72,7 @@ def test_atomic_write_keeps_the_umask_mode(tmp_path):
 
 def test_atomic_write_leaves_nothing_on_error(tmp_path):
     from mmattn.utils.atomic import atomic_write
+
     target = tmp_path / 'out.bin'
     target.write_bytes(b'old')
 

@@ -1,4 +1,5 @@
 """mmattn modules build from mmdet's and mmseg's registries under their default scopes."""
+
 import pytest
 import torch
 from mmengine.registry import DefaultScope
@@ -53,12 +54,12 @@ def test_plain_build_under_foreign_scope_hits_the_trap():
     """Without the pinned scope, the name is looked up in mmdet's registry: the documented trap
     that build_module avoids."""
     from mmdet.registry import MODELS as MMDET_MODELS
+
     DefaultScope.get_instance('test-trap', scope_name='mmdet')
     with DefaultScope.overwrite_default_scope('mmdet'):
         with pytest.raises(KeyError):
             MMDET_MODELS.build(dict(type='ScopeProbeMixer', embed_dims=4))
-        assert isinstance(build_module(dict(type='ScopeProbeMixer'), embed_dims=4),
-                          ScopeProbeMixer)
+        assert isinstance(build_module(dict(type='ScopeProbeMixer'), embed_dims=4), ScopeProbeMixer)
 
 
 def test_unknown_type_lists_registered_names():
@@ -68,6 +69,7 @@ def test_unknown_type_lists_registered_names():
 
 def test_registry_is_child_of_mmengine_root():
     from mmengine.registry import MODELS as ROOT
+
     assert MODELS.parent is ROOT
     assert MODELS.scope == 'mmattn'
     assert ROOT.get('mmattn.ScopeProbeMixer') is ScopeProbeMixer
@@ -80,5 +82,6 @@ def test_own_registry_builds_in_own_scope_after_a_foreign_scope_ran():
     assert isinstance(MODELS.build(dict(type='ScopeProbeMixer', embed_dims=4)), ScopeProbeMixer)
     # and a prefixed foreign type still resolves through the root
     from mmdet.models.necks import FPN
+
     fpn = MODELS.build(dict(type='mmdet.FPN', in_channels=[4, 8], out_channels=4, num_outs=2))
     assert isinstance(fpn, FPN)

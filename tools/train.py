@@ -11,6 +11,7 @@ Exit status: 0 done; 2 a mistake in the input (one ``error:`` line, nothing trai
 non-finite loss; 4 a file could not be written (disk full); 128 + N preempted by signal N
 (143 SIGTERM, 130 SIGINT) after saving a checkpoint: rerun with ``--resume``.
 """
+
 import argparse
 import os.path as osp
 import sys
@@ -30,18 +31,33 @@ def parse_args(argv=None):
     parser.add_argument('config', help='train config file path')
     parser.add_argument('--work-dir', help='folder for logs and checkpoints')
     parser.add_argument(
-        '--resume', nargs='?', type=str, const='auto',
-        help='resume from CKPT, or (no value) from the newest checkpoint in the work dir')
-    parser.add_argument('--amp', action='store_true',
-                        help='mixed precision: fp16 with loss scaling on CUDA, bf16 on CPU')
+        '--resume',
+        nargs='?',
+        type=str,
+        const='auto',
+        help='resume from CKPT, or (no value) from the newest checkpoint in the work dir',
+    )
     parser.add_argument(
-        '--nan-policy', choices=['stop', 'skip'],
-        help='on a non-finite loss: stop (default; exit 3) or skip the step (config: nan_policy)')
-    parser.add_argument('--nan-max-skips', type=int,
-                        help="with --nan-policy skip: stop after this many skipped steps "
-                        '(default 10; config: nan_max_skips)')
-    parser.add_argument('--auto-scale-lr', action='store_true',
-                        help='scale the learning rate by the actual total batch size')
+        '--amp',
+        action='store_true',
+        help='mixed precision: fp16 with loss scaling on CUDA, bf16 on CPU',
+    )
+    parser.add_argument(
+        '--nan-policy',
+        choices=['stop', 'skip'],
+        help='on a non-finite loss: stop (default; exit 3) or skip the step (config: nan_policy)',
+    )
+    parser.add_argument(
+        '--nan-max-skips',
+        type=int,
+        help='with --nan-policy skip: stop after this many skipped steps '
+        '(default 10; config: nan_max_skips)',
+    )
+    parser.add_argument(
+        '--auto-scale-lr',
+        action='store_true',
+        help='scale the learning rate by the actual total batch size',
+    )
     return parse_run_args(parser, argv)
 
 
@@ -61,8 +77,9 @@ def main(argv=None):
 
     if args.auto_scale_lr:
         if 'auto_scale_lr' not in cfg or 'base_batch_size' not in cfg.auto_scale_lr:
-            raise SystemExit('error: --auto-scale-lr needs auto_scale_lr.base_batch_size in '
-                             'the config')
+            raise SystemExit(
+                'error: --auto-scale-lr needs auto_scale_lr.base_batch_size in the config'
+            )
         cfg.auto_scale_lr.enable = True
 
     # Crash-safe saves (atomic files, pointer last); auto-resume takes the newest complete one.

@@ -6,5 +6,7 @@ model = dict(
     backbone=dict(
         arch='base',
         drop_path_rate=0.4,
-        init_cfg=dict(type='Pretrained', checkpoint='pretrained/agent_swin_b_mmattn.pth')),
-    neck=dict(in_channels=[128, 256, 512, 1024]))
+        init_cfg=dict(type='Pretrained', checkpoint='pretrained/agent_swin_b_mmattn.pth'),
+    ),
+    neck=dict(in_channels=[128, 256, 512, 1024]),
+)

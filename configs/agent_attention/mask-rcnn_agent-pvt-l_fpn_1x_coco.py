@@ -3,5 +3,8 @@
 _base_ = './mask-rcnn_agent-pvt-t_fpn_1x_coco.py'
 model = dict(
     backbone=dict(
-        arch='large', drop_path_rate=0.2,
-        init_cfg=dict(type='Pretrained', checkpoint='pretrained/agent_pvt_l_mmattn.pth')))
+        arch='large',
+        drop_path_rate=0.2,
+        init_cfg=dict(type='Pretrained', checkpoint='pretrained/agent_pvt_l_mmattn.pth'),
+    )
+)

@@ -3,5 +3,8 @@
 _base_ = './mask-rcnn_agent-pvt-t_fpn_1x_coco.py'
 model = dict(
     backbone=dict(
-        arch='medium', drop_path_rate=0.1,
-        init_cfg=dict(type='Pretrained', checkpoint='pretrained/agent_pvt_m_mmattn.pth')))
+        arch='medium',
+        drop_path_rate=0.1,
+        init_cfg=dict(type='Pretrained', checkpoint='pretrained/agent_pvt_m_mmattn.pth'),
+    )
+)

@@ -3,5 +3,8 @@
 _base_ = './mask-rcnn_agent-pvt-t_fpn_1x_coco.py'
 model = dict(
     backbone=dict(
-        arch='small', drop_path_rate=0.2,
-        init_cfg=dict(type='Pretrained', checkpoint='pretrained/agent_pvt_s_mmattn.pth')))
+        arch='small',
+        drop_path_rate=0.2,
+        init_cfg=dict(type='Pretrained', checkpoint='pretrained/agent_pvt_s_mmattn.pth'),
+    )
+)

@@ -7,8 +7,10 @@
 # 12-16-28-28 (downstream_agent_shapes); drop path 0.1.
 # Backbone weights: convert the official ImageNet checkpoint first (see README.md).
 _base_ = [
-    '../_base_/models/mask-rcnn_fpn.py', '../_base_/datasets/coco_instance.py',
-    '../_base_/schedules/schedule_1x.py', '../_base_/default_runtime_det.py'
+    '../_base_/models/mask-rcnn_fpn.py',
+    '../_base_/datasets/coco_instance.py',
+    '../_base_/schedules/schedule_1x.py',
+    '../_base_/default_runtime_det.py',
 ]
 model = dict(
     backbone=dict(
@@ -18,8 +20,10 @@ model = dict(
         agent_shapes=[(12, 12), (16, 16), (28, 28), (28, 28)],
         drop_path_rate=0.1,
         out_indices=(0, 1, 2, 3),
-        init_cfg=dict(type='Pretrained', checkpoint='pretrained/agent_pvt_t_mmattn.pth')),
-    neck=dict(in_channels=[64, 128, 320, 512]))
+        init_cfg=dict(type='Pretrained', checkpoint='pretrained/agent_pvt_t_mmattn.pth'),
+    ),
+    neck=dict(in_channels=[64, 128, 320, 512]),
+)
 optim_wrapper = dict(
-    optimizer=dict(_delete_=True, type='AdamW', lr=0.0002, weight_decay=0.0001),
-    clip_grad=None)
+    optimizer=dict(_delete_=True, type='AdamW', lr=0.0002, weight_decay=0.0001), clip_grad=None
+)

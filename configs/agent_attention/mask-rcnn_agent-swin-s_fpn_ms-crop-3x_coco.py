@@ -5,4 +5,6 @@ _base_ = './mask-rcnn_agent-swin-t_fpn_ms-crop-3x_coco.py'
 model = dict(
     backbone=dict(
         arch='small',
-        init_cfg=dict(type='Pretrained', checkpoint='pretrained/agent_swin_s_mmattn.pth')))
+        init_cfg=dict(type='Pretrained', checkpoint='pretrained/agent_swin_s_mmattn.pth'),
+    )
+)

@@ -6,6 +6,8 @@ model = dict(
     backbone=dict(
         arch='base',
         drop_path_rate=0.5,
-        init_cfg=dict(type='Pretrained', checkpoint='pretrained/agent_swin_b_mmattn.pth')),
+        init_cfg=dict(type='Pretrained', checkpoint='pretrained/agent_swin_b_mmattn.pth'),
+    ),
     decode_head=dict(in_channels=[128, 256, 512, 1024]),
-    auxiliary_head=dict(in_channels=512))
+    auxiliary_head=dict(in_channels=512),
+)

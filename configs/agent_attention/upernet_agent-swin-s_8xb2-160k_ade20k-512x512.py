@@ -6,4 +6,6 @@ model = dict(
     backbone=dict(
         arch='small',
         agent_shapes=[(9, 9), (12, 12), (7, 7), (7, 7)],
-        init_cfg=dict(type='Pretrained', checkpoint='pretrained/agent_swin_s_mmattn.pth')))
+        init_cfg=dict(type='Pretrained', checkpoint='pretrained/agent_swin_s_mmattn.pth'),
+    )
+)

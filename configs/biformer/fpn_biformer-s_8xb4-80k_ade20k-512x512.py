@@ -5,8 +5,10 @@
 # cosine annealing over 80k iterations (min lr ratio 1e-8) with a 1000-iter linear warm-up
 # from 0.1x; AMP with loss scale 512.
 _base_ = [
-    '../_base_/models/fpn.py', '../_base_/datasets/ade20k.py',
-    '../_base_/default_runtime_seg.py', '../_base_/schedules/schedule_80k.py'
+    '../_base_/models/fpn.py',
+    '../_base_/datasets/ade20k.py',
+    '../_base_/default_runtime_seg.py',
+    '../_base_/schedules/schedule_80k.py',
 ]
 crop_size = (512, 512)
 model = dict(
@@ -19,17 +21,26 @@ model = dict(
         drop_path_rate=0.15,
         norm_cfg=dict(type='SyncBN', requires_grad=True),
         out_indices=(0, 1, 2, 3),
-        init_cfg=dict(type='Pretrained', checkpoint='pretrained/biformer_s_mmattn.pth')),
+        init_cfg=dict(type='Pretrained', checkpoint='pretrained/biformer_s_mmattn.pth'),
+    ),
     neck=dict(in_channels=[64, 128, 256, 512]),
-    decode_head=dict(num_classes=150))
+    decode_head=dict(num_classes=150),
+)
 train_dataloader = dict(batch_size=4)
 optim_wrapper = dict(
     _delete_=True,
     type='AmpOptimWrapper',
-    loss_scale=512.,
-    optimizer=dict(type='AdamW', lr=0.0002, weight_decay=0.0001))
+    loss_scale=512.0,
+    optimizer=dict(type='AdamW', lr=0.0002, weight_decay=0.0001),
+)
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=1000),
-    dict(type='CosineAnnealingLR', T_max=80000, eta_min_ratio=1e-8, begin=0, end=80000,
-         by_epoch=False)
+    dict(
+        type='CosineAnnealingLR',
+        T_max=80000,
+        eta_min_ratio=1e-8,
+        begin=0,
+        end=80000,
+        by_epoch=False,
+    ),
 ]

@@ -6,8 +6,10 @@
 # mmdet's 500-iter warm-up; AMP (mmcv fp16 with its default static loss scale 512).
 # Backbone weights: convert the official ImageNet checkpoint first (see README.md).
 _base_ = [
-    '../_base_/models/mask-rcnn_fpn.py', '../_base_/datasets/coco_instance.py',
-    '../_base_/schedules/schedule_1x.py', '../_base_/default_runtime_det.py'
+    '../_base_/models/mask-rcnn_fpn.py',
+    '../_base_/datasets/coco_instance.py',
+    '../_base_/schedules/schedule_1x.py',
+    '../_base_/default_runtime_det.py',
 ]
 model = dict(
     backbone=dict(
@@ -18,11 +20,13 @@ model = dict(
         drop_path_rate=0.2,
         norm_eval=True,
         out_indices=(0, 1, 2, 3),
-        init_cfg=dict(type='Pretrained', checkpoint='pretrained/biformer_s_mmattn.pth')),
-    neck=dict(in_channels=[64, 128, 256, 512]))
+        init_cfg=dict(type='Pretrained', checkpoint='pretrained/biformer_s_mmattn.pth'),
+    ),
+    neck=dict(in_channels=[64, 128, 256, 512]),
+)
 optim_wrapper = dict(
     type='AmpOptimWrapper',
-    loss_scale=512.,
-    optimizer=dict(_delete_=True, type='AdamW', lr=0.0001, betas=(0.9, 0.999),
-                   weight_decay=0.05),
-    paramwise_cfg=dict(custom_keys={'norm': dict(decay_mult=0.)}))
+    loss_scale=512.0,
+    optimizer=dict(_delete_=True, type='AdamW', lr=0.0001, betas=(0.9, 0.999), weight_decay=0.05),
+    paramwise_cfg=dict(custom_keys={'norm': dict(decay_mult=0.0)}),
+)

@@ -3,6 +3,10 @@
 # the backbone width and drop path 0.3.
 _base_ = './retinanet_biformer-s_fpn_1x_coco.py'
 model = dict(
-    backbone=dict(arch='base', drop_path_rate=0.3,
-                  init_cfg=dict(checkpoint='pretrained/biformer_b_mmattn.pth')),
-    neck=dict(in_channels=[96, 192, 384, 768]))
+    backbone=dict(
+        arch='base',
+        drop_path_rate=0.3,
+        init_cfg=dict(checkpoint='pretrained/biformer_b_mmattn.pth'),
+    ),
+    neck=dict(in_channels=[96, 192, 384, 768]),
+)

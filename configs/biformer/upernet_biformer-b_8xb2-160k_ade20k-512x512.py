@@ -3,7 +3,11 @@
 # backbone width and drop path 0.4.
 _base_ = './upernet_biformer-s_8xb2-160k_ade20k-512x512.py'
 model = dict(
-    backbone=dict(arch='base', drop_path_rate=0.4,
-                  init_cfg=dict(checkpoint='pretrained/biformer_b_mmattn.pth')),
+    backbone=dict(
+        arch='base',
+        drop_path_rate=0.4,
+        init_cfg=dict(checkpoint='pretrained/biformer_b_mmattn.pth'),
+    ),
     decode_head=dict(in_channels=[96, 192, 384, 768]),
-    auxiliary_head=dict(in_channels=384))
+    auxiliary_head=dict(in_channels=384),
+)

@@ -3,6 +3,7 @@
 # The other fpn_pvt-s-<op> configs differ only in the op. The recipe is Agent-PVT's Semantic FPN
 # (AdamW 2e-4, 16 images), from scratch: no ImageNet weights exist for this skeleton.
 _base_ = [
-    '../agent_attention/fpn_agent-pvt-t_8xb2-40k_ade20k-512x512.py', './_base_/pvt-s_skeleton.py'
+    '../agent_attention/fpn_agent-pvt-t_8xb2-40k_ade20k-512x512.py',
+    './_base_/pvt-s_skeleton.py',
 ]
 model = dict(backbone={{_base_.comparison_backbone}})

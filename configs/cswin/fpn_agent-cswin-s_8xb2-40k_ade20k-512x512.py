@@ -8,6 +8,7 @@ model = dict(
     backbone=dict(
         arch='small',
         drop_path_rate=0.4,
-        init_cfg=dict(type='Pretrained',
-                      checkpoint='pretrained/agent_cswin_s_mmattn.pth')),
-    neck=dict(in_channels=[64, 128, 256, 512]))
+        init_cfg=dict(type='Pretrained', checkpoint='pretrained/agent_cswin_s_mmattn.pth'),
+    ),
+    neck=dict(in_channels=[64, 128, 256, 512]),
+)

@@ -8,6 +8,7 @@ model = dict(
     backbone=dict(
         arch='base',
         drop_path_rate=0.6,
-        init_cfg=dict(type='Pretrained',
-                      checkpoint='pretrained/agent_cswin_b_mmattn.pth')),
-    neck=dict(in_channels=[96, 192, 384, 768]))
+        init_cfg=dict(type='Pretrained', checkpoint='pretrained/agent_cswin_b_mmattn.pth'),
+    ),
+    neck=dict(in_channels=[96, 192, 384, 768]),
+)

@@ -11,8 +11,10 @@
 # CSWin's dense configs (T 0.3, S 0.4, B 0.6: segmentation/configs/cswin/upernet_cswin_*.py).
 # Agent biases without weight decay, as Agent-Attention's dense configs for Agent-Swin.
 _base_ = [
-    '../_base_/models/mask-rcnn_fpn.py', '../_base_/datasets/coco_instance.py',
-    '../_base_/schedules/schedule_1x.py', '../_base_/default_runtime_det.py'
+    '../_base_/models/mask-rcnn_fpn.py',
+    '../_base_/datasets/coco_instance.py',
+    '../_base_/schedules/schedule_1x.py',
+    '../_base_/default_runtime_det.py',
 ]
 model = dict(
     backbone=dict(
@@ -22,44 +24,67 @@ model = dict(
         drop_path_rate=0.3,
         out_indices=(0, 1, 2, 3),
         out_norms=True,  # CSWin's dense protocol: a LayerNorm on each output
-        init_cfg=dict(type='Pretrained',
-                      checkpoint='pretrained/agent_cswin_t_mmattn.pth')),
-    neck=dict(in_channels=[64, 128, 256, 512]))
+        init_cfg=dict(type='Pretrained', checkpoint='pretrained/agent_cswin_t_mmattn.pth'),
+    ),
+    neck=dict(in_channels=[64, 128, 256, 512]),
+)
 
 # Swin's multi-scale + crop augmentation (from DETR), in mmdet 3.x terms.
-scales = [(480, 1333), (512, 1333), (544, 1333), (576, 1333), (608, 1333), (640, 1333),
-          (672, 1333), (704, 1333), (736, 1333), (768, 1333), (800, 1333)]
+scales = [
+    (480, 1333),
+    (512, 1333),
+    (544, 1333),
+    (576, 1333),
+    (608, 1333),
+    (640, 1333),
+    (672, 1333),
+    (704, 1333),
+    (736, 1333),
+    (768, 1333),
+    (800, 1333),
+]
 train_pipeline = [
     dict(type='LoadImageFromFile', backend_args=None),
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
     dict(type='RandomFlip', prob=0.5),
     dict(
         type='RandomChoice',
-        transforms=[[dict(type='RandomChoiceResize', scales=scales, keep_ratio=True)],
-                    [
-                        dict(type='RandomChoiceResize',
-                             scales=[(400, 1333), (500, 1333), (600, 1333)],
-                             keep_ratio=True),
-                        dict(type='RandomCrop', crop_type='absolute_range',
-                             crop_size=(384, 600), allow_negative_crop=True),
-                        dict(type='RandomChoiceResize', scales=scales, keep_ratio=True)
-                    ]]),
-    dict(type='PackDetInputs')
+        transforms=[
+            [dict(type='RandomChoiceResize', scales=scales, keep_ratio=True)],
+            [
+                dict(
+                    type='RandomChoiceResize',
+                    scales=[(400, 1333), (500, 1333), (600, 1333)],
+                    keep_ratio=True,
+                ),
+                dict(
+                    type='RandomCrop',
+                    crop_type='absolute_range',
+                    crop_size=(384, 600),
+                    allow_negative_crop=True,
+                ),
+                dict(type='RandomChoiceResize', scales=scales, keep_ratio=True),
+            ],
+        ],
+    ),
+    dict(type='PackDetInputs'),
 ]
 train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
 
 optim_wrapper = dict(
-    optimizer=dict(_delete_=True, type='AdamW', lr=0.0001, betas=(0.9, 0.999),
-                   weight_decay=0.05),
+    optimizer=dict(_delete_=True, type='AdamW', lr=0.0001, betas=(0.9, 0.999), weight_decay=0.05),
     clip_grad=None,
-    paramwise_cfg=dict(custom_keys={
-        'absolute_pos_embed': dict(decay_mult=0.),
-        'relative_position_bias_table': dict(decay_mult=0.),
-        'norm': dict(decay_mult=0.),
-        'an_bias': dict(decay_mult=0.),
-        'na_bias': dict(decay_mult=0.),
-        'ah_bias': dict(decay_mult=0.),
-        'aw_bias': dict(decay_mult=0.),
-        'ha_bias': dict(decay_mult=0.),
-        'wa_bias': dict(decay_mult=0.),
-    }))
+    paramwise_cfg=dict(
+        custom_keys={
+            'absolute_pos_embed': dict(decay_mult=0.0),
+            'relative_position_bias_table': dict(decay_mult=0.0),
+            'norm': dict(decay_mult=0.0),
+            'an_bias': dict(decay_mult=0.0),
+            'na_bias': dict(decay_mult=0.0),
+            'ah_bias': dict(decay_mult=0.0),
+            'aw_bias': dict(decay_mult=0.0),
+            'ha_bias': dict(decay_mult=0.0),
+            'wa_bias': dict(decay_mult=0.0),
+        }
+    ),
+)

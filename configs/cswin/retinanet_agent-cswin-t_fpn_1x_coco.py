@@ -10,8 +10,10 @@
 # (out_indices, as mmdet's RetinaNet-Swin): stage 1's output norm would get no gradient.
 # Agent biases without weight decay, as Agent-Attention's dense configs for Agent-Swin.
 _base_ = [
-    '../_base_/models/retinanet_fpn.py', '../_base_/datasets/coco_detection.py',
-    '../_base_/schedules/schedule_1x.py', '../_base_/default_runtime_det.py'
+    '../_base_/models/retinanet_fpn.py',
+    '../_base_/datasets/coco_detection.py',
+    '../_base_/schedules/schedule_1x.py',
+    '../_base_/default_runtime_det.py',
 ]
 model = dict(
     backbone=dict(
@@ -21,21 +23,24 @@ model = dict(
         drop_path_rate=0.3,
         out_indices=(1, 2, 3),
         out_norms=True,  # CSWin's dense protocol: a LayerNorm on each output
-        init_cfg=dict(type='Pretrained',
-                      checkpoint='pretrained/agent_cswin_t_mmattn.pth')),
-    neck=dict(in_channels=[128, 256, 512], start_level=0, add_extra_convs='on_input'))
+        init_cfg=dict(type='Pretrained', checkpoint='pretrained/agent_cswin_t_mmattn.pth'),
+    ),
+    neck=dict(in_channels=[128, 256, 512], start_level=0, add_extra_convs='on_input'),
+)
 optim_wrapper = dict(
-    optimizer=dict(_delete_=True, type='AdamW', lr=0.0001, betas=(0.9, 0.999),
-                   weight_decay=0.05),
+    optimizer=dict(_delete_=True, type='AdamW', lr=0.0001, betas=(0.9, 0.999), weight_decay=0.05),
     clip_grad=None,
-    paramwise_cfg=dict(custom_keys={
-        'absolute_pos_embed': dict(decay_mult=0.),
-        'relative_position_bias_table': dict(decay_mult=0.),
-        'norm': dict(decay_mult=0.),
-        'an_bias': dict(decay_mult=0.),
-        'na_bias': dict(decay_mult=0.),
-        'ah_bias': dict(decay_mult=0.),
-        'aw_bias': dict(decay_mult=0.),
-        'ha_bias': dict(decay_mult=0.),
-        'wa_bias': dict(decay_mult=0.),
-    }))
+    paramwise_cfg=dict(
+        custom_keys={
+            'absolute_pos_embed': dict(decay_mult=0.0),
+            'relative_position_bias_table': dict(decay_mult=0.0),
+            'norm': dict(decay_mult=0.0),
+            'an_bias': dict(decay_mult=0.0),
+            'na_bias': dict(decay_mult=0.0),
+            'ah_bias': dict(decay_mult=0.0),
+            'aw_bias': dict(decay_mult=0.0),
+            'ha_bias': dict(decay_mult=0.0),
+            'wa_bias': dict(decay_mult=0.0),
+        }
+    ),
+)

@@ -9,8 +9,10 @@
 # the input); drop path as CSWin's dense configs (T 0.3, S 0.4, B 0.6). Stages 2-4 only
 # (out_indices, as mmdet's RetinaNet-Swin): stage 1's output norm would get no gradient.
 _base_ = [
-    '../_base_/models/retinanet_fpn.py', '../_base_/datasets/coco_detection.py',
-    '../_base_/schedules/schedule_1x.py', '../_base_/default_runtime_det.py'
+    '../_base_/models/retinanet_fpn.py',
+    '../_base_/datasets/coco_detection.py',
+    '../_base_/schedules/schedule_1x.py',
+    '../_base_/default_runtime_det.py',
 ]
 model = dict(
     backbone=dict(
@@ -20,15 +22,18 @@ model = dict(
         drop_path_rate=0.3,
         out_indices=(1, 2, 3),
         out_norms=True,  # CSWin's dense protocol: a LayerNorm on each output
-        init_cfg=dict(type='Pretrained',
-                      checkpoint='pretrained/flatten_cswin_t_mmattn.pth')),
-    neck=dict(in_channels=[128, 256, 512], start_level=0, add_extra_convs='on_input'))
+        init_cfg=dict(type='Pretrained', checkpoint='pretrained/flatten_cswin_t_mmattn.pth'),
+    ),
+    neck=dict(in_channels=[128, 256, 512], start_level=0, add_extra_convs='on_input'),
+)
 optim_wrapper = dict(
-    optimizer=dict(_delete_=True, type='AdamW', lr=0.0001, betas=(0.9, 0.999),
-                   weight_decay=0.05),
+    optimizer=dict(_delete_=True, type='AdamW', lr=0.0001, betas=(0.9, 0.999), weight_decay=0.05),
     clip_grad=None,
-    paramwise_cfg=dict(custom_keys={
-        'absolute_pos_embed': dict(decay_mult=0.),
-        'relative_position_bias_table': dict(decay_mult=0.),
-        'norm': dict(decay_mult=0.),
-    }))
+    paramwise_cfg=dict(
+        custom_keys={
+            'absolute_pos_embed': dict(decay_mult=0.0),
+            'relative_position_bias_table': dict(decay_mult=0.0),
+            'norm': dict(decay_mult=0.0),
+        }
+    ),
+)

@@ -8,7 +8,8 @@ model = dict(
     backbone=dict(
         arch='base',
         drop_path_rate=0.6,
-        init_cfg=dict(type='Pretrained',
-                      checkpoint='pretrained/agent_cswin_b_mmattn.pth')),
+        init_cfg=dict(type='Pretrained', checkpoint='pretrained/agent_cswin_b_mmattn.pth'),
+    ),
     decode_head=dict(in_channels=[96, 192, 384, 768]),
-    auxiliary_head=dict(in_channels=384))
+    auxiliary_head=dict(in_channels=384),
+)

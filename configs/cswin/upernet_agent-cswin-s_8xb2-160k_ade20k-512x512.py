@@ -8,7 +8,8 @@ model = dict(
     backbone=dict(
         arch='small',
         drop_path_rate=0.4,
-        init_cfg=dict(type='Pretrained',
-                      checkpoint='pretrained/agent_cswin_s_mmattn.pth')),
+        init_cfg=dict(type='Pretrained', checkpoint='pretrained/agent_cswin_s_mmattn.pth'),
+    ),
     decode_head=dict(in_channels=[64, 128, 256, 512]),
-    auxiliary_head=dict(in_channels=256))
+    auxiliary_head=dict(in_channels=256),
+)

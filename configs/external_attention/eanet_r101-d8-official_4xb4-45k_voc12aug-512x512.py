@@ -26,8 +26,10 @@
 #   from mmseg's VOC base is that set of inputs, run by `tools/test.py CONFIG CKPT --tta`
 #   (SegTTAModel, which averages softmax scores instead of summing logits).
 _base_ = [
-    'mmseg::_base_/models/pspnet_r50-d8.py', 'mmseg::_base_/datasets/pascal_voc12_aug.py',
-    '../_base_/default_runtime_seg.py', '../_base_/schedules/schedule_40k.py'
+    'mmseg::_base_/models/pspnet_r50-d8.py',
+    'mmseg::_base_/datasets/pascal_voc12_aug.py',
+    '../_base_/default_runtime_seg.py',
+    '../_base_/schedules/schedule_40k.py',
 ]
 custom_imports = dict(imports=['mmattn.models', 'mmattn.seg'], allow_failed_imports=False)
 crop_size = (512, 512)
@@ -36,12 +38,18 @@ model = dict(
     data_preprocessor=dict(size=crop_size),
     pretrained=None,
     backbone=dict(
-        depth=101, stem_channels=128, dilations=(1, 1, 2, 4), strides=(1, 2, 1, 1),
-        multi_grid=(2, 8, 16), contract_dilation=True, norm_cfg=norm_cfg,
+        depth=101,
+        stem_channels=128,
+        dilations=(1, 1, 2, 4),
+        strides=(1, 2, 1, 1),
+        multi_grid=(2, 8, 16),
+        contract_dilation=True,
+        norm_cfg=norm_cfg,
         # only the last stage feeds a head (no auxiliary head): returning the other three
         # would keep 40 MiB of stage maps alive through the head at 512x512 (inference peak
         # 148 MiB instead of the official network's 112 MiB)
-        out_indices=(3, )),
+        out_indices=(3,),
+    ),
     decode_head=dict(
         _delete_=True,
         type='mmattn.EAHead',
@@ -54,19 +62,22 @@ model = dict(
         num_classes=21,
         norm_cfg=norm_cfg,
         align_corners=True,
-        loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0)),
-    auxiliary_head=None)
+        loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0),
+    ),
+    auxiliary_head=None,
+)
 optim_wrapper = dict(
     _delete_=True,
     type='OptimWrapper',
     optimizer=dict(type='SGD', lr=9e-3, momentum=0.9, weight_decay=1e-4),
     # every bias (conv and BN) at 2x lr without decay, BN weights without decay
-    paramwise_cfg=dict(norm_decay_mult=0., custom_keys={'.bias': dict(lr_mult=2., decay_mult=0.)}),
-    clip_grad=None)
+    paramwise_cfg=dict(
+        norm_decay_mult=0.0, custom_keys={'.bias': dict(lr_mult=2.0, decay_mult=0.0)}
+    ),
+    clip_grad=None,
+)
 train_cfg = dict(max_iters=45000, val_interval=5000)
-param_scheduler = [
-    dict(type='PolyLR', eta_min=0., power=0.9, begin=0, end=45000, by_epoch=False)
-]
+param_scheduler = [dict(type='PolyLR', eta_min=0.0, power=0.9, begin=0, end=45000, by_epoch=False)]
 
 # Official data: scale = random choice of (0.5, 0.6, ..., 2.0) x the original size, crop, flip.
 # Padding to the crop happens in the data preprocessor after normalisation (0 = mean colour,
@@ -75,28 +86,41 @@ scales = [round(0.5 + 0.1 * i, 1) for i in range(16)]
 train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadAnnotations'),
-    dict(type='RandomChoice',
-         transforms=[[dict(type='Resize', scale_factor=s, keep_ratio=True)] for s in scales]),
+    dict(
+        type='RandomChoice',
+        transforms=[[dict(type='Resize', scale_factor=s, keep_ratio=True)] for s in scales],
+    ),
     dict(type='RandomCrop', crop_size=crop_size),
     dict(type='RandomFlip', prob=0.5),
-    dict(type='PackSegInputs')
+    dict(type='PackSegInputs'),
 ]
 test_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadAnnotations'),
-    dict(type='PackSegInputs')
+    dict(type='PackSegInputs'),
 ]
 # (the ConcatDataset list of the mmseg base is replaced whole, so both parts are restated)
 data_root = 'data/VOCdevkit/VOC2012'
 train_dataloader = dict(
     batch_size=4,
-    dataset=dict(datasets=[
-        dict(type='PascalVOCDataset', data_root=data_root,
-             data_prefix=dict(img_path='JPEGImages', seg_map_path='SegmentationClass'),
-             ann_file='ImageSets/Segmentation/train.txt', pipeline=train_pipeline),
-        dict(type='PascalVOCDataset', data_root=data_root,
-             data_prefix=dict(img_path='JPEGImages', seg_map_path='SegmentationClassAug'),
-             ann_file='ImageSets/Segmentation/aug.txt', pipeline=train_pipeline)
-    ]))
+    dataset=dict(
+        datasets=[
+            dict(
+                type='PascalVOCDataset',
+                data_root=data_root,
+                data_prefix=dict(img_path='JPEGImages', seg_map_path='SegmentationClass'),
+                ann_file='ImageSets/Segmentation/train.txt',
+                pipeline=train_pipeline,
+            ),
+            dict(
+                type='PascalVOCDataset',
+                data_root=data_root,
+                data_prefix=dict(img_path='JPEGImages', seg_map_path='SegmentationClassAug'),
+                ann_file='ImageSets/Segmentation/aug.txt',
+                pipeline=train_pipeline,
+            ),
+        ]
+    ),
+)
 val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
 test_dataloader = val_dataloader

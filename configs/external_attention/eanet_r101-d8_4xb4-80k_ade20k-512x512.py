@@ -3,8 +3,10 @@
 # mmseg's standard d8 recipe (ResNetV1c from open-mmlab://resnet101_v1c, FCN auxiliary head,
 # SGD lr 0.01 poly, 16 images/iter); the head follows the official model_torch.py.
 _base_ = [
-    'mmseg::_base_/models/pspnet_r50-d8.py', '../_base_/datasets/ade20k.py',
-    '../_base_/default_runtime_seg.py', '../_base_/schedules/schedule_80k.py'
+    'mmseg::_base_/models/pspnet_r50-d8.py',
+    '../_base_/datasets/ade20k.py',
+    '../_base_/default_runtime_seg.py',
+    '../_base_/schedules/schedule_80k.py',
 ]
 custom_imports = dict(imports=['mmattn.models', 'mmattn.seg'], allow_failed_imports=False)
 crop_size = (512, 512)
@@ -25,6 +27,8 @@ model = dict(
         num_classes=150,
         norm_cfg=norm_cfg,
         align_corners=False,
-        loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0)),
-    auxiliary_head=dict(num_classes=150, norm_cfg=norm_cfg))
+        loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0),
+    ),
+    auxiliary_head=dict(num_classes=150, norm_cfg=norm_cfg),
+)
 train_dataloader = dict(batch_size=4)

@@ -4,5 +4,8 @@
 _base_ = './fpn_flatten-pvt-t_8xb2-40k_ade20k-512x512.py'
 model = dict(
     backbone=dict(
-        arch='large', drop_path_rate=0.3,
-        init_cfg=dict(type='Pretrained', checkpoint='pretrained/flatten_pvt_l_mmattn.pth')))
+        arch='large',
+        drop_path_rate=0.3,
+        init_cfg=dict(type='Pretrained', checkpoint='pretrained/flatten_pvt_l_mmattn.pth'),
+    )
+)

@@ -6,8 +6,10 @@
 # decay (power 0.9, min lr 0), no warm-up, 40k iterations of 32 images; drop path 0.1 (the
 # PVT v2 segmentation backbones' value for every variant). PVT v1's own recipe is the same.
 _base_ = [
-    '../_base_/models/fpn.py', '../_base_/datasets/ade20k.py',
-    '../_base_/default_runtime_seg.py', '../_base_/schedules/schedule_40k.py'
+    '../_base_/models/fpn.py',
+    '../_base_/datasets/ade20k.py',
+    '../_base_/default_runtime_seg.py',
+    '../_base_/schedules/schedule_40k.py',
 ]
 crop_size = (512, 512)
 model = dict(
@@ -18,15 +20,16 @@ model = dict(
         arch='b0',
         drop_path_rate=0.1,
         out_indices=(0, 1, 2, 3),
-        init_cfg=dict(type='Pretrained', checkpoint='pretrained/flatten_pvtv2_b0_mmattn.pth')),
+        init_cfg=dict(type='Pretrained', checkpoint='pretrained/flatten_pvtv2_b0_mmattn.pth'),
+    ),
     neck=dict(in_channels=[32, 64, 160, 256]),
-    decode_head=dict(num_classes=150))
+    decode_head=dict(num_classes=150),
+)
 train_dataloader = dict(batch_size=4)
 optim_wrapper = dict(
     _delete_=True,
     type='OptimWrapper',
     optimizer=dict(type='AdamW', lr=0.0002, weight_decay=0.0001),
-    clip_grad=None)
-param_scheduler = [
-    dict(type='PolyLR', eta_min=0.0, power=0.9, begin=0, end=40000, by_epoch=False)
-]
+    clip_grad=None,
+)
+param_scheduler = [dict(type='PolyLR', eta_min=0.0, power=0.9, begin=0, end=40000, by_epoch=False)]

@@ -5,5 +5,7 @@ _base_ = './fpn_flatten-pvtv2-b0_8xb4-40k_ade20k-512x512.py'
 model = dict(
     backbone=dict(
         arch='b1',
-        init_cfg=dict(type='Pretrained', checkpoint='pretrained/flatten_pvtv2_b1_mmattn.pth')),
-    neck=dict(in_channels=[64, 128, 320, 512]))
+        init_cfg=dict(type='Pretrained', checkpoint='pretrained/flatten_pvtv2_b1_mmattn.pth'),
+    ),
+    neck=dict(in_channels=[64, 128, 320, 512]),
+)

@@ -5,4 +5,6 @@ _base_ = './fpn_flatten-pvtv2-b1_8xb4-40k_ade20k-512x512.py'
 model = dict(
     backbone=dict(
         arch='b3',
-        init_cfg=dict(type='Pretrained', checkpoint='pretrained/flatten_pvtv2_b3_mmattn.pth')))
+        init_cfg=dict(type='Pretrained', checkpoint='pretrained/flatten_pvtv2_b3_mmattn.pth'),
+    )
+)

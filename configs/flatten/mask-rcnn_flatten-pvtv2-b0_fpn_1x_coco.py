@@ -8,8 +8,10 @@
 # Backbone weights: convert the official ImageNet checkpoint first (see README.md; only b0 is
 # released).
 _base_ = [
-    '../_base_/models/mask-rcnn_fpn.py', '../_base_/datasets/coco_instance.py',
-    '../_base_/schedules/schedule_1x.py', '../_base_/default_runtime_det.py'
+    '../_base_/models/mask-rcnn_fpn.py',
+    '../_base_/datasets/coco_instance.py',
+    '../_base_/schedules/schedule_1x.py',
+    '../_base_/default_runtime_det.py',
 ]
 model = dict(
     backbone=dict(
@@ -18,8 +20,10 @@ model = dict(
         arch='b0',
         drop_path_rate=0.1,
         out_indices=(0, 1, 2, 3),
-        init_cfg=dict(type='Pretrained', checkpoint='pretrained/flatten_pvtv2_b0_mmattn.pth')),
-    neck=dict(in_channels=[32, 64, 160, 256]))
+        init_cfg=dict(type='Pretrained', checkpoint='pretrained/flatten_pvtv2_b0_mmattn.pth'),
+    ),
+    neck=dict(in_channels=[32, 64, 160, 256]),
+)
 optim_wrapper = dict(
-    optimizer=dict(_delete_=True, type='AdamW', lr=0.0002, weight_decay=0.0001),
-    clip_grad=None)
+    optimizer=dict(_delete_=True, type='AdamW', lr=0.0002, weight_decay=0.0001), clip_grad=None
+)

@@ -5,4 +5,6 @@ _base_ = './mask-rcnn_flatten-pvtv2-b1_fpn_1x_coco.py'
 model = dict(
     backbone=dict(
         arch='b2',
-        init_cfg=dict(type='Pretrained', checkpoint='pretrained/flatten_pvtv2_b2_mmattn.pth')))
+        init_cfg=dict(type='Pretrained', checkpoint='pretrained/flatten_pvtv2_b2_mmattn.pth'),
+    )
+)

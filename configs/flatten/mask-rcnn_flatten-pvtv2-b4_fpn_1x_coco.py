@@ -5,7 +5,9 @@ _base_ = './mask-rcnn_flatten-pvtv2-b1_fpn_1x_coco.py'
 model = dict(
     backbone=dict(
         arch='b4',
-        init_cfg=dict(type='Pretrained', checkpoint='pretrained/flatten_pvtv2_b4_mmattn.pth')))
+        init_cfg=dict(type='Pretrained', checkpoint='pretrained/flatten_pvtv2_b4_mmattn.pth'),
+    )
+)
 train_dataloader = dict(batch_size=1, num_workers=1)
 optim_wrapper = dict(optimizer=dict(lr=0.0002 / 1.4))
 auto_scale_lr = dict(base_batch_size=8)

@@ -4,5 +4,8 @@
 _base_ = './retinanet_flatten-pvt-t_fpn_1x_coco.py'
 model = dict(
     backbone=dict(
-        arch='medium', drop_path_rate=0.3,
-        init_cfg=dict(type='Pretrained', checkpoint='pretrained/flatten_pvt_m_mmattn.pth')))
+        arch='medium',
+        drop_path_rate=0.3,
+        init_cfg=dict(type='Pretrained', checkpoint='pretrained/flatten_pvt_m_mmattn.pth'),
+    )
+)

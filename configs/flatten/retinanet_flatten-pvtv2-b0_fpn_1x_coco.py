@@ -6,8 +6,10 @@
 # every parameter, no gradient clipping, 1x step schedule (8, 11) with 500-iter warm-up; FPN
 # from C3 with extra convs on the input; drop path 0.1 (PVT v2's detection backbones).
 _base_ = [
-    '../_base_/models/retinanet_fpn.py', '../_base_/datasets/coco_detection.py',
-    '../_base_/schedules/schedule_1x.py', '../_base_/default_runtime_det.py'
+    '../_base_/models/retinanet_fpn.py',
+    '../_base_/datasets/coco_detection.py',
+    '../_base_/schedules/schedule_1x.py',
+    '../_base_/default_runtime_det.py',
 ]
 model = dict(
     backbone=dict(
@@ -16,8 +18,10 @@ model = dict(
         arch='b0',
         drop_path_rate=0.1,
         out_indices=(0, 1, 2, 3),
-        init_cfg=dict(type='Pretrained', checkpoint='pretrained/flatten_pvtv2_b0_mmattn.pth')),
-    neck=dict(in_channels=[32, 64, 160, 256], start_level=1, add_extra_convs='on_input'))
+        init_cfg=dict(type='Pretrained', checkpoint='pretrained/flatten_pvtv2_b0_mmattn.pth'),
+    ),
+    neck=dict(in_channels=[32, 64, 160, 256], start_level=1, add_extra_convs='on_input'),
+)
 optim_wrapper = dict(
-    optimizer=dict(_delete_=True, type='AdamW', lr=0.0001, weight_decay=0.0001),
-    clip_grad=None)
+    optimizer=dict(_delete_=True, type='AdamW', lr=0.0001, weight_decay=0.0001), clip_grad=None
+)

@@ -5,5 +5,7 @@ _base_ = './retinanet_flatten-pvtv2-b0_fpn_1x_coco.py'
 model = dict(
     backbone=dict(
         arch='b1',
-        init_cfg=dict(type='Pretrained', checkpoint='pretrained/flatten_pvtv2_b1_mmattn.pth')),
-    neck=dict(in_channels=[64, 128, 320, 512]))
+        init_cfg=dict(type='Pretrained', checkpoint='pretrained/flatten_pvtv2_b1_mmattn.pth'),
+    ),
+    neck=dict(in_channels=[64, 128, 320, 512]),
+)

@@ -4,4 +4,6 @@ _base_ = './upernet_flatten-swin-t_8xb2-160k_ade20k-512x512.py'
 model = dict(
     backbone=dict(
         arch='small',
-        init_cfg=dict(type='Pretrained', checkpoint='pretrained/flatten_swin_s_mmattn.pth')))
+        init_cfg=dict(type='Pretrained', checkpoint='pretrained/flatten_swin_s_mmattn.pth'),
+    )
+)

@@ -9,9 +9,18 @@ _base_ = 'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py'
 custom_imports = dict(imports=['mmattn.models'], allow_failed_imports=False)
 attn = dict(type='AgentAttention')
 model = dict(
-    backbone=dict(plugins=[
-        dict(cfg=dict(type='mmattn.AttentionPlugin', attn_cfg=attn, map_size=(50, 84)),
-             stages=(False, False, True, False), position='after_conv2'),
-        dict(cfg=dict(type='mmattn.AttentionPlugin', attn_cfg=attn, map_size=(25, 42)),
-             stages=(False, False, False, True), position='after_conv2'),
-    ]))
+    backbone=dict(
+        plugins=[
+            dict(
+                cfg=dict(type='mmattn.AttentionPlugin', attn_cfg=attn, map_size=(50, 84)),
+                stages=(False, False, True, False),
+                position='after_conv2',
+            ),
+            dict(
+                cfg=dict(type='mmattn.AttentionPlugin', attn_cfg=attn, map_size=(25, 42)),
+                stages=(False, False, False, True),
+                position='after_conv2',
+            ),
+        ]
+    )
+)

@@ -15,4 +15,6 @@ model = dict(
         plugin=dict(attn_cfg=dict(type='BiLevelRoutingAttention')),
         levels=(0, 1, 2),
         where='in',
-        map_sizes=(80, 40, 20)))
+        map_sizes=(80, 40, 20),
+    )
+)

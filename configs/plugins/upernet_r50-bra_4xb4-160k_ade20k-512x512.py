@@ -8,9 +8,18 @@ _base_ = 'mmseg::upernet/upernet_r50_4xb4-160k_ade20k-512x512.py'
 custom_imports = dict(imports=['mmattn.models'], allow_failed_imports=False)
 attn = dict(type='BiLevelRoutingAttention')
 model = dict(
-    backbone=dict(plugins=[
-        dict(cfg=dict(type='mmattn.AttentionPlugin', attn_cfg=attn, map_size=32),
-             stages=(False, False, True, False), position='after_conv2'),
-        dict(cfg=dict(type='mmattn.AttentionPlugin', attn_cfg=attn, map_size=16),
-             stages=(False, False, False, True), position='after_conv2'),
-    ]))
+    backbone=dict(
+        plugins=[
+            dict(
+                cfg=dict(type='mmattn.AttentionPlugin', attn_cfg=attn, map_size=32),
+                stages=(False, False, True, False),
+                position='after_conv2',
+            ),
+            dict(
+                cfg=dict(type='mmattn.AttentionPlugin', attn_cfg=attn, map_size=16),
+                stages=(False, False, False, True),
+                position='after_conv2',
+            ),
+        ]
+    )
+)

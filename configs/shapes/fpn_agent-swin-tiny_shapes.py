@@ -17,11 +17,13 @@ model = dict(
         ],
         agent_nums=(9, 16, 16, 4),
         pretrain_img_size=128,
-        drop_path_rate=0.,
-        init_cfg=None),
-    neck=dict(in_channels=[32, 64, 128, 256]))
+        drop_path_rate=0.0,
+        init_cfg=None,
+    ),
+    neck=dict(in_channels=[32, 64, 128, 256]),
+)
 # Short warm-up: the test suite trains this config for ~20 iterations only.
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=5),
-    dict(type='PolyLR', power=1.0, begin=5, end=400, eta_min=1e-5, by_epoch=False)
+    dict(type='PolyLR', power=1.0, begin=5, end=400, eta_min=1e-5, by_epoch=False),
 ]

@@ -7,12 +7,14 @@ model = dict(
         type='mmattn.BiFormer',
         arch=dict(embed_dims=[32, 64, 128, 256], depths=[1, 1, 2, 1], topks=[1, 4, 8, -2]),
         n_win=4,
-        drop_path_rate=0.,
-        init_cfg=None),
-    neck=dict(in_channels=[32, 64, 128, 256]))
+        drop_path_rate=0.0,
+        init_cfg=None,
+    ),
+    neck=dict(in_channels=[32, 64, 128, 256]),
+)
 # Short warm-up: the test suite trains this config for ~20 iterations only.
 max_iters = 400
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=5),
-    dict(type='PolyLR', power=1.0, begin=5, end=max_iters, eta_min=1e-5, by_epoch=False)
+    dict(type='PolyLR', power=1.0, begin=5, end=max_iters, eta_min=1e-5, by_epoch=False),
 ]

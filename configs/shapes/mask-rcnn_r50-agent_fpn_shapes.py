@@ -6,11 +6,20 @@ _base_ = './mask-rcnn_r18_fpn_shapes.py'
 attn = dict(type='AgentAttention')
 model = dict(
     backbone=dict(
-        depth=50, base_channels=16,
+        depth=50,
+        base_channels=16,
         plugins=[
-            dict(cfg=dict(type='mmattn.AttentionPlugin', attn_cfg=attn, map_size=8),
-                 stages=(False, False, True, False), position='after_conv2'),
-            dict(cfg=dict(type='mmattn.AttentionPlugin', attn_cfg=attn, map_size=4),
-                 stages=(False, False, False, True), position='after_conv2'),
-        ]),
-    neck=dict(in_channels=[64, 128, 256, 512]))
+            dict(
+                cfg=dict(type='mmattn.AttentionPlugin', attn_cfg=attn, map_size=8),
+                stages=(False, False, True, False),
+                position='after_conv2',
+            ),
+            dict(
+                cfg=dict(type='mmattn.AttentionPlugin', attn_cfg=attn, map_size=4),
+                stages=(False, False, False, True),
+                position='after_conv2',
+            ),
+        ],
+    ),
+    neck=dict(in_channels=[64, 128, 256, 512]),
+)

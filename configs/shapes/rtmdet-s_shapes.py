@@ -4,4 +4,5 @@ _base_ = './rtmdet-tiny_shapes.py'
 model = dict(
     backbone=dict(deepen_factor=0.33, widen_factor=0.5),
     neck=dict(in_channels=[128, 256, 512], out_channels=128),
-    bbox_head=dict(in_channels=128, feat_channels=128))
+    bbox_head=dict(in_channels=128, feat_channels=128),
+)

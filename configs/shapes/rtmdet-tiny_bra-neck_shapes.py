@@ -11,4 +11,6 @@ model = dict(
         plugin=dict(attn_cfg=dict(type='BiLevelRoutingAttention')),
         levels=(0, 1, 2),
         where='in',
-        map_sizes=(16, 8, 4)))
+        map_sizes=(16, 8, 4),
+    )
+)

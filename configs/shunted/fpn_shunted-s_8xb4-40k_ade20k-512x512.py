@@ -5,8 +5,10 @@
 # (power 0.9, min lr 0), no warm-up. PVT tests with an "AlignResize" to multiples of 32; here
 # mmseg's Resize (2048, 512) keep-ratio with the preprocessor's padding.
 _base_ = [
-    '../_base_/models/fpn.py', '../_base_/datasets/ade20k.py',
-    '../_base_/default_runtime_seg.py', '../_base_/schedules/schedule_40k.py'
+    '../_base_/models/fpn.py',
+    '../_base_/datasets/ade20k.py',
+    '../_base_/default_runtime_seg.py',
+    '../_base_/schedules/schedule_40k.py',
 ]
 crop_size = (512, 512)
 model = dict(
@@ -17,17 +19,18 @@ model = dict(
         arch='small',
         drop_path_rate=0.1,
         out_indices=(0, 1, 2, 3),
-        init_cfg=dict(type='Pretrained', checkpoint='pretrained/shunted_s_mmattn.pth')),
+        init_cfg=dict(type='Pretrained', checkpoint='pretrained/shunted_s_mmattn.pth'),
+    ),
     neck=dict(in_channels=[64, 128, 256, 512]),
-    decode_head=dict(num_classes=150))
+    decode_head=dict(num_classes=150),
+)
 train_dataloader = dict(batch_size=4)
 optim_wrapper = dict(
     _delete_=True,
     type='OptimWrapper',
     optimizer=dict(type='AdamW', lr=0.0002, weight_decay=0.0001),
-    clip_grad=None)
-param_scheduler = [
-    dict(type='PolyLR', eta_min=0., power=0.9, begin=0, end=40000, by_epoch=False)
-]
+    clip_grad=None,
+)
+param_scheduler = [dict(type='PolyLR', eta_min=0.0, power=0.9, begin=0, end=40000, by_epoch=False)]
 train_cfg = dict(max_iters=40000, val_interval=4000)
 default_hooks = dict(checkpoint=dict(interval=4000))

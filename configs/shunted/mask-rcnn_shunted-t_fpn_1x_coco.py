@@ -3,5 +3,6 @@
 _base_ = './mask-rcnn_shunted-s_fpn_1x_coco.py'
 model = dict(
     backbone=dict(
-        arch='tiny',
-        init_cfg=dict(type='Pretrained', checkpoint='pretrained/shunted_t_mmattn.pth')))
+        arch='tiny', init_cfg=dict(type='Pretrained', checkpoint='pretrained/shunted_t_mmattn.pth')
+    )
+)

@@ -3,5 +3,6 @@
 _base_ = './retinanet_shunted-s_fpn_1x_coco.py'
 model = dict(
     backbone=dict(
-        arch='base',
-        init_cfg=dict(type='Pretrained', checkpoint='pretrained/shunted_b_mmattn.pth')))
+        arch='base', init_cfg=dict(type='Pretrained', checkpoint='pretrained/shunted_b_mmattn.pth')
+    )
+)

@@ -3,5 +3,6 @@
 _base_ = './upernet_shunted-s_8xb2-160k_ade20k-512x512.py'
 model = dict(
     backbone=dict(
-        arch='base',
-        init_cfg=dict(type='Pretrained', checkpoint='pretrained/shunted_b_mmattn.pth')))
+        arch='base', init_cfg=dict(type='Pretrained', checkpoint='pretrained/shunted_b_mmattn.pth')
+    )
+)

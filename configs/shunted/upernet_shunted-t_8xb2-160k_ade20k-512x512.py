@@ -3,5 +3,6 @@
 _base_ = './upernet_shunted-s_8xb2-160k_ade20k-512x512.py'
 model = dict(
     backbone=dict(
-        arch='tiny',
-        init_cfg=dict(type='Pretrained', checkpoint='pretrained/shunted_t_mmattn.pth')))
+        arch='tiny', init_cfg=dict(type='Pretrained', checkpoint='pretrained/shunted_t_mmattn.pth')
+    )
+)

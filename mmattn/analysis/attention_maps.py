@@ -13,6 +13,7 @@ input-gradient saliency ``|d out_q / d x_j|`` instead.
 
 Every map is returned on the grid it lives on, as a ``(h, w)`` array, head-averaged.
 """
+
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -24,13 +25,21 @@ from mmattn.models.attentions.base import AttentionWeights, BaseAttention
 
 from .query_maps import OpMap, query_maps
 
-__all__ = ['OpMap', 'Record', 'record_attention_calls', 'saliency_maps', 'op_maps',
-           'select_records', 'draw']
+__all__ = [
+    'OpMap',
+    'Record',
+    'record_attention_calls',
+    'saliency_maps',
+    'op_maps',
+    'select_records',
+    'draw',
+]
 
 
 @dataclass
 class Record:
     """An attention op's call inside the backbone: its input and the weights it recorded."""
+
     name: str
     op: nn.Module
     x: torch.Tensor
@@ -38,10 +47,12 @@ class Record:
     weights: List[AttentionWeights] = field(default_factory=list)
 
 
-def record_attention_calls(model: nn.Module, run: Callable[[], object],
-                           op_types: Optional[Sequence[type]] = None) -> List[Record]:
+def record_attention_calls(
+    model: nn.Module, run: Callable[[], object], op_types: Optional[Sequence[type]] = None
+) -> List[Record]:
     """Run ``run()`` and return every attention op call in ``model`` with its weights."""
     from .ops import attention_ops
+
     op_types = tuple(op_types or attention_ops().values())
     records: List[Record] = []
     handles = []
@@ -96,11 +107,11 @@ def saliency_maps(op: nn.Module, x: torch.Tensor, hw, q: Tuple[int, int]) -> Lis
     with torch.enable_grad():
         if tokens.dim() == 4:  # NCHW op
             out = op(tokens)[0, :, q[0], q[1]]
-            grad, = torch.autograd.grad(out.square().sum(), tokens)
+            (grad,) = torch.autograd.grad(out.square().sum(), tokens)
             sal = grad[0].norm(dim=0)
         else:
             out = op(tokens, hw)[0, q[0] * hw[1] + q[1]]
-            grad, = torch.autograd.grad(out.square().sum(), tokens)
+            (grad,) = torch.autograd.grad(out.square().sum(), tokens)
             sal = grad[0].norm(dim=-1)
     sal = sal / sal.sum().clamp_min(1e-12)
     return [OpMap('input-gradient saliency', _grid(sal, hw))]
@@ -127,18 +138,23 @@ def select_records(records: List[Record], every_block: bool = False) -> List[Rec
     return list(last.values())
 
 
-def draw(image: np.ndarray, point_xy: Tuple[float, float], rows: List[Tuple[str, List[OpMap]]],
-         path: str, alpha: float = 0.6) -> None:
+def draw(
+    image: np.ndarray,
+    point_xy: Tuple[float, float],
+    rows: List[Tuple[str, List[OpMap]]],
+    path: str,
+    alpha: float = 0.6,
+) -> None:
     """Overlay every map on the RGB ``image`` (H, W, 3) and save one PNG."""
     import matplotlib
+
     matplotlib.use('Agg')
     import matplotlib.patches as patches
     import matplotlib.pyplot as plt
 
     ih, iw = image.shape[:2]
     ncol = max(len(m) for _, m in rows) + 1
-    fig, axes = plt.subplots(len(rows), ncol, figsize=(3.2 * ncol, 3.0 * len(rows)),
-                             squeeze=False)
+    fig, axes = plt.subplots(len(rows), ncol, figsize=(3.2 * ncol, 3.0 * len(rows)), squeeze=False)
     for (label, maps), ax_row in zip(rows, axes):
         ax_row[0].imshow(image)
         ax_row[0].plot(*point_xy, marker='*', color='red', markersize=12)
@@ -146,18 +162,32 @@ def draw(image: np.ndarray, point_xy: Tuple[float, float], rows: List[Tuple[str,
         for ax, m in zip(ax_row[1:], maps):
             gh, gw = m.map.shape
             ax.imshow(image)
-            ax.imshow(m.map, cmap='jet', alpha=alpha, extent=(0, iw, ih, 0),
-                      interpolation='nearest')
+            ax.imshow(
+                m.map, cmap='jet', alpha=alpha, extent=(0, iw, ih, 0), interpolation='nearest'
+            )
             sy, sx = ih / gh, iw / gw
             if m.points:
-                wmax = max(p[2] for p in m.points) or 1.
+                wmax = max(p[2] for p in m.points) or 1.0
                 for r, c, wt in m.points:
-                    ax.scatter((c + .5) * sx, (r + .5) * sy, s=10 + 120 * wt / wmax,
-                               facecolors='none', edgecolors='white', linewidths=1)
+                    ax.scatter(
+                        (c + 0.5) * sx,
+                        (r + 0.5) * sy,
+                        s=10 + 120 * wt / wmax,
+                        facecolors='none',
+                        edgecolors='white',
+                        linewidths=1,
+                    )
             for r0, c0, r1, c1 in m.boxes:
-                ax.add_patch(patches.Rectangle(((c0 + .5) * sx, (r0 + .5) * sy),
-                                               (c1 - c0) * sx, (r1 - r0) * sy, fill=False,
-                                               edgecolor='white', linewidth=1.2))
+                ax.add_patch(
+                    patches.Rectangle(
+                        ((c0 + 0.5) * sx, (r0 + 0.5) * sy),
+                        (c1 - c0) * sx,
+                        (r1 - r0) * sy,
+                        fill=False,
+                        edgecolor='white',
+                        linewidth=1.2,
+                    )
+                )
             ax.plot(*point_xy, marker='*', color='red', markersize=9)
             ax.set_title(m.title, fontsize=7)
         for ax in ax_row:
@@ -165,7 +195,7 @@ def draw(image: np.ndarray, point_xy: Tuple[float, float], rows: List[Tuple[str,
             ax.set_yticks([])
             ax.set_xlim(0, iw)
             ax.set_ylim(ih, 0)
-        for ax in ax_row[1 + len(maps):]:
+        for ax in ax_row[1 + len(maps) :]:
             ax.axis('off')
     fig.tight_layout()
     fig.savefig(path, dpi=100)

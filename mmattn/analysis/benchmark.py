@@ -11,6 +11,7 @@ A comparison (:func:`compare_callables`) times two runs (eager vs compiled, or t
 alternating rounds, A then B, then B then A, ..., so that a change of load on a shared machine
 hits both sides alike; the speed-up is reported per round and from the best round medians.
 """
+
 import copy
 import statistics
 import time
@@ -25,8 +26,13 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_runs(fn: Callable[[], object], repeat: int = 10, warmup: int = 2,
-              device: Optional[torch.device] = None, clock: str = 'wall') -> List[float]:
+def time_runs(
+    fn: Callable[[], object],
+    repeat: int = 10,
+    warmup: int = 2,
+    device: Optional[torch.device] = None,
+    clock: str = 'wall',
+) -> List[float]:
     """Seconds of each of ``repeat`` calls of ``fn`` after ``warmup`` untimed calls.
 
     ``clock='process'`` measures the CPU time of this process instead of wall time: on a CPU
@@ -61,10 +67,14 @@ def peak_memory(fn: Callable[[], object], device: Optional[torch.device] = None)
         _sync(device)
         return int(torch.cuda.max_memory_allocated(device) - base)
     from torch.profiler import ProfilerActivity, profile
+
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         fn()
-    events = [e for e in prof.profiler.kineto_results.events() if e.name() == '[memory]'
-              and e.device_type() == torch.autograd.DeviceType.CPU]
+    events = [
+        e
+        for e in prof.profiler.kineto_results.events()
+        if e.name() == '[memory]' and e.device_type() == torch.autograd.DeviceType.CPU
+    ]
     events.sort(key=lambda e: e.start_ns())
     current = peak = 0
     for e in events:
@@ -80,13 +90,24 @@ def summarize(times: Sequence[float]) -> Dict[str, float]:
         q1, _, q3 = statistics.quantiles(ordered, n=4)
     else:
         q1, q3 = ordered[0], ordered[-1]
-    return dict(median=statistics.median(ordered), q1=q1, q3=q3, min=ordered[0],
-                max=ordered[-1], runs=len(ordered))
+    return dict(
+        median=statistics.median(ordered),
+        q1=q1,
+        q3=q3,
+        min=ordered[0],
+        max=ordered[-1],
+        runs=len(ordered),
+    )
 
 
-def benchmark_callable(fn: Callable[[], object], batch_size: int, repeat: int = 10,
-                       warmup: int = 2, device: Optional[torch.device] = None,
-                       measure_memory: bool = True) -> dict:
+def benchmark_callable(
+    fn: Callable[[], object],
+    batch_size: int,
+    repeat: int = 10,
+    warmup: int = 2,
+    device: Optional[torch.device] = None,
+    measure_memory: bool = True,
+) -> dict:
     """Time ``fn`` (one batch of ``batch_size`` images) and measure its peak memory.
 
     Returns:
@@ -95,16 +116,26 @@ def benchmark_callable(fn: Callable[[], object], batch_size: int, repeat: int = 
     """
     times = time_runs(fn, repeat, warmup, device)
     summary = summarize(times)
-    out = dict(time=summary, fps_median=batch_size / summary['median'],
-               fps_min=batch_size / summary['max'], fps_max=batch_size / summary['min'],
-               batch_size=batch_size)
+    out = dict(
+        time=summary,
+        fps_median=batch_size / summary['median'],
+        fps_min=batch_size / summary['max'],
+        fps_max=batch_size / summary['min'],
+        batch_size=batch_size,
+    )
     out['peak_mem_bytes'] = peak_memory(fn, device) if measure_memory else None
     return out
 
 
-def model_runner(model: nn.Module, task: str, shape, batch_size: int = 1,
-                 backbone_only: bool = False, mode: str = 'predict',
-                 device: Optional[torch.device] = None) -> Callable[[], object]:
+def model_runner(
+    model: nn.Module,
+    task: str,
+    shape,
+    batch_size: int = 1,
+    backbone_only: bool = False,
+    mode: str = 'predict',
+    device: Optional[torch.device] = None,
+) -> Callable[[], object]:
     """A no-grad closure running one inference batch of random images through ``model``.
 
     ``mode='predict'`` runs the full inference (with post-processing: NMS, mask pasting,
@@ -125,18 +156,30 @@ def model_runner(model: nn.Module, task: str, shape, batch_size: int = 1,
     return run
 
 
-def _dummy_samples(task: str, shape, batch_size: int, with_gt: bool, num_classes: int = 2,
-                   device: Optional[torch.device] = None):
+def _dummy_samples(
+    task: str,
+    shape,
+    batch_size: int,
+    with_gt: bool,
+    num_classes: int = 2,
+    device: Optional[torch.device] = None,
+):
     """Data samples for ``batch_size`` images of ``shape``; random ground truth if ``with_gt``."""
     h, w = shape
-    meta = dict(img_shape=(h, w), ori_shape=(h, w), pad_shape=(h, w), batch_input_shape=(h, w),
-                scale_factor=(1.0, 1.0))
+    meta = dict(
+        img_shape=(h, w),
+        ori_shape=(h, w),
+        pad_shape=(h, w),
+        batch_input_shape=(h, w),
+        scale_factor=(1.0, 1.0),
+    )
     gen = torch.Generator().manual_seed(0)
     samples = []
     if task == 'det':
         from mmdet.structures import DetDataSample
         from mmdet.structures.mask import BitmapMasks
         from mmengine.structures import InstanceData
+
         for _ in range(batch_size):
             sample = DetDataSample(metainfo=meta)
             if with_gt:
@@ -148,17 +191,21 @@ def _dummy_samples(task: str, shape, batch_size: int, with_gt: bool, num_classes
                 for i, (x0, y0, x1, y1) in enumerate(boxes.round().long().tolist()):
                     masks[i, y0:y1, x0:x1] = 1
                 sample.gt_instances = InstanceData(
-                    bboxes=boxes, labels=torch.randint(0, num_classes, (n, ), generator=gen),
-                    masks=BitmapMasks(masks.numpy(), h, w))
+                    bboxes=boxes,
+                    labels=torch.randint(0, num_classes, (n,), generator=gen),
+                    masks=BitmapMasks(masks.numpy(), h, w),
+                )
             samples.append(sample.to(device) if device is not None else sample)
     else:
         from mmengine.structures import PixelData
         from mmseg.structures import SegDataSample
+
         for _ in range(batch_size):
             sample = SegDataSample(metainfo=dict(meta, padding_size=[0, 0, 0, 0]))
             if with_gt:
                 sample.gt_sem_seg = PixelData(
-                    data=torch.randint(0, num_classes, (1, h, w), generator=gen))
+                    data=torch.randint(0, num_classes, (1, h, w), generator=gen)
+                )
             samples.append(sample.to(device) if device is not None else sample)
     return samples
 
@@ -172,9 +219,14 @@ def _num_classes(model: nn.Module) -> int:
     return 2
 
 
-def train_step_runner(model: nn.Module, task: str, shape, batch_size: int = 1,
-                      backbone_only: bool = False,
-                      device: Optional[torch.device] = None) -> Callable[[], object]:
+def train_step_runner(
+    model: nn.Module,
+    task: str,
+    shape,
+    batch_size: int = 1,
+    backbone_only: bool = False,
+    device: Optional[torch.device] = None,
+) -> Callable[[], object]:
     """A closure running one training step's forward and backward on random images.
 
     Train mode (dropout, drop-path and BatchNorm statistics as in training). The whole model
@@ -187,8 +239,11 @@ def train_step_runner(model: nn.Module, task: str, shape, batch_size: int = 1,
     model.to(device)
     model.train()
     img = torch.randn(batch_size, 3, *shape, device=device)
-    samples = None if backbone_only else _dummy_samples(task, shape, batch_size, True,
-                                                        _num_classes(model), device)
+    samples = (
+        None
+        if backbone_only
+        else _dummy_samples(task, shape, batch_size, True, _num_classes(model), device)
+    )
     params = [p for p in model.parameters() if p.requires_grad]
 
     def run():
@@ -225,12 +280,18 @@ def max_abs_diff(out_a, out_b) -> Optional[float]:
     ta, tb = _tensors(out_a), _tensors(out_b)
     if not ta or len(ta) != len(tb) or any(a.shape != b.shape for a, b in zip(ta, tb)):
         return None
-    return max(float((a.detach().double() - b.detach().double()).abs().max()) if a.numel()
-               else 0. for a, b in zip(ta, tb))
+    return max(
+        float((a.detach().double() - b.detach().double()).abs().max()) if a.numel() else 0.0
+        for a, b in zip(ta, tb)
+    )
 
 
-def compile_model(model: nn.Module, backbone_only: bool = False, dynamic: Optional[bool] = None,
-                  fullgraph: bool = False) -> nn.Module:
+def compile_model(
+    model: nn.Module,
+    backbone_only: bool = False,
+    dynamic: Optional[bool] = None,
+    fullgraph: bool = False,
+) -> nn.Module:
     """Compile ``model`` (a backbone) or the backbone of a detector/segmentor, in place.
 
     ``nn.Module.compile`` keeps the module and its state-dict names; the backbone is where the
@@ -240,12 +301,19 @@ def compile_model(model: nn.Module, backbone_only: bool = False, dynamic: Option
         model.compile(dynamic=dynamic, fullgraph=fullgraph)
         return model
     from mmattn.engine.compile import compile_backbone
+
     return compile_backbone(model, dynamic=dynamic, fullgraph=fullgraph)
 
 
-def compare_callables(fns: Dict[str, Callable[[], object]], batch_size: int, rounds: int = 3,
-                      repeat: int = 3, warmup: int = 1, device: Optional[torch.device] = None,
-                      measure_memory: bool = True) -> dict:
+def compare_callables(
+    fns: Dict[str, Callable[[], object]],
+    batch_size: int,
+    rounds: int = 3,
+    repeat: int = 3,
+    warmup: int = 1,
+    device: Optional[torch.device] = None,
+    measure_memory: bool = True,
+) -> dict:
     """Time two (or more) closures in alternating rounds and compare them.
 
     Each side first runs ``warmup`` untimed calls (the first call's time is kept as
@@ -275,17 +343,21 @@ def compare_callables(fns: Dict[str, Callable[[], object]], batch_size: int, rou
     times: Dict[str, List[float]] = {n: [] for n in names}
     medians: Dict[str, List[float]] = {n: [] for n in names}
     for r in range(rounds):
-        for name in (names if r % 2 == 0 else names[::-1]):
+        for name in names if r % 2 == 0 else names[::-1]:
             ts = time_runs(fns[name], repeat, 0, device)
             times[name] += ts
             medians[name].append(statistics.median(ts))
     sides = {}
     for name in names:
         best = min(medians[name])
-        sides[name] = dict(time=summarize(times[name]), round_medians=medians[name], best=best,
-                           fps_best=batch_size / best, first_call_s=first.get(name),
-                           peak_mem_bytes=peak_memory(fns[name], device) if measure_memory
-                           else None)
+        sides[name] = dict(
+            time=summarize(times[name]),
+            round_medians=medians[name],
+            best=best,
+            fps_best=batch_size / best,
+            first_call_s=first.get(name),
+            peak_mem_bytes=peak_memory(fns[name], device) if measure_memory else None,
+        )
     out = dict(sides=sides, order=names, batch_size=batch_size, rounds=rounds, repeat=repeat)
     if len(names) == 2:
         a, b = names
@@ -296,9 +368,15 @@ def compare_callables(fns: Dict[str, Callable[[], object]], batch_size: int, rou
     return out
 
 
-def build_runner(model: nn.Module, task: str, shape: Tuple[int, int], batch_size: int = 1,
-                 backbone_only: bool = False, mode: str = 'predict',
-                 device: Optional[torch.device] = None) -> Callable[[], object]:
+def build_runner(
+    model: nn.Module,
+    task: str,
+    shape: Tuple[int, int],
+    batch_size: int = 1,
+    backbone_only: bool = False,
+    mode: str = 'predict',
+    device: Optional[torch.device] = None,
+) -> Callable[[], object]:
     """:func:`model_runner` for ``'predict'``/``'tensor'``, :func:`train_step_runner` for
     ``'train'``."""
     if mode == 'train':
@@ -306,8 +384,9 @@ def build_runner(model: nn.Module, task: str, shape: Tuple[int, int], batch_size
     return model_runner(model, task, shape, batch_size, backbone_only, mode, device)
 
 
-def compiled_copy(model: nn.Module, backbone_only: bool, dynamic: Optional[bool] = None,
-                  fullgraph: bool = False) -> nn.Module:
+def compiled_copy(
+    model: nn.Module, backbone_only: bool, dynamic: Optional[bool] = None, fullgraph: bool = False
+) -> nn.Module:
     """A deep copy of ``model`` (same weights) with its backbone compiled (see
     :func:`compile_model`)."""
     return compile_model(copy.deepcopy(model), backbone_only, dynamic, fullgraph)

@@ -10,6 +10,7 @@ Convention: one multiply-add is one FLOP (the papers' convention, and fvcore's).
 the bilinear/nearest resizes are counted by MMEngine's default handles; element-wise ops
 (softmax, activations, additions) are not counted, as in fvcore.
 """
+
 import string
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -24,13 +25,28 @@ from mmengine.analysis.jit_handles import get_shape
 
 # Aten ops that carry multiply-adds; if one of these is unsupported the count is wrong, so the
 # counter reports it loudly (the tests assert none is left for any registered op).
-PRODUCT_OPS = frozenset({
-    'aten::matmul', 'aten::mm', 'aten::bmm', 'aten::baddbmm', 'aten::addbmm', 'aten::addmm',
-    'aten::einsum', 'aten::linear', 'aten::_convolution', 'aten::conv1d', 'aten::conv2d',
-    'aten::conv3d', 'aten::conv_transpose2d', 'aten::scaled_dot_product_attention',
-    'aten::_scaled_dot_product_attention_math', 'aten::tensordot', 'aten::bilinear',
-    'aten::_native_multi_head_attention',
-})
+PRODUCT_OPS = frozenset(
+    {
+        'aten::matmul',
+        'aten::mm',
+        'aten::bmm',
+        'aten::baddbmm',
+        'aten::addbmm',
+        'aten::addmm',
+        'aten::einsum',
+        'aten::linear',
+        'aten::_convolution',
+        'aten::conv1d',
+        'aten::conv2d',
+        'aten::conv3d',
+        'aten::conv_transpose2d',
+        'aten::scaled_dot_product_attention',
+        'aten::_scaled_dot_product_attention_math',
+        'aten::tensordot',
+        'aten::bilinear',
+        'aten::_native_multi_head_attention',
+    }
+)
 
 
 def _matmul_macs(a: Sequence[int], b: Sequence[int]) -> int:
@@ -87,7 +103,7 @@ def einsum_macs(equation: str, shapes: Sequence[Sequence[int]]) -> int:
             n_ell = len(shape) - (len(term) - 3)
             while len(ell_letters) < n_ell:
                 ell_letters.insert(0, spare.pop())
-            term = term.replace('...', ''.join(ell_letters[len(ell_letters) - n_ell:]))
+            term = term.replace('...', ''.join(ell_letters[len(ell_letters) - n_ell :]))
         for letter, size in zip(term, shape):
             # broadcast dimensions of size 1 take the other operand's size
             sizes[letter] = max(sizes.get(letter, 1), int(size))
@@ -131,6 +147,7 @@ class FlopsResult:
         by_module (dict): FLOPs per sub-module name (``''`` is the whole module).
         unsupported (dict): Uncounted aten ops and how often they ran.
     """
+
     flops: int
     params: int
     by_operator: Dict[str, int] = field(default_factory=dict)
@@ -152,8 +169,11 @@ def agent_biases_as_resizes(op, hw_shape: Sequence[int]) -> Tuple[torch.Tensor, 
     size = tuple(hw_shape)
 
     def resize(t):
-        return t if tuple(t.shape[-2:]) == size else F.interpolate(
-            t, size=size, mode='bilinear', align_corners=False)
+        return (
+            t
+            if tuple(t.shape[-2:]) == size
+            else F.interpolate(t, size=size, mode='bilinear', align_corners=False)
+        )
 
     def agents(t):  # (heads, n, H, W) -> (heads, A', HW)
         if tuple(op.agent_shape) == tuple(op.pretrain_grid):
@@ -164,7 +184,8 @@ def agent_biases_as_resizes(op, hw_shape: Sequence[int]) -> Tuple[torch.Tensor, 
 
     an = resize(op.an_bias) + resize((op.ah_bias + op.aw_bias).reshape(heads, n, h0, w0))
     na = resize(op.na_bias) + resize(
-        (op.ha_bias + op.wa_bias).reshape(heads, h0, w0, n).permute(0, 3, 1, 2))
+        (op.ha_bias + op.wa_bias).reshape(heads, h0, w0, n).permute(0, 3, 1, 2)
+    )
     return agents(an), agents(na).transpose(1, 2)
 
 
@@ -177,6 +198,7 @@ def papers_formulation(model: nn.Module) -> Iterator[nn.Module]:
     the logits' GEMMs (extra products the papers do not have).
     """
     from mmattn.models.attentions import AgentAttention
+
     ops = [m for m in model.modules() if isinstance(m, AgentAttention)]
     saved = [op.fused_attn for op in ops]
     for op in ops:
@@ -216,12 +238,12 @@ def count_flops(model: nn.Module, inputs, by_module: bool = False) -> FlopsResul
         FlopsResult: FLOPs, parameters, breakdowns and unsupported ops.
     """
     if not isinstance(inputs, tuple):
-        inputs = (inputs, )
+        inputs = (inputs,)
     analyzer = make_analyzer(model, inputs)
     with torch.no_grad(), papers_formulation(model):
         total = int(analyzer.total())
         ops = {k: int(v) for k, v in analyzer.by_operator().items()}
-        modules = ({k: int(v) for k, v in analyzer.by_module().items()} if by_module else {})
+        modules = {k: int(v) for k, v in analyzer.by_module().items()} if by_module else {}
         unsupported = dict(analyzer.unsupported_ops())
     return FlopsResult(total, count_params(model), ops, modules, unsupported)
 
@@ -234,8 +256,9 @@ def task_of(cfg) -> str:
         return 'det'
     if scope.startswith('mmseg'):
         return 'seg'
-    raise ValueError(f'cannot tell the task of a config with default_scope={scope!r}; '
-                     f'expected mmdet or mmseg')
+    raise ValueError(
+        f'cannot tell the task of a config with default_scope={scope!r}; expected mmdet or mmseg'
+    )
 
 
 #: Input (H, W) of the papers' FLOPs: 1280x800 COCO images (landscape) and 512x2048 ADE20K.
@@ -250,6 +273,7 @@ def build_model_from_cfg(cfg, backbone_only: bool = False) -> nn.Module:
     if cfg.get('custom_imports'):
         import_modules_from_strings(**cfg.custom_imports)
     import mmattn.models  # noqa: F401
+
     init_default_scope(cfg.get('default_scope', 'mmattn'))
     model_cfg = cfg.model.backbone if backbone_only else cfg.model
     model_cfg = model_cfg.copy()
@@ -261,6 +285,7 @@ def build_model_from_cfg(cfg, backbone_only: bool = False) -> nn.Module:
         model_cfg['backbone'] = dict(model_cfg['backbone'], init_cfg=None)
     model = MODELS.build(model_cfg)
     from mmengine.model import revert_sync_batchnorm
+
     model = revert_sync_batchnorm(model)
     model.eval()  # NOTE: some backbones' train() returns None, so don't chain
     return model
@@ -284,8 +309,14 @@ class _TensorForward(nn.Module):
         samples = None
         if self.task == 'det':
             from mmdet.structures import DetDataSample
-            meta = dict(img_shape=self.shape, ori_shape=self.shape, pad_shape=self.shape,
-                        batch_input_shape=self.shape, scale_factor=(1.0, 1.0))
+
+            meta = dict(
+                img_shape=self.shape,
+                ori_shape=self.shape,
+                pad_shape=self.shape,
+                batch_input_shape=self.shape,
+                scale_factor=(1.0, 1.0),
+            )
             samples = [DetDataSample(metainfo=meta) for _ in range(img.shape[0])]
         out = self.model(img, samples, mode='tensor')
         return _flatten_tensors(out)
@@ -293,7 +324,7 @@ class _TensorForward(nn.Module):
 
 def _flatten_tensors(out) -> Tuple[torch.Tensor, ...]:
     if isinstance(out, torch.Tensor):
-        return (out, )
+        return (out,)
     if isinstance(out, dict):
         out = list(out.values())
     if isinstance(out, (list, tuple)):
@@ -301,8 +332,12 @@ def _flatten_tensors(out) -> Tuple[torch.Tensor, ...]:
     return ()
 
 
-def config_complexity(cfg, shape: Optional[Tuple[int, int]] = None,
-                      backbone_only: bool = False, by_module: bool = False) -> dict:
+def config_complexity(
+    cfg,
+    shape: Optional[Tuple[int, int]] = None,
+    backbone_only: bool = False,
+    by_module: bool = False,
+) -> dict:
     """Params and FLOPs of a config's model (or backbone) at input ``shape`` = (H, W).
 
     Args:
@@ -317,6 +352,7 @@ def config_complexity(cfg, shape: Optional[Tuple[int, int]] = None,
         ``uncounted_products`` (and ``by_module``).
     """
     from mmengine.config import Config
+
     if isinstance(cfg, str):
         cfg = Config.fromfile(cfg)
     task = task_of(cfg)
@@ -324,13 +360,22 @@ def config_complexity(cfg, shape: Optional[Tuple[int, int]] = None,
     model = build_model_from_cfg(cfg, backbone_only)
     img = torch.randn(1, 3, *shape)
     target = model if backbone_only else _TensorForward(model, task, shape)
-    res = count_flops(target, (img, ), by_module=by_module)
+    res = count_flops(target, (img,), by_module=by_module)
     if by_module and not backbone_only:
-        res.by_module = {k[len('model.'):] if k.startswith('model.') else k: v
-                         for k, v in res.by_module.items() if k not in ('', 'model')}
-    out = dict(task=task, shape=shape, params=res.params, flops=res.flops,
-               by_operator=res.by_operator, unsupported=res.unsupported,
-               uncounted_products=res.uncounted_products)
+        res.by_module = {
+            k[len('model.') :] if k.startswith('model.') else k: v
+            for k, v in res.by_module.items()
+            if k not in ('', 'model')
+        }
+    out = dict(
+        task=task,
+        shape=shape,
+        params=res.params,
+        flops=res.flops,
+        by_operator=res.by_operator,
+        unsupported=res.unsupported,
+        uncounted_products=res.uncounted_products,
+    )
     if by_module:
         out['by_module'] = res.by_module
     return out

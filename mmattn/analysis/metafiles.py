@@ -16,6 +16,7 @@ A new family needs no code here: a folder with recipes and a README (title, pape
 link, BibTeX), its rows in the zoo cache (``tools/analysis_tools/model_zoo.py``), then
 ``tools/analysis_tools/metafiles.py``.
 """
+
 import os.path as osp
 import re
 from typing import Dict, List, Optional
@@ -34,8 +35,13 @@ from .model_zoo import (
     readme_title,
 )
 
-DATASETS = {'coco': 'COCO', 'ade20k': 'ADE20K', 'voc12aug': 'PASCAL VOC 2012 + Aug',
-            'voc12': 'PASCAL VOC 2012', 'shapes': 'shapes (bundled)'}
+DATASETS = {
+    'coco': 'COCO',
+    'ade20k': 'ADE20K',
+    'voc12aug': 'PASCAL VOC 2012 + Aug',
+    'voc12': 'PASCAL VOC 2012',
+    'shapes': 'shapes (bundled)',
+}
 BIBTEX_RE = re.compile(r'@\w+\s*\{\s*([^,\s]+)\s*,')
 
 
@@ -45,8 +51,11 @@ def families(configs_root: str = 'configs') -> Dict[str, List[str]]:
     ``configs/comparison`` (our controlled study, no paper) and ``configs/shapes`` are not
     families.
     """
-    return {name: paths for name, paths in discover_configs(configs_root).items()
-            if osp.isfile(osp.join(configs_root, name, 'README.md'))}
+    return {
+        name: paths
+        for name, paths in discover_configs(configs_root).items()
+        if osp.isfile(osp.join(configs_root, name, 'README.md'))
+    }
 
 
 def bibtex_keys(text: str) -> List[str]:
@@ -59,30 +68,38 @@ def readme_facts(text: str, folder: str) -> dict:
     links = re.findall(r'https?://[^\s)>\]]+', text)
     code = next((u for u in links if 'github.com' in u), None)
     paper = next((u for u in links if 'arxiv.org' in u), None) or next(
-        (u for u in links if 'github.com' not in u), None)
+        (u for u in links if 'github.com' not in u), None
+    )
     keys = bibtex_keys(text)
     title = None
     if keys:
-        entry = text[text.index(keys[0]):]
+        entry = text[text.index(keys[0]) :]
         m = re.search(r'title\s*=\s*\{(.+?)\},?\s*\n', entry)
         title = m.group(1).strip() if m else None
-    return dict(name=readme_title(text, folder), paper_url=paper, code_url=code,
-                paper_title=title, bibtex_key=keys[0] if keys else None)
+    return dict(
+        name=readme_title(text, folder),
+        paper_url=paper,
+        code_url=code,
+        paper_title=title,
+        bibtex_key=keys[0] if keys else None,
+    )
 
 
 def dataset_of(data_field: str) -> str:
     """``'ade20k-512x512'`` -> ``'ADE20K'`` (the last field of a config name)."""
     key = data_field.split('-')[0]
     if key not in DATASETS:
-        raise ValueError(f'unknown dataset {data_field!r} in a config name; add it to '
-                         f'mmattn.analysis.metafiles.DATASETS')
+        raise ValueError(
+            f'unknown dataset {data_field!r} in a config name; add it to '
+            f'mmattn.analysis.metafiles.DATASETS'
+        )
     return DATASETS[key]
 
 
 def head_name(head: str) -> str:
     """``'mask-rcnn'`` -> ``'Mask R-CNN'`` (the config name's first field)."""
     extra = {'cascade-mask-rcnn': 'Cascade Mask R-CNN'}
-    return extra.get(head) or HEADS.get(head, (head, ))[0]
+    return extra.get(head) or HEADS.get(head, (head,))[0]
 
 
 def _number(cell: str) -> Optional[float]:
@@ -115,8 +132,9 @@ def results(paper: dict, task: str, dataset: str) -> List[dict]:
     return [dict(Task=t, Dataset=dataset, Metrics=m, Source='paper') for t, m in by_task.items()]
 
 
-def model_entry(path: str, cfg, info: dict, collection: str, paper: dict,
-                cx: Optional[dict]) -> dict:
+def model_entry(
+    path: str, cfg, info: dict, collection: str, paper: dict, cx: Optional[dict]
+) -> dict:
     dataset = dataset_of(info['data'])
     meta = {'Training Data': dataset}
     train_cfg = cfg.get('train_cfg', {}) or {}
@@ -133,18 +151,19 @@ def model_entry(path: str, cfg, info: dict, collection: str, paper: dict,
             meta['FLOPs'] = int(cx['flops'])
             meta['FLOPs Input'] = 'x'.join(str(s) for s in cx['shape'])
     meta['Architecture'] = [info['backbone_type'], head_name(info['head'])]
-    entry = {'Name': info['stem'], 'In Collection': collection, 'Config': path,
-             'Metadata': meta}
+    entry = {'Name': info['stem'], 'In Collection': collection, 'Config': path, 'Metadata': meta}
     res = results(paper, info['task'], dataset)
     if res:
         entry['Results'] = res
     return entry
 
 
-def build_metafiles(configs_root: str = 'configs',
-                    cache_path: str = 'docs/model_zoo_complexity.json') -> Dict[str, dict]:
+def build_metafiles(
+    configs_root: str = 'configs', cache_path: str = 'docs/model_zoo_complexity.json'
+) -> Dict[str, dict]:
     """``{metafile path: content}`` for every family (nothing is traced: zoo cache only)."""
     from mmengine.config import Config
+
     cache = load_cache(cache_path)
     out = {}
     for folder, paths in families(configs_root).items():
@@ -164,18 +183,24 @@ def build_metafiles(configs_root: str = 'configs',
             entry = model_entry(path.replace(osp.sep, '/'), cfg, info, facts['name'], paper, cx)
             models.append(entry)
             archs += entry['Metadata']['Architecture']
-        collection = {'Name': facts['name'],
-                      'Metadata': {'Architecture': sorted(set(archs))},
-                      'README': readme.replace(osp.sep, '/')}
+        collection = {
+            'Name': facts['name'],
+            'Metadata': {'Architecture': sorted(set(archs))},
+            'README': readme.replace(osp.sep, '/'),
+        }
         if facts['paper_url']:
-            collection['Paper'] = {'URL': facts['paper_url'], 'Title': facts['paper_title']
-                                   or facts['name']}
+            collection['Paper'] = {
+                'URL': facts['paper_url'],
+                'Title': facts['paper_title'] or facts['name'],
+            }
         if facts['code_url']:
             collection['Code'] = {'URL': facts['code_url']}
         if facts['bibtex_key']:
             collection['BibTeX Key'] = facts['bibtex_key']
         out[osp.join(configs_root, folder, 'metafile.yml').replace(osp.sep, '/')] = {
-            'Collections': [collection], 'Models': models}
+            'Collections': [collection],
+            'Models': models,
+        }
     return out
 
 
@@ -200,8 +225,10 @@ def citation_files(configs_root: str = 'configs') -> Dict[str, str]:
         with open(readme, encoding='utf-8') as f:
             keys = bibtex_keys(f.read())
         if not keys:
-            raise ValueError(f'{readme} has no BibTeX entry; add the paper\'s @...{{key, ...}} '
-                             f'in a ```bibtex block')
+            raise ValueError(
+                f"{readme} has no BibTeX entry; add the paper's @...{{key, ...}} "
+                f'in a ```bibtex block'
+            )
         line = citation_line(keys[0], readme.replace(osp.sep, '/'))
         for path in paths:
             with open(path, encoding='utf-8') as f:
@@ -209,9 +236,11 @@ def citation_files(configs_root: str = 'configs') -> Dict[str, str]:
     return out
 
 
-HEADER = ('# Generated by tools/analysis_tools/metafiles.py from the configs, this folder\'s '
-          'README and\n# docs/model_zoo_complexity.json; do not edit by hand. Results are the '
-          'paper\'s (Source: paper).\n')
+HEADER = (
+    "# Generated by tools/analysis_tools/metafiles.py from the configs, this folder's "
+    'README and\n# docs/model_zoo_complexity.json; do not edit by hand. Results are the '
+    "paper's (Source: paper).\n"
+)
 
 
 def dump(content: dict) -> str:
@@ -219,6 +248,8 @@ def dump(content: dict) -> str:
 
 
 def model_index(metafiles: List[str]) -> str:
-    return ('# OpenMMLab model index (mim): one metafile per family; see '
-            'tools/analysis_tools/metafiles.py.\n' + yaml.safe_dump(
-                {'Import': sorted(metafiles)}, sort_keys=False))
+    return (
+        '# OpenMMLab model index (mim): one metafile per family; see '
+        'tools/analysis_tools/metafiles.py.\n'
+        + yaml.safe_dump({'Import': sorted(metafiles)}, sort_keys=False)
+    )

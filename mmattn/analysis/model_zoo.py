@@ -13,6 +13,7 @@ for ``agent-pvt-t``) together with its head (``Mask R-CNN``, ``RetinaNet``, ``Up
 names a metric (AP, mIoU, mAcc, Top-1, ...) become the paper's metrics; ``Params``/``FLOPs``
 columns are shown next to ours.
 """
+
 import glob
 import hashlib
 import json
@@ -23,15 +24,16 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 HEADS = {
     'mask-rcnn': ('Mask R-CNN', ('mask r-cnn', 'mask rcnn', 'maskrcnn', 'mask-rcnn')),
-    'retinanet': ('RetinaNet', ('retinanet', )),
+    'retinanet': ('RetinaNet', ('retinanet',)),
     'upernet': ('UperNet', ('upernet', 'uper net')),
     'fpn': ('Semantic FPN', ('semantic fpn', 'semanticfpn', 'fpn')),
-    'eanet': ('EANet', ('eanet', )),
+    'eanet': ('EANet', ('eanet',)),
 }
-TASKS = {'det': 'Object detection and instance segmentation (COCO)',
-         'seg': 'Semantic segmentation (ADE20K and others)'}
-METRIC_RE = re.compile(
-    r'(\bAP|mIoU|mAcc|aAcc|Top-?1|Top-?5|\bAcc|PQ|box|mask|result|metric)', re.I)
+TASKS = {
+    'det': 'Object detection and instance segmentation (COCO)',
+    'seg': 'Semantic segmentation (ADE20K and others)',
+}
+METRIC_RE = re.compile(r'(\bAP|mIoU|mAcc|aAcc|Top-?1|Top-?5|\bAcc|PQ|box|mask|result|metric)', re.I)
 PARAMS_RE = re.compile(r'(?<!hyper-)(?<!hyper )\bparam', re.I)
 FLOPS_RE = re.compile(r'flop|macs', re.I)
 
@@ -90,9 +92,14 @@ def save_cache(cache: dict, path: str) -> None:
     os.replace(tmp, path)
 
 
-def complexity(path: str, cache: dict, compute: bool = True, cfg=None,
-               shape: Optional[Tuple[int, int]] = None,
-               flops: bool = True) -> Optional[dict]:
+def complexity(
+    path: str,
+    cache: dict,
+    compute: bool = True,
+    cfg=None,
+    shape: Optional[Tuple[int, int]] = None,
+    flops: bool = True,
+) -> Optional[dict]:
     """Params/FLOPs of a config's whole model at ``shape`` (default: the papers'), cached.
 
     With ``flops=False`` only the parameters are counted (building the model is quick,
@@ -108,6 +115,7 @@ def complexity(path: str, cache: dict, compute: bool = True, cfg=None,
         count_params,
         task_of,
     )
+
     cfg = cfg if cfg is not None else Config.fromfile(path)
     key = model_key(cfg)
     hit = cache.get(path.replace(os.sep, '/'))
@@ -118,12 +126,24 @@ def complexity(path: str, cache: dict, compute: bool = True, cfg=None,
         return None
     if flops:
         res = config_complexity(cfg, shape)
-        entry = dict(key=key, shape=list(res['shape']), params=res['params'],
-                     flops=res['flops'], task=res['task'], uncounted=res['uncounted_products'])
+        entry = dict(
+            key=key,
+            shape=list(res['shape']),
+            params=res['params'],
+            flops=res['flops'],
+            task=res['task'],
+            uncounted=res['uncounted_products'],
+        )
     else:
         task = task_of(cfg)
-        entry = dict(key=key, shape=list(shape or DEFAULT_SHAPES[task]), task=task, flops=None,
-                     params=count_params(build_model_from_cfg(cfg)), uncounted={})
+        entry = dict(
+            key=key,
+            shape=list(shape or DEFAULT_SHAPES[task]),
+            task=task,
+            flops=None,
+            params=count_params(build_model_from_cfg(cfg)),
+            uncounted={},
+        )
     cache[path.replace(os.sep, '/')] = entry
     return entry
 
@@ -133,6 +153,7 @@ def describe(path: str, cfg=None) -> dict:
     from mmengine.config import Config
 
     from .flops import task_of
+
     cfg = cfg if cfg is not None else Config.fromfile(path)
     fields = name_fields(path)
     bb = cfg.model.get('backbone', {})
@@ -151,8 +172,11 @@ def parse_tables(text: str) -> List[dict]:
         line = lines[i].strip()
         if line.startswith('#'):
             heading = line.lstrip('#').strip()
-        if line.startswith('|') and i + 1 < len(lines) and re.match(
-                r'^\|?\s*:?-{2,}', lines[i + 1].strip()):
+        if (
+            line.startswith('|')
+            and i + 1 < len(lines)
+            and re.match(r'^\|?\s*:?-{2,}', lines[i + 1].strip())
+        ):
             headers = _cells(line)
             rows = []
             i += 2
@@ -170,13 +194,15 @@ def _cells(line: str) -> List[str]:
 
 
 def _head_in(text: str, head: str) -> bool:
-    _, aliases = HEADS.get(head, (head, (head, )))
+    _, aliases = HEADS.get(head, (head, (head,)))
     low = text.lower()
     for alias in aliases:
         if alias == 'fpn':
             # 'fpn' alone also appears in detector names ("Mask R-CNN + FPN")
-            if re.search(r'semantic\s*fpn', low) or (re.search(r'\bfpn\b', low) and not any(
-                    a in low for a in ('mask r-cnn', 'mask rcnn', 'retinanet'))):
+            if re.search(r'semantic\s*fpn', low) or (
+                re.search(r'\bfpn\b', low)
+                and not any(a in low for a in ('mask r-cnn', 'mask rcnn', 'retinanet'))
+            ):
                 return True
         elif alias in low:
             return True
@@ -188,8 +214,11 @@ def expand_braces(text: str) -> List[str]:
     m = re.search(r'\{([^{}]*)\}', text)
     if not m:
         return [text]
-    return [v for alt in m.group(1).split(',')
-            for v in expand_braces(text[:m.start()] + alt.strip() + text[m.end():])]
+    return [
+        v
+        for alt in m.group(1).split(',')
+        for v in expand_braces(text[: m.start()] + alt.strip() + text[m.end() :])
+    ]
 
 
 def _names_config(cell: str, stem: str) -> bool:
@@ -216,7 +245,8 @@ def match_rows(info: dict, tables: List[dict]) -> Optional[Tuple[dict, List[str]
         for row in t['rows']:
             text = ' '.join(row)
             if bb not in [_norm(c) for c in row] and not re.search(
-                    rf'(^|[^a-z0-9]){re.escape(bb)}($|[^a-z0-9])', _spaced(text)):
+                rf'(^|[^a-z0-9]){re.escape(bb)}($|[^a-z0-9])', _spaced(text)
+            ):
                 continue
             context = text + ' ' + t['heading'] + ' ' + ' '.join(t['headers'])
             if not _head_in(context, info['head']):
@@ -302,11 +332,16 @@ def _to_number(text: str) -> Optional[float]:
     return float(m.group(1)) if m else None
 
 
-def build_rows(configs_root: str, cache: dict, compute: bool = True,
-               progress: bool = False, only: Optional[str] = None,
-               on_update: Optional[Callable[[dict], None]] = None,
-               shape: Optional[Tuple[int, int]] = None,
-               flops_only: Optional[str] = None) -> List[dict]:
+def build_rows(
+    configs_root: str,
+    cache: dict,
+    compute: bool = True,
+    progress: bool = False,
+    only: Optional[str] = None,
+    on_update: Optional[Callable[[dict], None]] = None,
+    shape: Optional[Tuple[int, int]] = None,
+    flops_only: Optional[str] = None,
+) -> List[dict]:
     """One dict per config with everything the tables show.
 
     Args:
@@ -321,11 +356,13 @@ def build_rows(configs_root: str, cache: dict, compute: bool = True,
             count just the parameters of the others.
     """
     from mmengine.config import Config
+
     items = []
     zoo = discover_configs(configs_root)
     jobs = [(method, p) for method, paths in zoo.items() for p in paths]
     if progress:
         from tqdm import tqdm
+
         jobs = tqdm(jobs, desc='model zoo', unit='config')
     readmes = {}
     for method, path in jobs:
@@ -338,36 +375,59 @@ def build_rows(configs_root: str, cache: dict, compute: bool = True,
         info = describe(path, cfg)
         todo = compute and (only is None or re.search(only, path))
         try:
-            cx = complexity(path, cache, bool(todo), cfg, shape,
-                            flops=not flops_only or bool(re.search(flops_only, path)))
+            cx = complexity(
+                path,
+                cache,
+                bool(todo),
+                cfg,
+                shape,
+                flops=not flops_only or bool(re.search(flops_only, path)),
+            )
         except Exception as err:  # one broken config must not stop the zoo
             from mmengine.logging import MMLogger
+
             MMLogger.get_current_instance().warning(f'{path}: {type(err).__name__}: {err}')
             cx = None
         if todo and on_update is not None:
             on_update(cache)
         found = match_rows(info, tables)
         variant = info['backbone'].rsplit('-', 1)[-1] if '-' in info['backbone'] else ''
-        paper = paper_numbers(*found, variant=variant) if found else dict(
-            metrics={}, params='', flops='', source='')
-        items.append(dict(info, method=method, path=path, readme=readme,
-                          title=readme_title(text, method), complexity=cx, paper=paper))
+        paper = (
+            paper_numbers(*found, variant=variant)
+            if found
+            else dict(metrics={}, params='', flops='', source='')
+        )
+        items.append(
+            dict(
+                info,
+                method=method,
+                path=path,
+                readme=readme,
+                title=readme_title(text, method),
+                complexity=cx,
+                paper=paper,
+            )
+        )
     return items
 
 
 def render(items: List[dict], link_prefix: str = '../') -> str:
     """The markdown of docs/model_zoo.md."""
     out = [
-        '# Model zoo', '',
+        '# Model zoo',
+        '',
         '<!-- Generated by tools/analysis_tools/model_zoo.py from the configs and the config '
-        'folders\' READMEs; do not edit by hand. -->', '',
+        "folders' READMEs; do not edit by hand. -->",
+        '',
         'Params and FLOPs are **ours**, counted by `tools/analysis_tools/get_flops.py` '
         '(multiply-adds; attention products included) on the whole detector/segmentor at the '
-        'papers\' input sizes: 800x1280 for COCO detectors and 512x2048 for ADE20K '
-        'segmentors. Metrics are **the papers\' reported numbers** (we did not train these '
-        'recipes), as listed with their sources in each folder\'s README; *paper* '
+        "papers' input sizes: 800x1280 for COCO detectors and 512x2048 for ADE20K "
+        "segmentors. Metrics are **the papers' reported numbers** (we did not train these "
+        "recipes), as listed with their sources in each folder's README; *paper* "
         'params/FLOPs are shown next to ours where the README gives them. `—`: not reported '
-        'or not yet computed.', '']
+        'or not yet computed.',
+        '',
+    ]
     methods = list(dict.fromkeys(i['method'] for i in items))
     for method in methods:
         group = [i for i in items if i['method'] == method]
@@ -382,17 +442,31 @@ def render(items: List[dict], link_prefix: str = '../') -> str:
                 continue
             metric_names = list(dict.fromkeys(k for i in rows for k in i['paper']['metrics']))
             out += [f'### {TASKS[task]}', '']
-            header = ['Config', 'Head', 'Backbone', 'Schedule', 'Params', 'FLOPs',
-                      'Params (paper)', 'FLOPs (paper)'] + [f'{m} (paper)' for m in metric_names]
+            header = [
+                'Config',
+                'Head',
+                'Backbone',
+                'Schedule',
+                'Params',
+                'FLOPs',
+                'Params (paper)',
+                'FLOPs (paper)',
+            ] + [f'{m} (paper)' for m in metric_names]
             out.append('| ' + ' | '.join(header) + ' |')
             out.append('|' + '---|' * len(header))
             for i in rows:
                 cx = i['complexity'] or {}
-                head = HEADS.get(i['head'], (i['head'], ))[0]
-                cells = [f'[{i["stem"]}]({link_prefix}{i["path"]})', head, i['backbone'],
-                         i['schedule'] or '—', _fmt(cx.get('params'), 1e6, 'M'),
-                         _fmt(cx.get('flops'), 1e9, 'G'), i['paper']['params'] or '—',
-                         i['paper']['flops'] or '—']
+                head = HEADS.get(i['head'], (i['head'],))[0]
+                cells = [
+                    f'[{i["stem"]}]({link_prefix}{i["path"]})',
+                    head,
+                    i['backbone'],
+                    i['schedule'] or '—',
+                    _fmt(cx.get('params'), 1e6, 'M'),
+                    _fmt(cx.get('flops'), 1e9, 'G'),
+                    i['paper']['params'] or '—',
+                    i['paper']['flops'] or '—',
+                ]
                 cells += [i['paper']['metrics'].get(m, '—') for m in metric_names]
                 out.append('| ' + ' | '.join(cells) + ' |')
             out.append('')
@@ -407,7 +481,13 @@ def comparison(items: List[dict]) -> List[dict]:
         p_params, p_flops = _to_number(paper['params']), _to_number(paper['flops'])
         if cx and (p_params or p_flops):
             flops = cx.get('flops')
-            rows.append(dict(config=i['stem'], params=cx['params'] / 1e6, paper_params=p_params,
-                             flops=None if flops is None else flops / 1e9,
-                             paper_flops=p_flops))
+            rows.append(
+                dict(
+                    config=i['stem'],
+                    params=cx['params'] / 1e6,
+                    paper_params=p_params,
+                    flops=None if flops is None else flops / 1e9,
+                    paper_flops=p_flops,
+                )
+            )
     return rows

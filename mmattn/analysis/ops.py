@@ -9,6 +9,7 @@ e.g. the EANet module) are wrapped so they take tokens too. Subclasses of anothe
 plugin flavour of the same module) are left out as duplicates, and so are private classes
 (registered under a name that starts with ``_``, e.g. the tests' helper ops).
 """
+
 import inspect
 import math
 from typing import Dict, Optional, Sequence
@@ -49,7 +50,7 @@ class SoftmaxAttention(nn.Module):
         super().__init__()
         self.num_heads = num_heads
         self.fused_attn = fused_attn
-        self.scale = (embed_dims // num_heads)**-0.5
+        self.scale = (embed_dims // num_heads) ** -0.5
         self.qkv = nn.Linear(embed_dims, 3 * embed_dims)
         self.proj = nn.Linear(embed_dims, embed_dims)
 
@@ -78,18 +79,23 @@ def attention_ops() -> Dict[str, type]:
     """Registered attention ops, name -> class, in registration order."""
     import mmattn.models  # noqa: F401  (registers everything)
     from mmattn.registry import MODELS
+
     found = {}
     for name, cls in MODELS.module_dict.items():
         if not inspect.isclass(cls) or name.startswith('_'):  # '_Name': private (test helpers)
             continue
         layout = op_layout(cls)
         # NCHW modules are ops only in the attentions package (heads take in_channels too).
-        if layout == 'tokens' or (layout == 'map' and cls.__module__.startswith(
-                'mmattn.models.attentions')):
+        if layout == 'tokens' or (
+            layout == 'map' and cls.__module__.startswith('mmattn.models.attentions')
+        ):
             found[name] = cls
     # A subclass of another op is a flavour of it (e.g. a plugin wrapper): keep the parent.
-    return {n: c for n, c in found.items()
-            if not any(c is not o and issubclass(c, o) for o in found.values())}
+    return {
+        n: c
+        for n, c in found.items()
+        if not any(c is not o and issubclass(c, o) for o in found.values())
+    }
 
 
 def build_op(name: str, embed_dims: int, num_heads: int, **kwargs) -> nn.Module:
@@ -106,6 +112,7 @@ def build_op(name: str, embed_dims: int, num_heads: int, **kwargs) -> nn.Module:
         return SoftmaxAttention(embed_dims, num_heads, fused_attn=True, **kwargs).eval()
     from mmattn.models.layers.attn_builder import build_attention
     from mmattn.registry import build_module
+
     ops = attention_ops()
     if name not in ops:
         raise KeyError(f'unknown attention op {name!r}; registered: {", ".join(ops)}')
@@ -127,6 +134,6 @@ def fit_exponent(xs: Sequence[float], ys: Sequence[float]) -> float:
         return float('nan')
     mx = sum(p[0] for p in pts) / len(pts)
     my = sum(p[1] for p in pts) / len(pts)
-    sxx = sum((p[0] - mx)**2 for p in pts)
+    sxx = sum((p[0] - mx) ** 2 for p in pts)
     sxy = sum((p[0] - mx) * (p[1] - my) for p in pts)
     return sxy / sxx if sxx else float('nan')

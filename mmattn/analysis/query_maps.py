@@ -7,6 +7,7 @@ overlays here (agent centres, routed regions, external-attention slot responses)
 by op class with :func:`register_query_maps`; a subclass uses its base's overlay, and an op
 registered nowhere gets the default, so a new op needs nothing here.
 """
+
 import math
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Sequence, Tuple
@@ -38,6 +39,7 @@ class OpMap:
         points (list): ``(row, col, weight)`` markers in grid coordinates (cell centres).
         boxes (list): ``(row0, col0, row1, col1)`` rectangles in grid coordinates.
     """
+
     title: str
     map: np.ndarray
     points: List[Tuple[float, float, float]] = field(default_factory=list)
@@ -72,7 +74,7 @@ def default_query_maps(records: Sequence[AttentionWeights], query: Query) -> Lis
     for rec in records:
         key_hw, valid = rec.end_grid()
         q = query[0] * rec.query_hw[1] + query[1]
-        row = rec.row(q).mean(0).reshape(key_hw)[:valid[0], :valid[1]]
+        row = rec.row(q).mean(0).reshape(key_hw)[: valid[0], : valid[1]]
         maps.append(OpMap(rec.title, row.float().cpu().numpy()))
     return maps
 
@@ -83,7 +85,7 @@ def agent_query_maps(records: Sequence[AttentionWeights], query: Query) -> List[
     their pooling cells, sized by the query's weight on each."""
     maps = []
     for rec in records:
-        (omap, ) = default_query_maps([rec], query)
+        (omap,) = default_query_maps([rec], query)
         h, w = rec.query_hw
         gh, gw = rec.key_hw
         weights = rec.weights[0, :, query[0] * w + query[1]].mean(0)  # (A',)
@@ -92,7 +94,7 @@ def agent_query_maps(records: Sequence[AttentionWeights], query: Query) -> List[
             # centre of adaptive pooling cell (i, j) in token coordinates
             r0, r1 = math.floor(i * h / gh), math.ceil((i + 1) * h / gh)
             c0, c1 = math.floor(j * w / gw), math.ceil((j + 1) * w / gw)
-            omap.points.append(((r0 + r1) / 2 - .5, (c0 + c1) / 2 - .5, float(weights[a])))
+            omap.points.append(((r0 + r1) / 2 - 0.5, (c0 + c1) / 2 - 0.5, float(weights[a])))
         maps.append(omap)
     return maps
 
@@ -106,7 +108,7 @@ def cswin_query_maps(records: Sequence[AttentionWeights], query: Query) -> List[
         top, left = rec.meta.get('offset', (0, 0))
         h, w = rec.query_hw
         row = rec.row(query[0] * w + query[1]).mean(0).reshape(rec.key_hw)
-        maps.append(OpMap(rec.title, row[top:top + h, left:left + w].float().cpu().numpy()))
+        maps.append(OpMap(rec.title, row[top : top + h, left : left + w].float().cpu().numpy()))
     return maps
 
 
@@ -119,13 +121,20 @@ def bra_query_maps(records: Sequence[AttentionWeights], query: Query) -> List[Op
         s = rec.meta['n_win']
         region = (query[0] // rh) * s + query[1] // rw
         for p in rec.meta['r_idx'][0, region].tolist():
-            omap.boxes.append(((p // s) * rh - .5, (p % s) * rw - .5, (p // s + 1) * rh - .5,
-                               (p % s + 1) * rw - .5))
+            omap.boxes.append(
+                (
+                    (p // s) * rh - 0.5,
+                    (p % s) * rw - 0.5,
+                    (p // s + 1) * rh - 0.5,
+                    (p % s + 1) * rw - 0.5,
+                )
+            )
     return maps
 
 
-def external_query_maps(records: Sequence[AttentionWeights], query: Query,
-                        top: int = 2) -> List[OpMap]:
+def external_query_maps(
+    records: Sequence[AttentionWeights], query: Query, top: int = 2
+) -> List[OpMap]:
     """The composite ``sum_s A[q, s] A[:, s]`` (normalised), and the responses of the query's
     ``top`` strongest slots."""
     maps = []
@@ -140,8 +149,12 @@ def external_query_maps(records: Sequence[AttentionWeights], query: Query,
         for s in slot_w.topk(min(top, slot_w.numel())).indices.tolist():
             resp = attn[:, :, s].mean(0)
             resp = resp / resp.sum().clamp_min(1e-12)
-            maps.append(OpMap(f'EA slot {s} response (weight {float(slot_w[s]):.2f})',
-                              resp.reshape(h, w).float().cpu().numpy()))
+            maps.append(
+                OpMap(
+                    f'EA slot {s} response (weight {float(slot_w[s]):.2f})',
+                    resp.reshape(h, w).float().cpu().numpy(),
+                )
+            )
     return maps
 
 

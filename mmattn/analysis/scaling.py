@@ -8,6 +8,7 @@ growth exponent is the least-squares slope of log(cost) against log(tokens): 2 f
 attention over all tokens, 1 for linear forms; windowed/routed/reduced ops fall in between
 over a finite range because of their linear parts and per-window constants.
 """
+
 import csv
 import math
 from typing import Dict, Iterable, List, Optional, Sequence
@@ -18,8 +19,21 @@ from .benchmark import peak_memory, time_runs
 from .flops import count_flops
 from .ops import BASELINE, attention_ops, build_op, fit_exponent, min_side
 
-FIELDS = ['op', 'side', 'tokens', 'embed_dims', 'num_heads', 'flops', 'fwd_ms', 'fwd_ms_min',
-          'fwd_peak_mib', 'fwdbwd_ms', 'fwdbwd_ms_min', 'fwdbwd_peak_mib', 'error']
+FIELDS = [
+    'op',
+    'side',
+    'tokens',
+    'embed_dims',
+    'num_heads',
+    'flops',
+    'fwd_ms',
+    'fwd_ms_min',
+    'fwd_peak_mib',
+    'fwdbwd_ms',
+    'fwdbwd_ms_min',
+    'fwdbwd_peak_mib',
+    'error',
+]
 
 
 #: The math-path baseline writes out (heads, N, N) matrices: at 128 x 128 tokens that is
@@ -32,12 +46,22 @@ def default_ops() -> List[str]:
     return [BASELINE, BASELINE + '-SDPA'] + list(attention_ops())
 
 
-def measure_op(name: str, side: int, embed_dims: int = 64, num_heads: int = 2,
-               batch_size: int = 1, repeat: int = 3, warmup: int = 1, backward: bool = True,
-               memory: bool = True, clock: str = 'wall') -> Dict[str, object]:
+def measure_op(
+    name: str,
+    side: int,
+    embed_dims: int = 64,
+    num_heads: int = 2,
+    batch_size: int = 1,
+    repeat: int = 3,
+    warmup: int = 1,
+    backward: bool = True,
+    memory: bool = True,
+    clock: str = 'wall',
+) -> Dict[str, object]:
     """One CSV row: cost of op ``name`` on a ``side x side`` map."""
-    row: Dict[str, object] = dict(op=name, side=side, tokens=side * side,
-                                  embed_dims=embed_dims, num_heads=num_heads, error='')
+    row: Dict[str, object] = dict(
+        op=name, side=side, tokens=side * side, embed_dims=embed_dims, num_heads=num_heads, error=''
+    )
     try:
         torch.manual_seed(0)
         op = build_op(name, embed_dims, num_heads)
@@ -77,9 +101,13 @@ def _median(xs: Sequence[float]) -> float:
     return xs[mid] if len(xs) % 2 else 0.5 * (xs[mid - 1] + xs[mid])
 
 
-def run_scaling(ops: Optional[Iterable[str]] = None, sides: Sequence[int] = (16, 32, 64, 128),
-                progress: bool = True, max_side: Optional[Dict[str, int]] = None,
-                **kwargs) -> List[Dict[str, object]]:
+def run_scaling(
+    ops: Optional[Iterable[str]] = None,
+    sides: Sequence[int] = (16, 32, 64, 128),
+    progress: bool = True,
+    max_side: Optional[Dict[str, int]] = None,
+    **kwargs,
+) -> List[Dict[str, object]]:
     """Measure every op at every side.
 
     Sides below an op's reduction rate, or above its ``max_side`` (default :data:`MAX_SIDE`),
@@ -87,10 +115,10 @@ def run_scaling(ops: Optional[Iterable[str]] = None, sides: Sequence[int] = (16,
     """
     ops = list(ops) if ops is not None else default_ops()
     max_side = MAX_SIDE if max_side is None else max_side
-    jobs = [(o, s) for o in ops for s in sides
-            if min_side(o) <= s <= max_side.get(o, s)]
+    jobs = [(o, s) for o in ops for s in sides if min_side(o) <= s <= max_side.get(o, s)]
     rows = []
     from tqdm import tqdm
+
     bar = tqdm(jobs, desc='attention scaling', unit='run', disable=not progress)
     for name, side in bar:
         bar.set_postfix_str(f'{name} {side}x{side}')
@@ -124,27 +152,35 @@ def exponents(rows: List[Dict[str, object]], metric: str) -> Dict[str, float]:
     """Fitted growth exponent of ``metric`` against tokens, per op."""
     out = {}
     for op in dict.fromkeys(r['op'] for r in rows):
-        pts = [(r['tokens'], r[metric]) for r in rows
-               if r['op'] == op and isinstance(r.get(metric), (int, float))
-               and not r.get('error')]
+        pts = [
+            (r['tokens'], r[metric])
+            for r in rows
+            if r['op'] == op and isinstance(r.get(metric), (int, float)) and not r.get('error')
+        ]
         if len(pts) >= 2:
             out[op] = fit_exponent([p[0] for p in pts], [p[1] for p in pts])
     return out
 
 
-PANELS = [('flops', 'FLOPs (multiply-adds)'), ('fwd_ms', 'forward time (ms)'),
-          ('fwdbwd_ms', 'forward+backward time (ms)'), ('fwd_peak_mib', 'forward peak mem (MiB)'),
-          ('fwdbwd_peak_mib', 'fwd+bwd peak mem (MiB)')]
+PANELS = [
+    ('flops', 'FLOPs (multiply-adds)'),
+    ('fwd_ms', 'forward time (ms)'),
+    ('fwdbwd_ms', 'forward+backward time (ms)'),
+    ('fwd_peak_mib', 'forward peak mem (MiB)'),
+    ('fwdbwd_peak_mib', 'fwd+bwd peak mem (MiB)'),
+]
 
 
 def plot(rows: List[Dict[str, object]], path: str, title: str = '') -> None:
     """Log-log panels of cost against tokens, fitted exponent per op in each legend."""
     import matplotlib
+
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
 
-    panels = [(m, label) for m, label in PANELS
-              if any(isinstance(r.get(m), (int, float)) for r in rows)]
+    panels = [
+        (m, label) for m, label in PANELS if any(isinstance(r.get(m), (int, float)) for r in rows)
+    ]
     ncol = min(3, len(panels))
     nrow = math.ceil(len(panels) / ncol)
     fig, axes = plt.subplots(nrow, ncol, figsize=(5.2 * ncol, 4.2 * nrow), squeeze=False)
@@ -153,22 +189,31 @@ def plot(rows: List[Dict[str, object]], path: str, title: str = '') -> None:
     for ax, (metric, label) in zip(axes.flat, panels):
         fits = exponents(rows, metric)
         for i, op in enumerate(ops):
-            pts = sorted((r['tokens'], r[metric]) for r in rows
-                         if r['op'] == op and isinstance(r.get(metric), (int, float))
-                         and r[metric] > 0)
+            pts = sorted(
+                (r['tokens'], r[metric])
+                for r in rows
+                if r['op'] == op and isinstance(r.get(metric), (int, float)) and r[metric] > 0
+            )
             if not pts:
                 continue
-            style = dict(color='black', linestyle='--') if op == BASELINE else dict(
-                color=cmap(i % 10))
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker='o', markersize=3,
-                    label=f'{op} (n^{fits.get(op, float("nan")):.2f})', **style)
+            style = (
+                dict(color='black', linestyle='--') if op == BASELINE else dict(color=cmap(i % 10))
+            )
+            ax.plot(
+                [p[0] for p in pts],
+                [p[1] for p in pts],
+                marker='o',
+                markersize=3,
+                label=f'{op} (n^{fits.get(op, float("nan")):.2f})',
+                **style,
+            )
         ax.set_xscale('log')
         ax.set_yscale('log')
         ax.set_xlabel('tokens n = H x W')
         ax.set_title(label)
-        ax.grid(True, which='both', alpha=.3)
+        ax.grid(True, which='both', alpha=0.3)
         ax.legend(fontsize=6.5, loc='upper left')
-    for ax in list(axes.flat)[len(panels):]:
+    for ax in list(axes.flat)[len(panels) :]:
         ax.axis('off')
     if title:
         fig.suptitle(title)

@@ -24,6 +24,7 @@ and the derived buffers ``*.attn_mask`` and ``*.relative_position_index``. The d
 norms ``norm{i}.*`` are not in an ImageNet checkpoint; they keep their default init (as in the
 official dense code, which loads the ImageNet weights with ``strict=False``).
 """
+
 import math
 import re
 from collections import OrderedDict
@@ -49,19 +50,24 @@ from mmattn.utils.checkpoint import safe_load
 
 def detect_family(sd: Dict[str, torch.Tensor]) -> str:
     """``'pvt'`` or ``'swin'``; raises :class:`ConversionError` for anything else."""
-    if 'patch_embed1.proj.weight' in sd and 'pos_embed1' in sd and any(
-            k.startswith('block1.0.attn.') for k in sd):
+    if (
+        'patch_embed1.proj.weight' in sd
+        and 'pos_embed1' in sd
+        and any(k.startswith('block1.0.attn.') for k in sd)
+    ):
         return 'pvt'
     if 'patch_embed.proj.weight' in sd and any(k.startswith('layers.0.blocks.0.attn.') for k in sd):
         return 'swin'
     raise ConversionError(
         'not an official Agent-PVT or Agent-Swin checkpoint: expected the keys '
         "'patch_embed1.proj.weight' + 'pos_embed1' (PVT) or 'patch_embed.proj.weight' + "
-        "'layers.0.blocks.0.attn.*' (Swin)")
+        "'layers.0.blocks.0.attn.*' (Swin)"
+    )
 
 
 def _pvt_facts(sd) -> dict:
     from mmattn.models.backbones.pvt import AgentPVT
+
     arch = pvt_variant(sd, AgentPVT.arch_zoo, 'Agent-PVT')
     cfgs, agent_nums = [], []
     for i in range(1, 5):
@@ -72,8 +78,9 @@ def _pvt_facts(sd) -> dict:
             cfgs.append(dict(type='SpatialReductionAttention'))
             agent_nums.append(49)
     side = math.isqrt(int(sd['pos_embed1'].shape[1]))
-    return dict(family='pvt', arch=arch, attn_cfgs=cfgs, agent_nums=agent_nums,
-                pretrain_img_size=side * 4)
+    return dict(
+        family='pvt', arch=arch, attn_cfgs=cfgs, agent_nums=agent_nums, pretrain_img_size=side * 4
+    )
 
 
 def _swin_facts(sd) -> dict:
@@ -82,24 +89,44 @@ def _swin_facts(sd) -> dict:
     def table_side(key):  # ah_bias: (1, heads, agents, h0, 1) with h0 = img / 4 / 2**i
         return int(sd[key + 'ah_bias'].shape[3]) if key + 'ah_bias' in sd else None
 
-    facts = swin_facts(sd, AgentSwin.arch_zoo, 'Agent-Swin', 'AgentAttention',
-                       lambda key: key + 'an_bias' in sd, table_side)
+    facts = swin_facts(
+        sd,
+        AgentSwin.arch_zoo,
+        'Agent-Swin',
+        'AgentAttention',
+        lambda key: key + 'an_bias' in sd,
+        table_side,
+    )
     facts['agent_nums'] = [
         int(sd[f'layers.{i}.blocks.0.attn.an_bias'].shape[1])
-        if f'layers.{i}.blocks.0.attn.an_bias' in sd else 49 for i in range(4)]
+        if f'layers.{i}.blocks.0.attn.an_bias' in sd
+        else 49
+        for i in range(4)
+    ]
     return facts
 
 
 def _build(facts: dict):
     if facts['family'] == 'pvt':
         from mmattn.models.backbones.pvt import AgentPVT
-        return AgentPVT(arch=facts['arch'], attn_cfgs=facts['attn_cfgs'],
-                        agent_nums=facts['agent_nums'],
-                        pretrain_img_size=facts['pretrain_img_size'], drop_path_rate=0.)
+
+        return AgentPVT(
+            arch=facts['arch'],
+            attn_cfgs=facts['attn_cfgs'],
+            agent_nums=facts['agent_nums'],
+            pretrain_img_size=facts['pretrain_img_size'],
+            drop_path_rate=0.0,
+        )
     from mmattn.models.backbones.swin import AgentSwin
-    return AgentSwin(arch=facts['arch'], attn_cfgs=facts['attn_cfgs'],
-                     agent_nums=facts['agent_nums'], window_size=facts['window_size'],
-                     pretrain_img_size=facts['pretrain_img_size'], drop_path_rate=0.)
+
+    return AgentSwin(
+        arch=facts['arch'],
+        attn_cfgs=facts['attn_cfgs'],
+        agent_nums=facts['agent_nums'],
+        window_size=facts['window_size'],
+        pretrain_img_size=facts['pretrain_img_size'],
+        drop_path_rate=0.0,
+    )
 
 
 def _map_pvt(sd, facts) -> Tuple[dict, List[str], List[str]]:
@@ -120,8 +147,9 @@ def _map_pvt(sd, facts) -> Tuple[dict, List[str], List[str]]:
     return out, dropped, unused
 
 
-def convert_agent(ckpt, arch: Optional[str] = None, family: Optional[str] = None
-                  ) -> Tuple['OrderedDict[str, torch.Tensor]', dict]:
+def convert_agent(
+    ckpt, arch: Optional[str] = None, family: Optional[str] = None
+) -> Tuple['OrderedDict[str, torch.Tensor]', dict]:
     """Map an official Agent-PVT/Swin checkpoint to mmattn names and check it.
 
     Args:
@@ -145,21 +173,33 @@ def convert_agent(ckpt, arch: Optional[str] = None, family: Optional[str] = None
     if family is not None and family.lower() != found:
         raise ConversionError(f'{family!r} requested but the checkpoint is Agent-{found.upper()}')
     facts = _pvt_facts(sd) if found == 'pvt' else _swin_facts(sd)
-    check_arch(arch, PVT_ARCHS if found == 'pvt' else TSB_ARCHS, facts['arch'],
-               f'Agent-{found.upper()}', f'Agent-{found.upper()}-{facts["arch"]}')
+    check_arch(
+        arch,
+        PVT_ARCHS if found == 'pvt' else TSB_ARCHS,
+        facts['arch'],
+        f'Agent-{found.upper()}',
+        f'Agent-{found.upper()}-{facts["arch"]}',
+    )
     out, dropped, unused = _map_pvt(sd, facts) if found == 'pvt' else map_swin_keys(sd)
     expected = {k: v.shape for k, v in _build(facts).state_dict().items()}
-    return out, audit_pyramid(out, expected, dropped, unused, facts,
-                              f'Agent-{found.upper()}-{facts["arch"]}')
+    return out, audit_pyramid(
+        out, expected, dropped, unused, facts, f'Agent-{found.upper()}-{facts["arch"]}'
+    )
 
 
-def convert_file(src: str, dst: str, arch: Optional[str] = None,
-                 family: Optional[str] = None) -> dict:
+def convert_file(
+    src: str, dst: str, arch: Optional[str] = None, family: Optional[str] = None
+) -> dict:
     """Convert ``src`` and write ``{'state_dict', 'meta'}`` to ``dst`` atomically.
 
     Nothing is written when :func:`convert_agent` refuses.
     """
     state_dict, report = convert_agent(safe_load(src), arch, family)
-    return save_converted(dst, state_dict, report, ('family', 'arch', 'attn_cfgs', 'agent_nums',
-                                                    'pretrain_img_size', 'window_size'),
-                          source=src, converter='mmattn.converters.agent')
+    return save_converted(
+        dst,
+        state_dict,
+        report,
+        ('family', 'arch', 'attn_cfgs', 'agent_nums', 'pretrain_img_size', 'window_size'),
+        source=src,
+        converter='mmattn.converters.agent',
+    )

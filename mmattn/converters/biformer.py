@@ -11,6 +11,7 @@ Official ImageNet checkpoints are ``{'model': state_dict, ...}`` with the names 
 
 Anything else unknown, a missing weight or a shape mismatch refuses the conversion.
 """
+
 import re
 from collections import OrderedDict
 from typing import Dict, Optional, Tuple
@@ -39,8 +40,7 @@ _RULES = [
     (r'^(stages\.\d+\.\d+)\.attn\.wo\.', r'\1.attn.proj.'),
     (r'^(stages\.\d+\.\d+)\.mlp\.0\.', r'\1.mlp.fc1.'),
     (r'^(stages\.\d+\.\d+)\.mlp\.3\.', r'\1.mlp.fc2.'),
-    (r'^(stages\.\d+\.\d+)\.(pos_embed|norm1|norm2|attn\.qkv|attn\.proj|attn\.lepe)\.',
-     r'\1.\2.'),
+    (r'^(stages\.\d+\.\d+)\.(pos_embed|norm1|norm2|attn\.qkv|attn\.proj|attn\.lepe)\.', r'\1.\2.'),
     (r'^extra_norms\.(\d)\.', r'norm\1.'),
 ]
 _DROPPED = re.compile(r'^(head|norm|pre_logits)\.')
@@ -49,9 +49,12 @@ _DROPPED = re.compile(r'^(head|norm|pre_logits)\.')
 def _official_state_dict(ckpt) -> Dict[str, torch.Tensor]:
     sd = unwrap_state_dict(ckpt, prefixes=('backbone.', 'module.'))
     if 'downsample_layers.0.0.weight' not in sd or not any(
-            k.endswith('attn.lepe.weight') for k in sd):
-        raise ConversionError('not an official BiFormer checkpoint: no '
-                              '"downsample_layers.0.0.weight" / "stages.*.attn.lepe" weights')
+        k.endswith('attn.lepe.weight') for k in sd
+    ):
+        raise ConversionError(
+            'not an official BiFormer checkpoint: no '
+            '"downsample_layers.0.0.weight" / "stages.*.attn.lepe" weights'
+        )
     return sd
 
 
@@ -62,8 +65,9 @@ def detect_arch(sd: Dict[str, torch.Tensor]) -> str:
     for name, (w, d) in dict(tiny=(64, 2), small=(64, 4), base=(96, 4)).items():
         if (width, depth0) == (w, d):
             return name
-    raise ConversionError(f'unknown BiFormer variant: stem width {width}, {depth0} blocks in '
-                          'stage 1')
+    raise ConversionError(
+        f'unknown BiFormer variant: stem width {width}, {depth0} blocks in stage 1'
+    )
 
 
 def _rename(key: str) -> Optional[str]:
@@ -76,6 +80,7 @@ def _rename(key: str) -> Optional[str]:
 def expected_state_dict_shapes(arch: str) -> Dict[str, Tuple[int, ...]]:
     """Names and shapes of mmattn ``BiFormer(arch)``'s state dict (built on the meta device)."""
     from mmattn.models.backbones.biformer import BiFormer
+
     with torch.device('meta'):
         model = BiFormer(arch=arch)
     return {k: tuple(v.shape) for k, v in model.state_dict().items()}
@@ -110,8 +115,14 @@ def convert_biformer(ckpt, arch: Optional[str] = None) -> Tuple[OrderedDict, dic
         else:
             (dropped if _DROPPED.match(key) else unused).append(key)
     missing = [k for k in expected if k not in out]
-    audit_key_mapping(out, expected, unused, f'BiFormer-{found}', target='BiFormer',
-                      allowed_missing=tuple(k for k in missing if re.match(r'^norm\d\.', k)))
+    audit_key_mapping(
+        out,
+        expected,
+        unused,
+        f'BiFormer-{found}',
+        target='BiFormer',
+        allowed_missing=tuple(k for k in missing if re.match(r'^norm\d\.', k)),
+    )
     return out, dict(arch=found, dropped=dropped, missing=missing)
 
 
@@ -121,5 +132,6 @@ def convert_file(src: str, dst: str, arch: Optional[str] = None) -> dict:
     Nothing is written when the conversion is refused. Returns the report.
     """
     state_dict, report = convert_biformer(safe_load(src), arch=arch)
-    return save_converted(dst, state_dict, report, ('arch', ), converted_from=src,
-                          missing_keys=report['missing'])
+    return save_converted(
+        dst, state_dict, report, ('arch',), converted_from=src, missing_keys=report['missing']
+    )

@@ -1,4 +1,5 @@
 """What every official-checkpoint converter shares."""
+
 import argparse
 import math
 import re
@@ -22,8 +23,7 @@ class ConversionError(ValueError):
     """
 
 
-def unwrap_state_dict(ckpt, prefixes: Tuple[str, ...] = ('module.', )
-                      ) -> Dict[str, torch.Tensor]:
+def unwrap_state_dict(ckpt, prefixes: Tuple[str, ...] = ('module.',)) -> Dict[str, torch.Tensor]:
     """The model state dict of an official checkpoint.
 
     Accepts the trainer layout (``{'model': sd, ...}``), ``{'state_dict': sd}`` or a bare state
@@ -41,7 +41,7 @@ def unwrap_state_dict(ckpt, prefixes: Tuple[str, ...] = ('module.', )
         if not torch.is_tensor(v):
             raise ConversionError(f'entry {k!r} is not a tensor: not a model state dict')
         prefix = next((p for p in prefixes if k.startswith(p)), '')
-        sd[k[len(prefix):]] = v
+        sd[k[len(prefix) :]] = v
     return sd
 
 
@@ -54,10 +54,14 @@ def block_depths(sd: Dict[str, torch.Tensor], pattern: str, num: int, offset: in
     return out
 
 
-def audit_key_mapping(converted: Dict[str, torch.Tensor],
-                      expected_shapes: Union[Mapping[str, tuple], Iterable[str]],
-                      unused: List[str], label: str, target: str = 'the mmattn backbone',
-                      allowed_missing: Tuple[str, ...] = ()) -> None:
+def audit_key_mapping(
+    converted: Dict[str, torch.Tensor],
+    expected_shapes: Union[Mapping[str, tuple], Iterable[str]],
+    unused: List[str],
+    label: str,
+    target: str = 'the mmattn backbone',
+    allowed_missing: Tuple[str, ...] = (),
+) -> None:
     """Refuse a conversion that is not a complete, exact mapping onto the target model.
 
     Args:
@@ -76,9 +80,11 @@ def audit_key_mapping(converted: Dict[str, torch.Tensor],
         expected_shapes = dict.fromkeys(expected_shapes)
     missing = [k for k in expected_shapes if k not in converted and k not in allowed_missing]
     extra = [k for k in converted if k not in expected_shapes]
-    shapes = [f'{k}: {tuple(converted[k].shape)} vs {tuple(s)}'
-              for k, s in expected_shapes.items()
-              if s is not None and k in converted and tuple(converted[k].shape) != tuple(s)]
+    shapes = [
+        f'{k}: {tuple(converted[k].shape)} vs {tuple(s)}'
+        for k, s in expected_shapes.items()
+        if s is not None and k in converted and tuple(converted[k].shape) != tuple(s)
+    ]
     problems = []
     if unused:
         problems.append(f'{len(unused)} unused official keys: {unused[:10]}')
@@ -109,8 +115,9 @@ def describe_layout(attn_cfgs) -> str:
     return '; '.join(parts)
 
 
-def check_arch(arch: Optional[str], aliases: Dict[str, str], found: str, family: str,
-               checkpoint: str) -> None:
+def check_arch(
+    arch: Optional[str], aliases: Dict[str, str], found: str, family: str, checkpoint: str
+) -> None:
     """Refuse an ``arch`` (a name or an alias in ``aliases``; None accepts) that names no variant
     of ``family`` or not the ``found`` one; ``checkpoint`` names the found one (``'Agent-PVT-t'``).
     """
@@ -119,8 +126,9 @@ def check_arch(arch: Optional[str], aliases: Dict[str, str], found: str, family:
     names = set(aliases.values())
     wanted = aliases.get(arch.lower(), arch.lower())
     if wanted not in names:
-        raise ConversionError(f'unknown arch {arch!r} for {family}; choose from '
-                              f'{sorted(set(aliases) | names)}')
+        raise ConversionError(
+            f'unknown arch {arch!r} for {family}; choose from {sorted(set(aliases) | names)}'
+        )
     if wanted != found:
         raise ConversionError(f'--arch {arch!r} requested but the checkpoint is {checkpoint}')
 
@@ -129,16 +137,25 @@ def pvt_variant(sd: Dict[str, torch.Tensor], arch_zoo: dict, family: str) -> str
     """The PVT variant (tiny/small/medium/large) whose depths the official ``block{i}.{j}``
     keys show."""
     depths = block_depths(sd, r'block%d\.(\d+)\.', 4, 1)
-    arch = next((name for name in ('tiny', 'small', 'medium', 'large')
-                 if arch_zoo[name]['depths'] == depths), None)
+    arch = next(
+        (
+            name
+            for name in ('tiny', 'small', 'medium', 'large')
+            if arch_zoo[name]['depths'] == depths
+        ),
+        None,
+    )
     if arch is None:
-        raise ConversionError(f'{family} checkpoint with depths {depths} matches no variant '
-                              '(T 2-2-2-2, S 3-4-6-3, M 3-4-18-3, L 3-8-27-3)')
+        raise ConversionError(
+            f'{family} checkpoint with depths {depths} matches no variant '
+            '(T 2-2-2-2, S 3-4-6-3, M 3-4-18-3, L 3-8-27-3)'
+        )
     return arch
 
 
-def map_pvt_keys(sd: Dict[str, torch.Tensor], dropped_pattern: str = r'head\.'
-                 ) -> Tuple[dict, List[str], List[str]]:
+def map_pvt_keys(
+    sd: Dict[str, torch.Tensor], dropped_pattern: str = r'head\.'
+) -> Tuple[dict, List[str], List[str]]:
     """Official PVT names -> mmattn's: ``patch_embed{i}``/``pos_embed{i}``/``block{i}`` become
     ``layers.{i-1}.patch_embed``/``.pos_embed``/``.blocks``; keys matching ``dropped_pattern``
     are dropped, any other key is unused. Returns ``(out, dropped, unused)``."""
@@ -156,9 +173,14 @@ def map_pvt_keys(sd: Dict[str, torch.Tensor], dropped_pattern: str = r'head\.'
     return out, dropped, unused
 
 
-def swin_facts(sd: Dict[str, torch.Tensor], arch_zoo: dict, family: str, op_type: str,
-               is_op_block: Callable[[str], bool],
-               table_side: Callable[[str], Optional[int]]) -> dict:
+def swin_facts(
+    sd: Dict[str, torch.Tensor],
+    arch_zoo: dict,
+    family: str,
+    op_type: str,
+    is_op_block: Callable[[str], bool],
+    table_side: Callable[[str], Optional[int]],
+) -> dict:
     """Variant, per-block ``attn_cfgs``, window and pre-training size of an official Swin-layout
     checkpoint whose blocks run ``op_type`` where ``is_op_block(attn_prefix)``, else Swin's
     shifted-window attention. ``table_side(attn_prefix)``: the side of an op block's position
@@ -166,12 +188,19 @@ def swin_facts(sd: Dict[str, torch.Tensor], arch_zoo: dict, family: str, op_type
     """
     depths = block_depths(sd, r'layers\.%d\.blocks\.(\d+)\.', 4, 0)
     dims = int(sd['patch_embed.proj.weight'].shape[0])
-    arch = next((name for name in ('tiny', 'small', 'base')
-                 if arch_zoo[name]['depths'] == depths
-                 and arch_zoo[name]['embed_dims'] == dims), None)
+    arch = next(
+        (
+            name
+            for name in ('tiny', 'small', 'base')
+            if arch_zoo[name]['depths'] == depths and arch_zoo[name]['embed_dims'] == dims
+        ),
+        None,
+    )
     if arch is None:
-        raise ConversionError(f'{family} checkpoint with embed dim {dims} and depths {depths} '
-                              'matches no variant (T 96/2-2-6-2, S 96/2-2-18-2, B 128/2-2-18-2)')
+        raise ConversionError(
+            f'{family} checkpoint with embed dim {dims} and depths {depths} '
+            'matches no variant (T 96/2-2-6-2, S 96/2-2-18-2, B 128/2-2-18-2)'
+        )
     cfgs, window, img = [], 7, None
     for i, depth in enumerate(depths):
         stage = []
@@ -188,13 +217,14 @@ def swin_facts(sd: Dict[str, torch.Tensor], arch_zoo: dict, family: str, op_type
                 if table is not None:
                     window = (math.isqrt(int(table.shape[0])) + 1) // 2
         cfgs.append(stage)
-    return dict(family='swin', arch=arch, attn_cfgs=cfgs, window_size=window,
-                pretrain_img_size=img or 224)
+    return dict(
+        family='swin', arch=arch, attn_cfgs=cfgs, window_size=window, pretrain_img_size=img or 224
+    )
 
 
-def map_swin_keys(sd: Dict[str, torch.Tensor],
-                  rename: Optional[Callable[[str, torch.Tensor], dict]] = None
-                  ) -> Tuple[dict, List[str], List[str]]:
+def map_swin_keys(
+    sd: Dict[str, torch.Tensor], rename: Optional[Callable[[str, torch.Tensor], dict]] = None
+) -> Tuple[dict, List[str], List[str]]:
     """Official Swin names are mmattn's: keep ``patch_embed.*``/``layers.*`` (through
     ``rename(key, value) -> {key: value}`` if given), drop the classifier, its norm and the
     derived buffers. Returns ``(out, dropped, unused)``."""
@@ -211,19 +241,35 @@ def map_swin_keys(sd: Dict[str, torch.Tensor],
     return out, dropped, unused
 
 
-def audit_pyramid(out: dict, expected_shapes: Dict[str, tuple], dropped: List[str],
-                  unused: List[str], facts: dict, name: str) -> dict:
+def audit_pyramid(
+    out: dict,
+    expected_shapes: Dict[str, tuple],
+    dropped: List[str],
+    unused: List[str],
+    facts: dict,
+    name: str,
+) -> dict:
     """Audit an Agent/FLatten conversion (a Swin's dense output norms ``norm{i}`` are not in an
     ImageNet checkpoint: they start fresh, reported as ``new``) and return its report."""
-    new = [k for k in expected_shapes if re.match(r'norm\d+\.', k)] \
-        if facts['family'] == 'swin' else []
+    new = (
+        [k for k in expected_shapes if re.match(r'norm\d+\.', k)]
+        if facts['family'] == 'swin'
+        else []
+    )
     audit_key_mapping(out, expected_shapes, unused, name, allowed_missing=tuple(new))
-    return dict(facts, layout=describe_layout(facts['attn_cfgs']), dropped=dropped, new=new,
-                num_keys=len(out), name=name)
+    return dict(
+        facts,
+        layout=describe_layout(facts['attn_cfgs']),
+        dropped=dropped,
+        new=new,
+        num_keys=len(out),
+        name=name,
+    )
 
 
-def save_converted(dst: str, state_dict: dict, report: dict, report_keys: Tuple[str, ...],
-                   **meta) -> dict:
+def save_converted(
+    dst: str, state_dict: dict, report: dict, report_keys: Tuple[str, ...], **meta
+) -> dict:
     """Write ``{'state_dict', 'meta'}`` to ``dst`` atomically, ``meta`` holding ``meta`` and the
     report's ``report_keys``; return the report."""
     meta.update({k: report[k] for k in report_keys if k in report})
@@ -231,8 +277,13 @@ def save_converted(dst: str, state_dict: dict, report: dict, report_keys: Tuple[
     return report
 
 
-def converter_main(doc: str, convert_file: Callable[..., dict], options: Dict[str, dict],
-                   summary: Callable[[dict, str], str], argv=None) -> int:
+def converter_main(
+    doc: str,
+    convert_file: Callable[..., dict],
+    options: Dict[str, dict],
+    summary: Callable[[dict, str], str],
+    argv=None,
+) -> int:
     """The command line of ``tools/model_converters/*2mmattn.py``: ``SRC DST`` and the family's
     ``options`` (flag -> ``add_argument`` keywords; their dests are ``convert_file`` keywords).
     Prints ``summary(report, dst)`` and returns 0, or one ``error:`` line and 2 on a refusal.

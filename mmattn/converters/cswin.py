@@ -30,6 +30,7 @@ The dense output norms ``norm{i}.*`` are not in an ImageNet checkpoint; they kee
 (as in the official dense CSWin, which loads ImageNet weights with ``strict=False``).
 Stripe widths carry no parameters: the official 1-2-7-7 (the arch default) is assumed.
 """
+
 import math
 import re
 from collections import OrderedDict
@@ -55,6 +56,7 @@ _LABELS = {'agent': 'Agent-CSWin', 'flatten': 'FLatten-CSWin', 'cswin': 'CSWin'}
 
 def _cls(family: str):
     from mmattn.models.backbones import cswin
+
     return getattr(cswin, _CLASSES[family])
 
 
@@ -62,9 +64,10 @@ def detect_family(sd: Dict[str, torch.Tensor]) -> str:
     """``'agent'``, ``'flatten'`` or ``'cswin'``; :class:`ConversionError` for anything else."""
     if 'stage1_conv_embed.0.weight' not in sd or not any(k.startswith('stage1.0.') for k in sd):
         raise ConversionError(
-            "not an official CSWin-family checkpoint: expected the keys "
+            'not an official CSWin-family checkpoint: expected the keys '
             "'stage1_conv_embed.0.weight' and 'stage1.0.*' (Agent-CSWin, FLatten-CSWin or "
-            'CSWin ImageNet weights)')
+            'CSWin ImageNet weights)'
+        )
     if any(k.endswith('.attns.0.an_bias') for k in sd):
         return 'agent'
     if any(k.endswith('.attns.0.positional_encoding') for k in sd):
@@ -87,15 +90,24 @@ def read_facts(sd: Dict[str, torch.Tensor]) -> dict:
     cls = _cls(family)
     depths = block_depths(sd, r'stage%d\.(\d+)\.', 4, 1)
     dims = int(sd['stage1_conv_embed.0.weight'].shape[0])
-    arch = next((name for name in ('tiny', 'small', 'base')
-                 if cls.arch_zoo[name]['depths'] == depths
-                 and cls.arch_zoo[name]['embed_dims'] == dims), None)
+    arch = next(
+        (
+            name
+            for name in ('tiny', 'small', 'base')
+            if cls.arch_zoo[name]['depths'] == depths and cls.arch_zoo[name]['embed_dims'] == dims
+        ),
+        None,
+    )
     if arch is None:
-        table = ', '.join(f"{n[0].upper()} {cls.arch_zoo[n]['embed_dims']}/"
-                          f"{'-'.join(map(str, cls.arch_zoo[n]['depths']))}"
-                          for n in ('tiny', 'small', 'base'))
-        raise ConversionError(f'{_LABELS[family]} checkpoint with embed dim {dims} and depths '
-                              f'{depths} matches no variant ({table})')
+        table = ', '.join(
+            f'{n[0].upper()} {cls.arch_zoo[n]["embed_dims"]}/'
+            f'{"-".join(map(str, cls.arch_zoo[n]["depths"]))}'
+            for n in ('tiny', 'small', 'base')
+        )
+        raise ConversionError(
+            f'{_LABELS[family]} checkpoint with embed dim {dims} and depths '
+            f'{depths} matches no variant ({table})'
+        )
     cfgs, agent_nums, img = [], [], None
     for i, depth in enumerate(depths, 1):
         stage = []
@@ -105,12 +117,17 @@ def read_facts(sd: Dict[str, torch.Tensor]) -> dict:
             if kind == 'agent':
                 stage.append(dict(type='AgentAttention'))
                 # ah_bias: (1, heads, agents, h0, 1), h0 = img / 4 / 2**(i-1)
-                img = img or int(sd[pre + 'ah_bias'].shape[3]) * 2**(i + 1)
+                img = img or int(sd[pre + 'ah_bias'].shape[3]) * 2 ** (i + 1)
             elif kind == 'linear':
-                stage.append(dict(type='FocusedLinearAttention', lepe_kernel_size=3,
-                                  kernel_size=int(sd[pre + 'dwc.weight'].shape[-1])))
+                stage.append(
+                    dict(
+                        type='FocusedLinearAttention',
+                        lepe_kernel_size=3,
+                        kernel_size=int(sd[pre + 'dwc.weight'].shape[-1]),
+                    )
+                )
                 side = math.isqrt(int(sd[pre + 'positional_encoding'].shape[1]))
-                img = img or side * 2**(i + 1)
+                img = img or side * 2 ** (i + 1)
             else:
                 stage.append(dict(type='CSWinAttention'))
         cfgs.append(stage[0] if all(c == stage[0] for c in stage) else stage)
@@ -124,8 +141,12 @@ def read_facts(sd: Dict[str, torch.Tensor]) -> dict:
 
 def build_target(facts: dict):
     """The mmattn backbone that a checkpoint with ``facts`` converts to."""
-    kwargs = dict(arch=facts['arch'], attn_cfgs=facts['attn_cfgs'],
-                  pretrain_img_size=facts['pretrain_img_size'], drop_path_rate=0.)
+    kwargs = dict(
+        arch=facts['arch'],
+        attn_cfgs=facts['attn_cfgs'],
+        pretrain_img_size=facts['pretrain_img_size'],
+        drop_path_rate=0.0,
+    )
     if facts['family'] == 'agent':
         kwargs['agent_nums'] = facts['agent_nums']
     return _cls(facts['family'])(**kwargs)
@@ -142,7 +163,7 @@ def _map(sd, facts) -> Tuple[dict, List[str], List[str]]:
             continue
         m = re.match(r'stage1_conv_embed\.([02])\.(weight|bias)$', k)
         if m:
-            out[f"patch_embed.{'proj' if m.group(1) == '0' else 'norm'}.{m.group(2)}"] = v
+            out[f'patch_embed.{"proj" if m.group(1) == "0" else "norm"}.{m.group(2)}'] = v
             continue
         m = re.match(r'merge([1-3])\.(conv|norm)\.(weight|bias)$', k)
         if m:
@@ -184,15 +205,18 @@ def _map(sd, facts) -> Tuple[dict, List[str], List[str]]:
             else:  # attns.1 without attns.0
                 unused.append(k)
         elif rest.startswith('attns.0.') and kind != 'cswin':
-            out[pre + 'attn.' + rest[len('attns.0.'):]] = v
+            out[pre + 'attn.' + rest[len('attns.0.') :]] = v
         else:
             unused.append(k)
     return out, dropped, unused
 
 
-def convert_cswin(ckpt, arch: Optional[str] = None, family: Optional[str] = None,
-                  expected: Optional[Dict[str, torch.Size]] = None
-                  ) -> Tuple['OrderedDict[str, torch.Tensor]', dict]:
+def convert_cswin(
+    ckpt,
+    arch: Optional[str] = None,
+    family: Optional[str] = None,
+    expected: Optional[Dict[str, torch.Size]] = None,
+) -> Tuple['OrderedDict[str, torch.Tensor]', dict]:
     """Map an official Agent-CSWin / FLatten-CSWin / CSWin checkpoint to mmattn names.
 
     Args:
@@ -212,8 +236,11 @@ def convert_cswin(ckpt, arch: Optional[str] = None, family: Optional[str] = None
         ConversionError: Not a CSWin-family checkpoint, a variant mismatch, unused official
             keys, missing keys or shape mismatches. Nothing partial is returned.
     """
-    if isinstance(ckpt, dict) and 'state_dict_ema' in ckpt and not {'model', 'state_dict'} & set(
-            ckpt):
+    if (
+        isinstance(ckpt, dict)
+        and 'state_dict_ema' in ckpt
+        and not {'model', 'state_dict'} & set(ckpt)
+    ):
         # an EMA-only file: the official dense loader's third choice, after 'state_dict'
         # (segmentation/mmcv_custom/checkpoint.py)
         ckpt = ckpt['state_dict_ema']
@@ -225,32 +252,49 @@ def convert_cswin(ckpt, arch: Optional[str] = None, family: Optional[str] = None
     if arch is not None:
         wanted = _NAMES.get(arch.lower(), arch.lower())
         if wanted not in _NAMES.values():
-            raise ConversionError(f'unknown arch {arch!r} for {_LABELS[found]}; choose from '
-                                  f'{sorted(_NAMES) + sorted(_NAMES.values())}')
+            raise ConversionError(
+                f'unknown arch {arch!r} for {_LABELS[found]}; choose from '
+                f'{sorted(_NAMES) + sorted(_NAMES.values())}'
+            )
         if wanted != facts['arch']:
-            raise ConversionError(f'--arch {arch!r} requested but the checkpoint is '
-                                  f'{_LABELS[found]}-{facts["arch"]}')
+            raise ConversionError(
+                f'--arch {arch!r} requested but the checkpoint is {_LABELS[found]}-{facts["arch"]}'
+            )
     out, dropped, unused = _map(sd, facts)
     if expected is None:
         expected = {k: v.shape for k, v in build_target(facts).state_dict().items()}
     new = tuple(k for k in expected if re.match(r'norm\d+\.', k))
-    audit_key_mapping(out, expected, unused, f'{_LABELS[found]}-{facts["arch"]}',
-                      allowed_missing=new)
-    report = dict(facts, layout=describe_layout(facts['attn_cfgs']), dropped=dropped,
-                  new=list(new), num_keys=len(out))
+    audit_key_mapping(
+        out, expected, unused, f'{_LABELS[found]}-{facts["arch"]}', allowed_missing=new
+    )
+    report = dict(
+        facts,
+        layout=describe_layout(facts['attn_cfgs']),
+        dropped=dropped,
+        new=list(new),
+        num_keys=len(out),
+    )
     return out, report
 
 
-def convert_file(src: str, dst: str, arch: Optional[str] = None,
-                 family: Optional[str] = None) -> dict:
+def convert_file(
+    src: str, dst: str, arch: Optional[str] = None, family: Optional[str] = None
+) -> dict:
     """Convert ``src`` and write ``{'state_dict', 'meta'}`` to ``dst`` atomically.
 
     Nothing is written when :func:`convert_cswin` refuses.
     """
     ckpt = safe_load(src)
     state_dict, report = convert_cswin(ckpt, arch, family)
-    meta = {k: report[k] for k in ('family', 'arch', 'attn_cfgs', 'agent_nums',
-                                   'pretrain_img_size') if k in report}
-    save_atomic(dict(state_dict=state_dict,
-                     meta=dict(meta, source=src, converter='mmattn.converters.cswin')), dst)
+    meta = {
+        k: report[k]
+        for k in ('family', 'arch', 'attn_cfgs', 'agent_nums', 'pretrain_img_size')
+        if k in report
+    }
+    save_atomic(
+        dict(
+            state_dict=state_dict, meta=dict(meta, source=src, converter='mmattn.converters.cswin')
+        ),
+        dst,
+    )
     return report

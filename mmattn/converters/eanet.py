@@ -13,6 +13,7 @@ stripped; a leftover ``module.`` prefix is removed too). Official key groups:
   conv_out,bn}``
 - ``fc1.0.{conv,bn}`` -> ``decode_head.fc1.{conv,bn}``; ``fc2`` -> ``decode_head.conv_seg``
 """
+
 import re
 from collections import OrderedDict
 from typing import Dict, List, Optional, Tuple
@@ -71,8 +72,13 @@ def expected_keys(depth: int) -> List[str]:
                 keys += [f'{p}.downsample.0.weight'] + bn(f'{p}.downsample.1')
     h = 'decode_head'
     keys += [f'{h}.fc0.conv.weight'] + bn(f'{h}.fc0.bn')
-    keys += [f'{h}.ea.conv_in.weight', f'{h}.ea.conv_in.bias', f'{h}.ea.mem_k.weight',
-             f'{h}.ea.mem_v.weight', f'{h}.ea.conv_out.weight'] + bn(f'{h}.ea.bn')
+    keys += [
+        f'{h}.ea.conv_in.weight',
+        f'{h}.ea.conv_in.bias',
+        f'{h}.ea.mem_k.weight',
+        f'{h}.ea.mem_v.weight',
+        f'{h}.ea.conv_out.weight',
+    ] + bn(f'{h}.ea.bn')
     keys += [f'{h}.fc1.conv.weight'] + bn(f'{h}.fc1.bn')
     keys += [f'{h}.conv_seg.weight', f'{h}.conv_seg.bias']
     return keys
@@ -89,14 +95,18 @@ def _official_state_dict(checkpoint) -> Dict[str, torch.Tensor]:
     """The state dict under ``'net'``, without DataParallel's ``module.`` prefix."""
     if not isinstance(checkpoint, dict) or 'net' not in checkpoint:
         found = list(checkpoint)[:8] if isinstance(checkpoint, dict) else type(checkpoint)
-        raise ConversionError('not an official EANet checkpoint: expected a dict with a "net" '
-                              f'state dict (found {found})')
+        raise ConversionError(
+            'not an official EANet checkpoint: expected a dict with a "net" '
+            f'state dict (found {found})'
+        )
     if not isinstance(checkpoint['net'], dict) or not checkpoint['net']:
         raise ConversionError('checkpoint["net"] is not a state dict')
     src = unwrap_state_dict(checkpoint['net'])
     if not any(k.startswith('linu.') for k in src):
-        raise ConversionError('no "linu.*" (external attention) keys: this is not an EANet '
-                              f'checkpoint (first keys: {list(src)[:5]})')
+        raise ConversionError(
+            'no "linu.*" (external attention) keys: this is not an EANet '
+            f'checkpoint (first keys: {list(src)[:5]})'
+        )
     return src
 
 
@@ -107,8 +117,7 @@ def _resnet_depth(src: Dict[str, torch.Tensor], depth: Optional[int]) -> int:
     if found is None:
         raise ConversionError(f'layer3 has {len(layer3)} blocks: not ResNet-50/101/152')
     if depth is not None and depth != found:
-        raise ConversionError(f'expected a ResNet-{depth} EANet, the checkpoint is '
-                              f'ResNet-{found}')
+        raise ConversionError(f'expected a ResNet-{depth} EANet, the checkpoint is ResNet-{found}')
     return found
 
 
@@ -116,15 +125,17 @@ def _check_widths(out: Dict[str, torch.Tensor]) -> None:
     """Shapes that must agree with the official architecture (the stem, the EA memory)."""
     stem = out['backbone.stem.6.weight'].shape
     if tuple(stem[:2]) != (128, 64):
-        raise ConversionError(f'stem conv3 has shape {tuple(stem)}; the official deep stem is '
-                              '3->64->64->128')
+        raise ConversionError(
+            f'stem conv3 has shape {tuple(stem)}; the official deep stem is 3->64->64->128'
+        )
     ea = out['decode_head.ea.mem_k.weight'].shape
     if ea[1] != out['decode_head.fc0.conv.weight'].shape[0]:
         raise ConversionError(f'external-attention memory {tuple(ea)} does not match fc0')
 
 
-def convert_eanet(checkpoint: dict,
-                  depth: Optional[int] = None) -> Tuple[Dict[str, torch.Tensor], dict]:
+def convert_eanet(
+    checkpoint: dict, depth: Optional[int] = None
+) -> Tuple[Dict[str, torch.Tensor], dict]:
     """Map an official EANet checkpoint to mmattn/mmseg names.
 
     Args:
@@ -157,8 +168,13 @@ def convert_eanet(checkpoint: dict,
     audit_key_mapping(out, expected, unused, f'EANet ResNet-{depth}', target='the EANet model')
     _check_widths(out)
     ea = out['decode_head.ea.mem_k.weight'].shape
-    report = dict(depth=depth, num_classes=int(out['decode_head.conv_seg.weight'].shape[0]),
-                  num_slots=int(ea[0]), filled=filled, ignored=[])
+    report = dict(
+        depth=depth,
+        num_classes=int(out['decode_head.conv_seg.weight'].shape[0]),
+        num_slots=int(ea[0]),
+        filled=filled,
+        ignored=[],
+    )
     return out, report
 
 
@@ -171,5 +187,11 @@ def convert_file(src: str, dst: str, depth: Optional[int] = None) -> dict:
         dict: The conversion report (see :func:`convert_eanet`).
     """
     state_dict, report = convert_eanet(safe_load(src), depth)
-    return save_converted(dst, state_dict, report, ('depth', 'num_classes'), converted_from=src,
-                          converter='mmattn.converters.eanet')
+    return save_converted(
+        dst,
+        state_dict,
+        report,
+        ('depth', 'num_classes'),
+        converted_from=src,
+        converter='mmattn.converters.eanet',
+    )

@@ -39,6 +39,7 @@ FLatten-Swin keeps the official names (``patch_embed.*``, ``layers.{i}.blocks.{j
 ``*.relative_position_index``. The dense output norms ``norm{i}.*`` are not in an ImageNet
 checkpoint and keep their init (reported as ``new``).
 """
+
 import math
 import re
 from collections import OrderedDict
@@ -73,20 +74,25 @@ def _is_linear_block(sd, prefix: str) -> bool:
 def detect_family(sd: Dict[str, torch.Tensor]) -> str:
     """``'pvt'``, ``'pvtv2'`` or ``'swin'``; raises :class:`ConversionError` otherwise."""
     linear = any(k.endswith('.attn.dwc.weight') for k in sd) and any(
-        k.endswith('.attn.scale') for k in sd)
+        k.endswith('.attn.scale') for k in sd
+    )
     if linear and 'patch_embed1.proj.weight' in sd and 'pos_embed1' in sd:
         return 'pvt'
     if linear and 'patch_embed1.proj.weight' in sd and 'norm1.weight' in sd:
         return 'pvtv2'  # PVT v2 layout: no position embeddings, an after-stage norm{i}
-    if linear and 'patch_embed.proj.weight' in sd and any(
-            k.startswith('layers.0.blocks.0.attn.') for k in sd):
+    if (
+        linear
+        and 'patch_embed.proj.weight' in sd
+        and any(k.startswith('layers.0.blocks.0.attn.') for k in sd)
+    ):
         return 'swin'
     raise ConversionError(
         'not an official FLatten-PVT, FLatten-PVTv2 or FLatten-Swin checkpoint: expected '
         "focused linear attention keys ('*.attn.dwc.weight', '*.attn.scale') with "
         "'patch_embed1.proj.weight' + 'pos_embed1' (PVT), 'patch_embed1.proj.weight' + "
         "'norm1.weight' (PVTv2) or 'patch_embed.proj.weight' + 'layers.0.blocks.0.attn.*' "
-        '(Swin)')
+        '(Swin)'
+    )
 
 
 def _pvt_stage_cfgs(sd) -> List[dict]:
@@ -96,8 +102,11 @@ def _pvt_stage_cfgs(sd) -> List[dict]:
         prefix = f'block{i}.0.attn.'
         if _is_linear_block(sd, prefix):
             w = sd.get(prefix + 'sr.weight')
-            cfgs.append(dict(type='FocusedLinearAttention',
-                             sr_ratio=int(w.shape[-1]) if w is not None else 1))
+            cfgs.append(
+                dict(
+                    type='FocusedLinearAttention', sr_ratio=int(w.shape[-1]) if w is not None else 1
+                )
+            )
         else:  # the official softmax stages: PVT's spatial-reduction attention
             cfgs.append(dict(type='SpatialReductionAttention'))
     return cfgs
@@ -105,23 +114,32 @@ def _pvt_stage_cfgs(sd) -> List[dict]:
 
 def _pvt_facts(sd) -> dict:
     from mmattn.models.backbones.flatten import FLattenPVT
+
     arch = pvt_variant(sd, FLattenPVT.arch_zoo, 'FLatten-PVT')
     side = math.isqrt(int(sd['pos_embed1'].shape[1]))
-    return dict(family='pvt', arch=arch, attn_cfgs=_pvt_stage_cfgs(sd),
-                pretrain_img_size=side * 4)
+    return dict(family='pvt', arch=arch, attn_cfgs=_pvt_stage_cfgs(sd), pretrain_img_size=side * 4)
 
 
 def _pvtv2_facts(sd) -> dict:
     from mmattn.models.backbones.flatten import FLattenPVTv2
+
     depths = block_depths(sd, r'block%d\.(\d+)\.', 4, 1)
     dims = int(sd['patch_embed1.proj.weight'].shape[0])
-    arch = next((name for name in sorted(FLattenPVTv2.arch_zoo)
-                 if FLattenPVTv2.arch_zoo[name]['depths'] == depths
-                 and FLattenPVTv2.arch_zoo[name]['embed_dims'][0] == dims), None)
+    arch = next(
+        (
+            name
+            for name in sorted(FLattenPVTv2.arch_zoo)
+            if FLattenPVTv2.arch_zoo[name]['depths'] == depths
+            and FLattenPVTv2.arch_zoo[name]['embed_dims'][0] == dims
+        ),
+        None,
+    )
     if arch is None:
-        raise ConversionError(f'FLatten-PVTv2 checkpoint with stage-1 width {dims} and depths '
-                              f'{depths} matches no variant (b0 32/2-2-2-2, b1 64/2-2-2-2, '
-                              'b2 64/3-4-6-3, b3 64/3-4-18-3, b4 64/3-8-27-3)')
+        raise ConversionError(
+            f'FLatten-PVTv2 checkpoint with stage-1 width {dims} and depths '
+            f'{depths} matches no variant (b0 32/2-2-2-2, b1 64/2-2-2-2, '
+            'b2 64/3-4-6-3, b3 64/3-4-18-3, b4 64/3-8-27-3)'
+        )
     cfgs = _pvt_stage_cfgs(sd)
     img = None
     for i, cfg in enumerate(cfgs):  # the first linear stage's positional encoding
@@ -139,21 +157,37 @@ def _swin_facts(sd) -> dict:
         pos = sd.get(key + 'positional_encoding')
         return None if pos is None else math.isqrt(int(pos.shape[1]))
 
-    return swin_facts(sd, FLattenSwin.arch_zoo, 'FLatten-Swin', 'FocusedLinearAttention',
-                      lambda key: _is_linear_block(sd, key), table_side)
+    return swin_facts(
+        sd,
+        FLattenSwin.arch_zoo,
+        'FLatten-Swin',
+        'FocusedLinearAttention',
+        lambda key: _is_linear_block(sd, key),
+        table_side,
+    )
 
 
 def build_target(facts: dict):
     """The mmattn backbone that a checkpoint with ``facts`` converts to."""
     if facts['family'] in ('pvt', 'pvtv2'):
         from mmattn.models.backbones.flatten import FLattenPVT, FLattenPVTv2
+
         cls = FLattenPVT if facts['family'] == 'pvt' else FLattenPVTv2
-        return cls(arch=facts['arch'], attn_cfgs=facts['attn_cfgs'],
-                   pretrain_img_size=facts['pretrain_img_size'], drop_path_rate=0.)
+        return cls(
+            arch=facts['arch'],
+            attn_cfgs=facts['attn_cfgs'],
+            pretrain_img_size=facts['pretrain_img_size'],
+            drop_path_rate=0.0,
+        )
     from mmattn.models.backbones.flatten import FLattenSwin
-    return FLattenSwin(arch=facts['arch'], attn_cfgs=facts['attn_cfgs'],
-                       window_size=facts['window_size'],
-                       pretrain_img_size=facts['pretrain_img_size'], drop_path_rate=0.)
+
+    return FLattenSwin(
+        arch=facts['arch'],
+        attn_cfgs=facts['attn_cfgs'],
+        window_size=facts['window_size'],
+        pretrain_img_size=facts['pretrain_img_size'],
+        drop_path_rate=0.0,
+    )
 
 
 def _map_pvtv2(sd) -> Tuple[dict, List[str], List[str]]:
@@ -187,9 +221,12 @@ def _map_swin(sd) -> Tuple[dict, List[str], List[str]]:
     return map_swin_keys(sd, split_qkv)
 
 
-def convert_flatten(ckpt, arch: Optional[str] = None, family: Optional[str] = None,
-                    expected: Optional[Dict[str, torch.Size]] = None
-                    ) -> Tuple['OrderedDict[str, torch.Tensor]', dict]:
+def convert_flatten(
+    ckpt,
+    arch: Optional[str] = None,
+    family: Optional[str] = None,
+    expected: Optional[Dict[str, torch.Size]] = None,
+) -> Tuple['OrderedDict[str, torch.Tensor]', dict]:
     """Map an official FLatten-PVT/PVTv2/Swin checkpoint to mmattn names and check it.
 
     Args:
@@ -220,21 +257,30 @@ def convert_flatten(ckpt, arch: Optional[str] = None, family: Optional[str] = No
         raise ConversionError(f'{family!r} requested but the checkpoint is {label}')
     facts = dict(pvt=_pvt_facts, pvtv2=_pvtv2_facts, swin=_swin_facts)[found](sd)
     check_arch(arch, _NAMES[found], facts['arch'], label, f'{label}-{facts["arch"]}')
-    map_keys = dict(pvt=lambda sd: map_pvt_keys(sd, r'head\.|norm\.(weight|bias)$'),
-                    pvtv2=_map_pvtv2, swin=_map_swin)[found]
+    map_keys = dict(
+        pvt=lambda sd: map_pvt_keys(sd, r'head\.|norm\.(weight|bias)$'),
+        pvtv2=_map_pvtv2,
+        swin=_map_swin,
+    )[found]
     out, dropped, unused = map_keys(sd)
     if expected is None:
         expected = {k: v.shape for k, v in build_target(facts).state_dict().items()}
     return out, audit_pyramid(out, expected, dropped, unused, facts, f'{label}-{facts["arch"]}')
 
 
-def convert_file(src: str, dst: str, arch: Optional[str] = None,
-                 family: Optional[str] = None) -> dict:
+def convert_file(
+    src: str, dst: str, arch: Optional[str] = None, family: Optional[str] = None
+) -> dict:
     """Convert ``src`` and write ``{'state_dict', 'meta'}`` to ``dst`` atomically.
 
     Nothing is written when :func:`convert_flatten` refuses.
     """
     state_dict, report = convert_flatten(safe_load(src), arch, family)
-    return save_converted(dst, state_dict, report, ('family', 'arch', 'attn_cfgs',
-                                                    'pretrain_img_size', 'window_size'),
-                          source=src, converter='mmattn.converters.flatten')
+    return save_converted(
+        dst,
+        state_dict,
+        report,
+        ('family', 'arch', 'attn_cfgs', 'pretrain_img_size', 'window_size'),
+        source=src,
+        converter='mmattn.converters.flatten',
+    )

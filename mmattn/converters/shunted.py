@@ -18,6 +18,7 @@ official                                    mmattn
 ``head.*``                                  dropped (classifier)
 ==========================================  ==============================================
 """
+
 import argparse
 import re
 from collections import OrderedDict
@@ -40,20 +41,28 @@ from mmattn.utils.checkpoint import safe_load
 def infer_arch(sd: Dict[str, torch.Tensor]) -> str:
     """Name (``'tiny'/'small'/'base'``) of the official variant that produced ``sd``."""
     from mmattn.models.backbones.shunted import ShuntedTransformer
+
     if 'patch_embed1.conv.0.weight' not in sd or 'block1.0.attn.q.weight' not in sd:
         raise ConversionError(
             'not an official Shunted Transformer checkpoint: the keys '
-            "'patch_embed1.conv.0.weight' and 'block1.0.attn.q.weight' are missing")
+            "'patch_embed1.conv.0.weight' and 'block1.0.attn.q.weight' are missing"
+        )
     depths = block_depths(sd, r'block%d\.(\d+)\.', 4, 1)
-    convs = {int(m.group(1)) for k in sd
-             for m in [re.match(r'patch_embed1\.conv\.(\d+)\.weight$', k)] if m}
+    convs = {
+        int(m.group(1))
+        for k in sd
+        for m in [re.match(r'patch_embed1\.conv\.(\d+)\.weight$', k)]
+        if m
+    }
     num_convs = max(convs) // 3 - 1 if convs else -1
     for name in ('tiny', 'small', 'base'):
         arch = ShuntedTransformer.arch_zoo[name]
         if arch['depths'] == depths and arch['num_convs'] == num_convs:
             return name
-    raise ConversionError(f'checkpoint has depths {depths} and {num_convs} stem convs, which '
-                          f'match no Shunted variant (T/S/B)')
+    raise ConversionError(
+        f'checkpoint has depths {depths} and {num_convs} stem convs, which '
+        f'match no Shunted variant (T/S/B)'
+    )
 
 
 def _map_key(key: str, num_convs: int) -> Optional[str]:
@@ -84,8 +93,9 @@ def _map_key(key: str, num_convs: int) -> Optional[str]:
     return None
 
 
-def convert_shunted(ckpt, arch: Optional[str] = None
-                    ) -> Tuple['OrderedDict[str, torch.Tensor]', dict]:
+def convert_shunted(
+    ckpt, arch: Optional[str] = None
+) -> Tuple['OrderedDict[str, torch.Tensor]', dict]:
     """Map an official checkpoint to mmattn names and check it against the backbone.
 
     Args:
@@ -101,6 +111,7 @@ def convert_shunted(ckpt, arch: Optional[str] = None
             missing keys or shape mismatches. Nothing partial is returned.
     """
     from mmattn.models.backbones.shunted import ShuntedTransformer
+
     sd = unwrap_state_dict(ckpt)
     found = infer_arch(sd)
     check_arch(arch, TSB_ARCHS, found, 'Shunted', f'Shunted-{found[0].upper()} ({found})')
@@ -117,9 +128,14 @@ def convert_shunted(ckpt, arch: Optional[str] = None
             unused.append(k)
         else:
             out[new] = v
-    expected = ShuntedTransformer(arch=found, drop_path_rate=0.).state_dict()
-    audit_key_mapping(out, {k: v.shape for k, v in expected.items()}, unused,
-                      f'Shunted-{found[0].upper()}', target='ShuntedTransformer')
+    expected = ShuntedTransformer(arch=found, drop_path_rate=0.0).state_dict()
+    audit_key_mapping(
+        out,
+        {k: v.shape for k, v in expected.items()},
+        unused,
+        f'Shunted-{found[0].upper()}',
+        target='ShuntedTransformer',
+    )
     return out, dict(arch=found, dropped=dropped, num_keys=len(out))
 
 
@@ -133,5 +149,6 @@ def convert_file(src: str, dst: str, arch: Optional[str] = None) -> dict:
     with torch.serialization.safe_globals([argparse.Namespace]):
         ckpt = safe_load(src)
     state_dict, report = convert_shunted(ckpt, arch)
-    return save_converted(dst, state_dict, report, ('arch', ), source=src,
-                          converter='mmattn.converters.shunted')
+    return save_converted(
+        dst, state_dict, report, ('arch',), source=src, converter='mmattn.converters.shunted'
+    )

@@ -14,6 +14,7 @@ the real MMDetection / MMSegmentation dataset and pipeline and checks it is not 
 boxes, labels in range). ``python tools/misc/fuzz_datasets.py`` runs the whole corpus and
 writes the table to ``docs/reliability.md``.
 """
+
 import json
 import os
 import os.path as osp
@@ -26,8 +27,17 @@ import numpy as np
 
 from .real_layout import make_real_layout
 
-__all__ = ['OUTCOMES', 'Result', 'Variant', 'classify', 'config_text', 'make_corpus',
-           'run_corpus', 'summary', 'write_config']
+__all__ = [
+    'OUTCOMES',
+    'Result',
+    'Variant',
+    'classify',
+    'config_text',
+    'make_corpus',
+    'run_corpus',
+    'summary',
+    'write_config',
+]
 
 OUTCOMES = {'a': 'runs (valid data)', 'b': 'skips, with a count', 'c': 'error before training'}
 
@@ -44,6 +54,7 @@ class Variant:
 
 # --- file-level damage (never written in place: the files are hard links) -------------------
 
+
 def _replace(path: str, data: bytes) -> None:
     if osp.lexists(path):
         os.remove(path)
@@ -58,7 +69,7 @@ def _read(path: str) -> bytes:
 
 def _truncate(path, rng):
     data = _read(path)
-    _replace(path, data[:int(len(data) * rng.uniform(0.3, 0.7))])
+    _replace(path, data[: int(len(data) * rng.uniform(0.3, 0.7))])
 
 
 def _empty(path, rng):
@@ -75,6 +86,7 @@ def _missing(path, rng):
 
 def _write_png(path, array):
     import cv2
+
     ok, buf = cv2.imencode('.png', array)
     assert ok
     _replace(path, buf.tobytes())
@@ -82,6 +94,7 @@ def _write_png(path, array):
 
 def _label_shape(path):
     from PIL import Image
+
     with Image.open(path) as im:
         return np.asarray(im).shape
 
@@ -99,6 +112,7 @@ def _label_rgb(path, rng):
 def _label_out_of_range(value):
     def damage(path, rng):
         from PIL import Image
+
         with Image.open(path) as im:
             label = np.array(im)
             palette = im.getpalette() if im.mode == 'P' else None
@@ -111,6 +125,7 @@ def _label_out_of_range(value):
             out.save(path)
         else:
             _write_png(path, label)
+
     return damage
 
 
@@ -120,6 +135,7 @@ def _label_all_other(path, rng):
 
 
 # --- COCO JSON damage: functions of (data, split_images, rng) editing the dict ---------------
+
 
 def _first_ann(data, crowd=False, with_seg=True):
     for ann in data['annotations']:
@@ -131,30 +147,35 @@ def _first_ann(data, crowd=False, with_seg=True):
 def _set_ann(key, value, crowd=False):
     def damage(data, rng):
         _first_ann(data, crowd)[key] = value
+
     return damage
 
 
 def _del_ann(key):
     def damage(data, rng):
         del _first_ann(data)[key]
+
     return damage
 
 
 def _del_img(key):
     def damage(data, rng):
         del data['images'][0][key]
+
     return damage
 
 
 def _set_img(key, value):
     def damage(data, rng):
         data['images'][0][key] = value
+
     return damage
 
 
 def _del_top(key):
     def damage(data, rng):
         del data[key]
+
     return damage
 
 
@@ -162,6 +183,7 @@ def _set_bbox(fn):
     def damage(data, rng):
         ann = _first_ann(data)
         ann['bbox'] = fn(list(ann['bbox']))
+
     return damage
 
 
@@ -169,6 +191,7 @@ def _dup(key):
     def damage(data, rng):
         entries = data[key]
         entries[1]['id'] = entries[0]['id']
+
     return damage
 
 
@@ -188,6 +211,7 @@ def _polygon(fn):
     def damage(data, rng):
         ann = _first_ann(data)
         ann['segmentation'] = fn(ann['segmentation'][0])
+
     return damage
 
 
@@ -195,11 +219,13 @@ def _rle(fn):
     def damage(data, rng):
         ann = _first_ann(data, crowd=True)
         ann['segmentation'] = fn(dict(ann['segmentation']))
+
     return damage
 
 
 def _rle_compressed(seg):
     from pycocotools import mask as mask_utils
+
     h, w = seg['size']
     rle = mask_utils.frPyObjects(seg, h, w)
     return dict(size=[h, w], counts=rle['counts'].decode())
@@ -207,8 +233,9 @@ def _rle_compressed(seg):
 
 def _size_disagrees(data, rng):
     # an image without a mask RLE (whose own size would be named first)
-    rle_images = {a['image_id'] for a in data['annotations'] if isinstance(a.get('segmentation'),
-                                                                          dict)}
+    rle_images = {
+        a['image_id'] for a in data['annotations'] if isinstance(a.get('segmentation'), dict)
+    }
     img = next(i for i in data['images'] if i['id'] not in rle_images)
     img['width'] += 32
 
@@ -243,7 +270,7 @@ def _text(fn):
 
 @_text
 def _json_truncated(text, rng):
-    return text[:int(len(text) * rng.uniform(0.2, 0.8))]
+    return text[: int(len(text) * rng.uniform(0.2, 0.8))]
 
 
 @_text
@@ -253,16 +280,22 @@ def _json_list(text, rng):
 
 # (kind, damage, expected outcome). File damages take (path, rng); JSON ones (data, rng).
 COCO_IMAGE_DAMAGE: List[Tuple[str, Callable, str]] = [
-    ('image-truncated', _truncate, 'c'), ('image-empty', _empty, 'c'),
-    ('image-not-an-image', _not_image, 'c'), ('image-missing', _missing, 'c'),
+    ('image-truncated', _truncate, 'c'),
+    ('image-empty', _empty, 'c'),
+    ('image-not-an-image', _not_image, 'c'),
+    ('image-missing', _missing, 'c'),
 ]
 COCO_JSON_DAMAGE: List[Tuple[str, Callable, str]] = [
-    ('json-truncated', _json_truncated, 'c'), ('json-not-an-object', _json_list, 'c'),
+    ('json-truncated', _json_truncated, 'c'),
+    ('json-not-an-object', _json_list, 'c'),
     ('json-no-images', _del_top('images'), 'c'),
     ('json-no-annotations', _del_top('annotations'), 'c'),
     ('json-no-categories', _del_top('categories'), 'c'),
-    ('json-annotations-is-dict', lambda d, r: d.update(annotations={'1': d['annotations'][0]}),
-     'c'),
+    (
+        'json-annotations-is-dict',
+        lambda d, r: d.update(annotations={'1': d['annotations'][0]}),
+        'c',
+    ),
     ('image-entry-no-width', _del_img('width'), 'c'),
     ('image-entry-no-height', _del_img('height'), 'c'),
     ('image-entry-no-file-name', _del_img('file_name'), 'c'),
@@ -310,13 +343,17 @@ COCO_JSON_DAMAGE: List[Tuple[str, Callable, str]] = [
     ('valid-compressed-rle', _rle(_rle_compressed), 'a'),
 ]
 SEG_IMAGE_DAMAGE: List[Tuple[str, Callable, str]] = [
-    ('image-truncated', _truncate, 'c'), ('image-empty', _empty, 'c'),
+    ('image-truncated', _truncate, 'c'),
+    ('image-empty', _empty, 'c'),
     ('image-not-an-image', _not_image, 'c'),
 ]
 SEG_LABEL_DAMAGE: List[Tuple[str, Callable, str]] = [
-    ('label-missing', _missing, 'c'), ('label-truncated', _truncate, 'c'),
-    ('label-empty', _empty, 'c'), ('label-not-an-image', _not_image, 'c'),
-    ('label-wrong-size', _label_wrong_size, 'c'), ('label-3-channels', _label_rgb, 'c'),
+    ('label-missing', _missing, 'c'),
+    ('label-truncated', _truncate, 'c'),
+    ('label-empty', _empty, 'c'),
+    ('label-not-an-image', _not_image, 'c'),
+    ('label-wrong-size', _label_wrong_size, 'c'),
+    ('label-3-channels', _label_rgb, 'c'),
     ('label-value-out-of-range', _label_out_of_range(200), 'c'),
     ('valid-label-all-ignored', _label_all_other, 'a'),
 ]
@@ -330,17 +367,30 @@ def _coco_variants(clean: str, out: str, rng: random.Random) -> List[Variant]:
     for split, folder in _COCO_SPLIT_DIRS.items():
         names = sorted(os.listdir(osp.join(clean, folder)))
         for kind, damage, expect in COCO_IMAGE_DAMAGE:
-            variants.append((Variant(f'coco/{split}/{kind}', 'coco', kind, split, expect),
-                             'file', osp.join(folder, rng.choice(names)), damage))
+            variants.append(
+                (
+                    Variant(f'coco/{split}/{kind}', 'coco', kind, split, expect),
+                    'file',
+                    osp.join(folder, rng.choice(names)),
+                    damage,
+                )
+            )
         # every image of the split truncated, one variant each (sizes and gray differ)
         for name in names:
             kind = f'image-truncated-{osp.splitext(name)[0][-4:]}'
-            variants.append((Variant(f'coco/{split}/{kind}', 'coco', kind, split, 'c'),
-                             'file', osp.join(folder, name), _truncate))
+            variants.append(
+                (
+                    Variant(f'coco/{split}/{kind}', 'coco', kind, split, 'c'),
+                    'file',
+                    osp.join(folder, name),
+                    _truncate,
+                )
+            )
         ann = f'annotations/instances_{folder}.json'
         for kind, damage, expect in COCO_JSON_DAMAGE:
-            variants.append((Variant(f'coco/{split}/{kind}', 'coco', kind, split, expect),
-                             'json', ann, damage))
+            variants.append(
+                (Variant(f'coco/{split}/{kind}', 'coco', kind, split, expect), 'json', ann, damage)
+            )
     return _write_all(clean, out, variants, rng)
 
 
@@ -358,24 +408,55 @@ def _seg_variants(dataset: str, clean: str, out: str, rng: random.Random) -> Lis
             stems = sorted(osp.splitext(n)[0] for n in os.listdir(osp.join(clean, img_dir)))
         stem = rng.choice(stems)
         for kind, damage, expect in SEG_IMAGE_DAMAGE:
-            variants.append((Variant(f'{dataset}/{split}/{kind}', dataset, kind, split, expect),
-                             'file', osp.join(img_dir, stem + '.jpg'), damage))
+            variants.append(
+                (
+                    Variant(f'{dataset}/{split}/{kind}', dataset, kind, split, expect),
+                    'file',
+                    osp.join(img_dir, stem + '.jpg'),
+                    damage,
+                )
+            )
         for kind, damage, expect in SEG_LABEL_DAMAGE:
-            variants.append((Variant(f'{dataset}/{split}/{kind}', dataset, kind, split, expect),
-                             'file', osp.join(seg_dir, stem + '.png'), damage))
+            variants.append(
+                (
+                    Variant(f'{dataset}/{split}/{kind}', dataset, kind, split, expect),
+                    'file',
+                    osp.join(seg_dir, stem + '.png'),
+                    damage,
+                )
+            )
         if dataset == 'ade20k':
             # an image removed: its label map is simply unused (mmseg lists the image folder)
-            variants.append((Variant(f'{dataset}/{split}/image-missing', dataset,
-                                     'image-missing', split, 'a'),
-                             'file', osp.join(img_dir, stem + '.jpg'), _missing))
+            variants.append(
+                (
+                    Variant(
+                        f'{dataset}/{split}/image-missing', dataset, 'image-missing', split, 'a'
+                    ),
+                    'file',
+                    osp.join(img_dir, stem + '.jpg'),
+                    _missing,
+                )
+            )
         else:
             # VOC lists its images: a listed image that is missing is an error
-            variants.append((Variant(f'voc/{split}/image-missing', dataset, 'image-missing',
-                                     split, 'c'),
-                             'file', osp.join(img_dir, stem + '.jpg'), _missing))
-            variants.append((Variant(f'voc/{split}/split-list-empty', dataset,
-                                     'split-list-empty', split, 'c'),
-                             'file', f'ImageSets/Segmentation/{split}.txt', _empty))
+            variants.append(
+                (
+                    Variant(f'voc/{split}/image-missing', dataset, 'image-missing', split, 'c'),
+                    'file',
+                    osp.join(img_dir, stem + '.jpg'),
+                    _missing,
+                )
+            )
+            variants.append(
+                (
+                    Variant(
+                        f'voc/{split}/split-list-empty', dataset, 'split-list-empty', split, 'c'
+                    ),
+                    'file',
+                    f'ImageSets/Segmentation/{split}.txt',
+                    _empty,
+                )
+            )
     return _write_all(clean, out, variants, rng)
 
 
@@ -423,31 +504,39 @@ def make_corpus(out: str, seed: int = 0) -> List[Variant]:
 
 # --- configs ----------------------------------------------------------------------------------
 
+
 def config_text(variant: Variant, repo: str, max_iters: int = 2) -> str:
     """A small config that trains and tests on ``variant`` (ResNet-18 shapes recipes)."""
     root = variant.root
-    short = (f'train_cfg = dict(max_iters={max_iters}, val_interval=1000)\n'
-             f'default_hooks = dict(checkpoint=dict(interval={max_iters}), '
-             f'logger=dict(interval=1))\n'
-             f'randomness = dict(seed=0)\n')
+    short = (
+        f'train_cfg = dict(max_iters={max_iters}, val_interval=1000)\n'
+        f'default_hooks = dict(checkpoint=dict(interval={max_iters}), '
+        f'logger=dict(interval=1))\n'
+        f'randomness = dict(seed=0)\n'
+    )
     if variant.dataset == 'coco':
         from mmdet.datasets import CocoDataset
+
         classes = tuple(CocoDataset.METAINFO['classes'])
-        ds = ("dict(data_root={root!r}, metainfo=dict(classes={classes!r}), "
-              "ann_file='annotations/instances_{folder}.json', data_prefix=dict(img='{folder}/'))")
+        ds = (
+            'dict(data_root={root!r}, metainfo=dict(classes={classes!r}), '
+            "ann_file='annotations/instances_{folder}.json', data_prefix=dict(img='{folder}/'))"
+        )
         train = ds.format(root=root + '/', classes=classes, folder='train2017')
         val = ds.format(root=root + '/', classes=classes, folder='val2017')
-        return (f"_base_ = {osp.join(repo, 'configs/shapes/mask-rcnn_r18_fpn_shapes.py')!r}\n"
-                f'model = dict(roi_head=dict(bbox_head=dict(num_classes=80), '
-                f'mask_head=dict(num_classes=80)))\n'
-                f'train_dataloader = dict(batch_size=2, dataset={train})\n'
-                f'val_dataloader = dict(batch_size=1, dataset={val})\n'
-                f'test_dataloader = val_dataloader\n'
-                f"val_evaluator = dict(ann_file={root + '/annotations/instances_val2017.json'!r})"
-                f'\ntest_evaluator = val_evaluator\n' + short)
+        return (
+            f'_base_ = {osp.join(repo, "configs/shapes/mask-rcnn_r18_fpn_shapes.py")!r}\n'
+            f'model = dict(roi_head=dict(bbox_head=dict(num_classes=80), '
+            f'mask_head=dict(num_classes=80)))\n'
+            f'train_dataloader = dict(batch_size=2, dataset={train})\n'
+            f'val_dataloader = dict(batch_size=1, dataset={val})\n'
+            f'test_dataloader = val_dataloader\n'
+            f'val_evaluator = dict(ann_file={root + "/annotations/instances_val2017.json"!r})'
+            f'\ntest_evaluator = val_evaluator\n' + short
+        )
     if variant.dataset == 'ade20k':
         dtype, classes, zero = 'ADE20KDataset', 150, True
-        prefix = ("dict(img_path='images/{d}', seg_map_path='annotations/{d}')")
+        prefix = "dict(img_path='images/{d}', seg_map_path='annotations/{d}')"
         train_ds = f"ann_file='', data_prefix={prefix.format(d='training')}"
         val_ds = f"ann_file='', data_prefix={prefix.format(d='validation')}"
     else:
@@ -459,24 +548,31 @@ def config_text(variant: Variant, repo: str, max_iters: int = 2) -> str:
         f"[dict(type='LoadImageFromFile'), dict(type='LoadAnnotations', "
         f"reduce_zero_label={zero}), dict(type='RandomResize', scale=(128, 128), "
         f"ratio_range=(0.75, 1.5), keep_ratio=True), dict(type='RandomCrop', "
-        f"crop_size=(128, 128)), dict(type='RandomFlip', prob=0.5), dict(type='PackSegInputs')]")
+        f"crop_size=(128, 128)), dict(type='RandomFlip', prob=0.5), dict(type='PackSegInputs')]"
+    )
     test_pipeline = (
         f"[dict(type='LoadImageFromFile'), dict(type='Resize', scale=(128, 128), "
         f"keep_ratio=True), dict(type='LoadAnnotations', reduce_zero_label={zero}), "
-        f"dict(type='PackSegInputs')]")
+        f"dict(type='PackSegInputs')]"
+    )
 
     def dataset(rest, pipeline):
-        return (f"dict(_delete_=True, type='{dtype}', data_root={root!r}, {rest}, "
-                f"reduce_zero_label={zero}, pipeline={pipeline})")
+        return (
+            f"dict(_delete_=True, type='{dtype}', data_root={root!r}, {rest}, "
+            f'reduce_zero_label={zero}, pipeline={pipeline})'
+        )
 
-    return (f"_base_ = {osp.join(repo, 'configs/shapes/fpn_r18_shapes.py')!r}\n"
-            f'model = dict(decode_head=dict(num_classes={classes}))\n'
-            f'train_dataloader = dict(batch_size=2, dataset={dataset(train_ds, train_pipeline)})\n'
-            f'val_dataloader = dict(dataset={dataset(val_ds, test_pipeline)})\n'
-            f'test_dataloader = val_dataloader\n' + short)
+    return (
+        f'_base_ = {osp.join(repo, "configs/shapes/fpn_r18_shapes.py")!r}\n'
+        f'model = dict(decode_head=dict(num_classes={classes}))\n'
+        f'train_dataloader = dict(batch_size=2, dataset={dataset(train_ds, train_pipeline)})\n'
+        f'val_dataloader = dict(dataset={dataset(val_ds, test_pipeline)})\n'
+        f'test_dataloader = val_dataloader\n' + short
+    )
 
 
 # --- classification ---------------------------------------------------------------------------
+
 
 @dataclass
 class Result:
@@ -488,14 +584,16 @@ class Result:
 def _check_sample(variant: Variant, data: dict, num_classes: int) -> Optional[str]:
     """Why a packed sample is garbage, or None."""
     import torch
+
     sample = data['data_samples']
     if variant.dataset == 'coco':
         inst = sample.gt_instances
         boxes = inst.bboxes.tensor if hasattr(inst.bboxes, 'tensor') else inst.bboxes
         if not torch.isfinite(boxes).all():
             return 'non-finite boxes reached the model'
-        if len(inst.labels) and not (0 <= int(inst.labels.min()) and
-                                     int(inst.labels.max()) < num_classes):
+        if len(inst.labels) and not (
+            0 <= int(inst.labels.min()) and int(inst.labels.max()) < num_classes
+        ):
             return f'labels {inst.labels.tolist()} outside 0-{num_classes - 1}'
         # training masks follow the resized image; the test pipeline loads them unresized
         shapes = {tuple(sample.img_shape), tuple(sample.ori_shape)}
@@ -520,6 +618,7 @@ def classify(variant: Variant, cfg) -> Result:
 
     from mmattn.utils.cli import UserInputError, _one_line, check_dataset_paths
     from mmattn.utils.data_checks import check_dataset_contents
+
     notes = io.StringIO()
     try:
         with contextlib.redirect_stderr(notes):
@@ -529,13 +628,14 @@ def classify(variant: Variant, cfg) -> Result:
         return Result(variant, 'c', _one_line(err))
     except Exception as err:  # a check that crashed is a failure of the policy
         return Result(variant, 'failure', f'pre-flight raised {type(err).__name__}: {err}')
-    noted = [line[len('note: '):] for line in notes.getvalue().splitlines()
-             if line.startswith('note: ')]
+    noted = [
+        line[len('note: ') :] for line in notes.getvalue().splitlines() if line.startswith('note: ')
+    ]
     # The checks passed: every sample of every split must load into something sane.
     from mmengine.registry import DefaultScope
+
     scope = 'mmdet' if variant.dataset == 'coco' else 'mmseg'
-    num_classes = 80 if variant.dataset == 'coco' else (150 if variant.dataset == 'ade20k'
-                                                        else 21)
+    num_classes = 80 if variant.dataset == 'coco' else (150 if variant.dataset == 'ade20k' else 21)
     if scope == 'mmdet':
         from mmdet.registry import DATASETS
         from mmdet.utils import register_all_modules
@@ -555,8 +655,11 @@ def classify(variant: Variant, cfg) -> Result:
                     if why:
                         return Result(variant, 'failure', f'{split} sample {i}: {why}')
     except Exception as err:
-        return Result(variant, 'failure', f'loading raised {type(err).__name__}: '
-                                          f'{str(err).splitlines()[0] if str(err) else ""}')
+        return Result(
+            variant,
+            'failure',
+            f'loading raised {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ""}',
+        )
     if noted:
         return Result(variant, 'b', ' '.join(noted))
     return Result(variant, 'a', 'trains and tests')
@@ -569,27 +672,35 @@ def _retarget(node, old: str, new: str):
     if isinstance(node, (list, tuple)):
         return type(node)(_retarget(v, old, new) for v in node)
     if isinstance(node, str) and node.startswith(old):
-        return new + node[len(old):]
+        return new + node[len(old) :]
     return node
 
 
-def run_corpus(out: str, repo: str, seed: int = 0,
-               variants: Optional[List[Variant]] = None) -> List[Result]:
+def run_corpus(
+    out: str, repo: str, seed: int = 0, variants: Optional[List[Variant]] = None
+) -> List[Result]:
     """Write the corpus under ``out`` (unless ``variants`` are given) and classify every
     variant in-process. One config per dataset is parsed; each variant gets a copy of it with
     the paths moved to its folder."""
     from mmengine.config import Config
+
     variants = variants if variants is not None else make_corpus(out, seed)
     templates = {}
     results = []
     for v in variants:
         if v.dataset not in templates:
-            clean = osp.join(osp.dirname(osp.dirname(v.root)), 'clean',
-                             dict(coco='coco', ade20k='ade/ADEChallengeData2016',
-                                  voc='VOCdevkit/VOC2012')[v.dataset])
+            clean = osp.join(
+                osp.dirname(osp.dirname(v.root)),
+                'clean',
+                dict(coco='coco', ade20k='ade/ADEChallengeData2016', voc='VOCdevkit/VOC2012')[
+                    v.dataset
+                ],
+            )
             probe = Variant('template', v.dataset, 'none', 'train', 'a', clean)
-            templates[v.dataset] = (clean, Config.fromstring(
-                config_text(probe, repo), file_format='.py').to_dict())
+            templates[v.dataset] = (
+                clean,
+                Config.fromstring(config_text(probe, repo), file_format='.py').to_dict(),
+            )
         clean, template = templates[v.dataset]
         results.append(classify(v, _retarget(template, clean, v.root)))
     return results

@@ -22,6 +22,7 @@ Objects are drawn into the images with their masks, so boxes, polygons and label
 Everything is deterministic. Files are written into a temporary folder and moved into place
 last, so an interrupted run leaves no half-written dataset.
 """
+
 import json
 import os
 import os.path as osp
@@ -34,7 +35,8 @@ import numpy as np
 
 #: The real COCO 2017 category ids (80 of 1-90; the gaps are ids the 2014 paper dropped).
 COCO_CATEGORY_IDS = tuple(
-    i for i in range(1, 91) if i not in (12, 26, 29, 30, 45, 66, 68, 69, 71, 83))
+    i for i in range(1, 91) if i not in (12, 26, 29, 30, 45, 66, 68, 69, 71, 83)
+)
 #: Bump when the writers change: an existing fixture with another version is rewritten.
 FIXTURE_VERSION = 3
 
@@ -42,6 +44,7 @@ FIXTURE_VERSION = 3
 def coco_categories() -> List[dict]:
     """The 80 COCO categories (``id``, ``name``, ``supercategory``) in id order."""
     from mmdet.datasets import CocoDataset
+
     names = CocoDataset.METAINFO['classes']
     assert len(names) == len(COCO_CATEGORY_IDS) == 80
     return [dict(id=i, name=n, supercategory='thing') for i, n in zip(COCO_CATEGORY_IDS, names)]
@@ -101,10 +104,17 @@ def _is_current(dst: str) -> bool:
 # (height, width, grayscale, objects, crowd) of each image; sizes differ in aspect ratio.
 _COCO_SPLITS: Dict[str, List[Tuple[int, int, bool, int, bool]]] = {
     # two annotated training images: one iteration of the recipes' 2-image batches
-    'train2017': [(480, 640, False, 3, True), (375, 500, True, 2, False),
-                  (320, 320, False, 0, False)],
-    'val2017': [(427, 640, False, 2, True), (500, 375, True, 1, False),
-                (360, 480, False, 0, False), (640, 427, False, 1, False)],
+    'train2017': [
+        (480, 640, False, 3, True),
+        (375, 500, True, 2, False),
+        (320, 320, False, 0, False),
+    ],
+    'val2017': [
+        (427, 640, False, 2, True),
+        (500, 375, True, 1, False),
+        (360, 480, False, 0, False),
+        (640, 427, False, 1, False),
+    ],
 }
 
 
@@ -137,23 +147,42 @@ def make_coco(root: str, seed: int = 0) -> bool:
                     cv2.fillPoly(mask, [poly.round().astype(np.int32)], 1)
                     img[mask > 0] = rng.integers(0, 256, 3)
                     ys, xs = np.nonzero(mask)
-                    box = [float(xs.min()), float(ys.min()), float(xs.max() - xs.min() + 1),
-                           float(ys.max() - ys.min() + 1)]
+                    box = [
+                        float(xs.min()),
+                        float(ys.min()),
+                        float(xs.max() - xs.min() + 1),
+                        float(ys.max() - ys.min() + 1),
+                    ]
                     is_crowd = crowd and j == n_obj
-                    seg = _uncompressed_rle(mask) if is_crowd else \
-                        [[round(float(v), 2) for v in poly.flatten()]]
-                    anns.append(dict(id=ann_id, image_id=img_id,
-                                     category_id=int(used_ids[(ann_id - 1) % len(used_ids)]),
-                                     bbox=box, area=float(mask.sum()), iscrowd=int(is_crowd),
-                                     segmentation=seg))
+                    seg = (
+                        _uncompressed_rle(mask)
+                        if is_crowd
+                        else [[round(float(v), 2) for v in poly.flatten()]]
+                    )
+                    anns.append(
+                        dict(
+                            id=ann_id,
+                            image_id=img_id,
+                            category_id=int(used_ids[(ann_id - 1) % len(used_ids)]),
+                            bbox=box,
+                            area=float(mask.sum()),
+                            iscrowd=int(is_crowd),
+                            segmentation=seg,
+                        )
+                    )
                     ann_id += 1
                 if gray:
                     cv2.imwrite(osp.join(tmp, split, name), cv2.cvtColor(img, cv2.COLOR_BGR2GRAY))
                 else:
                     cv2.imwrite(osp.join(tmp, split, name), img)
                 images.append(dict(id=img_id, file_name=name, height=h, width=w))
-            data = dict(info=dict(description='mmattn COCO-layout fixture'), licenses=[],
-                        images=images, annotations=anns, categories=categories)
+            data = dict(
+                info=dict(description='mmattn COCO-layout fixture'),
+                licenses=[],
+                images=images,
+                annotations=anns,
+                categories=categories,
+            )
             with open(osp.join(tmp, 'annotations', f'instances_{split}.json'), 'w') as f:
                 json.dump(data, f)
 
@@ -196,7 +225,7 @@ def make_ade20k(root: str, seed: int = 0) -> bool:
                     poly = _polygon(rng, h, w)
                     cv2.fillPoly(label, [poly.round().astype(np.int32)], v)
                     img[label == v] = rng.integers(0, 256, 3)
-                label[:h // 8, :w // 8] = 150  # 150 present even if a polygon covers it
+                label[: h // 8, : w // 8] = 150  # 150 present even if a polygon covers it
                 cv2.imwrite(osp.join(img_dir, name + '.jpg'), img)
                 cv2.imwrite(osp.join(ann_dir, name + '.png'), label)
 
@@ -207,6 +236,7 @@ def make_ade20k(root: str, seed: int = 0) -> bool:
 def voc_palette() -> List[int]:
     """The palette of the VOC PNGs: mmseg's 21 class colours, and VOC's (224, 224, 192) at 255."""
     from mmseg.datasets import PascalVOCDataset
+
     colours = list(PascalVOCDataset.METAINFO['palette'])
     colours += [(0, 0, 0)] * (255 - len(colours)) + [(224, 224, 192)]
     return [v for rgb in colours for v in rgb]
@@ -225,13 +255,20 @@ def make_voc_aug(root: str, seed: int = 0) -> bool:
         return False
     from PIL import Image
 
-    splits = {'train': [(375, 500), (500, 333)], 'val': [(366, 500), (281, 500)],
-              'aug': [(333, 500), (500, 375)]}
+    splits = {
+        'train': [(375, 500), (500, 333)],
+        'val': [(366, 500), (281, 500)],
+        'aug': [(333, 500), (500, 375)],
+    }
 
     def build(tmp: str) -> None:
         rng = np.random.default_rng(seed)
-        for sub in ('JPEGImages', 'SegmentationClass', 'SegmentationClassAug',
-                    'ImageSets/Segmentation'):
+        for sub in (
+            'JPEGImages',
+            'SegmentationClass',
+            'SegmentationClassAug',
+            'ImageSets/Segmentation',
+        ):
             os.makedirs(osp.join(tmp, sub))
         for split, sizes in splits.items():
             names = []

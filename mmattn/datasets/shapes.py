@@ -14,6 +14,7 @@ Scenes: a smooth random background with noise and clutter (lines and blobs of ra
 that belong to no class), and 1-5 objects of random class, size, colour and rotation. The class
 is decided by shape alone, never by colour, so a model must learn geometry.
 """
+
 import json
 import math
 import os
@@ -28,18 +29,20 @@ import numpy as np
 GENERATOR_VERSION = 2
 SHAPE_CLASSES = ('circle', 'rectangle', 'triangle')
 SHAPES_COCO_METAINFO = dict(
-    classes=SHAPE_CLASSES, palette=[(220, 20, 60), (0, 128, 255), (60, 180, 75)])
+    classes=SHAPE_CLASSES, palette=[(220, 20, 60), (0, 128, 255), (60, 180, 75)]
+)
 # Semantic classes after reduce_zero_label: value 1 -> 'background', 2.. -> the shapes.
 SHAPES_ADE_METAINFO = dict(
-    classes=('background', ) + SHAPE_CLASSES,
-    palette=[(120, 120, 120), (220, 20, 60), (0, 128, 255), (60, 180, 75)])
+    classes=('background',) + SHAPE_CLASSES,
+    palette=[(120, 120, 120), (220, 20, 60), (0, 128, 255), (60, 180, 75)],
+)
 
 
 def _background(rng: np.random.Generator, size: int) -> np.ndarray:
     lo, hi = rng.uniform(20, 120, 3), rng.uniform(120, 235, 3)
     angle = rng.uniform(0, 2 * math.pi)
     yy, xx = np.mgrid[0:size, 0:size] / size
-    t = (np.cos(angle) * xx + np.sin(angle) * yy)
+    t = np.cos(angle) * xx + np.sin(angle) * yy
     t = (t - t.min()) / max(t.max() - t.min(), 1e-6)
     img = lo[None, None] + (hi - lo)[None, None] * t[..., None]
     img += rng.normal(0, 8, img.shape)
@@ -77,8 +80,12 @@ def _shape_mask(rng: np.random.Generator, cls: int, size: int, min_side: int, ma
             pts = np.array([[-w, -h], [w, -h], [w, h], [-w, h]], np.float64) / 2
         else:  # triangle
             r = side / 2
-            pts = np.array([[r * math.cos(a), r * math.sin(a)]
-                            for a in (-math.pi / 2, math.pi / 6, 5 * math.pi / 6)])
+            pts = np.array(
+                [
+                    [r * math.cos(a), r * math.sin(a)]
+                    for a in (-math.pi / 2, math.pi / 6, 5 * math.pi / 6)
+                ]
+            )
         theta = rng.uniform(0, 2 * math.pi)
         rot = np.array([[math.cos(theta), -math.sin(theta)], [math.sin(theta), math.cos(theta)]])
         pts = pts @ rot.T + [cx, cy]
@@ -104,8 +111,9 @@ def _scene(rng: np.random.Generator, size: int):
 
 
 def _polygons(mask: np.ndarray):
-    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL,
-                                   cv2.CHAIN_APPROX_SIMPLE)
+    contours, _ = cv2.findContours(
+        mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE
+    )
     polys = [c.reshape(-1).astype(float).tolist() for c in contours if len(c) >= 3]
     return [p for p in polys if len(p) >= 6]
 
@@ -127,11 +135,20 @@ def _write_coco(out: str, split: str, num: int, size: int, seed: int) -> None:
             ys, xs = np.nonzero(visible)
             x0, y0 = float(xs.min()), float(ys.min())
             w, h = float(xs.max() - x0 + 1), float(ys.max() - y0 + 1)
-            annotations.append(dict(
-                id=len(annotations) + 1, image_id=i + 1, category_id=cls + 1,
-                segmentation=polys, area=float(visible.sum()), bbox=[x0, y0, w, h], iscrowd=0))
-    categories = [dict(id=k + 1, name=n, supercategory='shape')
-                  for k, n in enumerate(SHAPE_CLASSES)]
+            annotations.append(
+                dict(
+                    id=len(annotations) + 1,
+                    image_id=i + 1,
+                    category_id=cls + 1,
+                    segmentation=polys,
+                    area=float(visible.sum()),
+                    bbox=[x0, y0, w, h],
+                    iscrowd=0,
+                )
+            )
+    categories = [
+        dict(id=k + 1, name=n, supercategory='shape') for k, n in enumerate(SHAPE_CLASSES)
+    ]
     with open(osp.join(out, 'annotations', f'instances_{split}.json'), 'w') as f:
         json.dump(dict(images=images, annotations=annotations, categories=categories), f)
 
@@ -147,8 +164,9 @@ def _write_ade(out: str, split: str, num: int, size: int, seed: int) -> None:
         for idx, cls in enumerate(classes):
             label[owner == idx] = cls + 2
         name = f'ADE_shapes_{i:05d}'
-        cv2.imwrite(osp.join(out, 'images', split, name + '.jpg'), img,
-                    [cv2.IMWRITE_JPEG_QUALITY, 95])
+        cv2.imwrite(
+            osp.join(out, 'images', split, name + '.jpg'), img, [cv2.IMWRITE_JPEG_QUALITY, 95]
+        )
         cv2.imwrite(osp.join(out, 'annotations', split, name + '.png'), label)
 
 
@@ -172,8 +190,9 @@ def _build_atomically(dst: str, fill) -> bool:
     return True
 
 
-def make_shapes_coco(dst: str, num_train: int = 300, num_val: int = 60, size: int = 128,
-                     seed: int = 0) -> bool:
+def make_shapes_coco(
+    dst: str, num_train: int = 300, num_val: int = 60, size: int = 128, seed: int = 0
+) -> bool:
     """Write the COCO-format instance dataset to ``dst``; returns False if already there."""
 
     def fill(tmp):
@@ -184,8 +203,9 @@ def make_shapes_coco(dst: str, num_train: int = 300, num_val: int = 60, size: in
     return _build_atomically(dst, fill)
 
 
-def make_shapes_ade(dst: str, num_train: int = 300, num_val: int = 60, size: int = 128,
-                    seed: int = 100) -> bool:
+def make_shapes_ade(
+    dst: str, num_train: int = 300, num_val: int = 60, size: int = 128, seed: int = 100
+) -> bool:
     """Write the ADE20K-format semantic dataset to ``dst``; returns False if already there."""
 
     def fill(tmp):

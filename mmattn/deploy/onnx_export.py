@@ -10,6 +10,7 @@ Export-only code paths (:func:`integral_scale_interpolate`,
 :func:`matrix_adaptive_avg_pool2d`) are active only inside :func:`export_onnx` and equal the
 eager ops (tests/test_deploy).
 """
+
 import contextlib
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -28,8 +29,15 @@ _INTERPOLATE = F.interpolate
 _ADAPTIVE_AVG_POOL2D = F.adaptive_avg_pool2d
 
 
-def integral_scale_interpolate(input, size=None, scale_factor=None, mode='nearest',
-                               align_corners=None, recompute_scale_factor=None, antialias=False):
+def integral_scale_interpolate(
+    input,
+    size=None,
+    scale_factor=None,
+    mode='nearest',
+    align_corners=None,
+    recompute_scale_factor=None,
+    antialias=False,
+):
     """``F.interpolate`` with an integral ``scale_factor`` given as the output ``size``.
 
     Why: ``torch.export`` computes ``floor(float(h) * 2.0)`` for ``scale_factor=2`` and cannot
@@ -38,14 +46,19 @@ def integral_scale_interpolate(input, size=None, scale_factor=None, mode='neares
     positions (scale ``in / out == 1 / factor`` either way), so the values are equal.
     """
     if size is None and scale_factor is not None and not recompute_scale_factor:
-        factors = scale_factor if isinstance(scale_factor, (tuple, list)) else \
-            [scale_factor] * (input.dim() - 2)
+        factors = (
+            scale_factor
+            if isinstance(scale_factor, (tuple, list))
+            else [scale_factor] * (input.dim() - 2)
+        )
         if all(float(f) == int(f) and f >= 1 for f in factors):
             size = [s * int(f) for s, f in zip(input.shape[2:], factors)]
-            return _INTERPOLATE(input, size=size, mode=mode, align_corners=align_corners,
-                                antialias=antialias)
-    return _INTERPOLATE(input, size, scale_factor, mode, align_corners, recompute_scale_factor,
-                        antialias)
+            return _INTERPOLATE(
+                input, size=size, mode=mode, align_corners=align_corners, antialias=antialias
+            )
+    return _INTERPOLATE(
+        input, size, scale_factor, mode, align_corners, recompute_scale_factor, antialias
+    )
 
 
 def _adaptive_pool_matrix(n_in, n_out: int, like: torch.Tensor) -> torch.Tensor:
@@ -86,6 +99,7 @@ def mmseg_upsample_forward(self, x: torch.Tensor) -> torch.Tensor:
     ``h * 2`` is the same int in eager.
     """
     from mmseg.models.utils import resize
+
     factor = self.scale_factor
     if not self.size and not isinstance(factor, tuple) and float(factor) == int(factor):
         size = [t * int(factor) for t in x.shape[-2:]]
@@ -132,16 +146,20 @@ class SegEnd2End(nn.Module):
         self.register_buffer('pixel_mean', pre.mean.detach().clone().float().view(1, -1, 1, 1))
         self.register_buffer('pixel_std', pre.std.detach().clone().float().view(1, -1, 1, 1))
         self.align_corners = model.decode_head.align_corners
-        self.threshold = getattr(model.decode_head, 'threshold', 0.3) \
-            if model.decode_head.out_channels == 1 else None
+        self.threshold = (
+            getattr(model.decode_head, 'threshold', 0.3)
+            if model.decode_head.out_channels == 1
+            else None
+        )
 
     def forward(self, img: torch.Tensor) -> torch.Tensor:
         if self.swap:
             img = img.flip(1)
         x = (img - self.pixel_mean) / self.pixel_std
         logits = self.model(x, None, mode='tensor')
-        logits = F.interpolate(logits, size=img.shape[2:], mode='bilinear',
-                               align_corners=self.align_corners)
+        logits = F.interpolate(
+            logits, size=img.shape[2:], mode='bilinear', align_corners=self.align_corners
+        )
         if self.threshold is not None:
             return (logits.sigmoid() > self.threshold).squeeze(1).long()
         return logits.argmax(dim=1)
@@ -154,8 +172,9 @@ def build_export_model(cfg, checkpoint: Optional[str] = None) -> Tuple[nn.Module
         UserInputError: The config has no model, or the checkpoint does not match it.
     """
     if not isinstance(cfg.get('model'), dict):
-        raise UserInputError('the config defines no `model`; pass a detector or segmentor '
-                             'config from configs/')
+        raise UserInputError(
+            'the config defines no `model`; pass a detector or segmentor config from configs/'
+        )
     try:
         task = task_of(cfg)
     except ValueError as err:
@@ -163,6 +182,7 @@ def build_export_model(cfg, checkpoint: Optional[str] = None) -> Tuple[nn.Module
     model = build_model_from_cfg(cfg)
     if checkpoint:
         from mmattn.utils.checkpoint import safe_load
+
         ckpt = safe_load(checkpoint)
         state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else None
         if not isinstance(state, dict):
@@ -173,13 +193,18 @@ def build_export_model(cfg, checkpoint: Optional[str] = None) -> Tuple[nn.Module
         shapes = [k for k in own if k in state and tuple(own[k].shape) != tuple(state[k].shape)]
         if missing or unexpected or shapes:
             parts = []
-            for name, keys in (('missing', missing), ('unexpected', unexpected),
-                               ('shape-mismatched', shapes)):
+            for name, keys in (
+                ('missing', missing),
+                ('unexpected', unexpected),
+                ('shape-mismatched', shapes),
+            ):
                 if keys:
                     parts.append(f'{len(keys)} {name} (e.g. {keys[0]})')
-            raise UserInputError(f'checkpoint {checkpoint} does not match the config\'s model: '
-                                 f'{", ".join(parts)}; pass the checkpoint trained with this '
-                                 f'config')
+            raise UserInputError(
+                f"checkpoint {checkpoint} does not match the config's model: "
+                f'{", ".join(parts)}; pass the checkpoint trained with this '
+                f'config'
+            )
         model.load_state_dict(state, strict=True)
     return model, task
 
@@ -195,8 +220,7 @@ class _Flat(nn.Module):
         return _flatten_tensors(self.model(img))
 
 
-def export_wrapper(model: nn.Module, task: str, mode: str,
-                   shape: Sequence[int]) -> nn.Module:
+def export_wrapper(model: nn.Module, task: str, mode: str, shape: Sequence[int]) -> nn.Module:
     """The module whose ``forward(img)`` is exported (``task='backbone'``: a bare backbone)."""
     if task == 'backbone':
         return _Flat(model).eval()
@@ -204,31 +228,50 @@ def export_wrapper(model: nn.Module, task: str, mode: str,
         return _TensorForward(model, task, tuple(shape)).eval()
     if mode == 'end2end' and task == 'seg':
         return SegEnd2End(model).eval()
-    raise UserInputError(f'--mode {mode} is not implemented for {task} models yet; use '
-                         f'--mode tensor')
+    raise UserInputError(
+        f'--mode {mode} is not implemented for {task} models yet; use --mode tensor'
+    )
 
 
-def export_onnx(model: nn.Module, task: str, out: str, mode: str = 'tensor',
-                shape: Sequence[int] = (128, 160), opset: int = 18,
-                batch: int = 1) -> Dict[str, object]:
+def export_onnx(
+    model: nn.Module,
+    task: str,
+    out: str,
+    mode: str = 'tensor',
+    shape: Sequence[int] = (128, 160),
+    opset: int = 18,
+    batch: int = 1,
+) -> Dict[str, object]:
     """Export ``model`` to ``out``; return ``dict(outputs=[names], fixed=[notes])``.
 
     Batch, height and width are exported as dynamic; an axis the exporter had to fix (an op
     that is not size-generic) is reported in ``fixed`` with the size the file requires.
     """
     if opset not in SUPPORTED_OPSETS:
-        raise UserInputError(f'--opset {opset} is not supported; use one of '
-                             f'{SUPPORTED_OPSETS.start}..{SUPPORTED_OPSETS.stop - 1}')
+        raise UserInputError(
+            f'--opset {opset} is not supported; use one of '
+            f'{SUPPORTED_OPSETS.start}..{SUPPORTED_OPSETS.stop - 1}'
+        )
     wrapper = export_wrapper(model, task, mode, shape)
     img = torch.rand(batch, 3, *shape) * (255 if mode == 'end2end' else 1)
     auto = torch.export.Dim.AUTO
     dynamic = {'img': {0: auto, 2: auto, 3: auto}}
     # optimize=False: onnxscript 0.7.2's constant folding fails on a split by a symbolic size
     with torch.no_grad(), _export_patches():
-        torch.onnx.export(wrapper, (img, ), out, input_names=['img'], dynamo=True,
-                          dynamic_shapes=dynamic, opset_version=opset, external_data=False,
-                          verbose=False, optimize=False)
+        torch.onnx.export(
+            wrapper,
+            (img,),
+            out,
+            input_names=['img'],
+            dynamo=True,
+            dynamic_shapes=dynamic,
+            opset_version=opset,
+            external_data=False,
+            verbose=False,
+            optimize=False,
+        )
     import onnx
+
     proto = onnx.load(out, load_external_data=False)
     if task == 'seg' and mode == 'end2end':
         names = ['seg_pred']
@@ -241,15 +284,18 @@ def export_onnx(model: nn.Module, task: str, out: str, mode: str = 'tensor',
             node.input[:] = [name if x == old else x for x in node.input]
     onnx.save(proto, out)
     dims = proto.graph.input[0].type.tensor_type.shape.dim
-    fixed = [f'{axis} fixed to {d.dim_value}' for axis, d in zip(('batch', 'channels', 'height',
-                                                                   'width'), dims)
-             if axis != 'channels' and d.HasField('dim_value')]
+    fixed = [
+        f'{axis} fixed to {d.dim_value}'
+        for axis, d in zip(('batch', 'channels', 'height', 'width'), dims)
+        if axis != 'channels' and d.HasField('dim_value')
+    ]
     return dict(outputs=names, fixed=fixed)
 
 
 def run_onnx(path: str, img: np.ndarray, threads: int = 1) -> List[np.ndarray]:
     """Run ``path`` in stock onnxruntime (CPU, no custom-op library)."""
     import onnxruntime as ort
+
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
@@ -266,10 +312,13 @@ def torch_reference(model: nn.Module, task: str, mode: str, img: torch.Tensor):
             shape = tuple(img.shape[2:])
             return [t.numpy() for t in _TensorForward(model, task, shape)(img)]
         from mmseg.structures import SegDataSample
+
         h, w = img.shape[2:]
         meta = dict(img_shape=(h, w), ori_shape=(h, w))
-        data = dict(inputs=[im for im in img], data_samples=[SegDataSample(metainfo=meta)
-                                                             for _ in range(img.shape[0])])
+        data = dict(
+            inputs=[im for im in img],
+            data_samples=[SegDataSample(metainfo=meta) for _ in range(img.shape[0])],
+        )
         res = model.test_step(data)
         return [np.stack([r.pred_sem_seg.data[0].numpy() for r in res])]
 
@@ -283,15 +332,22 @@ def compare(ref: Sequence[np.ndarray], got: Sequence[np.ndarray], mode: str) -> 
         if tuple(r.shape) != tuple(g.shape):
             raise AssertionError(f'ONNX output shape {g.shape} != PyTorch {r.shape}')
     if mode == 'tensor':
-        rel = max(float(np.abs(g - r).max() / max(np.abs(r).max(), 1e-12))
-                  for r, g in zip(ref, got))
+        rel = max(
+            float(np.abs(g - r).max() / max(np.abs(r).max(), 1e-12)) for r, g in zip(ref, got)
+        )
         return dict(max_rel_diff=rel)
     return dict(equal_pixels=float((ref[0] == got[0]).mean()))
 
 
-def verify_onnx(model: nn.Module, task: str, path: str, mode: str,
-                shapes: Sequence[Sequence[int]], batch: int = 1,
-                seed: int = 0) -> List[Dict[str, object]]:
+def verify_onnx(
+    model: nn.Module,
+    task: str,
+    path: str,
+    mode: str,
+    shapes: Sequence[Sequence[int]],
+    batch: int = 1,
+    seed: int = 0,
+) -> List[Dict[str, object]]:
     """Run ``path`` beside PyTorch at each of ``shapes``; one dict of differences per shape."""
     gen = torch.Generator().manual_seed(seed)
     rows = []
@@ -313,7 +369,7 @@ def _test_image(batch: int, shape: Sequence[int], gen: torch.Generator) -> torch
     img = torch.stack([yy, xx, 1 - yy]).expand(batch, 3, h, w) * 160
     img = img.clone()
     for _ in range(4):
-        y0, x0 = (torch.randint(0, max(s // 2, 1), (1, ), generator=gen).item() for s in shape)
+        y0, x0 = (torch.randint(0, max(s // 2, 1), (1,), generator=gen).item() for s in shape)
         color = torch.rand(batch, 3, 1, 1, generator=gen) * 255
-        img[:, :, y0:y0 + h // 3, x0:x0 + w // 3] = color
+        img[:, :, y0 : y0 + h // 3, x0 : x0 + w // 3] = color
     return (img + torch.randn(img.shape, generator=gen) * 4).clamp(0, 255)

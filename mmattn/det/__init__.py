@@ -4,6 +4,7 @@ it itself.
 
 Kept out of :mod:`mmattn.models`, which must import with mmengine + mmcv alone.
 """
+
 from .tta import InstanceSegTTAModel
 
 __all__ = ['InstanceSegTTAModel']

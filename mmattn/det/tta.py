@@ -6,6 +6,7 @@ masks are at the original image size already (``rescale=True``), so a flipped vi
 flipped back and the merged prediction keeps the mask of every box that survives the NMS.
 Without masks this is exactly ``DetTTAModel``.
 """
+
 from typing import List
 
 import torch
@@ -41,13 +42,18 @@ class InstanceSegTTAModel(DetTTAModel):
         if data_samples[0].pred_instances.get('masks', None) is None:
             return super()._merge_single_sample(data_samples)
         preds = [s.pred_instances for s in data_samples]
-        bboxes, scores = self.merge_aug_bboxes([p.bboxes for p in preds],
-                                               [p.scores for p in preds],
-                                               [s.metainfo for s in data_samples])
+        bboxes, scores = self.merge_aug_bboxes(
+            [p.bboxes for p in preds], [p.scores for p in preds], [s.metainfo for s in data_samples]
+        )
         labels = torch.cat([p.labels for p in preds])
-        masks = torch.cat([
-            flip_masks_back(p.masks, s.metainfo['flip_direction'])
-            if s.metainfo.get('flip') else p.masks for p, s in zip(preds, data_samples)])
+        masks = torch.cat(
+            [
+                flip_masks_back(p.masks, s.metainfo['flip_direction'])
+                if s.metainfo.get('flip')
+                else p.masks
+                for p, s in zip(preds, data_samples)
+            ]
+        )
         if bboxes.numel() == 0:
             return data_samples[0]
         dets, keep = batched_nms(bboxes, scores, labels, self.tta_cfg['nms'])

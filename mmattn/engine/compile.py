@@ -13,6 +13,7 @@ graph with symbolic sizes, which later sizes reuse (a multi-scale run does not r
 size). Starting static is much cheaper than ``dynamic=True`` from the start (the compile times
 are in docs/benchmark.md).
 """
+
 from typing import Optional
 
 import torch
@@ -25,8 +26,13 @@ from mmattn.utils.cli import UserInputError
 __all__ = ['compile_backbone']
 
 
-def compile_backbone(model: nn.Module, dynamic: Optional[bool] = None, fullgraph: bool = False,
-                     backend: str = 'inductor', mode: Optional[str] = None) -> nn.Module:
+def compile_backbone(
+    model: nn.Module,
+    dynamic: Optional[bool] = None,
+    fullgraph: bool = False,
+    backend: str = 'inductor',
+    mode: Optional[str] = None,
+) -> nn.Module:
     """Compile ``model.backbone`` in place (``model`` may be wrapped, e.g. by DDP).
 
     Args:
@@ -47,18 +53,23 @@ def compile_backbone(model: nn.Module, dynamic: Optional[bool] = None, fullgraph
     """
     known = torch._dynamo.list_backends(exclude_tags=())
     if isinstance(backend, str) and backend not in known:
-        raise UserInputError(f'--compile backend {backend!r} is not a torch.compile backend; '
-                             'use inductor (the default), aot_eager or eager (the full list: '
-                             'torch._dynamo.list_backends(exclude_tags=()))')
+        raise UserInputError(
+            f'--compile backend {backend!r} is not a torch.compile backend; '
+            'use inductor (the default), aot_eager or eager (the full list: '
+            'torch._dynamo.list_backends(exclude_tags=()))'
+        )
     inner = model.module if is_model_wrapper(model) else model
     backbone = getattr(inner, 'backbone', None)
     if not isinstance(backbone, nn.Module):
-        raise UserInputError(f'--compile compiles the backbone, but {type(inner).__name__} '
-                             'has no `backbone` module; compile the model yourself or drop '
-                             '--compile')
+        raise UserInputError(
+            f'--compile compiles the backbone, but {type(inner).__name__} '
+            'has no `backbone` module; compile the model yourself or drop '
+            '--compile'
+        )
     backbone.compile(dynamic=dynamic, fullgraph=fullgraph, backend=backend, mode=mode)
     MMLogger.get_current_instance().info(
         f'compiled the backbone ({type(backbone).__name__}) with torch.compile(dynamic='
         f'{dynamic}, fullgraph={fullgraph}, backend={backend!r}); the first iterations '
-        'include compilation')
+        'include compilation'
+    )
     return model

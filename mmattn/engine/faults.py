@@ -23,6 +23,7 @@ config opts in with::
 * :class:`WriteErrorHook`: a log or scalar file that cannot be written (full disk, quota, I/O
   error) ends the run with that file's name instead of a logging traceback on every line.
 """
+
 import logging
 import os
 import os.path as osp
@@ -45,10 +46,17 @@ from mmattn.utils.cli import (
 from .hooks import HOOKS
 
 __all__ = [
-    'EXIT_NONFINITE_LOSS', 'EXIT_WRITE_FAILED', 'NonFiniteLossError', 'NonFiniteLossHook',
-    'PreemptionHook', 'WRITE_ERRNOS', 'WriteErrorHook', 'enable_fault_handling',
-    'preempted_exit_code'
+    'EXIT_NONFINITE_LOSS',
+    'EXIT_WRITE_FAILED',
+    'NonFiniteLossError',
+    'NonFiniteLossHook',
+    'PreemptionHook',
+    'WRITE_ERRNOS',
+    'WriteErrorHook',
+    'enable_fault_handling',
+    'preempted_exit_code',
 ]
+
 
 def preempted_exit_code(signum: int) -> int:
     """Exit status of a preempted run: ``128 + signum`` (143 SIGTERM, 130 SIGINT)."""
@@ -57,12 +65,14 @@ def preempted_exit_code(signum: int) -> int:
 
 def _unwrap(model):
     from mmengine.model import is_model_wrapper
+
     return model.module if is_model_wrapper(model) else model
 
 
 def _all_ranks_max(value: int) -> int:
     """The largest ``value`` over the ranks (the value itself outside distributed runs)."""
     from mmengine.dist import all_reduce, get_world_size
+
     if get_world_size() <= 1:
         return value
     t = torch.tensor([value], dtype=torch.int64)
@@ -96,8 +106,9 @@ class PreemptionHook(Hook):
         for name in signals:
             num = getattr(signal, str(name), None)
             if not isinstance(num, signal.Signals):
-                raise ValueError(f'PreemptionHook: unknown signal {name!r}; use e.g. SIGTERM, '
-                                 f'SIGINT, SIGUSR1')
+                raise ValueError(
+                    f'PreemptionHook: unknown signal {name!r}; use e.g. SIGTERM, SIGINT, SIGUSR1'
+                )
             self.signals.append(num)
         self._pid = os.getpid()
         self._armed = False
@@ -118,8 +129,11 @@ class PreemptionHook(Hook):
             return
         self._received = signum
         # No logging here: the logging lock may be held by the interrupted frame.
-        os.write(2, f'{signal.Signals(signum).name} received: the checkpoint is saved after '
-                    f'the current iteration\n'.encode())
+        os.write(
+            2,
+            f'{signal.Signals(signum).name} received: the checkpoint is saved after '
+            f'the current iteration\n'.encode(),
+        )
 
     def _restore(self) -> None:
         for num, previous in self._previous.items():
@@ -141,11 +155,13 @@ class PreemptionHook(Hook):
         step = runner.iter + 1
         path = self._save(runner, step)
         from mmengine.dist import barrier, get_world_size
+
         if get_world_size() > 1:
             barrier()  # no rank leaves (and gets its peers killed) before rank 0 has saved
         name = signal.Signals(signum).name
-        runner.logger.warning(f'preempted at iteration {step}, checkpoint {path} ({name}; '
-                              f'continue with --resume)')
+        runner.logger.warning(
+            f'preempted at iteration {step}, checkpoint {path} ({name}; continue with --resume)'
+        )
         self._armed = False
         self._restore()
         for handler in runner.logger.handlers:
@@ -162,14 +178,16 @@ class PreemptionHook(Hook):
         if hook.by_epoch:
             # MMEngine resumes an epoch-based loop at the start of an epoch only: the epoch's
             # first iterations would be repeated, so a mid-epoch save could not resume exactly.
-            runner.logger.warning('preemption in an epoch-based loop: no mid-epoch checkpoint '
-                                  'is written; --resume restarts from the last epoch '
-                                  'checkpoint')
+            runner.logger.warning(
+                'preemption in an epoch-based loop: no mid-epoch checkpoint '
+                'is written; --resume restarts from the last epoch '
+                'checkpoint'
+            )
             return hook.last_ckpt
-        if hook.last_ckpt is None or \
-                osp.basename(str(hook.last_ckpt)) != hook.filename_tmpl.format(step):
-            hook._save_checkpoint_with_step(runner, step, meta=dict(epoch=runner.epoch,
-                                                                    iter=step))
+        if hook.last_ckpt is None or osp.basename(str(hook.last_ckpt)) != hook.filename_tmpl.format(
+            step
+        ):
+            hook._save_checkpoint_with_step(runner, step, meta=dict(epoch=runner.epoch, iter=step))
         return hook.last_ckpt
 
 
@@ -203,7 +221,7 @@ class NonFiniteLossHook(Hook):
 
     def __init__(self, policy: str = 'stop', max_skips: int = 10) -> None:
         if policy not in self.POLICIES:
-            raise ValueError(f"nan_policy {policy!r} is not one of {list(self.POLICIES)}")
+            raise ValueError(f'nan_policy {policy!r} is not one of {list(self.POLICIES)}')
         if int(max_skips) < 0:
             raise ValueError(f'max_skips must be >= 0, not {max_skips}')
         self.policy = policy
@@ -249,8 +267,11 @@ class NonFiniteLossHook(Hook):
         for name, value in self._terms.items():
             values = value if isinstance(value, (list, tuple)) else [value]
             for v in values:
-                if isinstance(v, torch.Tensor) and 'loss' in name and \
-                        not torch.isfinite(v.detach()).all():
+                if (
+                    isinstance(v, torch.Tensor)
+                    and 'loss' in name
+                    and not torch.isfinite(v.detach()).all()
+                ):
                     shown = v.detach().float()
                     shown = shown.flatten()[~torch.isfinite(shown.flatten())][0].item()
                     bad.append(f'{name}={shown}')
@@ -264,7 +285,8 @@ class NonFiniteLossHook(Hook):
             raise NonFiniteLossError(
                 f'non-finite loss at iteration {step}: {terms}; the weights were not updated and '
                 f'the last checkpoint is the last good state. Lower the learning rate or enable '
-                f'gradient clipping, then --resume; or skip such steps with --nan-policy skip')
+                f'gradient clipping, then --resume; or skip such steps with --nan-policy skip'
+            )
         self.skipped += 1
         optim.zero_grad()
         optim._inner_count += 1  # the step counts as taken for gradient accumulation
@@ -273,9 +295,12 @@ class NonFiniteLossHook(Hook):
             raise NonFiniteLossError(
                 f'non-finite loss at iteration {step}: {terms}; {self.skipped} steps were '
                 f'skipped, more than nan_max_skips={self.max_skips}: the run diverged. Lower '
-                f'the learning rate or enable gradient clipping, then --resume')
-        runner.logger.warning(f'non-finite loss at iteration {step}: {terms}; step skipped '
-                              f'(skipped {self.skipped} of at most {self.max_skips})')
+                f'the learning rate or enable gradient clipping, then --resume'
+            )
+        runner.logger.warning(
+            f'non-finite loss at iteration {step}: {terms}; step skipped '
+            f'(skipped {self.skipped} of at most {self.max_skips})'
+        )
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
         if self.policy == 'skip':
@@ -318,6 +343,7 @@ class WriteErrorHook(Hook):
             if isinstance(err, OSError) and err.errno in WRITE_ERRNOS:
                 raise OSError(err.errno, err.strerror, path) from err
             return default(record)
+
         return handle_error
 
     @staticmethod
@@ -329,11 +355,13 @@ class WriteErrorHook(Hook):
                 if err.filename:
                     raise
                 raise OSError(err.errno, err.strerror, file_path) from err
+
         return named
 
 
-def enable_fault_handling(cfg, nan_policy: Optional[str] = None,
-                          nan_max_skips: Optional[int] = None) -> None:
+def enable_fault_handling(
+    cfg, nan_policy: Optional[str] = None, nan_max_skips: Optional[int] = None
+) -> None:
     """Add the three fault hooks to ``cfg.custom_hooks`` (those already there are kept).
 
     The non-finite policy comes from the arguments (the command line), else from the config's
@@ -346,19 +374,23 @@ def enable_fault_handling(cfg, nan_policy: Optional[str] = None,
     policy = nan_policy or cfg.get('nan_policy') or 'stop'
     max_skips = nan_max_skips if nan_max_skips is not None else cfg.get('nan_max_skips', 10)
     if policy not in NonFiniteLossHook.POLICIES:
-        raise UserInputError(f"nan_policy '{policy}' is not one of "
-                             f'{list(NonFiniteLossHook.POLICIES)}; set it in the config or '
-                             f'with --nan-policy')
-    found = [h for h in hooks if isinstance(h, dict)
-             and str(h.get('type', '')).split('.')[-1] == 'NonFiniteLossHook']
+        raise UserInputError(
+            f"nan_policy '{policy}' is not one of "
+            f'{list(NonFiniteLossHook.POLICIES)}; set it in the config or '
+            f'with --nan-policy'
+        )
+    found = [
+        h
+        for h in hooks
+        if isinstance(h, dict) and str(h.get('type', '')).split('.')[-1] == 'NonFiniteLossHook'
+    ]
     if found:
         if nan_policy is not None:
             found[0]['policy'] = nan_policy
         if nan_max_skips is not None:
             found[0]['max_skips'] = nan_max_skips
     else:
-        hooks.append(dict(type='mmattn.NonFiniteLossHook', policy=policy,
-                          max_skips=int(max_skips)))
+        hooks.append(dict(type='mmattn.NonFiniteLossHook', policy=policy, max_skips=int(max_skips)))
     if 'WriteErrorHook' not in types:
         hooks.append(dict(type='mmattn.WriteErrorHook'))
     cfg.custom_hooks = hooks

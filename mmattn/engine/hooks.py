@@ -17,6 +17,7 @@ only then deletes outdated checkpoints. :func:`find_resume_checkpoint` picks the
 It also stores the global torch RNG state in the checkpoint, so that a deterministic run
 resumed after a kill logs the same losses as the uninterrupted run.
 """
+
 import glob
 import os.path as osp
 import re
@@ -34,13 +35,22 @@ from mmengine.registry import Registry
 from mmattn.utils.atomic import atomic_write, remove_stale_tmp_files
 from mmattn.utils.checkpoint import is_complete_checkpoint
 
-__all__ = ['AtomicCheckpointHook', 'enable_crash_safe_checkpoints', 'find_resume_checkpoint',
-           'is_complete_checkpoint', 'remove_stale_tmp_files']
+__all__ = [
+    'AtomicCheckpointHook',
+    'enable_crash_safe_checkpoints',
+    'find_resume_checkpoint',
+    'is_complete_checkpoint',
+    'remove_stale_tmp_files',
+]
 
 #: mmattn's hook registry (scope ``mmattn``), so configs of any default scope can name
 #: ``type='mmattn.AtomicCheckpointHook'``.
-HOOKS = Registry('hook', parent=MMENGINE_HOOKS, scope='mmattn',
-                 locations=['mmattn.engine.hooks', 'mmattn.engine.faults'])
+HOOKS = Registry(
+    'hook',
+    parent=MMENGINE_HOOKS,
+    scope='mmattn',
+    locations=['mmattn.engine.hooks', 'mmattn.engine.faults'],
+)
 
 ATOMIC_BACKEND = 'mmattn_atomic_local'
 
@@ -92,13 +102,21 @@ def find_resume_checkpoint(work_dir: str) -> Optional[str]:
     for path in sorted(candidates, key=order, reverse=True):
         if is_complete_checkpoint(path):
             if skipped:
-                print_log(f'resume: skipped incomplete or missing checkpoint(s) {skipped}; '
-                          f'resuming from {path}', logger='current', level=30)
+                print_log(
+                    f'resume: skipped incomplete or missing checkpoint(s) {skipped}; '
+                    f'resuming from {path}',
+                    logger='current',
+                    level=30,
+                )
             return path
         skipped.append(path)
     if skipped:
-        print_log(f'resume: no complete checkpoint in {work_dir} (incomplete or missing: '
-                  f'{skipped}); training starts from scratch', logger='current', level=30)
+        print_log(
+            f'resume: no complete checkpoint in {work_dir} (incomplete or missing: '
+            f'{skipped}); training starts from scratch',
+            logger='current',
+            level=30,
+        )
     return None
 
 
@@ -137,8 +155,9 @@ class AtomicCheckpointHook(CheckpointHook):
         return '://' not in str(out_dir)
 
     def before_train(self, runner) -> None:
-        atomic = self._is_local(runner) and self.backend_args is None \
-            and self.file_client_args is None
+        atomic = (
+            self._is_local(runner) and self.backend_args is None and self.file_client_args is None
+        )
         if atomic:
             register_atomic_backend()
             self.backend_args = dict(backend=ATOMIC_BACKEND)
@@ -147,8 +166,9 @@ class AtomicCheckpointHook(CheckpointHook):
             for folder in {self.out_dir, runner.work_dir}:
                 stale = remove_stale_tmp_files(folder)
                 if stale:
-                    runner.logger.warning(f'removed {len(stale)} partial file(s) of an '
-                                          f'interrupted save: {stale}')
+                    runner.logger.warning(
+                        f'removed {len(stale)} partial file(s) of an interrupted save: {stale}'
+                    )
         if self._rng_to_restore is not None:
             # After MMEngine's resume re-seeded everything: put back the state the interrupted
             # run had, so dropout / RoI sampling draw the same numbers as without the kill.
@@ -176,13 +196,14 @@ class AtomicCheckpointHook(CheckpointHook):
         from mmengine.model import BaseTTAModel, is_model_wrapper
 
         from mmattn.utils.data_checks import compare_state_dicts, model_state_dict
+
         resume = getattr(runner, '_resume', False)
         # MMEngine loads non-strictly and only warns: a checkpoint of another family would
         # train or be evaluated from random weights. Refuse it here, before it is applied.
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
         if isinstance(model, BaseTTAModel):  # tools/test.py --tta: the checkpoint is the module's
             model = model.module
-        where = f"checkpoint {getattr(runner, '_load_from', None) or ''}".strip()
+        where = f'checkpoint {getattr(runner, "_load_from", None) or ""}'.strip()
         strict = resume if self.strict_load is None else self.strict_load
         compare_state_dicts(model.state_dict(), model_state_dict(checkpoint), where, strict=strict)
         # Only a resume continues the random stream; load_from / testing must not.
@@ -212,7 +233,8 @@ class AtomicCheckpointHook(CheckpointHook):
             meta=meta,
             by_epoch=self.by_epoch,
             backend_args=self.backend_args,
-            **self.args)
+            **self.args,
+        )
         if not is_main_process():
             return
         # NOTE: order matters: complete checkpoint -> pointer -> delete outdated ones.

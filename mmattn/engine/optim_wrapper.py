@@ -10,6 +10,7 @@ under CPU autocast: RPN's NMS fails with "expected scalar type Float but found B
 and the neck, where the attention and almost all the FLOPs are) and hands their outputs to the
 rest of the model in fp32.
 """
+
 from contextlib import ExitStack, contextmanager
 from typing import Optional, Sequence
 
@@ -42,29 +43,38 @@ class CPUAmpOptimWrapper(OptimWrapper):
         **kwargs: Arguments of :class:`mmengine.optim.OptimWrapper`.
     """
 
-    def __init__(self, dtype='bfloat16', autocast_modules: Optional[Sequence[str]] = None,
-                 **kwargs):
+    def __init__(
+        self, dtype='bfloat16', autocast_modules: Optional[Sequence[str]] = None, **kwargs
+    ):
         super().__init__(**kwargs)
         self.cast_dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
         if self.cast_dtype not in (torch.bfloat16, torch.float16):
             raise ValueError(f'CPUAmpOptimWrapper dtype must be bfloat16 or float16, got {dtype}')
         if isinstance(autocast_modules, str):
-            autocast_modules = (autocast_modules, )
+            autocast_modules = (autocast_modules,)
         if autocast_modules is not None and not (
-                isinstance(autocast_modules, (list, tuple))
-                and all(isinstance(name, str) for name in autocast_modules)):
-            raise TypeError(f'CPUAmpOptimWrapper autocast_modules must be sub-module names '
-                            f"(e.g. ('backbone', 'neck')) or None, got {autocast_modules!r}")
+            isinstance(autocast_modules, (list, tuple))
+            and all(isinstance(name, str) for name in autocast_modules)
+        ):
+            raise TypeError(
+                f'CPUAmpOptimWrapper autocast_modules must be sub-module names '
+                f"(e.g. ('backbone', 'neck')) or None, got {autocast_modules!r}"
+            )
         self.autocast_modules = None if autocast_modules is None else tuple(autocast_modules)
 
     def _scoped_modules(self, model):
         model = getattr(model, 'module', model)  # DDP wrapper
-        found = [getattr(model, name) for name in self.autocast_modules
-                 if isinstance(getattr(model, name, None), torch.nn.Module)]
+        found = [
+            getattr(model, name)
+            for name in self.autocast_modules
+            if isinstance(getattr(model, name, None), torch.nn.Module)
+        ]
         if not found:
-            raise ValueError(f'CPUAmpOptimWrapper: the model ({type(model).__name__}) has none of '
-                             f'autocast_modules={list(self.autocast_modules)}; name its '
-                             f'sub-modules, or set autocast_modules=None for the whole model')
+            raise ValueError(
+                f'CPUAmpOptimWrapper: the model ({type(model).__name__}) has none of '
+                f'autocast_modules={list(self.autocast_modules)}; name its '
+                f'sub-modules, or set autocast_modules=None for the whole model'
+            )
         return found
 
     @contextmanager
@@ -110,14 +120,18 @@ def device_has_fp16_amp() -> bool:
     """Whether MMEngine's ``AmpOptimWrapper`` can run here (CUDA, NPU, MLU or MUSA)."""
     import mmengine.device as dev
     import torch
+
     checks = [torch.cuda.is_available()] + [
-        getattr(dev, name)() for name in ('is_npu_available', 'is_mlu_available',
-                                          'is_musa_available') if hasattr(dev, name)]
+        getattr(dev, name)()
+        for name in ('is_npu_available', 'is_mlu_available', 'is_musa_available')
+        if hasattr(dev, name)
+    ]
     return any(checks)
 
 
-def fit_optim_wrapper_to_device(cfg, amp: bool = False,
-                                fp16_amp_available: Optional[bool] = None) -> Optional[str]:
+def fit_optim_wrapper_to_device(
+    cfg, amp: bool = False, fp16_amp_available: Optional[bool] = None
+) -> Optional[str]:
     """Make ``cfg.optim_wrapper`` runnable on this machine; return a one-line note or None.
 
     Recipes copy the official ``AmpOptimWrapper`` (fp16 with loss scaling), which MMEngine
@@ -174,12 +188,16 @@ def _replace_fp16_amp(cfg, wrapper, amp: bool) -> str:
     """An ``AmpOptimWrapper`` recipe where fp16 AMP cannot run: fp32, or CPU bf16 with --amp."""
     if amp:
         _use_cpu_amp(cfg, wrapper)
-        return ('the recipe trains with fp16 AMP (AmpOptimWrapper), which needs CUDA; '
-                '--amp: using bf16 autocast on the CPU instead (mmattn.CPUAmpOptimWrapper)')
+        return (
+            'the recipe trains with fp16 AMP (AmpOptimWrapper), which needs CUDA; '
+            '--amp: using bf16 autocast on the CPU instead (mmattn.CPUAmpOptimWrapper)'
+        )
     _drop_fp16_amp_keys(wrapper)
     wrapper['type'] = 'OptimWrapper'
-    return ('the recipe trains with fp16 AMP (AmpOptimWrapper), which needs CUDA; training '
-            'in fp32 on this machine instead (pass --amp for bf16 autocast on the CPU)')
+    return (
+        'the recipe trains with fp16 AMP (AmpOptimWrapper), which needs CUDA; training '
+        'in fp32 on this machine instead (pass --amp for bf16 autocast on the CPU)'
+    )
 
 
 def _fit_plain(cfg, wrapper, amp: bool, fp16: bool) -> Optional[str]:
@@ -193,6 +211,8 @@ def _fit_plain(cfg, wrapper, amp: bool, fp16: bool) -> Optional[str]:
         _use_cpu_amp(cfg, wrapper)
         return '--amp: bf16 autocast on the CPU (mmattn.CPUAmpOptimWrapper)'
     if leftover:
-        return (f'optim_wrapper is a plain OptimWrapper: dropped the AMP-only key(s) '
-                f'{", ".join(leftover)}')
+        return (
+            f'optim_wrapper is a plain OptimWrapper: dropped the AMP-only key(s) '
+            f'{", ".join(leftover)}'
+        )
     return None

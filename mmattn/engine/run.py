@@ -4,6 +4,7 @@ The model checks live here, with the run, and not in ``mmattn.utils``: checking 
 config means building it, so this layer imports the models; the data and checkpoint checks of
 :mod:`mmattn.utils.data_checks` only read files.
 """
+
 from mmattn.utils.cli import UserInputError, check_dataset_paths
 from mmattn.utils.data_checks import (
     check_checkpoint_file,
@@ -25,20 +26,26 @@ def check_model_config(cfg) -> None:
         return
     from mmattn.models import backbones
     from mmattn.registry import MODELS
+
     name = backbone['type'].split('.', 1)[1]
     if MODELS.get(name) is None:
-        valid = sorted(k for k, v in MODELS.module_dict.items()
-                       if v.__module__.startswith(backbones.__name__))
-        raise UserInputError(f"model.backbone.type 'mmattn.{name}' is not an mmattn backbone; "
-                             f'valid: {", ".join(valid)}')
+        valid = sorted(
+            k for k, v in MODELS.module_dict.items() if v.__module__.startswith(backbones.__name__)
+        )
+        raise UserInputError(
+            f"model.backbone.type 'mmattn.{name}' is not an mmattn backbone; "
+            f'valid: {", ".join(valid)}'
+        )
     args = {k: v for k, v in backbone.items() if k not in ('type', 'init_cfg', '_delete_')}
     try:
         built = MODELS.build(dict(type=name, _scope_='mmattn', **args))
     except (KeyError, ValueError, TypeError, AssertionError, IndexError) as err:
         msg = str(err.args[0] if isinstance(err, KeyError) and err.args else err)
-        raise UserInputError(f'model.backbone (mmattn.{name}) is invalid: '
-                             f'{msg.splitlines()[0] if msg else type(err).__name__}; '
-                             f'fix the config') from None
+        raise UserInputError(
+            f'model.backbone (mmattn.{name}) is invalid: '
+            f'{msg.splitlines()[0] if msg else type(err).__name__}; '
+            f'fix the config'
+        ) from None
     init = backbone.get('init_cfg')
     if isinstance(init, dict) and init.get('type') == 'Pretrained' and init.get('checkpoint'):
         path = init['checkpoint']
@@ -46,9 +53,9 @@ def check_model_config(cfg) -> None:
             return
         check_checkpoint_file(path, 'model.backbone.init_cfg checkpoint')
         from mmattn.utils.checkpoint import safe_load
+
         weights = model_state_dict(safe_load(path), init.get('prefix'))
-        compare_state_dicts(built.state_dict(), weights, f'backbone checkpoint {path}',
-                            strict=True)
+        compare_state_dicts(built.state_dict(), weights, f'backbone checkpoint {path}', strict=True)
 
 
 def preflight(cfg, splits=('train', 'val')) -> None:
@@ -65,6 +72,7 @@ def build_runner(cfg, splits, compile_backend=None, before_build=None):
     checkpoint to load, call ``before_build(cfg)`` if given (e.g. the TTA wrapping), then build
     the runner (and compile its backbone if asked)."""
     from mmengine.runner import Runner
+
     check_dataset_paths(cfg, splits=splits)
     preflight(cfg, splits=splits)
     if before_build is not None:
@@ -72,5 +80,6 @@ def build_runner(cfg, splits, compile_backend=None, before_build=None):
     runner = Runner.from_cfg(cfg)
     if compile_backend:
         from mmattn.engine.compile import compile_backbone
+
         compile_backbone(runner.model, backend=compile_backend)
     return runner

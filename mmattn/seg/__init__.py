@@ -4,6 +4,7 @@
 
 Kept out of :mod:`mmattn.models`, which must import with mmengine + mmcv alone.
 """
+
 from .ea_head import EAHead
 
 __all__ = ['EAHead']

@@ -5,6 +5,7 @@ Layout of the official network after the dilated ResNet: 3x3 conv (in -> 512) + 
 the single-head external attention module, 3x3 conv (512 -> 256) + norm + ReLU, dropout 0.1,
 1x1 classifier. Here the last two steps are mmseg's ``cls_seg`` (dropout + ``conv_seg``).
 """
+
 from typing import List
 
 import torch
@@ -32,13 +33,19 @@ class EAHead(BaseDecodeHead):
             ``dropout_ratio``, ``norm_cfg``, ``act_cfg``, ``in_index``, ``align_corners``, ...).
     """
 
-    def __init__(self, ea_channels: int = 512, num_slots: int = 64, tie_init: bool = True,
-                 **kwargs) -> None:
+    def __init__(
+        self, ea_channels: int = 512, num_slots: int = 64, tie_init: bool = True, **kwargs
+    ) -> None:
         super().__init__(**kwargs)
         conv_kw = dict(conv_cfg=self.conv_cfg, norm_cfg=self.norm_cfg, act_cfg=self.act_cfg)
         self.fc0 = ConvModule(self.in_channels, ea_channels, 3, padding=1, **conv_kw)
-        self.ea = ExternalAttention(ea_channels, num_slots=num_slots, tie_init=tie_init,
-                                    norm_cfg=self.norm_cfg, act_cfg=self.act_cfg)
+        self.ea = ExternalAttention(
+            ea_channels,
+            num_slots=num_slots,
+            tie_init=tie_init,
+            norm_cfg=self.norm_cfg,
+            act_cfg=self.act_cfg,
+        )
         self.fc1 = ConvModule(ea_channels, self.channels, 3, padding=1, **conv_kw)
 
     def forward(self, inputs: List[torch.Tensor]) -> torch.Tensor:

@@ -10,6 +10,7 @@ is ``fsync``-ed too. A write that is killed leaves only a temporary file, named
 The temporary file is created with mode ``0o666`` and the kernel applies the process umask, so
 the result has the mode a plain ``open()`` would give, without reading or changing the umask.
 """
+
 import glob
 import os
 import os.path as osp
@@ -35,8 +36,9 @@ def _fsync_dir(folder: str) -> None:
         os.close(fd)
 
 
-def atomic_write(filepath: str, data: Union[bytes, str, Callable[[IO[bytes]], None]],
-                 encoding: str = 'utf-8') -> None:
+def atomic_write(
+    filepath: str, data: Union[bytes, str, Callable[[IO[bytes]], None]], encoding: str = 'utf-8'
+) -> None:
     """Write ``filepath`` atomically.
 
     Args:

@@ -6,6 +6,7 @@ message hub stores ``HistoryBuffer`` objects holding numpy arrays), so resume br
 here is *not* ``weights_only=False``: we keep the restricted unpickler and allow exactly the
 extra types MMEngine writes. Anything else in a pickle is rejected with a clear error.
 """
+
 import os.path as osp
 from typing import Any, Optional
 
@@ -55,12 +56,17 @@ def _history_buffer_getattr(obj: Any, name: str) -> Any:
     """
     # The pickled dict of statistics holds HistoryBuffer's functions: getattr(HistoryBuffer, 'min').
     owner_ok = obj is HistoryBuffer or isinstance(obj, HistoryBuffer)
-    if owner_ok and isinstance(name, str) and not name.startswith('_') \
-            and (name in _BUILTIN_STATISTICS or name in HistoryBuffer._statistics_methods):
+    if (
+        owner_ok
+        and isinstance(name, str)
+        and not name.startswith('_')
+        and (name in _BUILTIN_STATISTICS or name in HistoryBuffer._statistics_methods)
+    ):
         return getattr(obj, name)
     raise UnsafeCheckpointError(
         f'checkpoint asks for attribute {name!r} of a {type(obj).__name__}; only HistoryBuffer '
-        f'statistics are allowed')
+        f'statistics are allowed'
+    )
 
 
 #: The types, beyond tensors and builtin containers, that MMEngine itself puts in checkpoints.
@@ -87,6 +93,7 @@ def safe_load(filename: str, map_location: Any = 'cpu') -> Any:
         raise FileNotFoundError(f'checkpoint {filename} does not exist; check the path')
     if filename.endswith('.safetensors'):
         from safetensors.torch import load_file
+
         device = map_location if isinstance(map_location, str) else 'cpu'
         return {'state_dict': load_file(filename, device=device)}
     try:
@@ -97,8 +104,14 @@ def safe_load(filename: str, map_location: Any = 'cpu') -> Any:
     except Exception as err:  # torch raises UnpicklingError / RuntimeError / EOFError
         msg = str(err)
         if 'Weights only load failed' in msg or 'Unsupported global' in msg:
-            first = next((line.strip() for line in msg.splitlines()
-                          if 'Unsupported global' in line or 'GLOBAL' in line), msg.splitlines()[0])
+            first = next(
+                (
+                    line.strip()
+                    for line in msg.splitlines()
+                    if 'Unsupported global' in line or 'GLOBAL' in line
+                ),
+                msg.splitlines()[0],
+            )
             raise UnsafeCheckpointError(
                 f'refusing to load {filename}: it contains a pickled object outside the '
                 f'allow-list of tensors, containers and MMEngine types ({first}). Only load '
@@ -107,7 +120,8 @@ def safe_load(filename: str, map_location: Any = 'cpu') -> Any:
         reason = msg.splitlines()[0] if msg else type(err).__name__
         raise RuntimeError(
             f'cannot read checkpoint {filename}: {reason}. The file is truncated or not a '
-            f'PyTorch checkpoint; re-save or re-download it.') from None
+            f'PyTorch checkpoint; re-save or re-download it.'
+        ) from None
 
 
 def save_atomic(obj: Any, filename: str) -> None:
@@ -118,6 +132,7 @@ def save_atomic(obj: Any, filename: str) -> None:
     """
     if filename.endswith('.safetensors'):
         from safetensors.torch import save
+
         tensors = obj.get('state_dict', obj) if isinstance(obj, dict) else obj
         atomic_write(filename, save({k: v.contiguous() for k, v in tensors.items()}))
     else:
@@ -131,6 +146,7 @@ def is_complete_checkpoint(path: str) -> bool:
     directory and a torn one fails the CRC check. Nothing is unpickled.
     """
     import zipfile
+
     if not osp.isfile(path) or osp.getsize(path) == 0:
         return False
     if path.endswith('.safetensors'):
@@ -160,10 +176,12 @@ def install_safe_checkpoint_loader() -> None:
     ``custom_imports = dict(imports=['mmattn.models', 'mmattn.safe_loading'])``.
     """
     from mmengine.runner.checkpoint import CheckpointLoader
+
     CheckpointLoader.register_scheme(prefixes='', force=True)(_load_from_local)
 
 
 def write_json_atomic(obj: Any, filename: str) -> None:
     """Write ``obj`` as JSON so that ``filename`` is either complete or absent."""
     import json
+
     atomic_write(filename, json.dumps(obj, indent=2))

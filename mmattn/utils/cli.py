@@ -2,6 +2,7 @@
 ``--cfg-options``, pre-flight checks of the dataset paths, and turning user mistakes into one
 clear line instead of a traceback wall.
 """
+
 import difflib
 import errno
 import json
@@ -30,14 +31,22 @@ def parse_run_args(parser, argv=None):
         nargs='+',
         action=DictAction,
         help='override config keys, e.g. train_cfg.max_iters=100; every key must already '
-        'exist in the config (a misspelt key is an error)')
+        'exist in the config (a misspelt key is an error)',
+    )
     parser.add_argument(
-        '--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none',
-        help='job launcher (pytorch: torchrun / tools/dist_*.sh; slurm: tools/slurm_*.sh)')
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher (pytorch: torchrun / tools/dist_*.sh; slurm: tools/slurm_*.sh)',
+    )
     parser.add_argument(
-        '--compile', nargs='?', const='inductor', metavar='BACKEND',
+        '--compile',
+        nargs='?',
+        const='inductor',
+        metavar='BACKEND',
         help='torch.compile the backbone in place (dynamic shapes; checkpoints unchanged), '
-        'with BACKEND (default inductor); the first iterations include compilation')
+        'with BACKEND (default inductor); the first iterations include compilation',
+    )
     # torch.distributed.launch passes --local-rank (newer) or --local_rank (older).
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args(argv)
@@ -80,7 +89,8 @@ def check_cfg_options(cfg: Config, options: Optional[dict]) -> None:
             hint = f" (did you mean '{close[0]}'?)" if close else ''
             raise UserInputError(
                 f"--cfg-options key '{key}': '{part}' does not exist at {where}{hint}; "
-                f'fix the spelling, or add the key to the config file')
+                f'fix the spelling, or add the key to the config file'
+            )
 
 
 def resolve_config_path(path: str) -> str:
@@ -91,9 +101,11 @@ def resolve_config_path(path: str) -> str:
     package, _, rel = path.partition('::')
     if package == 'mmattn':
         import mmattn
+
         return osp.join(osp.dirname(osp.abspath(mmattn.__file__)), '.mim', 'configs', rel)
     from mmengine.config.utils import _get_external_cfg_base_path, _get_package_and_cfg_path
     from mmengine.utils import get_installed_path
+
     try:
         name, rel = _get_package_and_cfg_path(path)
         return _get_external_cfg_base_path(get_installed_path(name), rel)
@@ -106,8 +118,9 @@ def load_config(path: str, options: Optional[dict] = None) -> Config:
     ``--cfg-options``."""
     path = resolve_config_path(path)
     if not osp.isfile(path):
-        raise UserInputError(f'config file {path} does not exist; pass the path of a .py config '
-                             f'under configs/')
+        raise UserInputError(
+            f'config file {path} does not exist; pass the path of a .py config under configs/'
+        )
     cfg = Config.fromfile(path)
     if options:
         check_cfg_options(cfg, options)
@@ -125,13 +138,15 @@ def load_run_config(args, checkpoint: Optional[str] = None) -> Config:
     ``load_from``, and the backbone's ``Pretrained`` init is dropped (it holds every weight).
     """
     from .checkpoint import install_safe_checkpoint_loader
+
     # mmengine looks up mmdet::/mmseg:: base configs through pkg_resources, which warns on import.
     warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
     install_safe_checkpoint_loader()
     cfg = load_config(args.config, args.cfg_options)
     if checkpoint is not None and not osp.isfile(checkpoint):
-        raise UserInputError(f'checkpoint {checkpoint} does not exist; pass the .pth written '
-                             f'by tools/train.py')
+        raise UserInputError(
+            f'checkpoint {checkpoint} does not exist; pass the .pth written by tools/train.py'
+        )
     prepare_launcher(cfg, args.launcher)
     if checkpoint is not None:
         cfg.load_from = checkpoint
@@ -153,11 +168,16 @@ def fit_dataloader_workers(cfg: Config) -> list:
     notes = []
     for split in ('train', 'val', 'test'):
         loader = cfg.get(f'{split}_dataloader')
-        if isinstance(loader, dict) and loader.get('num_workers', 1) == 0 \
-                and loader.get('persistent_workers'):
+        if (
+            isinstance(loader, dict)
+            and loader.get('num_workers', 1) == 0
+            and loader.get('persistent_workers')
+        ):
             loader['persistent_workers'] = False
-            notes.append(f'{split}_dataloader.num_workers=0: set persistent_workers=False '
-                         f'(it needs worker processes)')
+            notes.append(
+                f'{split}_dataloader.num_workers=0: set persistent_workers=False '
+                f'(it needs worker processes)'
+            )
     return notes
 
 
@@ -225,18 +245,25 @@ def check_coco_json(path: str) -> None:
         with open(path, encoding='utf-8') as f:
             data = json.load(f)
     except json.JSONDecodeError as err:
-        raise UserInputError(f'annotation file {path} is not valid JSON (line {err.lineno}, '
-                             f'column {err.colno}: {err.msg}); regenerate or fix it') from None
+        raise UserInputError(
+            f'annotation file {path} is not valid JSON (line {err.lineno}, '
+            f'column {err.colno}: {err.msg}); regenerate or fix it'
+        ) from None
     if not isinstance(data, dict):
-        raise UserInputError(f'annotation file {path} must hold a JSON object with "images", '
-                             f'"annotations" and "categories", not a {type(data).__name__}')
+        raise UserInputError(
+            f'annotation file {path} must hold a JSON object with "images", '
+            f'"annotations" and "categories", not a {type(data).__name__}'
+        )
     missing = [k for k in ('images', 'annotations', 'categories') if k not in data]
     if missing:
-        raise UserInputError(f'annotation file {path} lacks the COCO key(s) {missing}; it must '
-                             f'hold "images", "annotations" and "categories" lists')
+        raise UserInputError(
+            f'annotation file {path} lacks the COCO key(s) {missing}; it must '
+            f'hold "images", "annotations" and "categories" lists'
+        )
     if not data['images']:
-        raise UserInputError(f'annotation file {path} lists no images; a dataset needs at least '
-                             f'one image')
+        raise UserInputError(
+            f'annotation file {path} lists no images; a dataset needs at least one image'
+        )
 
 
 def check_dataset_paths(cfg: Config, splits=('train', 'val', 'test')) -> None:
@@ -247,13 +274,16 @@ def check_dataset_paths(cfg: Config, splits=('train', 'val', 'test')) -> None:
             raise UserInputError(
                 f'{split} dataset folder {root} does not exist; set data_root in the config '
                 f'(or --cfg-options {split}_dataloader.dataset.data_root=...), or run '
-                f'`make data` for the bundled dataset')
+                f'`make data` for the bundled dataset'
+            )
         ann = ds.get('ann_file', '') or ''
         if ann:
             ann_path = ann if osp.isabs(ann) else osp.join(root, ann)
             if not osp.isfile(ann_path):
-                raise UserInputError(f'{split} annotation file {ann_path} does not exist; '
-                                     f'check data_root and ann_file')
+                raise UserInputError(
+                    f'{split} annotation file {ann_path} does not exist; '
+                    f'check data_root and ann_file'
+                )
             if ann_path.endswith('.json'):
                 check_coco_json(ann_path)
         prefix = ds.get('data_prefix', {}) or {}
@@ -264,7 +294,8 @@ def check_dataset_paths(cfg: Config, splits=('train', 'val', 'test')) -> None:
                 if not osp.isdir(path):
                     raise UserInputError(
                         f'{split} dataset folder {path} ({key}) does not exist; check '
-                        f'data_root and data_prefix')
+                        f'data_root and data_prefix'
+                    )
 
 
 #: Exit status of a user mistake found before training (one ``error:`` line).
@@ -299,6 +330,7 @@ def _written_file(err: OSError) -> str:
     file (or logging file handler) in the traceback (``f.write`` errors carry no name)."""
     import io
     import logging
+
     if err.filename:
         return str(err.filename)
     tb, found = err.__traceback__, ''
@@ -329,8 +361,9 @@ def _failed_sample(err: BaseException) -> Optional[str]:
                 files = [info[k] for k in ('img_path', 'seg_map_path') if info.get(k)]
             except Exception:
                 files = []
-            return f'sample {idx} of {type(ds).__name__}' + (f' ({", ".join(files)})'
-                                                              if files else '')
+            return f'sample {idx} of {type(ds).__name__}' + (
+                f' ({", ".join(files)})' if files else ''
+            )
         tb = tb.tb_next
     if 'in DataLoader worker process' in str(err) and 'prepare_data' in str(err):
         return 'a sample (in a DataLoader worker)'
@@ -361,16 +394,20 @@ def user_errors():
             line, code = _one_line(err), EXIT_NONFINITE_LOSS
         elif isinstance(err, OSError) and err.errno in WRITE_ERRNOS:
             name = errno_names.errorcode.get(err.errno, str(err.errno))
-            line = (f'cannot write {_written_file(err)}: {err.strerror} (errno {err.errno}, '
-                    f'{name}); the previous checkpoint and last_checkpoint are intact: free '
-                    f'space (or fix the storage), then rerun with --resume')
+            line = (
+                f'cannot write {_written_file(err)}: {err.strerror} (errno {err.errno}, '
+                f'{name}); the previous checkpoint and last_checkpoint are intact: free '
+                f'space (or fix the storage), then rerun with --resume'
+            )
             code = EXIT_WRITE_FAILED
         elif isinstance(err, KeyError) and err.args and 'registry' in str(err.args[0]):
             line, code = str(err.args[0]).splitlines()[0], EXIT_USER_ERROR
         elif (sample := _failed_sample(err)) is not None:
-            line = (f'cannot load {sample}: {type(err).__name__}: {_one_line(err)}; the data '
-                    f'changed or broke after the pre-flight check: restore the file (or remove '
-                    f'it from the dataset) and rerun (a training run continues with --resume)')
+            line = (
+                f'cannot load {sample}: {type(err).__name__}: {_one_line(err)}; the data '
+                f'changed or broke after the pre-flight check: restore the file (or remove '
+                f'it from the dataset) and rerun (a training run continues with --resume)'
+            )
             code = EXIT_USER_ERROR
         else:
             raise
@@ -391,19 +428,25 @@ def prepare_launcher(cfg: Config, launcher: str) -> None:
         return
     import torch
     import torch.distributed as dist
+
     if torch.cuda.is_available():
         return
     if launcher != 'pytorch':
-        raise UserInputError(f'--launcher {launcher} needs CUDA on this machine; on CPU use '
-                             f'--launcher pytorch (tools/dist_train.sh), which runs on gloo')
+        raise UserInputError(
+            f'--launcher {launcher} needs CUDA on this machine; on CPU use '
+            f'--launcher pytorch (tools/dist_train.sh), which runs on gloo'
+        )
     cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})['backend'] = 'gloo'
     if not dist.is_initialized():
         dist.init_process_group(backend='gloo')
     if cfg.get('model_wrapper_cfg') is None:
         # An explicit None: MMEngine would otherwise fill device_ids=[LOCAL_RANK].
         cfg.model_wrapper_cfg = dict(
-            type='MMDistributedDataParallel', device_ids=None, broadcast_buffers=False,
-            find_unused_parameters=cfg.get('find_unused_parameters', False))
+            type='MMDistributedDataParallel',
+            device_ids=None,
+            broadcast_buffers=False,
+            find_unused_parameters=cfg.get('find_unused_parameters', False),
+        )
 
 
 def finish_launcher(runner=None) -> None:
@@ -421,6 +464,7 @@ def finish_launcher(runner=None) -> None:
     import gc
 
     import torch.distributed as dist
+
     if not (dist.is_available() and dist.is_initialized()):
         return
     dist.barrier()

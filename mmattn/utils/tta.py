@@ -6,6 +6,7 @@ Segmentation follows MMSegmentation's ``tools/test.py --tta``: the recipe's ``tt
 ``DetTTAModel`` (boxes flipped back, class-wise NMS), or ``mmattn.InstanceSegTTAModel`` when the
 model predicts masks; a config without ``tta_pipeline`` gets MMDetection's default (flip).
 """
+
 import copy
 
 from mmengine.config import Config, ConfigDict
@@ -13,10 +14,18 @@ from mmengine.config import Config, ConfigDict
 from .cli import UserInputError
 
 # MMDetection's tools/test.py defaults, used when a detection config has no tta_model/pipeline.
-DET_TTA_MODEL = dict(type='DetTTAModel',
-                     tta_cfg=dict(nms=dict(type='nms', iou_threshold=0.5), max_per_img=100))
-DET_META_KEYS = ('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor', 'flip',
-                 'flip_direction')
+DET_TTA_MODEL = dict(
+    type='DetTTAModel', tta_cfg=dict(nms=dict(type='nms', iou_threshold=0.5), max_per_img=100)
+)
+DET_META_KEYS = (
+    'img_id',
+    'img_path',
+    'ori_shape',
+    'img_shape',
+    'scale_factor',
+    'flip',
+    'flip_direction',
+)
 
 
 def _leaf_dataset(dataset_cfg):
@@ -39,15 +48,20 @@ def apply_tta(cfg: Config, config_path: str = 'the config') -> str:
             raise UserInputError(
                 f'--tta: {config_path} has no {" / ".join(missing)}; inherit '
                 f'configs/_base_/datasets/ade20k.py (or an mmseg::_base_/datasets/ config) or '
-                f'define tta_pipeline (TestTimeAug) and tta_model=dict(type="SegTTAModel")')
+                f'define tta_pipeline (TestTimeAug) and tta_model=dict(type="SegTTAModel")'
+            )
     else:
         if 'tta_model' not in cfg:
             cfg.tta_model = copy.deepcopy(DET_TTA_MODEL)
         if 'tta_pipeline' not in cfg:
             pipeline = copy.deepcopy(_leaf_dataset(cfg.test_dataloader.dataset).pipeline)
-            pipeline[-1] = dict(type='TestTimeAug', transforms=[
-                [dict(type='RandomFlip', prob=1.), dict(type='RandomFlip', prob=0.)],
-                [dict(type='PackDetInputs', meta_keys=DET_META_KEYS)]])
+            pipeline[-1] = dict(
+                type='TestTimeAug',
+                transforms=[
+                    [dict(type='RandomFlip', prob=1.0), dict(type='RandomFlip', prob=0.0)],
+                    [dict(type='PackDetInputs', meta_keys=DET_META_KEYS)],
+                ],
+            )
             cfg.tta_pipeline = pipeline
         if _has_masks(cfg.model) and cfg.tta_model.get('type') == 'DetTTAModel':
             # MMDetection's DetTTAModel refuses masks; ours merges them (same boxes).

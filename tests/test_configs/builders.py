@@ -1,4 +1,5 @@
 """What every family's config tests need: build a recipe's model on CPU, and a seg batch."""
+
 import os.path as osp
 from typing import Callable, Optional
 
@@ -13,8 +14,10 @@ REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 def bn_instead_of_syncbn(obj):
     """SyncBN needs a process group; one CPU step uses BN (same parameters)."""
     if isinstance(obj, dict):
-        return {k: ('BN' if k == 'type' and v == 'SyncBN' else bn_instead_of_syncbn(v))
-                for k, v in obj.items()}
+        return {
+            k: ('BN' if k == 'type' and v == 'SyncBN' else bn_instead_of_syncbn(v))
+            for k, v in obj.items()
+        }
     if isinstance(obj, (list, tuple)):
         return type(obj)(bn_instead_of_syncbn(v) for v in obj)
     return obj
@@ -46,6 +49,7 @@ def seg_batch(num_classes: int, size: int = 64) -> dict:
     """Two random uint8 images with random label maps, packed as the segmentor's data."""
     from mmengine.structures import PixelData
     from mmseg.structures import SegDataSample
+
     inputs, samples = [], []
     for _ in range(2):
         inputs.append(torch.randint(0, 256, (3, size, size), dtype=torch.uint8))

@@ -15,6 +15,7 @@ images (with the config's augmentation) and ``tools/test.py`` evaluates on the s
 That shows the backbone, neck, head, losses and data pipeline learn together through the
 user-facing tools; generalisation is the longer demo runs' job.
 """
+
 import json
 import os.path as osp
 import pickle
@@ -27,10 +28,12 @@ SHAPE_CLASSES = (1, 2, 3)
 NAMES = ('background', 'circle', 'rectangle', 'triangle')
 MEMORISE = 4
 #: --cfg-options that train on, and test on, the first MEMORISE training images
-TRAIN_ON_FIXED_SET = (f'train_dataloader.dataset.indices={MEMORISE}', )
-TEST_ON_FIXED_SET = (f'test_dataloader.dataset.indices={MEMORISE}',
-                     'test_dataloader.dataset.data_prefix.img_path=images/training',
-                     'test_dataloader.dataset.data_prefix.seg_map_path=annotations/training')
+TRAIN_ON_FIXED_SET = (f'train_dataloader.dataset.indices={MEMORISE}',)
+TEST_ON_FIXED_SET = (
+    f'test_dataloader.dataset.indices={MEMORISE}',
+    'test_dataloader.dataset.data_prefix.img_path=images/training',
+    'test_dataloader.dataset.data_prefix.seg_map_path=annotations/training',
+)
 
 
 def _load(pkl: str) -> list:
@@ -38,17 +41,22 @@ def _load(pkl: str) -> list:
         return pickle.load(f)
 
 
-def _confusion(results: list, predict_background: bool = False,
-               num_classes: int = 4, ignore_index: int = 255) -> np.ndarray:
+def _confusion(
+    results: list, predict_background: bool = False, num_classes: int = 4, ignore_index: int = 255
+) -> np.ndarray:
     """``(num_classes, num_classes)`` pixel counts, rows = ground truth, cols = prediction."""
     conf = np.zeros((num_classes, num_classes), dtype=np.int64)
     for sample in results:
         gt = np.asarray(sample['gt_sem_seg']['data']).ravel()
-        pred = np.zeros_like(gt) if predict_background else np.asarray(
-            sample['pred_sem_seg']['data']).ravel()
+        pred = (
+            np.zeros_like(gt)
+            if predict_background
+            else np.asarray(sample['pred_sem_seg']['data']).ravel()
+        )
         keep = gt != ignore_index
-        conf += np.bincount(gt[keep] * num_classes + pred[keep],
-                            minlength=num_classes**2).reshape(num_classes, num_classes)
+        conf += np.bincount(gt[keep] * num_classes + pred[keep], minlength=num_classes**2).reshape(
+            num_classes, num_classes
+        )
     return conf
 
 
@@ -70,8 +78,9 @@ def describe(ious: Sequence[float]) -> str:
     return ', '.join(f'{n} {v:.1f}' for n, v in zip(NAMES, ious))
 
 
-def assert_learned_shapes(trained_pkl: str, untrained_pkl: str, min_gain: float,
-                          metrics_json: dict = None) -> List[float]:
+def assert_learned_shapes(
+    trained_pkl: str, untrained_pkl: str, min_gain: float, metrics_json: dict = None
+) -> List[float]:
     """The best shape class's IoU beats the untrained model's best by ``min_gain`` points.
 
     Also checks the reference points the criterion is measured against: on this ground truth
@@ -86,14 +95,14 @@ def assert_learned_shapes(trained_pkl: str, untrained_pkl: str, min_gain: float,
     background_only = class_ious(trained_pkl, predict_background=True)
     assert all(background_only[c] == 0 for c in SHAPE_CLASSES), background_only
     if metrics_json is not None:
-        assert abs(np.mean(trained) - float(metrics_json['mIoU'])) < 0.01, (trained,
-                                                                            metrics_json)
+        assert abs(np.mean(trained) - float(metrics_json['mIoU'])) < 0.01, (trained, metrics_json)
     best = max(trained[c] for c in SHAPE_CLASSES)
     baseline = max(untrained[c] for c in SHAPE_CLASSES)
     print(f'IoU trained: {describe(trained)}; untrained: {describe(untrained)}')  # pytest -rP
     assert best > baseline + min_gain, (
         f'trained: {describe(trained)}; untrained: {describe(untrained)}; '
-        f'background only: {describe(background_only)}')
+        f'background only: {describe(background_only)}'
+    )
     return trained
 
 
@@ -102,14 +111,16 @@ def untrained_checkpoint(config: str, path: str) -> str:
     from mmattn.utils.checkpoint import save_atomic
 
     from .builders import build_recipe
+
     _, model = build_recipe(config)
     model.init_weights()
     save_atomic({'state_dict': model.state_dict(), 'meta': {}}, path)
     return path
 
 
-def train_and_test_on_fixed_set(tool, config: str, tmp_path, iters: int,
-                                untrained: str) -> Tuple[str, str, dict]:
+def train_and_test_on_fixed_set(
+    tool, config: str, tmp_path, iters: int, untrained: str
+) -> Tuple[str, str, dict]:
     """tools/test.py on the untrained checkpoint, tools/train.py for ``iters`` iterations and
     tools/test.py on its checkpoint, all on the first ``MEMORISE`` training images.
 
@@ -117,18 +128,44 @@ def train_and_test_on_fixed_set(tool, config: str, tmp_path, iters: int,
         tuple: ``(trained_pkl, untrained_pkl, trained metrics.json)``.
     """
     base = osp.join(str(tmp_path), 'untrained')
-    tool('test.py', config, untrained, '--work-dir', base, '--out', osp.join(base, 'preds.pkl'),
-         '--cfg-options', *TEST_ON_FIXED_SET)
+    tool(
+        'test.py',
+        config,
+        untrained,
+        '--work-dir',
+        base,
+        '--out',
+        osp.join(base, 'preds.pkl'),
+        '--cfg-options',
+        *TEST_ON_FIXED_SET,
+    )
     work = osp.join(str(tmp_path), 'run')
-    tool('train.py', config, '--work-dir', work, '--cfg-options', f'train_cfg.max_iters={iters}',
-         f'train_cfg.val_begin={iters + 1}',  # no validation pass at the last iteration
-         f'default_hooks.checkpoint.interval={iters}', 'default_hooks.logger.interval=10',
-         *TRAIN_ON_FIXED_SET)
+    tool(
+        'train.py',
+        config,
+        '--work-dir',
+        work,
+        '--cfg-options',
+        f'train_cfg.max_iters={iters}',
+        f'train_cfg.val_begin={iters + 1}',  # no validation pass at the last iteration
+        f'default_hooks.checkpoint.interval={iters}',
+        'default_hooks.logger.interval=10',
+        *TRAIN_ON_FIXED_SET,
+    )
     ckpt = osp.join(work, f'iter_{iters}.pth')
     assert osp.isfile(ckpt)
     out = osp.join(str(tmp_path), 'trained')
-    tool('test.py', config, ckpt, '--work-dir', out, '--out', osp.join(out, 'preds.pkl'),
-         '--cfg-options', *TEST_ON_FIXED_SET)
+    tool(
+        'test.py',
+        config,
+        ckpt,
+        '--work-dir',
+        out,
+        '--out',
+        osp.join(out, 'preds.pkl'),
+        '--cfg-options',
+        *TEST_ON_FIXED_SET,
+    )
     with open(osp.join(out, 'metrics.json')) as f:
         metrics = json.load(f)
     return osp.join(out, 'preds.pkl'), osp.join(base, 'preds.pkl'), metrics

@@ -1,5 +1,6 @@
 """Every Agent Attention config parses, builds, has the official parameter count, matches
 channels, carries the official optimizer settings and takes one training step."""
+
 import glob
 import os.path as osp
 
@@ -14,35 +15,52 @@ from .learning import (
     untrained_checkpoint,
 )
 
-CONFIGS = sorted(osp.relpath(p, REPO) for p in glob.glob(
-    osp.join(REPO, 'configs', 'agent_attention', '*.py')))
+CONFIGS = sorted(
+    osp.relpath(p, REPO) for p in glob.glob(osp.join(REPO, 'configs', 'agent_attention', '*.py'))
+)
 SHAPES = 'configs/shapes/mask-rcnn_agent-pvt-tiny_fpn_shapes.py'
 SHAPES_SEG = 'configs/shapes/fpn_agent-swin-tiny_shapes.py'
 
 #: #params (M) in the official README tables (downstream/{detection,segmentation}/README.md)
 OFFICIAL_PARAMS = {
-    'mask-rcnn_agent-pvt-t': 31, 'mask-rcnn_agent-pvt-s': 40, 'mask-rcnn_agent-pvt-m': 56,
-    'mask-rcnn_agent-pvt-l': 68, 'mask-rcnn_agent-swin-t': 48, 'mask-rcnn_agent-swin-s': 69,
-    'cascade-mask-rcnn_agent-swin-t': 86, 'cascade-mask-rcnn_agent-swin-s': 107,
+    'mask-rcnn_agent-pvt-t': 31,
+    'mask-rcnn_agent-pvt-s': 40,
+    'mask-rcnn_agent-pvt-m': 56,
+    'mask-rcnn_agent-pvt-l': 68,
+    'mask-rcnn_agent-swin-t': 48,
+    'mask-rcnn_agent-swin-s': 69,
+    'cascade-mask-rcnn_agent-swin-t': 86,
+    'cascade-mask-rcnn_agent-swin-s': 107,
     'cascade-mask-rcnn_agent-swin-b': 145,
-    'retinanet_agent-pvt-t': 21, 'retinanet_agent-pvt-s': 30, 'retinanet_agent-pvt-m': 46,
-    'retinanet_agent-pvt-l': 58, 'upernet_agent-swin-t': 61, 'upernet_agent-swin-s': 81,
-    'upernet_agent-swin-b': 121, 'fpn_agent-pvt-t': 15, 'fpn_agent-pvt-s': 24,
-    'fpn_agent-pvt-m': 40, 'fpn_agent-pvt-l': 52,
+    'retinanet_agent-pvt-t': 21,
+    'retinanet_agent-pvt-s': 30,
+    'retinanet_agent-pvt-m': 46,
+    'retinanet_agent-pvt-l': 58,
+    'upernet_agent-swin-t': 61,
+    'upernet_agent-swin-s': 81,
+    'upernet_agent-swin-b': 121,
+    'fpn_agent-pvt-t': 15,
+    'fpn_agent-pvt-s': 24,
+    'fpn_agent-pvt-m': 40,
+    'fpn_agent-pvt-l': 52,
 }
 
 
 #: configs built at full size (parameter count vs the official table); the others take their
 #: training step with one block per stage (same widths, heads, agents and head), which keeps
 #: the suite within its CPU budget — their full-size counts are in README.md.
-FULL_SIZE = ('mask-rcnn_agent-pvt-t_fpn_1x_coco.py', 'retinanet_agent-pvt-t_fpn_1x_coco.py',
-             'upernet_agent-swin-t_8xb2-160k_ade20k-512x512.py')
+FULL_SIZE = (
+    'mask-rcnn_agent-pvt-t_fpn_1x_coco.py',
+    'retinanet_agent-pvt-t_fpn_1x_coco.py',
+    'upernet_agent-swin-t_8xb2-160k_ade20k-512x512.py',
+)
 
 
 def _thin(backbone):
     """One block per stage (two in Swin's third stage, so 'M' stages keep both kinds)."""
     from mmattn.models.backbones.pvt import AgentPVT
     from mmattn.models.backbones.swin import AgentSwin
+
     arch = backbone['arch']
     if not isinstance(arch, str):
         return backbone
@@ -50,8 +68,9 @@ def _thin(backbone):
         backbone['arch'] = dict(AgentPVT.arch_zoo[arch], depths=[1, 1, 1, 1])
     else:
         name = {'t': 'tiny', 's': 'small', 'b': 'base'}.get(arch, arch)
-        backbone['attn_cfgs'] = AgentSwin.layout_cfgs(AgentSwin.official_layouts[name],
-                                                      [1, 1, 2, 1])
+        backbone['attn_cfgs'] = AgentSwin.layout_cfgs(
+            AgentSwin.official_layouts[name], [1, 1, 2, 1]
+        )
         backbone['arch'] = dict(AgentSwin.arch_zoo[arch], depths=[1, 1, 2, 1])
     return backbone
 
@@ -77,28 +96,32 @@ def _build(config, size=64, thin=False):
         if cfg.default_scope == 'mmseg':  # pad to the small test input, not the 512 crop
             model_cfg['data_preprocessor']['size'] = (size, size)
         return model_cfg
+
     return build_recipe(config, edit)
 
 
 def test_all_recipes_present():
     names = {osp.basename(c).rsplit('_', 1)[0] for c in CONFIGS}
-    for head, variants in (('mask-rcnn_agent-pvt-{}_fpn', 'tsml'),
-                           ('retinanet_agent-pvt-{}_fpn', 'tsml'),
-                           ('fpn_agent-pvt-{}_8xb2-40k', 'tsml'),
-                           ('upernet_agent-swin-{}_8xb2-160k', 'tsb'),
-                           ('mask-rcnn_agent-swin-{}_fpn', 'ts'),
-                           ('mask-rcnn_agent-swin-{}_fpn_ms-crop-3x', 'ts'),
-                           ('cascade-mask-rcnn_agent-swin-{}_fpn_4conv1fc-giou_1x', 't'),
-                           ('cascade-mask-rcnn_agent-swin-{}_fpn_4conv1fc-giou_ms-crop-3x',
-                            'tsb')):
+    for head, variants in (
+        ('mask-rcnn_agent-pvt-{}_fpn', 'tsml'),
+        ('retinanet_agent-pvt-{}_fpn', 'tsml'),
+        ('fpn_agent-pvt-{}_8xb2-40k', 'tsml'),
+        ('upernet_agent-swin-{}_8xb2-160k', 'tsb'),
+        ('mask-rcnn_agent-swin-{}_fpn', 'ts'),
+        ('mask-rcnn_agent-swin-{}_fpn_ms-crop-3x', 'ts'),
+        ('cascade-mask-rcnn_agent-swin-{}_fpn_4conv1fc-giou_1x', 't'),
+        ('cascade-mask-rcnn_agent-swin-{}_fpn_4conv1fc-giou_ms-crop-3x', 'tsb'),
+    ):
         for v in variants:
-            assert head.format(v) in names or any(
-                n.startswith(head.format(v)) for n in names), head.format(v)
+            assert head.format(v) in names or any(n.startswith(head.format(v)) for n in names), (
+                head.format(v)
+            )
 
 
 @pytest.mark.parametrize('config', CONFIGS + [SHAPES, SHAPES_SEG])
 def test_config_builds_and_trains_one_step(config):
     from mmattn.models.attentions.agent_attention import AgentAttention
+
     full = osp.basename(config) in FULL_SIZE
     cfg, model = _build(config, thin=not full)
     name = osp.basename(config).split('_')[0] + '_' + osp.basename(config).split('_')[1]
@@ -112,16 +135,29 @@ def test_config_builds_and_trains_one_step(config):
     assert ops, 'no agent attention in the model'
     if 'swin' in config and 'shapes' not in config:  # official Swin no-decay keys
         keys = cfg.optim_wrapper.paramwise_cfg.custom_keys
-        for k in ('an_bias', 'na_bias', 'ah_bias', 'aw_bias', 'ha_bias', 'wa_bias',
-                  'relative_position_bias_table', 'norm'):
-            assert keys[k].decay_mult == 0.
+        for k in (
+            'an_bias',
+            'na_bias',
+            'ah_bias',
+            'aw_bias',
+            'ha_bias',
+            'wa_bias',
+            'relative_position_bias_table',
+            'norm',
+        ):
+            assert keys[k].decay_mult == 0.0
     model.train()
     size = 64
     if cfg.default_scope == 'mmdet':
         from mmdet.testing import demo_mm_inputs
-        packed = demo_mm_inputs(2, [[3, size, size]] * 2, num_items=[2, 2],
-                                num_classes=80 if 'shapes' not in config else 3,
-                                with_mask='mask' in config)
+
+        packed = demo_mm_inputs(
+            2,
+            [[3, size, size]] * 2,
+            num_items=[2, 2],
+            num_classes=80 if 'shapes' not in config else 3,
+            with_mask='mask' in config,
+        )
     else:
         packed = seg_batch(model.decode_head.num_classes, size)
     data = model.data_preprocessor(packed, True)
@@ -156,8 +192,13 @@ def test_cascade_recipes_are_official():
         heads = model.roi_head.bbox_head
         assert [h.bbox_coder.target_stds for h in heads] == stds
         for h in heads:
-            assert (h.type, h.num_shared_convs, h.num_shared_fcs, h.conv_out_channels,
-                    h.fc_out_channels) == ('ConvFCBBoxHead', 4, 1, 256, 1024)
+            assert (
+                h.type,
+                h.num_shared_convs,
+                h.num_shared_fcs,
+                h.conv_out_channels,
+                h.fc_out_channels,
+            ) == ('ConvFCBBoxHead', 4, 1, 256, 1024)
             assert h.reg_decoded_bbox and not h.reg_class_agnostic
             assert h.norm_cfg.type == 'SyncBN' and h.num_classes == 80
             assert (h.loss_bbox.type, h.loss_bbox.loss_weight) == ('GIoULoss', 10.0)
@@ -167,8 +208,9 @@ def test_cascade_recipes_are_official():
         assert model.backbone.arch == {'t': 'tiny', 's': 'small', 'b': 'base'}[variant]
         assert model.backbone.drop_path_rate == (0.4 if variant == 'b' else 0.1)
         assert model.backbone.init_cfg.checkpoint == f'pretrained/agent_swin_{variant}_mmattn.pth'
-        assert model.neck.in_channels == ([128, 256, 512, 1024] if variant == 'b' else
-                                          [96, 192, 384, 768])
+        assert model.neck.in_channels == (
+            [128, 256, 512, 1024] if variant == 'b' else [96, 192, 384, 768]
+        )
         opt = cfg.optim_wrapper.optimizer
         assert (opt.type, opt.lr, opt.weight_decay) == ('AdamW', 1e-4, 0.05)
         assert cfg.optim_wrapper.get('clip_grad') is None
@@ -209,6 +251,7 @@ def test_shapes_config_learns_shapes_end_to_end(tool, shapes_data, tmp_path):
     for a model that has learned only the class prior.)
     """
     untrained = untrained_checkpoint(SHAPES_SEG, str(tmp_path / 'untrained.pth'))
-    trained, baseline, metrics = train_and_test_on_fixed_set(tool, SHAPES_SEG, tmp_path, 60,
-                                                             untrained)
+    trained, baseline, metrics = train_and_test_on_fixed_set(
+        tool, SHAPES_SEG, tmp_path, 60, untrained
+    )
     assert_learned_shapes(trained, baseline, min_gain=20, metrics_json=metrics)

@@ -1,5 +1,6 @@
 """Every config under configs/ parses, builds under its own default scope, and its neck/head
 input channels equal the channels its backbone really produces."""
+
 import glob
 import os.path as osp
 
@@ -11,9 +12,10 @@ from mmengine.utils import import_modules_from_strings
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIGS = sorted(
-    osp.relpath(p, REPO) for p in glob.glob(osp.join(REPO, 'configs', '**', '*.py'),
-                                            recursive=True)
-    if '_base_' not in p)
+    osp.relpath(p, REPO)
+    for p in glob.glob(osp.join(REPO, 'configs', '**', '*.py'), recursive=True)
+    if '_base_' not in p
+)
 
 
 def _registry(scope):
@@ -31,8 +33,11 @@ def _expected_in_channels(model):
         first = neck[0] if isinstance(neck, torch.nn.Sequential) else neck
         return list(first.in_channels)
     head = model.decode_head
-    return list(head.in_channels) if isinstance(head.in_channels, (list, tuple)) \
+    return (
+        list(head.in_channels)
+        if isinstance(head.in_channels, (list, tuple))
         else [head.in_channels]
+    )
 
 
 PAPER_TTA_RATIOS = [0.5, 0.75, 1.0, 1.25, 1.5, 1.75]
@@ -46,7 +51,7 @@ def assert_recipe_tta(cfg, config):
     steps = [t for t in cfg.tta_pipeline if t['type'] == 'TestTimeAug']
     assert len(steps) == 1, config
     resize, flips = steps[0]['transforms'][:2]
-    assert sorted(t['prob'] for t in flips) == [0., 1.], config
+    assert sorted(t['prob'] for t in flips) == [0.0, 1.0], config
     if cfg.default_scope == 'mmseg':
         assert cfg.tta_model.type == 'SegTTAModel', config
         assert [t['scale_factor'] for t in resize] == PAPER_TTA_RATIOS, config

@@ -7,6 +7,7 @@ thinned to width 16 and one block per stage (same layout of ops; consumers' in_c
 to match); heads, losses and optimizer settings stay the config's. Siblings (S, B, and 3x over
 1x) are checked to differ from their parent in exactly the keys their header names.
 """
+
 import glob
 import os.path as osp
 import re
@@ -19,19 +20,25 @@ from mmattn.models.attentions.cross_shaped_window_attention import CSWinAttentio
 
 from .builders import REPO, build_recipe, seg_batch
 
-CONFIGS = sorted(osp.relpath(p, REPO) for p in glob.glob(
-    osp.join(REPO, 'configs', 'cswin', '*.py')))
-HEADS = ('mask-rcnn_{}_fpn_1x_coco.py', 'mask-rcnn_{}_fpn_ms-crop-3x_coco.py',
-         'retinanet_{}_fpn_1x_coco.py', 'upernet_{}_8xb2-160k_ade20k-512x512.py',
-         'fpn_{}_8xb2-40k_ade20k-512x512.py')
+CONFIGS = sorted(
+    osp.relpath(p, REPO) for p in glob.glob(osp.join(REPO, 'configs', 'cswin', '*.py'))
+)
+HEADS = (
+    'mask-rcnn_{}_fpn_1x_coco.py',
+    'mask-rcnn_{}_fpn_ms-crop-3x_coco.py',
+    'retinanet_{}_fpn_1x_coco.py',
+    'upernet_{}_8xb2-160k_ade20k-512x512.py',
+    'fpn_{}_8xb2-40k_ade20k-512x512.py',
+)
 DROP = dict(tiny=0.3, small=0.4, base=0.6)  # CSWin's dense configs
 AGENT_BIASES = ('an_bias', 'na_bias', 'ah_bias', 'aw_bias', 'ha_bias', 'wa_bias')
 
 
 def test_recipes_for_every_head_and_variant():
     names = {osp.basename(c) for c in CONFIGS}
-    expected = {h.format(f'{fam}-cswin-{v}') for h in HEADS for fam in ('agent', 'flatten')
-                for v in 'tsb'}
+    expected = {
+        h.format(f'{fam}-cswin-{v}') for h in HEADS for fam in ('agent', 'flatten') for v in 'tsb'
+    }
     assert names == expected
 
 
@@ -44,8 +51,9 @@ def test_recipe_hyper_parameters(config):
     assert bb.type == ('mmattn.AgentCSWin' if fam == 'agent' else 'mmattn.FLattenCSWin')
     assert bb.arch == arch and bb.out_norms and 'attn_cfgs' not in bb
     assert bb.drop_path_rate == DROP[arch]
-    assert bb.init_cfg == dict(type='Pretrained',
-                               checkpoint=f'pretrained/{fam}_cswin_{v}_mmattn.pth')
+    assert bb.init_cfg == dict(
+        type='Pretrained', checkpoint=f'pretrained/{fam}_cswin_{v}_mmattn.pth'
+    )
     dims = [96, 192, 384, 768] if v == 'b' else [64, 128, 256, 512]
     consumer = cfg.model.get('neck') or cfg.model.decode_head
     if 'retinanet' in config:  # stages 2-4 (as mmdet's RetinaNet-Swin): no unused norm0
@@ -64,7 +72,7 @@ def test_recipe_hyper_parameters(config):
         assert (poly.type, poly.power, poly.eta_min) == ('PolyLR', 1.0, 0.0)
     elif 'fpn_' in config and cfg.default_scope == 'mmseg':  # PVT's Semantic FPN protocol
         assert (opt.lr, opt.weight_decay, cfg.train_cfg.max_iters) == (2e-4, 1e-4, 40000)
-        (poly, ) = cfg.param_scheduler
+        (poly,) = cfg.param_scheduler
         assert (poly.type, poly.power) == ('PolyLR', 0.9)
         assert not keys
     else:  # Swin's detection protocol, which the CSWin paper follows
@@ -74,14 +82,13 @@ def test_recipe_hyper_parameters(config):
         steps = [27, 33] if '3x' in config else [8, 11]
         assert cfg.param_scheduler[-1].milestones == steps
         if 'retinanet' in config:
-            assert (cfg.model.neck.start_level, cfg.model.neck.add_extra_convs) == (0,
-                                                                                    'on_input')
+            assert (cfg.model.neck.start_level, cfg.model.neck.add_extra_convs) == (0, 'on_input')
         else:
             pipe = cfg.train_dataloader.dataset.pipeline
             assert any(t.type == 'RandomChoice' for t in pipe)  # multi-scale + crop
     if keys:
-        assert keys['norm'] == dict(decay_mult=0.)
-        assert all(keys.get(b) == dict(decay_mult=0.) for b in AGENT_BIASES) == (fam == 'agent')
+        assert keys['norm'] == dict(decay_mult=0.0)
+        assert all(keys.get(b) == dict(decay_mult=0.0) for b in AGENT_BIASES) == (fam == 'agent')
 
 
 def _flat(d, prefix=''):
@@ -108,19 +115,26 @@ def test_siblings_differ_from_parent_only_where_named(config):
     if '3x' in config:
         allowed = {'train_cfg.max_epochs', 'param_scheduler'}
     else:
-        allowed = {'model.backbone.arch', 'model.backbone.drop_path_rate',
-                   'model.backbone.init_cfg.checkpoint', 'model.neck.in_channels',
-                   'model.decode_head.in_channels', 'model.auxiliary_head.in_channels'}
+        allowed = {
+            'model.backbone.arch',
+            'model.backbone.drop_path_rate',
+            'model.backbone.init_cfg.checkpoint',
+            'model.neck.in_channels',
+            'model.decode_head.in_channels',
+            'model.auxiliary_head.in_channels',
+        }
     assert diff and diff <= allowed, diff - allowed
 
 
 #: one training step per head, both families covered (each step is 5-20 s on a CPU core; the
 #: other primitives differ from these only in the family, which test_recipe_hyper_parameters
 #: and tests/test_configs/test_all_configs.py cover)
-PRIMITIVES = ['configs/cswin/mask-rcnn_agent-cswin-t_fpn_1x_coco.py',
-              'configs/cswin/retinanet_flatten-cswin-t_fpn_1x_coco.py',
-              'configs/cswin/upernet_flatten-cswin-t_8xb2-160k_ade20k-512x512.py',
-              'configs/cswin/fpn_agent-cswin-t_8xb2-40k_ade20k-512x512.py']
+PRIMITIVES = [
+    'configs/cswin/mask-rcnn_agent-cswin-t_fpn_1x_coco.py',
+    'configs/cswin/retinanet_flatten-cswin-t_fpn_1x_coco.py',
+    'configs/cswin/upernet_flatten-cswin-t_8xb2-160k_ade20k-512x512.py',
+    'configs/cswin/fpn_agent-cswin-t_8xb2-40k_ade20k-512x512.py',
+]
 
 
 def _thin(model):
@@ -146,8 +160,14 @@ def test_builds_and_trains_one_step(config):
     size = 64
     if cfg.default_scope == 'mmdet':
         from mmdet.testing import demo_mm_inputs
-        packed = demo_mm_inputs(2, [[3, size, size + 16]] * 2, num_items=[2, 3],
-                                num_classes=80, with_mask='mask-rcnn' in config)
+
+        packed = demo_mm_inputs(
+            2,
+            [[3, size, size + 16]] * 2,
+            num_items=[2, 3],
+            num_classes=80,
+            with_mask='mask-rcnn' in config,
+        )
     else:
         packed = seg_batch(model.decode_head.num_classes, size)
         model.data_preprocessor.size = (size, size)

@@ -5,6 +5,7 @@ config's model is thinned (ResNets to depth 50 with 1/16 of the widths, EA-PVT t
 pyramid; consumers' in_channels scaled to match) so one forward/backward per config fits the
 CPU test budget; the structure (plugins, heads, losses, data preprocessor) stays the config's.
 """
+
 import glob
 import os.path as osp
 
@@ -14,9 +15,9 @@ from mmengine.config import Config
 
 from .builders import REPO, build_recipe, seg_batch
 
-CONFIGS = sorted(osp.relpath(p, REPO) for p in glob.glob(
-    osp.join(REPO, 'configs', 'external_attention', '*.py'))) + [
-        'configs/shapes/fpn_r50-ea_shapes.py']
+CONFIGS = sorted(
+    osp.relpath(p, REPO) for p in glob.glob(osp.join(REPO, 'configs', 'external_attention', '*.py'))
+) + ['configs/shapes/fpn_r50-ea_shapes.py']
 
 
 PVT_DIMS = {64: 16, 128: 32, 320: 48, 512: 64}
@@ -25,8 +26,13 @@ PVT_DIMS = {64: 16, 128: 32, 320: 48, 512: 64}
 def _thin(model):
     bb = model['backbone']
     if bb['type'].endswith('EAPVT'):
-        bb['arch'] = dict(embed_dims=[16, 32, 48, 64], num_heads=[1, 2, 3, 4],
-                          mlp_ratios=[2, 2, 2, 2], depths=[1, 1, 1, 1], sr_ratios=[8, 4, 2, 1])
+        bb['arch'] = dict(
+            embed_dims=[16, 32, 48, 64],
+            num_heads=[1, 2, 3, 4],
+            mlp_ratios=[2, 2, 2, 2],
+            depths=[1, 1, 1, 1],
+            sr_ratios=[8, 4, 2, 1],
+        )
         bb['attn_cfgs'] = dict(bb['attn_cfgs'], num_slots=4)
         scale = PVT_DIMS.get
     else:
@@ -38,8 +44,11 @@ def _thin(model):
         scale = lambda c: c // 16  # noqa: E731
     for key in ('neck', 'decode_head', 'auxiliary_head'):
         part = model.get(key)
-        if part and 'in_channels' in part and not (key == 'decode_head' and 'neck' in model
-                                                   and model['neck']):
+        if (
+            part
+            and 'in_channels' in part
+            and not (key == 'decode_head' and 'neck' in model and model['neck'])
+        ):
             c = part['in_channels']
             part['in_channels'] = [scale(x) for x in c] if isinstance(c, list) else scale(c)
     return model
@@ -52,8 +61,17 @@ def _build(config):
 
 def test_all_recipes_present():
     names = {osp.basename(c) for c in CONFIGS}
-    for prefix in ('mask-rcnn_r50-ea', 'retinanet_r50-ea', 'upernet_r50-ea', 'upernet_r101-ea',
-                   'fpn_r50-ea', 'fpn_r101-ea', 'upernet_ea-pvt', 'fpn_ea-pvt', 'eanet_r101-d8'):
+    for prefix in (
+        'mask-rcnn_r50-ea',
+        'retinanet_r50-ea',
+        'upernet_r50-ea',
+        'upernet_r101-ea',
+        'fpn_r50-ea',
+        'fpn_r101-ea',
+        'upernet_ea-pvt',
+        'fpn_ea-pvt',
+        'eanet_r101-d8',
+    ):
         assert any(n.startswith(prefix) for n in names), prefix
 
 
@@ -63,16 +81,20 @@ def test_config_builds_and_trains_one_step(config):
         ExternalAttention,
         MultiHeadExternalAttention,
     )
+
     cfg, model = _build(config)
-    ops = [m for m in model.modules()
-           if isinstance(m, (ExternalAttention, MultiHeadExternalAttention))]
+    ops = [
+        m for m in model.modules() if isinstance(m, (ExternalAttention, MultiHeadExternalAttention))
+    ]
     assert ops, 'no external attention in the model'
     model.train()
     size = 64
     if cfg.default_scope == 'mmdet':
         from mmdet.testing import demo_mm_inputs
-        packed = demo_mm_inputs(2, [[3, size, size]] * 2, num_items=[2, 2], num_classes=80,
-                                with_mask='mask' in config)
+
+        packed = demo_mm_inputs(
+            2, [[3, size, size]] * 2, num_items=[2, 2], num_classes=80, with_mask='mask' in config
+        )
     else:
         num_classes = model.decode_head.num_classes
         packed = seg_batch(num_classes, size)
@@ -81,7 +103,8 @@ def test_config_builds_and_trains_one_step(config):
         data['inputs'] = data['inputs'][..., :size, :size]  # crop-size padding not needed
     losses = model(**data, mode='loss')
     total = sum(v for k, v in losses.items() if 'loss' in k and torch.is_tensor(v)) + sum(
-        sum(x) for k, v in losses.items() if 'loss' in k and isinstance(v, list) for x in [v])
+        sum(x) for k, v in losses.items() if 'loss' in k and isinstance(v, list) for x in [v]
+    )
     assert torch.isfinite(total)
     total.backward()
     grads = [p.grad for op in ops for p in op.parameters()]
@@ -96,8 +119,9 @@ def test_config_builds_and_trains_one_step(config):
     else:
         head = model.decode_head
         index = head.in_index if isinstance(head.in_index, (list, tuple)) else [head.in_index]
-        expected = head.in_channels if isinstance(head.in_channels, (list, tuple)) else [
-            head.in_channels]
+        expected = (
+            head.in_channels if isinstance(head.in_channels, (list, tuple)) else [head.in_channels]
+        )
         assert list(expected) == [feats[i].shape[1] for i in index]
 
 
@@ -116,11 +140,14 @@ def _schedule(config):
     cfg = Config.fromfile(osp.join(REPO, config))
     gpus = int(osp.basename(config).split('_')[-2].split('xb')[0])  # 4xb4-40k -> 4 GPUs
     poly = [s for s in cfg.param_scheduler if s.type == 'PolyLR']
-    return dict(optimizer=cfg.optim_wrapper.optimizer.to_dict(),
-                paramwise=cfg.optim_wrapper.get('paramwise_cfg'),
-                images=gpus * cfg.train_dataloader.batch_size, iters=cfg.train_cfg.max_iters,
-                poly=[(s.power, s.eta_min, s.end) for s in poly],
-                warmup=[s.type for s in cfg.param_scheduler if s.type != 'PolyLR'])
+    return dict(
+        optimizer=cfg.optim_wrapper.optimizer.to_dict(),
+        paramwise=cfg.optim_wrapper.get('paramwise_cfg'),
+        images=gpus * cfg.train_dataloader.batch_size,
+        iters=cfg.train_cfg.max_iters,
+        poly=[(s.power, s.eta_min, s.end) for s in poly],
+        warmup=[s.type for s in cfg.param_scheduler if s.type != 'PolyLR'],
+    )
 
 
 def test_pyramids_share_the_official_agent_pvt_semantic_fpn_schedule():
@@ -129,10 +156,16 @@ def test_pyramids_share_the_official_agent_pvt_semantic_fpn_schedule():
     official = _schedule('configs/agent_attention/fpn_agent-pvt-t_8xb2-40k_ade20k-512x512.py')
     assert official['optimizer'] == dict(type='AdamW', lr=2e-4, weight_decay=1e-4)
     assert (official['images'], official['iters'], official['poly'], official['warmup']) == (
-        16, 40000, [(0.9, 0., 40000)], [])
-    for config in ('configs/external_attention/fpn_ea-pvt-t_4xb4-40k_ade20k-512x512.py',
-                   'configs/external_attention/fpn_ea-pvt-s_4xb4-40k_ade20k-512x512.py',
-                   'configs/flatten/fpn_flatten-pvt-t_8xb2-40k_ade20k-512x512.py'):
+        16,
+        40000,
+        [(0.9, 0.0, 40000)],
+        [],
+    )
+    for config in (
+        'configs/external_attention/fpn_ea-pvt-t_4xb4-40k_ade20k-512x512.py',
+        'configs/external_attention/fpn_ea-pvt-s_4xb4-40k_ade20k-512x512.py',
+        'configs/flatten/fpn_flatten-pvt-t_8xb2-40k_ade20k-512x512.py',
+    ):
         assert _schedule(config) == official, config
 
 
@@ -140,6 +173,11 @@ def test_resnet_semantic_fpn_follows_mmseg_ade20k_160k():
     """mmseg's configs/sem_fpn/fpn_r50_4xb4-160k_ade20k-512x512.py: SGD 0.01, poly to 1e-4."""
     for depth in (50, 101):
         s = _schedule(f'configs/external_attention/fpn_r{depth}-ea_4xb4-160k_ade20k-512x512.py')
-        assert (s['optimizer']['type'], s['optimizer']['lr'], s['optimizer']['weight_decay'],
-                s['images'], s['iters'], s['poly']) == ('SGD', 0.01, 5e-4, 16, 160000,
-                                                        [(0.9, 1e-4, 160000)])
+        assert (
+            s['optimizer']['type'],
+            s['optimizer']['lr'],
+            s['optimizer']['weight_decay'],
+            s['images'],
+            s['iters'],
+            s['poly'],
+        ) == ('SGD', 0.01, 5e-4, 16, 160000, [(0.9, 1e-4, 160000)])

@@ -3,6 +3,7 @@
 Built on the real label maps of the images the end-to-end tests memorise, with predictions
 written in the layout ``tools/test.py --out`` produces.
 """
+
 import os
 import os.path as osp
 import pickle
@@ -27,9 +28,13 @@ def _fixed_set_labels(ade_root):
 
 
 def _write(path, labels, predict):
-    results = [dict(gt_sem_seg=dict(data=torch.from_numpy(gt)[None]),
-                    pred_sem_seg=dict(data=torch.from_numpy(predict(gt))[None]))
-               for gt in labels]
+    results = [
+        dict(
+            gt_sem_seg=dict(data=torch.from_numpy(gt)[None]),
+            pred_sem_seg=dict(data=torch.from_numpy(predict(gt))[None]),
+        )
+        for gt in labels
+    ]
     with open(path, 'wb') as f:
         pickle.dump(results, f)
     return str(path)
@@ -42,7 +47,7 @@ def test_background_only_fails_and_learning_passes(shapes_data, tmp_path):
     valid = np.concatenate([gt[gt != 255] for gt in labels])
     assert round(100 * (valid == 0).mean(), 1) == 88.2
     ious = class_ious(background)
-    assert ious[1:] == [0., 0., 0.] and round(float(np.mean(ious)), 1) == 22.1
+    assert ious[1:] == [0.0, 0.0, 0.0] and round(float(np.mean(ious)), 1) == 22.1
     # an untrained-like model painting everything rectangle
     rectangle = _write(tmp_path / 'rect.pkl', labels, lambda gt: np.full_like(gt, 2))
     with pytest.raises(AssertionError):
@@ -50,7 +55,6 @@ def test_background_only_fails_and_learning_passes(shapes_data, tmp_path):
     with pytest.raises(AssertionError):  # nor does painting one shape class everywhere
         assert_learned_shapes(rectangle, background, min_gain=20)
     # a model that found the rectangles (and nothing else) passes
-    found = _write(tmp_path / 'found.pkl', labels,
-                   lambda gt: np.where(gt == 2, 2, 0))
+    found = _write(tmp_path / 'found.pkl', labels, lambda gt: np.where(gt == 2, 2, 0))
     trained = assert_learned_shapes(found, background, min_gain=20)
-    assert trained[2] == 100.
+    assert trained[2] == 100.0

@@ -4,6 +4,7 @@ shapes twin, and a plug-in-equipped detector learns (the fixed-set memorisation 
 Building every config and checking its channels is tests/test_configs/test_all_configs.py's job;
 the real-layout smoke run of the RTMDet recipe is in tests/test_tools/test_real_recipes.py.
 """
+
 import glob
 import os.path as osp
 
@@ -18,9 +19,13 @@ from test_tools.test_train_test import (
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 PLUGINS = osp.join(REPO, 'configs', 'plugins')
-FAMILY_OPS = {'agent': 'AgentAttention', 'bra': 'BiLevelRoutingAttention',
-              'ea': 'MultiHeadExternalAttention', 'flatten': 'FocusedLinearAttention',
-              'shunted': 'ShuntedSelfAttention'}
+FAMILY_OPS = {
+    'agent': 'AgentAttention',
+    'bra': 'BiLevelRoutingAttention',
+    'ea': 'MultiHeadExternalAttention',
+    'flatten': 'FocusedLinearAttention',
+    'shunted': 'ShuntedSelfAttention',
+}
 LEARN = 'configs/shapes/mask-rcnn_r50-agent_fpn_shapes.py'
 LEARN_ITERS = 60
 
@@ -28,7 +33,8 @@ LEARN_ITERS = 60
 def _cfg(path):
     if path.startswith('mmdet::'):  # the config as the pip package ships it
         import mmdet
-        path = osp.join(osp.dirname(mmdet.__file__), '.mim', 'configs', path[len('mmdet::'):])
+
+        path = osp.join(osp.dirname(mmdet.__file__), '.mim', 'configs', path[len('mmdet::') :])
     return Config.fromfile(path if osp.isabs(path) else osp.join(REPO, path))
 
 
@@ -37,7 +43,7 @@ def _no_scope(node, *drop):
     if hasattr(node, 'to_dict'):
         node = node.to_dict()
     if isinstance(node, dict):
-        return {k: _no_scope(v) for k, v in node.items() if k not in ('_scope_', ) + drop}
+        return {k: _no_scope(v) for k, v in node.items() if k not in ('_scope_',) + drop}
     if isinstance(node, (list, tuple)):
         return [_no_scope(v) for v in node]
     return node
@@ -62,8 +68,10 @@ def test_rtmdet_recipes_wrap_mmdetections_neck_per_op_family():
 
 
 def test_resnet_recipes_put_the_plugin_in_stages_3_and_4():
-    for name, scope in (('mask-rcnn_r50-agent_fpn_1x_coco.py', 'mmdet'),
-                        ('upernet_r50-bra_4xb4-160k_ade20k-512x512.py', 'mmseg')):
+    for name, scope in (
+        ('mask-rcnn_r50-agent_fpn_1x_coco.py', 'mmdet'),
+        ('upernet_r50-bra_4xb4-160k_ade20k-512x512.py', 'mmseg'),
+    ):
         cfg = _cfg(osp.join(PLUGINS, name))
         assert cfg.default_scope == scope
         stages = [p.stages for p in cfg.model.backbone.plugins]
@@ -76,8 +84,11 @@ def test_every_recipe_has_a_shapes_twin():
     for recipe in glob.glob(osp.join(PLUGINS, '*.py')):
         fields = osp.basename(recipe)[:-3].split('_')
         if fields[0] in ('rtmdet', 'yolox'):
-            twin = f'{fields[0]}-{fields[1]}_' + '_'.join(
-                f for f in fields[2:] if f.endswith('-neck')) + '_shapes.py'
+            twin = (
+                f'{fields[0]}-{fields[1]}_'
+                + '_'.join(f for f in fields[2:] if f.endswith('-neck'))
+                + '_shapes.py'
+            )
             twin = twin.replace('__', '_')
         else:  # mask-rcnn_r50-agent_fpn_1x_coco -> mask-rcnn_r50-agent_fpn_shapes
             twin = '_'.join(fields[:2] + (['fpn'] if 'fpn' in fields else [])) + '_shapes.py'
@@ -93,24 +104,42 @@ def test_plugin_detector_memorises_a_fixed_set(tool, shapes_data, tmp_path):
     box mAP 0.0; after 60 iterations 0.512 (mask 0.492), plug-in scales up to 0.012-0.019;
     about 120 CPU s for the whole test."""
     fixed = _fixed_detection_set(str(tmp_path / 'fixed.json'))
-    on_fixed_set = (f'test_dataloader.dataset.ann_file={fixed}',
-                    'test_dataloader.dataset.data_prefix.img=train/',
-                    f'test_evaluator.ann_file={fixed}')
+    on_fixed_set = (
+        f'test_dataloader.dataset.ann_file={fixed}',
+        'test_dataloader.dataset.data_prefix.img=train/',
+        f'test_evaluator.ann_file={fixed}',
+    )
     baseline = _untrained_checkpoint(LEARN, str(tmp_path / 'untrained.pth'))
-    tool('test.py', LEARN, baseline, '--work-dir', str(tmp_path / 'untrained'),
-         '--cfg-options', *on_fixed_set)
+    tool(
+        'test.py',
+        LEARN,
+        baseline,
+        '--work-dir',
+        str(tmp_path / 'untrained'),
+        '--cfg-options',
+        *on_fixed_set,
+    )
     untrained = _metrics(str(tmp_path / 'untrained'))
     work = str(tmp_path / 'run')
-    tool('train.py', LEARN, '--work-dir', work, '--cfg-options',
-         f'train_cfg.max_iters={LEARN_ITERS}', f'train_cfg.val_begin={LEARN_ITERS + 1}',
-         f'default_hooks.checkpoint.interval={LEARN_ITERS}', 'randomness.seed=0',
-         f'train_dataloader.dataset.ann_file={fixed}')
+    tool(
+        'train.py',
+        LEARN,
+        '--work-dir',
+        work,
+        '--cfg-options',
+        f'train_cfg.max_iters={LEARN_ITERS}',
+        f'train_cfg.val_begin={LEARN_ITERS + 1}',
+        f'default_hooks.checkpoint.interval={LEARN_ITERS}',
+        'randomness.seed=0',
+        f'train_dataloader.dataset.ann_file={fixed}',
+    )
     ckpt = osp.join(work, f'iter_{LEARN_ITERS}.pth')
-    tool('test.py', LEARN, ckpt, '--work-dir', osp.join(work, 'test'), '--cfg-options',
-         *on_fixed_set)
+    tool(
+        'test.py', LEARN, ckpt, '--work-dir', osp.join(work, 'test'), '--cfg-options', *on_fixed_set
+    )
     trained = _metrics(osp.join(work, 'test'))
     key = 'coco/bbox_mAP'
-    assert trained[key] > untrained.get(key, 0.) + DET_MIN_GAIN, (trained, untrained)
+    assert trained[key] > untrained.get(key, 0.0) + DET_MIN_GAIN, (trained, untrained)
     state = torch.load(ckpt, map_location='cpu', weights_only=False)['state_dict']
     gammas = [v for k, v in state.items() if k.endswith('attn_plugin.gamma')]
     assert len(gammas) == 6 + 3 and all(g.abs().max() > 0 for g in gammas)

@@ -1,4 +1,5 @@
 """Shunted recipes: parse, build, one training step each; the shapes config end to end."""
+
 import glob
 import os.path as osp
 
@@ -16,17 +17,20 @@ from .learning import (
 )
 
 SHAPES = 'configs/shapes/fpn_shunted-nano_shapes.py'
-CONFIGS = sorted(osp.relpath(p, REPO) for p in glob.glob(
-    osp.join(REPO, 'configs', 'shunted', '*.py'))) + [SHAPES]
+CONFIGS = sorted(
+    osp.relpath(p, REPO) for p in glob.glob(osp.join(REPO, 'configs', 'shunted', '*.py'))
+) + [SHAPES]
 
 
 def test_recipes_for_every_head_and_variant():
     names = {osp.basename(c) for c in CONFIGS}
     for v in 'tsb':
-        for name in (f'mask-rcnn_shunted-{v}_fpn_1x_coco.py',
-                     f'retinanet_shunted-{v}_fpn_1x_coco.py',
-                     f'upernet_shunted-{v}_8xb2-160k_ade20k-512x512.py',
-                     f'fpn_shunted-{v}_8xb4-40k_ade20k-512x512.py'):
+        for name in (
+            f'mask-rcnn_shunted-{v}_fpn_1x_coco.py',
+            f'retinanet_shunted-{v}_fpn_1x_coco.py',
+            f'upernet_shunted-{v}_8xb2-160k_ade20k-512x512.py',
+            f'fpn_shunted-{v}_8xb4-40k_ade20k-512x512.py',
+        ):
             assert name in names
 
 
@@ -38,8 +42,9 @@ def test_recipe_hyper_parameters():
         v = osp.basename(config).split('shunted-')[1][0]
         bb = cfg.model.backbone
         assert bb.type == 'mmattn.ShuntedTransformer' and bb.arch == arch[v]
-        assert bb.init_cfg == dict(type='Pretrained',
-                                   checkpoint=f'pretrained/shunted_{v}_mmattn.pth')
+        assert bb.init_cfg == dict(
+            type='Pretrained', checkpoint=f'pretrained/shunted_{v}_mmattn.pth'
+        )
         opt = cfg.optim_wrapper.optimizer
         assert opt.type == 'AdamW'
         if 'mask-rcnn' in config:
@@ -62,8 +67,14 @@ def test_builds_and_trains_one_step(config):
     size = 64
     if cfg.default_scope == 'mmdet':
         from mmdet.testing import demo_mm_inputs
-        packed = demo_mm_inputs(2, [[3, size, size]] * 2, num_items=[2, 3], num_classes=80,
-                                with_mask='mask-rcnn' in config)
+
+        packed = demo_mm_inputs(
+            2,
+            [[3, size, size]] * 2,
+            num_items=[2, 3],
+            num_classes=80,
+            with_mask='mask-rcnn' in config,
+        )
     else:
         packed = seg_batch(model.decode_head.num_classes, size)
     if cfg.default_scope == 'mmseg':
@@ -95,6 +106,5 @@ def test_shapes_config_learns_shapes_end_to_end(tool, shapes_data, tmp_path):
     the measured all-background prediction: aAcc 70.5 -> 83.3, mIoU ~20.8 both.)
     """
     untrained = untrained_checkpoint(SHAPES, str(tmp_path / 'untrained.pth'))
-    trained, baseline, metrics = train_and_test_on_fixed_set(tool, SHAPES, tmp_path, 40,
-                                                             untrained)
+    trained, baseline, metrics = train_and_test_on_fixed_set(tool, SHAPES, tmp_path, 40, untrained)
     assert_learned_shapes(trained, baseline, min_gain=20, metrics_json=metrics)

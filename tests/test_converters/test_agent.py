@@ -1,5 +1,6 @@
 """Agent-PVT / Agent-Swin converter against the committed fixture of official key names and
 shapes (read off LeapLabTHU/Agent-Attention's ImageNet models)."""
+
 import json
 import os.path as osp
 import subprocess
@@ -21,13 +22,20 @@ with open(osp.join(REPO, 'tests', 'data', 'agent_official_keys.json')) as f:
 def fake_official(name, seed=0):
     """An official-layout state dict with random values of the fixture's shapes."""
     g = torch.Generator().manual_seed(seed)
-    return {k: torch.randn(shape, generator=g) if shape else torch.randn((), generator=g)
-            for k, shape in FIXTURE[name].items()}
+    return {
+        k: torch.randn(shape, generator=g) if shape else torch.randn((), generator=g)
+        for k, shape in FIXTURE[name].items()
+    }
 
 
-@pytest.mark.parametrize('name,cls,arch', [
-    ('agent_pvt_tiny', AgentPVT, 'tiny'), ('agent_swin_tiny', AgentSwin, 'tiny'),
-    ('agent_swin_base', AgentSwin, 'base')])
+@pytest.mark.parametrize(
+    'name,cls,arch',
+    [
+        ('agent_pvt_tiny', AgentPVT, 'tiny'),
+        ('agent_swin_tiny', AgentSwin, 'tiny'),
+        ('agent_swin_base', AgentSwin, 'base'),
+    ],
+)
 def test_every_key_consumed_and_produced(name, cls, arch):
     sd = fake_official(name)
     out, report = convert_agent({'model': sd, 'epoch': 300})
@@ -41,16 +49,21 @@ def test_every_key_consumed_and_produced(name, cls, arch):
     dropped = set(report['dropped'])
     for k in sd:
         if k in dropped:
-            assert (k.startswith('head.') or k.startswith('norm.') or k.endswith('attn_mask')
-                    or k.endswith('relative_position_index')), k
+            assert (
+                k.startswith('head.')
+                or k.startswith('norm.')
+                or k.endswith('attn_mask')
+                or k.endswith('relative_position_index')
+            ), k
     consumed = set(sd) - dropped
     if name.startswith('agent_pvt'):
         # q and kv become one qkv; the rest maps one to one
         qkv = [k for k in consumed if '.attn.q.' in k or '.attn.kv.' in k]
         assert len(out) == len(consumed) - len(qkv) // 2
         k = 'layers.1.blocks.0.attn.qkv.weight'
-        torch.testing.assert_close(out[k], torch.cat([sd['block2.0.attn.q.weight'],
-                                                      sd['block2.0.attn.kv.weight']]))
+        torch.testing.assert_close(
+            out[k], torch.cat([sd['block2.0.attn.q.weight'], sd['block2.0.attn.kv.weight']])
+        )
         torch.testing.assert_close(out['layers.3.pos_embed'], sd['pos_embed4'])
     else:
         assert len(out) == len(consumed)
@@ -97,17 +110,24 @@ def test_cli_round_trip(tmp_path):
     src, dst = str(tmp_path / 'agent_swin_t.pth'), str(tmp_path / 'out.pth')
     torch.save({'model': fake_official('agent_swin_tiny')}, src)
     cli = osp.join(REPO, 'tools', 'model_converters', 'agent2mmattn.py')
-    proc = subprocess.run([sys.executable, cli, src, dst, '--family', 'swin', '--arch', 't'],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, cli, src, dst, '--family', 'swin', '--arch', 't'],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "type='mmattn.AgentSwin'" in proc.stdout
     ckpt = safe_load(dst)
     assert ckpt['meta']['arch'] == 'tiny' and 'state_dict' in ckpt
     model = AgentSwin(arch='t', init_cfg=dict(type='Pretrained', checkpoint=dst))
     model.init_weights()
-    torch.testing.assert_close(model.layers[0].blocks[0].attn.an_bias,
-                               ckpt['state_dict']['layers.0.blocks.0.attn.an_bias'])
-    bad = subprocess.run([sys.executable, cli, src, str(tmp_path / 'x.pth'), '--arch', 'b'],
-                         capture_output=True, text=True)
+    torch.testing.assert_close(
+        model.layers[0].blocks[0].attn.an_bias, ckpt['state_dict']['layers.0.blocks.0.attn.an_bias']
+    )
+    bad = subprocess.run(
+        [sys.executable, cli, src, str(tmp_path / 'x.pth'), '--arch', 'b'],
+        capture_output=True,
+        text=True,
+    )
     assert bad.returncode == 2 and 'error' in bad.stderr
     assert not osp.exists(tmp_path / 'x.pth')

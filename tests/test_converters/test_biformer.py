@@ -1,4 +1,5 @@
 """BiFormer converter against the committed fixture of official key names and shapes."""
+
 import importlib.util
 import json
 import os.path as osp
@@ -15,8 +16,12 @@ from mmattn.converters.biformer import (
 from mmattn.utils.checkpoint import safe_load, save_atomic
 
 FIXTURE = osp.join(osp.dirname(osp.dirname(__file__)), 'data', 'biformer_official_keys.json')
-CLI = osp.join(osp.dirname(osp.dirname(osp.dirname(__file__))), 'tools', 'model_converters',
-               'biformer2mmattn.py')
+CLI = osp.join(
+    osp.dirname(osp.dirname(osp.dirname(__file__))),
+    'tools',
+    'model_converters',
+    'biformer2mmattn.py',
+)
 VARIANTS = json.load(open(FIXTURE))['variants']
 
 
@@ -33,7 +38,8 @@ def test_every_key_consumed_and_produced(arch):
     assert report['arch'] == name
     # official keys: everything converted except the classifier head and the final norm
     assert sorted(report['dropped']) == sorted(
-        k for k in VARIANTS[arch] if k.startswith(('head.', 'norm.')))
+        k for k in VARIANTS[arch] if k.startswith(('head.', 'norm.'))
+    )
     assert len(sd) + len(report['dropped']) == len(VARIANTS[arch])
     # mmattn keys: all produced except the fresh output norms
     assert report['missing'] == [k for k in expected if k.startswith('norm') and k[4].isdigit()]
@@ -91,6 +97,7 @@ def test_cli(tmp_path):
 
 def test_converted_checkpoint_loads_through_init_cfg(tmp_path):
     from mmattn.models.backbones.biformer import BiFormer
+
     torch.manual_seed(0)
     official = {'model': {k: torch.randn(s) for k, s in VARIANTS['t'].items()}}
     src, dst = tmp_path / 'o.pth', tmp_path / 'c.pth'

@@ -1,5 +1,6 @@
 """CSWin-family converter against the committed fixture of official key names and shapes
 (``tests/data/cswin_official_keys.json``, read off the official model definitions)."""
+
 import functools
 import importlib.util
 import json
@@ -14,7 +15,8 @@ from mmattn.converters.cswin import ConversionError, build_target, convert_cswin
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DATA = osp.join(REPO, 'tests', 'data')
 _spec = importlib.util.spec_from_file_location(
-    'cswin2mmattn', osp.join(REPO, 'tools', 'model_converters', 'cswin2mmattn.py'))
+    'cswin2mmattn', osp.join(REPO, 'tools', 'model_converters', 'cswin2mmattn.py')
+)
 _cli = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_cli)
 with open(osp.join(DATA, 'cswin_official_keys.json')) as f:
@@ -43,8 +45,9 @@ def test_every_key_consumed_and_produced(name):
     family, arch = name.split('-')
     sd = fake_official(name, device='meta')
     expected = expected_shapes(name)
-    out, report = convert_cswin({'model': sd, 'epoch': 299}, arch=arch, family=family,
-                                expected=expected)
+    out, report = convert_cswin(
+        {'model': sd, 'epoch': 299}, arch=arch, family=family, expected=expected
+    )
     assert report['arch'].startswith(arch) and report['family'] == family
     assert sorted(report['dropped']) == ['head.bias', 'head.weight', 'norm.bias', 'norm.weight']
     assert set(out) | set(report['new']) == set(expected)
@@ -57,13 +60,20 @@ def test_every_key_consumed_and_produced(name):
     if family == 'agent':
         assert report['agent_nums'] == [9, 16, 49, 49]
     else:
-        assert report['attn_cfgs'][0] == dict(type='FocusedLinearAttention',
-                                              lepe_kernel_size=3, kernel_size=5)
+        assert report['attn_cfgs'][0] == dict(
+            type='FocusedLinearAttention', lepe_kernel_size=3, kernel_size=5
+        )
     # every official key consumed or dropped: linear qkv -> q + kv, two CSWin get_v -> lepe
-    split = sum(k.endswith('qkv.weight') or k.endswith('qkv.bias')
-                for k in sd if re.match(r'stage[12]\.', k)) if family == 'flatten' else 0
-    merged = sum(k.endswith('attns.1.get_v.weight') or k.endswith('attns.1.get_v.bias')
-                 for k in sd)
+    split = (
+        sum(
+            k.endswith('qkv.weight') or k.endswith('qkv.bias')
+            for k in sd
+            if re.match(r'stage[12]\.', k)
+        )
+        if family == 'flatten'
+        else 0
+    )
+    merged = sum(k.endswith('attns.1.get_v.weight') or k.endswith('attns.1.get_v.bias') for k in sd)
     assert len(out) == len(sd) - len(report['dropped']) + split - merged
 
 
@@ -73,21 +83,26 @@ def test_values_moved():
     qkv = sd['stage1.1.qkv.weight']
     assert torch.equal(out['stages.0.blocks.1.attn.q.weight'], qkv[:64])
     assert torch.equal(out['stages.0.blocks.1.attn.kv.weight'], qkv[64:])
-    assert torch.equal(out['stages.0.blocks.1.attn.lepe.weight'],
-                       sd['stage1.1.attns.0.get_v.weight'])
-    assert torch.equal(out['stages.0.blocks.1.attn.positional_encoding'],
-                       sd['stage1.1.attns.0.positional_encoding'])
+    assert torch.equal(
+        out['stages.0.blocks.1.attn.lepe.weight'], sd['stage1.1.attns.0.get_v.weight']
+    )
+    assert torch.equal(
+        out['stages.0.blocks.1.attn.positional_encoding'],
+        sd['stage1.1.attns.0.positional_encoding'],
+    )
     lepe = out['stages.2.blocks.3.attn.lepe.bias']
     assert torch.equal(lepe[:128], sd['stage3.3.attns.0.get_v.bias'])
     assert torch.equal(lepe[128:], sd['stage3.3.attns.1.get_v.bias'])
-    assert torch.equal(out['stages.3.blocks.0.attn.lepe.weight'],
-                       sd['stage4.0.attns.0.get_v.weight'])  # global: one branch
+    assert torch.equal(
+        out['stages.3.blocks.0.attn.lepe.weight'], sd['stage4.0.attns.0.get_v.weight']
+    )  # global: one branch
     assert torch.equal(out['stages.2.merge.proj.weight'], sd['merge2.conv.weight'])
     assert torch.equal(out['patch_embed.norm.bias'], sd['stage1_conv_embed.2.bias'])
     sd = fake_official('agent-t')
     out, _ = convert_cswin(sd, expected=expected_shapes('agent-t'))
-    assert torch.equal(out['stages.1.blocks.3.attn.dwc.weight'],
-                       sd['stage2.3.attns.0.get_v.weight'])
+    assert torch.equal(
+        out['stages.1.blocks.3.attn.dwc.weight'], sd['stage2.3.attns.0.get_v.weight']
+    )
     assert torch.equal(out['stages.1.blocks.3.attn.qkv.weight'], sd['stage2.3.qkv.weight'])
     assert torch.equal(out['stages.0.blocks.0.attn.wa_bias'], sd['stage1.0.attns.0.wa_bias'])
 
@@ -103,14 +118,23 @@ def test_converted_checkpoint_loads_and_runs():
     assert all(torch.isfinite(o).all() for o in outs)
 
 
-@pytest.mark.parametrize('mutate, match', [
-    (lambda sd: sd.pop('stage2.1.proj.weight'), 'missing'),
-    (lambda sd: sd.update({'stage2.1.extra.weight': torch.zeros(1)}), 'unused'),
-    (lambda sd: sd.update({'stage3.0.attns.0.get_v.weight': torch.zeros(
-        64, 1, 3, 3, device='meta')}), 'shape'),
-    (lambda sd: [sd.pop(k) for k in list(sd) if k.startswith('stage3.17.')],
-     'matches no variant'),
-])
+@pytest.mark.parametrize(
+    'mutate, match',
+    [
+        (lambda sd: sd.pop('stage2.1.proj.weight'), 'missing'),
+        (lambda sd: sd.update({'stage2.1.extra.weight': torch.zeros(1)}), 'unused'),
+        (
+            lambda sd: sd.update(
+                {'stage3.0.attns.0.get_v.weight': torch.zeros(64, 1, 3, 3, device='meta')}
+            ),
+            'shape',
+        ),
+        (
+            lambda sd: [sd.pop(k) for k in list(sd) if k.startswith('stage3.17.')],
+            'matches no variant',
+        ),
+    ],
+)
 def test_refuses_incomplete_or_foreign(mutate, match):
     sd = fake_official('agent-t', 'meta')
     mutate(sd)
@@ -139,5 +163,6 @@ def test_cli_writes_nothing_on_refusal(tmp_path, capsys):
     assert _cli.main([str(src), str(dst), '--family', 'agent', '--arch', 't']) == 0
     saved = torch.load(dst, weights_only=True)
     assert saved['meta']['arch'] == 'tiny' and saved['meta']['agent_nums'] == [9, 16, 49, 49]
-    assert torch.equal(saved['state_dict']['stages.0.blocks.0.attn.an_bias'],
-                       sd['stage1.0.attns.0.an_bias'])
+    assert torch.equal(
+        saved['state_dict']['stages.0.blocks.0.attn.an_bias'], sd['stage1.0.attns.0.an_bias']
+    )

@@ -1,4 +1,5 @@
 """The EANet converter against the official checkpoint layout (committed key/shape fixture)."""
+
 import json
 import os.path as osp
 
@@ -9,16 +10,24 @@ from mmattn.converters.eanet import ConversionError, convert_eanet, expected_key
 from mmattn.utils.checkpoint import safe_load
 
 FIXTURE = osp.join(osp.dirname(osp.dirname(__file__)), 'data', 'eanet_r101_official_keys.json')
-CONFIG = osp.join(osp.dirname(osp.dirname(osp.dirname(__file__))), 'configs',
-                  'external_attention', 'eanet_r101-d8-official_4xb4-45k_voc12aug-512x512.py')
+CONFIG = osp.join(
+    osp.dirname(osp.dirname(osp.dirname(__file__))),
+    'configs',
+    'external_attention',
+    'eanet_r101-d8-official_4xb4-45k_voc12aug-512x512.py',
+)
 
 
 def _official_sd():
     """A state dict with the official names and shapes; zero-stride tensors cost no memory."""
     with open(FIXTURE) as f:
         shapes = json.load(f)
-    return {k: torch.zeros((), dtype=torch.long if k.endswith('num_batches_tracked')
-                           else torch.float32).expand(s) for k, s in shapes.items()}
+    return {
+        k: torch.zeros(
+            (), dtype=torch.long if k.endswith('num_batches_tracked') else torch.float32
+        ).expand(s)
+        for k, s in shapes.items()
+    }
 
 
 def test_every_key_mapped_and_matches_the_mmseg_model():
@@ -27,6 +36,7 @@ def test_every_key_mapped_and_matches_the_mmseg_model():
     from mmseg.utils import register_all_modules
 
     import mmattn.seg  # noqa: F401
+
     register_all_modules()
     sd, report = convert_eanet({'net': _official_sd()})
     assert report['depth'] == 101 and report['num_classes'] == 21
@@ -41,20 +51,28 @@ def test_every_key_mapped_and_matches_the_mmseg_model():
 
 
 def test_module_prefix_and_missing_num_batches_tracked():
-    src = {f'module.{k}': v for k, v in _official_sd().items()
-           if not k.endswith('num_batches_tracked')}
+    src = {
+        f'module.{k}': v for k, v in _official_sd().items() if not k.endswith('num_batches_tracked')
+    }
     sd, report = convert_eanet({'net': src}, depth=101)
     assert len(report['filled']) > 0 and set(sd) == set(expected_keys(101))
 
 
-@pytest.mark.parametrize('mutate,match', [
-    (lambda c: {'model': c['net']}, 'expected a dict with a "net"'),
-    (lambda c: {'net': {k: v for k, v in c['net'].items() if not k.startswith('linu.')}},
-     'not an EANet'),
-    (lambda c: {'net': {k: v for k, v in c['net'].items() if k != 'fc1.0.conv.weight'}},
-     'missing'),
-    (lambda c: {'net': dict(c['net'], **{'extractor.8.weight': torch.zeros(1)})}, 'unused'),
-])
+@pytest.mark.parametrize(
+    'mutate,match',
+    [
+        (lambda c: {'model': c['net']}, 'expected a dict with a "net"'),
+        (
+            lambda c: {'net': {k: v for k, v in c['net'].items() if not k.startswith('linu.')}},
+            'not an EANet',
+        ),
+        (
+            lambda c: {'net': {k: v for k, v in c['net'].items() if k != 'fc1.0.conv.weight'}},
+            'missing',
+        ),
+        (lambda c: {'net': dict(c['net'], **{'extractor.8.weight': torch.zeros(1)})}, 'unused'),
+    ],
+)
 def test_refuses_foreign_or_partial(mutate, match):
     with pytest.raises(ConversionError, match=match):
         convert_eanet(mutate({'net': _official_sd()}))

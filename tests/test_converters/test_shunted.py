@@ -1,4 +1,5 @@
 """Shunted converter against the committed fixture of official key names and shapes."""
+
 import argparse
 import importlib.util
 import json
@@ -13,7 +14,8 @@ from mmattn.models.backbones.shunted import ShuntedTransformer
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 FIXTURE = osp.join(REPO, 'tests', 'data', 'shunted_official_keys.json')
 _spec = importlib.util.spec_from_file_location(
-    'shunted2mmattn', osp.join(REPO, 'tools', 'model_converters', 'shunted2mmattn.py'))
+    'shunted2mmattn', osp.join(REPO, 'tools', 'model_converters', 'shunted2mmattn.py')
+)
 _cli = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_cli)
 cli_main = _cli.main
@@ -24,12 +26,15 @@ with open(FIXTURE) as f:
 def fake_official(name):
     """A state dict with the official names and shapes (random values)."""
     g = torch.Generator().manual_seed(0)
-    return {k: (torch.tensor(3) if not shape else torch.randn(shape, generator=g))
-            for k, shape in OFFICIAL[name].items()}
+    return {
+        k: (torch.tensor(3) if not shape else torch.randn(shape, generator=g))
+        for k, shape in OFFICIAL[name].items()
+    }
 
 
-@pytest.mark.parametrize('name,arch', [('shunted_t', 'tiny'), ('shunted_s', 'small'),
-                                       ('shunted_b', 'base')])
+@pytest.mark.parametrize(
+    'name,arch', [('shunted_t', 'tiny'), ('shunted_s', 'small'), ('shunted_b', 'base')]
+)
 def test_every_key_consumed_and_produced(name, arch):
     sd = fake_official(name)
     out, report = convert_shunted({'model': sd, 'epoch': 299}, arch=arch[0])

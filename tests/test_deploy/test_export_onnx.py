@@ -1,5 +1,6 @@
 """ONNX export: export-only paths equal the eager ops; exported files give PyTorch's results in
 stock onnxruntime at the export size and at another size; bad input gets one ``error:`` line."""
+
 import os.path as osp
 
 import pytest
@@ -22,8 +23,9 @@ ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TOOL = osp.join(ROOT, 'tools', 'deployment', 'export_onnx.py')
 
 
-@pytest.mark.parametrize('mode,align', [('nearest', None), ('bilinear', False),
-                                        ('bilinear', True), ('bicubic', False)])
+@pytest.mark.parametrize(
+    'mode,align', [('nearest', None), ('bilinear', False), ('bilinear', True), ('bicubic', False)]
+)
 @pytest.mark.parametrize('factor', [2, 4.0, (2, 3)])
 def test_integral_scale_interpolate_equals_eager(mode, align, factor):
     x = torch.randn(2, 3, 7, 5, dtype=torch.float64)
@@ -35,13 +37,17 @@ def test_integral_scale_interpolate_equals_eager(mode, align, factor):
 
 def test_integral_scale_interpolate_passes_other_calls_through():
     x = torch.randn(1, 2, 9, 6)
-    for kw in (dict(scale_factor=0.5), dict(scale_factor=1.5, mode='bilinear'),
-               dict(size=(4, 11), mode='bilinear')):
+    for kw in (
+        dict(scale_factor=0.5),
+        dict(scale_factor=1.5, mode='bilinear'),
+        dict(size=(4, 11), mode='bilinear'),
+    ):
         assert torch.equal(integral_scale_interpolate(x, **kw), F.interpolate(x, **kw))
 
 
 def _load_tool():
     import importlib.util
+
     spec = importlib.util.spec_from_file_location('export_onnx_tool', TOOL)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
@@ -85,29 +91,39 @@ def _export_and_verify(tmp_path, config, mode, shapes):
 @pytest.mark.timeout(900)
 def test_segmentor_end2end_biformer(tmp_path):
     """BiFormer: top-k routing, region gathers, region padding that follows the size."""
-    rows = _export_and_verify(tmp_path, 'configs/shapes/fpn_biformer-nano_shapes.py',
-                              'end2end', [(128, 160), (160, 96)])
+    rows = _export_and_verify(
+        tmp_path, 'configs/shapes/fpn_biformer-nano_shapes.py', 'end2end', [(128, 160), (160, 96)]
+    )
     for row in rows:
         assert row['equal_pixels'] >= 0.995, row
 
 
 @pytest.mark.timeout(900)
-@pytest.mark.parametrize('config', [
-    pytest.param(  # agent bias resizes, agent pooling, window padding
-        'configs/shapes/fpn_agent-swin-tiny_shapes.py',
-        marks=pytest.mark.xfail(strict=True, reason='exact at the export size, 10-16% off at '
-                                'other sizes in onnxruntime: cause not found yet (issue 26)')),
-    'configs/shapes/fpn_flatten-pvt-nano_shapes.py',  # fp32 island, per-call order choice
-    'configs/shapes/fpn_shunted-nano_shapes.py',  # multi-rate reductions
-])
+@pytest.mark.parametrize(
+    'config',
+    [
+        pytest.param(  # agent bias resizes, agent pooling, window padding
+            'configs/shapes/fpn_agent-swin-tiny_shapes.py',
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason='exact at the export size, 10-16% off at '
+                'other sizes in onnxruntime: cause not found yet (issue 26)',
+            ),
+        ),
+        'configs/shapes/fpn_flatten-pvt-nano_shapes.py',  # fp32 island, per-call order choice
+        'configs/shapes/fpn_shunted-nano_shapes.py',  # multi-rate reductions
+    ],
+)
 def test_tensor_mode_per_family(tmp_path, config):
     rows = _export_and_verify(tmp_path, config, 'tensor', [(128, 160), (160, 96)])
     for row in rows:
         assert row['max_rel_diff'] <= 1e-4, row
 
 
-@pytest.mark.parametrize('hw,out', [((7, 5), (3, 3)), ((12, 10), (4, 4)), ((9, 16), (7, 5)),
-                                    ((5, 6), 2), ((8, 9), (None, 4))])
+@pytest.mark.parametrize(
+    'hw,out',
+    [((7, 5), (3, 3)), ((12, 10), (4, 4)), ((9, 16), (7, 5)), ((5, 6), 2), ((8, 9), (None, 4))],
+)
 def test_matrix_adaptive_avg_pool2d_equals_eager(hw, out):
     x = torch.randn(2, 3, *hw, dtype=torch.float64)
     ref = F.adaptive_avg_pool2d(x, out)
@@ -116,12 +132,14 @@ def test_matrix_adaptive_avg_pool2d_equals_eager(hw, out):
     torch.testing.assert_close(got, ref, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize('factor,mode,align', [(2, 'bilinear', False), (4, 'nearest', None),
-                                               (1.5, 'bilinear', False)])
+@pytest.mark.parametrize(
+    'factor,mode,align', [(2, 'bilinear', False), (4, 'nearest', None), (1.5, 'bilinear', False)]
+)
 def test_mmseg_upsample_forward_equals_eager(factor, mode, align):
     from mmseg.models.utils import Upsample
 
     from mmattn.deploy.onnx_export import _export_patches
+
     up = Upsample(scale_factor=factor, mode=mode, align_corners=align)
     x = torch.randn(1, 2, 5, 7, dtype=torch.float64)
     ref = up(x)

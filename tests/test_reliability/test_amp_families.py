@@ -6,6 +6,7 @@ normal input scale and with inputs scaled x30 (images far outside the normalised
 case that breaks a linear-attention normaliser computed in half precision). One run goes
 through ``tools/train.py --amp`` as a user would.
 """
+
 import glob
 import json
 import math
@@ -22,12 +23,14 @@ SCALES = (1.0, 30.0)
 def _batch(batch_size=2, size=64, seed=0):
     from mmengine.structures import PixelData
     from mmseg.structures import SegDataSample
+
     g = torch.Generator().manual_seed(seed)
     inputs, samples = [], []
     for _ in range(batch_size):
         inputs.append(torch.randint(0, 256, (3, size, size), generator=g, dtype=torch.uint8))
-        s = SegDataSample(metainfo=dict(img_shape=(size, size), ori_shape=(size, size),
-                                        pad_shape=(size, size)))
+        s = SegDataSample(
+            metainfo=dict(img_shape=(size, size), ori_shape=(size, size), pad_shape=(size, size))
+        )
         s.gt_sem_seg = PixelData(data=torch.randint(0, 4, (1, size, size), generator=g))
         samples.append(s)
     return dict(inputs=inputs, data_samples=samples)
@@ -38,12 +41,18 @@ def test_amp_training_steps_finite(family, tmp_path):
     from mmengine.optim import build_optim_wrapper
 
     import mmattn.engine  # noqa: F401  (registers CPUAmpOptimWrapper)
+
     assert family in landed()
     model = build_model(family, tmp_path)
     model.train()
-    wrapper = build_optim_wrapper(model, dict(
-        type='mmattn.CPUAmpOptimWrapper', dtype='bfloat16',
-        optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.01)))
+    wrapper = build_optim_wrapper(
+        model,
+        dict(
+            type='mmattn.CPUAmpOptimWrapper',
+            dtype='bfloat16',
+            optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.01),
+        ),
+    )
     bad = []
     for scale in SCALES:
         for step in range(STEPS):
@@ -68,7 +77,7 @@ def test_amp_training_steps_finite(family, tmp_path):
 
 #: Half of a unit in the last place, relative (mantissa bits 7 / 10), and half the smallest
 #: subnormal step (absolute, for results below the normal range).
-HALF_ULP = {torch.bfloat16: (2. ** -8, 2. ** -134), torch.float16: (2. ** -11, 2. ** -25)}
+HALF_ULP = {torch.bfloat16: (2.0**-8, 2.0**-134), torch.float16: (2.0**-11, 2.0**-25)}
 
 
 @pytest.mark.parametrize('dtype', [torch.bfloat16, torch.float16])
@@ -87,13 +96,16 @@ def test_linear_attention_fp32_islands(dtype):
     """
     from mmattn.models.attentions.external_attention import MultiHeadExternalAttention
     from mmattn.models.attentions.focused_linear_attention import FocusedLinearAttention
+
     torch.manual_seed(0)
     hw = (48, 40)  # 1920 tokens, not a square
     tol = 4 * HALF_ULP[dtype][0]
-    for scale in (1., 200.):
+    for scale in (1.0, 200.0):
         x = torch.randn(2, hw[0] * hw[1], 32) * scale
-        for op in (FocusedLinearAttention(32, num_heads=2).eval(),
-                   MultiHeadExternalAttention(32, num_heads=2, num_slots=16).eval()):
+        for op in (
+            FocusedLinearAttention(32, num_heads=2).eval(),
+            MultiHeadExternalAttention(32, num_heads=2, num_slots=16).eval(),
+        ):
             ref = op(x, hw)
             with torch.autocast('cpu', dtype=dtype):
                 out = op(x, hw)
@@ -107,7 +119,7 @@ def _within_half_ulp(out: torch.Tensor, ref: torch.Tensor, dtype) -> torch.Tenso
     rtol, atol = HALF_ULP[dtype]
     # 2^-20 of slack: an fp32 path that rounds differently from ``ref`` (e.g. another summation
     # order) may land on the other side of a half-precision rounding boundary.
-    return (out.float() - ref).abs() <= (rtol + 2. ** -20) * ref.abs() + atol
+    return (out.float() - ref).abs() <= (rtol + 2.0**-20) * ref.abs() + atol
 
 
 @pytest.mark.parametrize('dtype', [torch.bfloat16, torch.float16])
@@ -121,6 +133,7 @@ def test_double_normalise_rounds_once(dtype):
     (softmax values over 1920 tokens are ~1e-4 to 1e-9), so it breaks this bound.
     """
     from mmattn.models.attentions.external_attention import double_normalise
+
     g = torch.Generator().manual_seed(0)
     logits = (torch.randn(2, 1920, 16, generator=g) * 3).to(dtype)
     with torch.autocast('cpu', dtype=dtype):
@@ -141,11 +154,17 @@ def test_train_py_amp_flag(shapes_data, tmp_path, tool):
     """``tools/train.py --amp`` on CPU: bf16 autocast, finite losses over a few iterations."""
     family = landed()[0]
     cfg = tmp_path / 'amp.py'
-    cfg.write_text(config_text(family, extra=(
-        'train_cfg = dict(max_iters=4, val_interval=1000)\n'
-        'train_dataloader = dict(batch_size=2)\n'
-        'val_cfg = None\nval_dataloader = None\nval_evaluator = None\n'
-        'default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval=1000))\n')))
+    cfg.write_text(
+        config_text(
+            family,
+            extra=(
+                'train_cfg = dict(max_iters=4, val_interval=1000)\n'
+                'train_dataloader = dict(batch_size=2)\n'
+                'val_cfg = None\nval_dataloader = None\nval_evaluator = None\n'
+                'default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval=1000))\n'
+            ),
+        )
+    )
     work = tmp_path / 'work'
     proc = tool('train.py', cfg, '--work-dir', work, '--amp')
     assert 'CPUAmpOptimWrapper' in (proc.stdout + proc.stderr)
@@ -161,11 +180,20 @@ def test_train_py_amp_flag_mask_rcnn(shapes_data, tmp_path, tool):
     """``--amp`` on a CPU detector: mmcv's NMS / RoIAlign have no bf16 kernels, so train.py
     autocasts the backbone and neck only; Mask R-CNN with an attention backbone then trains."""
     work = tmp_path / 'work'
-    tool('train.py', osp.join(REPO, 'configs/shapes/mask-rcnn_agent-pvt-tiny_fpn_shapes.py'),
-         '--work-dir', work, '--amp', '--cfg-options', 'train_cfg.max_iters=3',
-         'train_cfg.val_interval=1000', 'default_hooks.logger.interval=1',
-         'default_hooks.checkpoint.interval=1000')
+    tool(
+        'train.py',
+        osp.join(REPO, 'configs/shapes/mask-rcnn_agent-pvt-tiny_fpn_shapes.py'),
+        '--work-dir',
+        work,
+        '--amp',
+        '--cfg-options',
+        'train_cfg.max_iters=3',
+        'train_cfg.val_interval=1000',
+        'default_hooks.logger.interval=1',
+        'default_hooks.checkpoint.interval=1000',
+    )
     from mmengine.config import Config
+
     dumped = Config.fromfile(str(work / 'mask-rcnn_agent-pvt-tiny_fpn_shapes.py'))
     assert dumped.optim_wrapper.type == 'mmattn.CPUAmpOptimWrapper'
     assert tuple(dumped.optim_wrapper.autocast_modules) == ('backbone', 'neck')
@@ -199,9 +227,11 @@ class _Detector(torch.nn.Module):
 
 def _wrapper(**kwargs):
     from mmattn.engine.optim_wrapper import CPUAmpOptimWrapper
+
     model = _Detector(**kwargs.pop('model', {}))
-    return model, CPUAmpOptimWrapper(optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
-                                     **kwargs)
+    return model, CPUAmpOptimWrapper(
+        optimizer=torch.optim.SGD(model.parameters(), lr=0.1), **kwargs
+    )
 
 
 def test_cpu_amp_autocast_modules_scope():
@@ -212,8 +242,7 @@ def test_cpu_amp_autocast_modules_scope():
         out = model(torch.randn(2, 4))
     assert raw == [torch.bfloat16]
     # inside the scoped modules the matmuls ran in bf16; what leaves them is fp32 again
-    assert model.seen == {'backbone': torch.float32, 'neck': torch.float32,
-                          'head_autocast': False}
+    assert model.seen == {'backbone': torch.float32, 'neck': torch.float32, 'head_autocast': False}
     assert out.dtype == torch.float32
     assert not torch.is_autocast_enabled('cpu')
     assert len(model.backbone._forward_hooks) == 1 and not model.backbone._forward_pre_hooks

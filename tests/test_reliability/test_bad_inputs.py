@@ -6,6 +6,7 @@ checkpoint cases that fail inside the runner run the tool in a subprocess. Every
 exit status 2, exactly one stderr line ``error: ...`` naming what is wrong and where, with a
 hint of what to do, and an unchanged file tree (data, configs, checkpoints, work dir).
 """
+
 import hashlib
 import importlib.util
 import json
@@ -23,8 +24,9 @@ CATALOGUE = []  # names of the error cases that ran (the count is printed by the
 
 
 def _tool(name):
-    spec = importlib.util.spec_from_file_location(f'_mmattn_tool_{name}',
-                                                  osp.join(REPO, 'tools', f'{name}.py'))
+    spec = importlib.util.spec_from_file_location(
+        f'_mmattn_tool_{name}', osp.join(REPO, 'tools', f'{name}.py')
+    )
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
@@ -44,6 +46,7 @@ def _snapshot(*roots):
 def expect_error(capsys, tool, argv, *needles, roots=()):
     """Run ``tool.main(argv)`` as the command line does; check the one-line error."""
     from mmattn.utils.cli import user_errors
+
     mod = _tool(tool)
     before = _snapshot(*roots)
     capsys.readouterr()
@@ -63,6 +66,7 @@ def expect_error(capsys, tool, argv, *needles, roots=()):
 
 # ----------------------------------------------------------------------------- datasets
 
+
 def _write_coco(root, n=3, size=64, gray=(), sixteen=()):
     os.makedirs(osp.join(root, 'img'), exist_ok=True)
     rng = np.random.default_rng(0)
@@ -73,12 +77,20 @@ def _write_coco(root, n=3, size=64, gray=(), sixteen=()):
         if i in gray:
             img = img[..., 0]
         if i in sixteen:
-            img = (img.astype(np.uint16) * 16)
+            img = img.astype(np.uint16) * 16
         cv2.imwrite(osp.join(root, 'img', name), img)
         images.append(dict(id=i + 1, file_name=name, width=size, height=size))
-        anns.append(dict(id=i + 1, image_id=i + 1, category_id=1 + i % 3, iscrowd=0,
-                         bbox=[8, 8, 20, 24], area=480.,
-                         segmentation=[[8, 8, 28, 8, 28, 32, 8, 32]]))
+        anns.append(
+            dict(
+                id=i + 1,
+                image_id=i + 1,
+                category_id=1 + i % 3,
+                iscrowd=0,
+                bbox=[8, 8, 20, 24],
+                area=480.0,
+                segmentation=[[8, 8, 28, 8, 28, 32, 8, 32]],
+            )
+        )
     cats = [dict(id=1, name='circle'), dict(id=2, name='rectangle'), dict(id=3, name='triangle')]
     data = dict(images=images, annotations=anns, categories=cats)
     with open(osp.join(root, 'ann.json'), 'w') as f:
@@ -94,12 +106,13 @@ def _coco_cfg(tmp_path, root):
     cfg = tmp_path / 'det.py'
     ds = f"dict(data_root={root + '/'!r}, ann_file='ann.json', data_prefix=dict(img='img/'))"
     cfg.write_text(
-        f"_base_ = {osp.join(REPO, 'configs/shapes/mask-rcnn_r18_fpn_shapes.py')!r}\n"
+        f'_base_ = {osp.join(REPO, "configs/shapes/mask-rcnn_r18_fpn_shapes.py")!r}\n'
         f'train_dataloader = dict(dataset={ds})\n'
         f'val_dataloader = dict(dataset={ds})\n'
         f'test_dataloader = val_dataloader\n'
-        f"val_evaluator = dict(ann_file={root + '/ann.json'!r})\n"
-        f'test_evaluator = val_evaluator\n' + _SHORT)
+        f'val_evaluator = dict(ann_file={root + "/ann.json"!r})\n'
+        f'test_evaluator = val_evaluator\n' + _SHORT
+    )
     return cfg
 
 
@@ -117,8 +130,9 @@ def _rewrite(root, data):
 
 def _train(capsys, cfg, root, tmp_path, *needles, extra=()):
     work = tmp_path / 'work'
-    line = expect_error(capsys, 'train', [cfg, '--work-dir', work, *extra], *needles,
-                        roots=(root, str(cfg)))
+    line = expect_error(
+        capsys, 'train', [cfg, '--work-dir', work, *extra], *needles, roots=(root, str(cfg))
+    )
     assert not work.exists() or not any(p.suffix == '.pth' for p in work.rglob('*'))
     return line
 
@@ -138,7 +152,7 @@ def test_image_corrupt(capsys, coco, tmp_path):
 
 def test_image_16bit(capsys, tmp_path):
     root = str(tmp_path / 'coco')
-    _write_coco(root, sixteen=(1, ))
+    _write_coco(root, sixteen=(1,))
     cfg = _coco_cfg(tmp_path, root)
     _train(capsys, cfg, root, tmp_path, '001.png', '16-bit', 'convert it to 8-bit')
 
@@ -149,8 +163,9 @@ def test_image_grayscale_is_accepted(tmp_path):
     from mmengine.config import Config
 
     from mmattn.engine.run import preflight
+
     root = str(tmp_path / 'coco')
-    _write_coco(root, gray=(0, ))
+    _write_coco(root, gray=(0,))
     preflight(Config.fromfile(str(_coco_cfg(tmp_path, root))))
     img = LoadImageFromFile()(dict(img_path=osp.join(root, 'img', '000.jpg')))['img']
     assert img.shape == (64, 64, 3)
@@ -212,10 +227,14 @@ def _write_seg(root, n=2, size=48, label_max=4):
     for sub in ('images/training', 'annotations/training'):
         os.makedirs(osp.join(root, sub), exist_ok=True)
     for i in range(n):
-        cv2.imwrite(osp.join(root, 'images/training', f'{i}.jpg'),
-                    rng.integers(0, 255, (size, size, 3), dtype=np.uint8))
-        cv2.imwrite(osp.join(root, 'annotations/training', f'{i}.png'),
-                    rng.integers(0, label_max + 1, (size, size), dtype=np.uint8))
+        cv2.imwrite(
+            osp.join(root, 'images/training', f'{i}.jpg'),
+            rng.integers(0, 255, (size, size, 3), dtype=np.uint8),
+        )
+        cv2.imwrite(
+            osp.join(root, 'annotations/training', f'{i}.png'),
+            rng.integers(0, label_max + 1, (size, size), dtype=np.uint8),
+        )
 
 
 @pytest.fixture
@@ -224,10 +243,11 @@ def seg(tmp_path):
     _write_seg(root)
     cfg = tmp_path / 'seg.py'
     cfg.write_text(
-        f"_base_ = {osp.join(REPO, 'configs/shapes/fpn_r18_shapes.py')!r}\n"
+        f'_base_ = {osp.join(REPO, "configs/shapes/fpn_r18_shapes.py")!r}\n'
         f'train_dataloader = dict(dataset=dict(data_root={root!r}))\n'
         f'val_dataloader = dict(dataset=dict(data_root={root!r}, data_prefix=dict('
-        f"img_path='images/training', seg_map_path='annotations/training')))\n" + _SHORT)
+        f"img_path='images/training', seg_map_path='annotations/training')))\n" + _SHORT
+    )
     return root, cfg
 
 
@@ -266,8 +286,10 @@ def test_label_map_rgb(capsys, seg, tmp_path):
 
 # ----------------------------------------------------------------------- model config
 
+
 def _family_cfg(tmp_path, family='shunted', backbone_extra=''):
     from reliability_families import config_text
+
     cfg = tmp_path / f'{family}.py'
     cfg.write_text(config_text(family, extra=_SHORT, backbone_extra=backbone_extra))
     return cfg
@@ -275,28 +297,35 @@ def _family_cfg(tmp_path, family='shunted', backbone_extra=''):
 
 def test_unknown_backbone_type_lists_valid(capsys, shapes_data, tmp_path):
     cfg = tmp_path / 'typo.py'
-    cfg.write_text(_family_cfg(tmp_path).read_text().replace('ShuntedTransformer',
-                                                             'ShuntedTransfomer'))
+    cfg.write_text(
+        _family_cfg(tmp_path).read_text().replace('ShuntedTransformer', 'ShuntedTransfomer')
+    )
     line = _train(capsys, cfg, str(cfg), tmp_path, 'mmattn.ShuntedTransfomer', 'valid')
     assert 'ShuntedTransformer' in line and 'BiFormer' in line
 
 
 def test_unknown_arch_name_lists_valid(capsys, shapes_data, tmp_path):
     cfg = _family_cfg(tmp_path, 'biformer')
-    cfg.write_text(cfg.read_text().replace(
-        "arch={'embed_dims': [32, 64, 96, 128], 'depths': [1, 1, 2, 1], "
-        "'topks': [1, 4, 16, -2]}", "arch='tinny'"))
+    cfg.write_text(
+        cfg.read_text().replace(
+            "arch={'embed_dims': [32, 64, 96, 128], 'depths': [1, 1, 2, 1], "
+            "'topks': [1, 4, 16, -2]}",
+            "arch='tinny'",
+        )
+    )
     line = _train(capsys, cfg, str(cfg), tmp_path, 'tinny', 'model.backbone')
     assert "'tiny'" in line and "'small'" in line
 
 
 def test_unknown_attention_type_lists_valid(capsys, shapes_data, tmp_path):
-    cfg = _family_cfg(tmp_path, 'flatten-pvt',
-                      backbone_extra=", attn_cfgs=dict(type='FocusedLinearAtention')")
+    cfg = _family_cfg(
+        tmp_path, 'flatten-pvt', backbone_extra=", attn_cfgs=dict(type='FocusedLinearAtention')"
+    )
     line = _train(capsys, cfg, str(cfg), tmp_path, 'FocusedLinearAtention', 'model.backbone')
     assert 'FocusedLinearAttention' in line and 'ShiftWindowMSA' in line
 
     from mmattn.registry import build_module
+
     with pytest.raises(KeyError, match='AgentAtention.*registered types are:.*AgentAttention'):
         build_module(dict(type='AgentAtention', embed_dims=32))
     CATALOGUE.append('build_module(type=AgentAtention)')
@@ -309,8 +338,15 @@ def test_out_indices_out_of_range(capsys, shapes_data, tmp_path):
 
 def test_cfg_options_key_misspelt(capsys, shapes_data, tmp_path):
     cfg = osp.join(REPO, 'configs/shapes/fpn_r18_shapes.py')
-    _train(capsys, cfg, cfg, tmp_path, 'train_cfg.max_iter', "did you mean 'max_iters'",
-           extra=('--cfg-options', 'train_cfg.max_iter=5'))
+    _train(
+        capsys,
+        cfg,
+        cfg,
+        tmp_path,
+        'train_cfg.max_iter',
+        "did you mean 'max_iters'",
+        extra=('--cfg-options', 'train_cfg.max_iter=5'),
+    )
 
 
 # Input smaller than the total stride (32): per family, either the one-line ValueError it is
@@ -335,6 +371,7 @@ SMALL_INPUT_OUTCOME = {
 @pytest.mark.parametrize('family', list(SMALL_INPUT_OUTCOME))
 def test_input_smaller_than_stride(family):
     from mmattn.registry import MODELS
+
     bb, channels = FAMILIES[family]
     model = MODELS.build(dict(bb, type=bb['type'].split('.')[1])).eval()
     kind, expected = SMALL_INPUT_OUTCOME[family]
@@ -363,6 +400,7 @@ def test_small_input_outcomes_cover_every_family():
 def test_non_divisible_sizes_work(family):
     """97x131 is not a multiple of any patch, window or region size: must work."""
     from mmattn.registry import MODELS
+
     assert family in landed()
     bb, channels = FAMILIES[family]
     model = MODELS.build(dict(bb, type=bb['type'].split('.')[1])).eval()
@@ -376,9 +414,11 @@ def test_non_divisible_sizes_work(family):
 
 # ----------------------------------------------------------------------- checkpoints
 
+
 def _backbone_ckpt(tmp_path, family, name):
     from mmattn.registry import MODELS
     from mmattn.utils.checkpoint import save_atomic
+
     bb = FAMILIES[family][0]
     model = MODELS.build(dict(bb, type=bb['type'].split('.')[1]))
     path = str(tmp_path / name)
@@ -388,23 +428,37 @@ def _backbone_ckpt(tmp_path, family, name):
 
 def test_pretrained_checkpoint_of_another_family(capsys, shapes_data, tmp_path):
     ckpt = _backbone_ckpt(tmp_path, 'biformer', 'biformer.pth')
-    cfg = _family_cfg(tmp_path, 'shunted', backbone_extra=(
-        f", init_cfg=dict(type='Pretrained', checkpoint={ckpt!r})"))
-    _train(capsys, cfg, str(tmp_path), tmp_path, 'biformer.pth', 'does not fit',
-           'another family or variant')
+    cfg = _family_cfg(
+        tmp_path,
+        'shunted',
+        backbone_extra=(f", init_cfg=dict(type='Pretrained', checkpoint={ckpt!r})"),
+    )
+    _train(
+        capsys,
+        cfg,
+        str(tmp_path),
+        tmp_path,
+        'biformer.pth',
+        'does not fit',
+        'another family or variant',
+    )
 
 
 def test_pretrained_checkpoint_of_another_variant(capsys, shapes_data, tmp_path):
     """Same family, deeper variant: every tensor name of the tiny model exists."""
     from mmattn.registry import MODELS
     from mmattn.utils.checkpoint import save_atomic
+
     bb = dict(FAMILIES['shunted'][0])
     arch = dict(bb['arch'], depths=[2, 3, 2, 2])
     model = MODELS.build(dict(bb, type='ShuntedTransformer', arch=arch))
     ckpt = str(tmp_path / 'shunted_deeper.pth')
     save_atomic({'state_dict': model.state_dict()}, ckpt)
-    cfg = _family_cfg(tmp_path, 'shunted', backbone_extra=(
-        f", init_cfg=dict(type='Pretrained', checkpoint={ckpt!r})"))
+    cfg = _family_cfg(
+        tmp_path,
+        'shunted',
+        backbone_extra=(f", init_cfg=dict(type='Pretrained', checkpoint={ckpt!r})"),
+    )
     _train(capsys, cfg, str(tmp_path), tmp_path, 'shunted_deeper.pth', 'does not fit')
 
 
@@ -413,10 +467,22 @@ def test_truncated_checkpoint(capsys, shapes_data, tmp_path):
     with open(ckpt, 'r+b') as f:
         f.truncate(os.path.getsize(ckpt) * 2 // 3)
     cfg = _family_cfg(tmp_path, 'shunted')
-    _train(capsys, cfg, str(tmp_path), tmp_path, 'shunted.pth', 'truncated or corrupt',
-           extra=('--resume', ckpt))
-    expect_error(capsys, 'test', [cfg, ckpt, '--work-dir', tmp_path / 'w2'], 'truncated',
-                 roots=(str(tmp_path / 'shunted.pth'), ))
+    _train(
+        capsys,
+        cfg,
+        str(tmp_path),
+        tmp_path,
+        'shunted.pth',
+        'truncated or corrupt',
+        extra=('--resume', ckpt),
+    )
+    expect_error(
+        capsys,
+        'test',
+        [cfg, ckpt, '--work-dir', tmp_path / 'w2'],
+        'truncated',
+        roots=(str(tmp_path / 'shunted.pth'),),
+    )
 
 
 def test_full_checkpoint_of_another_family_in_test_py(shapes_data, tmp_path, tool):
@@ -424,6 +490,7 @@ def test_full_checkpoint_of_another_family_in_test_py(shapes_data, tmp_path, too
     from reliability_families import build_model
 
     from mmattn.utils.checkpoint import save_atomic
+
     model = build_model('biformer', tmp_path)
     ckpt = str(tmp_path / 'biformer_fpn.pth')
     save_atomic({'state_dict': model.state_dict(), 'meta': {}}, ckpt)
@@ -439,7 +506,8 @@ def test_full_checkpoint_of_another_family_in_test_py(shapes_data, tmp_path, too
 
 
 SHAPES_CONFIGS = sorted(
-    osp.basename(p) for p in __import__('glob').glob(osp.join(REPO, 'configs/shapes/*.py')))
+    osp.basename(p) for p in __import__('glob').glob(osp.join(REPO, 'configs/shapes/*.py'))
+)
 
 
 @pytest.mark.parametrize('name', SHAPES_CONFIGS)
@@ -448,6 +516,7 @@ def test_family_shapes_configs_pass_preflight(shapes_data, name):
     from mmengine.config import Config
 
     from mmattn.engine.run import preflight
+
     preflight(Config.fromfile(osp.join(REPO, 'configs/shapes', name)), ('train', 'val', 'test'))
 
 

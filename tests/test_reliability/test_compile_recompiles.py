@@ -14,6 +14,7 @@ so the test costs Dynamo tracing only.
 Not covered: FLatten-PVT picks its computation order from the token counts by design (one more
 graph when a size crosses that threshold); EA-PVT shares Agent-PVT's skeleton.
 """
+
 import pytest
 import torch
 from reliability_families import FAMILIES
@@ -23,11 +24,13 @@ from reliability_families import FAMILIES
 SIZES = [(320, 480), (384, 416), (448, 320), (352, 544)]
 
 
-@pytest.mark.parametrize('family', ['shunted', 'biformer', 'agent-swin', 'flatten-swin',
-                                    'agent-pvt'])
+@pytest.mark.parametrize(
+    'family', ['shunted', 'biformer', 'agent-swin', 'flatten-swin', 'agent-pvt']
+)
 def test_one_graph_for_four_input_sizes(family):
     import mmattn.models  # noqa: F401
     from mmattn.registry import MODELS
+
     cfg = FAMILIES[family][0]
     torch._dynamo.reset()
     torch.manual_seed(0)

@@ -7,6 +7,7 @@ outdated checkpoint is deleted). One run is also killed from outside at a random
 crash is followed by ``--resume``; the chain ends with a run that completes. The losses of every
 iteration, in every run that logged it, must equal those of an uninterrupted run.
 """
+
 import glob
 import json
 import os
@@ -26,7 +27,7 @@ from mmattn.engine.hooks import find_resume_checkpoint, is_complete_checkpoint
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-DRIVER = r'''
+DRIVER = r"""
 import os, runpy, signal, sys
 kind = os.environ.get('CRASH_AT', '')
 
@@ -64,9 +65,9 @@ def remove(path, *a, **k):
 os.fsync, os.replace, os.remove = fsync, replace, remove
 sys.argv = [sys.argv[1]] + sys.argv[2:]
 runpy.run_path(sys.argv[0], run_name='__main__')
-'''
+"""
 
-CONFIG = '''
+CONFIG = """
 _base_ = {base!r}
 randomness = dict(seed=0, deterministic=True)
 train_cfg = dict(max_iters={iters}, val_interval=1000)
@@ -76,7 +77,7 @@ val_dataloader = None
 val_evaluator = None
 default_hooks = dict(
     checkpoint=dict(interval=2, max_keep_ckpts=1), logger=dict(interval=1))
-'''
+"""
 
 MAX_ITERS = 12
 RESUMED = re.compile(r'resumed epoch: \d+, iter: (\d+)')
@@ -95,13 +96,20 @@ def _train(cfg, work_dir, driver, crash=None, resume=False, kill_after=None):
     the start: start-up time varies several-fold between machines, and a kill during start-up
     would never reach the training loop this is meant to interrupt.
     """
-    cmd = [sys.executable, driver, osp.join(REPO, 'tools', 'train.py'), cfg,
-           '--work-dir', work_dir] + (['--resume'] if resume else [])
+    cmd = [
+        sys.executable,
+        driver,
+        osp.join(REPO, 'tools', 'train.py'),
+        cfg,
+        '--work-dir',
+        work_dir,
+    ] + (['--resume'] if resume else [])
     env = _env()
     if crash:
         env['CRASH_AT'] = crash
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     lines, resumed = [], threading.Event()
 
     def read():
@@ -153,8 +161,9 @@ def _newest_loadable(work_dir):
 
 def test_sigkill_anywhere_then_resume_matches_uninterrupted(shapes_data, tmp_path):
     cfg = tmp_path / 'fpn_crash.py'
-    cfg.write_text(CONFIG.format(base=osp.join(REPO, 'configs/shapes/fpn_r18_shapes.py'),
-                                 iters=MAX_ITERS))
+    cfg.write_text(
+        CONFIG.format(base=osp.join(REPO, 'configs/shapes/fpn_r18_shapes.py'), iters=MAX_ITERS)
+    )
     driver = tmp_path / 'driver.py'
     driver.write_text(DRIVER)
     cfg, driver = str(cfg), str(driver)
@@ -170,13 +179,25 @@ def test_sigkill_anywhere_then_resume_matches_uninterrupted(shapes_data, tmp_pat
     # Deterministic crash points first: each dies at the next checkpoint save, so each leaves
     # work for the next run. The random kill goes last, 0-2 s after the run resumed (a few
     # iterations); on a fast machine it can come after the run finished, and then it misses.
-    plan = [('torn-ckpt', None), ('before-rename', None), ('after-rename', None),
-            ('torn-pointer', None), ('before-delete', None), ('random', rng.uniform(0.0, 2.0))]
+    plan = [
+        ('torn-ckpt', None),
+        ('before-rename', None),
+        ('after-rename', None),
+        ('torn-pointer', None),
+        ('before-delete', None),
+        ('random', rng.uniform(0.0, 2.0)),
+    ]
     crashes, resumed_from = 0, []
     for i, (kind, delay) in enumerate(plan):
         expected_start = _newest_loadable(work) if i else 0
-        rc, out = _train(cfg, work, driver, crash=None if kind == 'random' else kind,
-                         resume=i > 0, kill_after=delay)
+        rc, out = _train(
+            cfg,
+            work,
+            driver,
+            crash=None if kind == 'random' else kind,
+            resume=i > 0,
+            kill_after=delay,
+        )
         if rc == -signal.SIGKILL:
             crashes += 1
         else:
@@ -184,8 +205,10 @@ def test_sigkill_anywhere_then_resume_matches_uninterrupted(shapes_data, tmp_pat
         if i > 0:
             match = RESUMED.search(out)
             start = int(match.group(1)) if match else 0
-            assert start == expected_start, f'{kind}: resumed from {start}, newest complete ' \
-                                            f'checkpoint was {expected_start}\n{out[-3000:]}'
+            assert start == expected_start, (
+                f'{kind}: resumed from {start}, newest complete '
+                f'checkpoint was {expected_start}\n{out[-3000:]}'
+            )
             resumed_from.append(start)
         # A final name never holds a partial file, whatever the moment of the kill.
         for path in glob.glob(osp.join(work, '*.pth')):
@@ -204,8 +227,10 @@ def test_sigkill_anywhere_then_resume_matches_uninterrupted(shapes_data, tmp_pat
     got = _losses(work)
     assert sorted(got) == sorted(ref)
     worst = max(abs(v - ref[it]) for it, vals in got.items() for v in vals)
-    print(f'crash points tried: {len(plan)} (killed: {crashes}), resumed from {resumed_from}, '
-          f'max |loss - uninterrupted| = {worst:.3g}')
+    print(
+        f'crash points tried: {len(plan)} (killed: {crashes}), resumed from {resumed_from}, '
+        f'max |loss - uninterrupted| = {worst:.3g}'
+    )
     for it, vals in got.items():
         for v in vals:
             assert v == pytest.approx(ref[it], rel=1e-6, abs=1e-7), (it, vals, ref[it])
@@ -248,7 +273,7 @@ def test_resume_skips_truncated_and_dangling(tmp_path):
     assert find_resume_checkpoint(work) is None
 
 
-OUT_DRIVER = r'''
+OUT_DRIVER = r"""
 import os, runpy, signal, sys
 target = os.environ.get('KILL_BEFORE_REPLACE')
 real_replace = os.replace
@@ -261,7 +286,7 @@ def replace(src, dst, *a, **k):
 os.replace = replace
 sys.argv = [sys.argv[1]] + sys.argv[2:]
 runpy.run_path(sys.argv[0], run_name='__main__')
-'''
+"""
 
 
 def test_test_py_out_is_complete_or_untouched(shapes_data, tmp_path):
@@ -271,6 +296,7 @@ def test_test_py_out_is_complete_or_untouched(shapes_data, tmp_path):
     from reliability_families import build_model, config_text
 
     from mmattn.utils.checkpoint import save_atomic
+
     extra = 'test_dataloader = dict(dataset=dict(indices=4))\n'
     model = build_model('shunted', tmp_path, extra=extra)
     ckpt = str(tmp_path / 'model.pth')
@@ -282,19 +308,28 @@ def test_test_py_out_is_complete_or_untouched(shapes_data, tmp_path):
     out = tmp_path / 'results' / 'preds.pkl'
     out.parent.mkdir()
     out.write_bytes(b'results of an earlier run')
-    cmd = [sys.executable, str(driver), osp.join(REPO, 'tools', 'test.py'), str(cfg), ckpt,
-           '--work-dir', str(tmp_path / 'w'), '--out', str(out)]
+    cmd = [
+        sys.executable,
+        str(driver),
+        osp.join(REPO, 'tools', 'test.py'),
+        str(cfg),
+        ckpt,
+        '--work-dir',
+        str(tmp_path / 'w'),
+        '--out',
+        str(out),
+    ]
     env = dict(_env(), KILL_BEFORE_REPLACE=str(out.resolve()))
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
     assert out.read_bytes() == b'results of an earlier run'
 
-    proc = subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True,
-                          timeout=600)
+    proc = subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     with open(out, 'rb') as f:
         preds = pickle.load(f)
     assert len(preds) == 4
     # Only the killed run's hidden temporary file may remain; no other file appeared.
-    assert sorted(p.name for p in out.parent.iterdir() if not p.name.startswith('.')) == \
-        ['preds.pkl']
+    assert sorted(p.name for p in out.parent.iterdir() if not p.name.startswith('.')) == [
+        'preds.pkl'
+    ]

@@ -5,6 +5,7 @@ partial file under a final name, and ``--resume`` works once there is space agai
 Two ways: fault injection (a driver makes the kernel calls fail as a full disk does; needs no
 privileges), and a real size-limited tmpfs (needs ``mount``, i.e. root; skipped otherwise).
 """
+
 import errno
 import glob
 import os
@@ -23,7 +24,7 @@ from mmattn.engine.hooks import is_complete_checkpoint
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-CONFIG = '''
+CONFIG = """
 _base_ = {base!r}
 randomness = dict(seed=0, deterministic=True)
 train_cfg = dict(max_iters={iters}, val_interval=1000)
@@ -33,12 +34,12 @@ val_dataloader = None
 val_evaluator = None
 optim_wrapper = dict(_delete_=True, type='OptimWrapper', optimizer=dict(type='SGD', lr=0.01))
 default_hooks = dict(checkpoint=dict(interval=3, max_keep_ckpts=1), logger=dict(interval=1))
-'''
+"""
 
 # Makes the chosen write fail as a full disk does, from inside the process, at the kernel-call
 # boundary the real failure comes through (fsync: a deferred error on NFS; a log write: a
 # buffered write's flush).
-DRIVER = r'''
+DRIVER = r"""
 import errno, logging, os, runpy, sys
 kind, code = os.environ['FAIL_AT'], getattr(errno, os.environ['FAIL_ERRNO'])
 real_fsync = os.fsync
@@ -73,32 +74,39 @@ os.fsync = fsync
 logging.FileHandler._open = _open
 sys.argv = [sys.argv[1]] + sys.argv[2:]
 runpy.run_path(sys.argv[0], run_name='__main__')
-'''
+"""
 
 
 def _config(tmp_path, iters=8):
     cfg = tmp_path / f'cfg_{iters}.py'
-    cfg.write_text(CONFIG.format(base=osp.join(REPO, 'configs/shapes/fpn_r18_shapes.py'),
-                                 iters=iters))
+    cfg.write_text(
+        CONFIG.format(base=osp.join(REPO, 'configs/shapes/fpn_r18_shapes.py'), iters=iters)
+    )
     return str(cfg)
 
 
 def _run(cmd, env=None):
-    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600,
-                          env=dict(os.environ, **(env or {})))
+    return subprocess.run(
+        cmd,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=dict(os.environ, **(env or {})),
+    )
 
 
 def _train(cfg, work, *extra, driver=None, env=None):
     head = [sys.executable] + ([driver] if driver else [])
-    return _run(head + [osp.join(REPO, 'tools', 'train.py'), cfg, '--work-dir', work,
-                        *extra], env)
+    return _run(head + [osp.join(REPO, 'tools', 'train.py'), cfg, '--work-dir', work, *extra], env)
 
 
 def _one_error(proc):
     lines = [line for line in proc.stderr.splitlines() if line.startswith('error:')]
     assert len(lines) == 1, proc.stderr[-3000:]
-    assert 'Traceback' not in proc.stderr and 'Logging error' not in proc.stderr, \
-        proc.stderr[-3000:]
+    assert 'Traceback' not in proc.stderr and 'Logging error' not in proc.stderr, proc.stderr[
+        -3000:
+    ]
     return lines[0]
 
 
@@ -119,13 +127,14 @@ def test_injected_checkpoint_write_failure(shapes_data, tmp_path, code):
     driver = tmp_path / 'driver.py'
     driver.write_text(DRIVER)
     cfg, work = _config(tmp_path), str(tmp_path / 'work')
-    proc = _train(cfg, work, driver=str(driver), env=dict(FAIL_AT='checkpoint',
-                                                          FAIL_ERRNO=code))
+    proc = _train(cfg, work, driver=str(driver), env=dict(FAIL_AT='checkpoint', FAIL_ERRNO=code))
     assert proc.returncode == EXIT_WRITE_FAILED, proc.stderr[-3000:]
     line = _one_error(proc)
     num = getattr(errno, code)
-    assert line.startswith(f'error: cannot write {osp.join(work, "iter_6.pth")}: '
-                           f'{os.strerror(num)} (errno {num}, {code})'), line
+    assert line.startswith(
+        f'error: cannot write {osp.join(work, "iter_6.pth")}: '
+        f'{os.strerror(num)} (errno {num}, {code})'
+    ), line
     assert '--resume' in line
     _assert_previous_intact(work, 3)
 
@@ -143,8 +152,11 @@ def test_injected_log_write_failure(shapes_data, tmp_path):
     proc = _train(cfg, work, driver=str(driver), env=dict(FAIL_AT='log', FAIL_ERRNO='ENOSPC'))
     assert proc.returncode == EXIT_WRITE_FAILED, proc.stderr[-3000:]
     line = _one_error(proc)
-    assert re.match(rf'error: cannot write {re.escape(work)}/\d+_\d+/\d+_\d+\.log: No space '
-                    r'left on device \(errno 28, ENOSPC\)', line), line
+    assert re.match(
+        rf'error: cannot write {re.escape(work)}/\d+_\d+/\d+_\d+\.log: No space '
+        r'left on device \(errno 28, ENOSPC\)',
+        line,
+    ), line
 
 
 def _mount_tmpfs(path, size):
@@ -167,15 +179,18 @@ def test_real_full_tmpfs(shapes_data, tmp_path):
     size = ckpt + ckpt // 2
     reason = _mount_tmpfs(disk, size)
     if reason:
-        pytest.skip(f'cannot mount a size-limited tmpfs here ({reason}); the injected-fault '
-                    f'tests cover the same paths')
+        pytest.skip(
+            f'cannot mount a size-limited tmpfs here ({reason}); the injected-fault '
+            f'tests cover the same paths'
+        )
     try:
         work = osp.join(disk, 'work')
         proc = _train(cfg, work)
         assert proc.returncode == EXIT_WRITE_FAILED, proc.stderr[-3000:]
         line = _one_error(proc)
-        assert line.startswith(f'error: cannot write {work}/') and \
-            '(errno 28, ENOSPC)' in line, line
+        assert line.startswith(f'error: cannot write {work}/') and '(errno 28, ENOSPC)' in line, (
+            line
+        )
         _assert_previous_intact(work, 3)
 
         # Free space (grow the filesystem), then resume: the run completes.

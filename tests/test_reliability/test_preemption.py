@@ -5,6 +5,7 @@ group, dataloader workers included. In both cases the run must finish the iterat
 progress, write a complete checkpoint, say so in one line and exit with 128 + the signal, and
 ``--resume`` must end with the same weights, bit for bit, as a run that was never interrupted.
 """
+
 import glob
 import os
 import os.path as osp
@@ -22,7 +23,7 @@ from mmattn.engine.hooks import is_complete_checkpoint
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-CONFIG = '''
+CONFIG = """
 _base_ = {base!r}
 randomness = dict(seed=0, deterministic=True)
 train_cfg = dict(max_iters={iters}, val_interval=1000)
@@ -31,7 +32,7 @@ val_cfg = None
 val_dataloader = None
 val_evaluator = None
 default_hooks = dict(checkpoint=dict(interval=5, max_keep_ckpts=2), logger=dict(interval=1))
-'''
+"""
 MAX_ITERS = 10
 PREEMPTED = re.compile(r'preempted at iteration (\d+), checkpoint (\S+\.pth)')
 ITER_LINE = re.compile(r'Iter\(train\) \[\s*(\d+)/')
@@ -39,19 +40,31 @@ ITER_LINE = re.compile(r'Iter\(train\) \[\s*(\d+)/')
 
 def write_config(tmp_path, iters=MAX_ITERS, workers=0, name='cfg.py'):
     cfg = tmp_path / name
-    cfg.write_text(CONFIG.format(base=osp.join(REPO, 'configs/shapes/fpn_r18_shapes.py'),
-                                 iters=iters, workers=workers, persistent=workers > 0))
+    cfg.write_text(
+        CONFIG.format(
+            base=osp.join(REPO, 'configs/shapes/fpn_r18_shapes.py'),
+            iters=iters,
+            workers=workers,
+            persistent=workers > 0,
+        )
+    )
     return str(cfg)
 
 
 def train(cfg, work_dir, *extra, send=None, after_iter=2, group=False, timeout=600):
     """Run tools/train.py; with ``send``, deliver that signal once iteration ``after_iter``
     was logged (to the process group with ``group``, as a terminal's Ctrl-C does)."""
-    cmd = [sys.executable, osp.join(REPO, 'tools', 'train.py'), cfg, '--work-dir', work_dir,
-           *extra]
+    cmd = [sys.executable, osp.join(REPO, 'tools', 'train.py'), cfg, '--work-dir', work_dir, *extra]
     env = dict(os.environ, PYTHONUNBUFFERED='1')
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=group)
+    proc = subprocess.Popen(
+        cmd,
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=group,
+    )
     lines, sent = [], []
 
     def read():
@@ -96,12 +109,15 @@ def reference(shapes_data, tmp_path_factory):
     return final_state(work)
 
 
-@pytest.mark.parametrize('signum,group,workers', [
-    (signal.SIGTERM, False, 0),  # Slurm's warning signal, to the training process
-    (signal.SIGINT, True, 1),  # Ctrl-C: to the process group, dataloader worker included
-], ids=['sigterm', 'sigint-group-with-worker'])
-def test_signal_saves_then_resume_equals_uninterrupted(reference, tmp_path, signum, group,
-                                                       workers):
+@pytest.mark.parametrize(
+    'signum,group,workers',
+    [
+        (signal.SIGTERM, False, 0),  # Slurm's warning signal, to the training process
+        (signal.SIGINT, True, 1),  # Ctrl-C: to the process group, dataloader worker included
+    ],
+    ids=['sigterm', 'sigint-group-with-worker'],
+)
+def test_signal_saves_then_resume_equals_uninterrupted(reference, tmp_path, signum, group, workers):
     cfg = write_config(tmp_path, workers=workers)
     work = str(tmp_path / 'work')
     rc, out = train(cfg, work, send=signum, after_iter=2, group=group)
@@ -129,10 +145,21 @@ def test_signal_before_training_keeps_its_default_action(shapes_data, tmp_path):
     """Outside the training loop (here: while the runner is built) SIGTERM still ends the run
     at once; nothing is saved, nothing hangs."""
     cfg = write_config(tmp_path)
-    cmd = [sys.executable, osp.join(REPO, 'tools', 'train.py'), cfg, '--work-dir',
-           str(tmp_path / 'w')]
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, env=dict(os.environ, PYTHONUNBUFFERED='1'))
+    cmd = [
+        sys.executable,
+        osp.join(REPO, 'tools', 'train.py'),
+        cfg,
+        '--work-dir',
+        str(tmp_path / 'w'),
+    ]
+    proc = subprocess.Popen(
+        cmd,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=dict(os.environ, PYTHONUNBUFFERED='1'),
+    )
     out = []
     for line in proc.stdout:
         out.append(line)

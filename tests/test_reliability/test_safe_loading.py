@@ -5,6 +5,7 @@ unpickler creates a file (shown first, so the test is not vacuous). Through ``sa
 ``init_cfg=dict(type='Pretrained')``, ``tools/train.py --resume``, ``tools/test.py`` and the
 converters it is rejected with a clear message and the file never appears.
 """
+
 import glob
 import os
 import os.path as osp
@@ -42,6 +43,7 @@ def test_crafted_pickle_really_creates_a_file(evil):
 
 def test_safe_load_rejects(evil):
     from mmattn.utils.checkpoint import UnsafeCheckpointError, safe_load
+
     path, target = evil
     with pytest.raises(UnsafeCheckpointError, match='refusing to load .*evil.pth.*allow-list'):
         safe_load(path)
@@ -52,9 +54,13 @@ def test_init_cfg_pretrained_rejects(evil):
     import mmattn.safe_loading  # noqa: F401  (installs the safe loader into MMEngine)
     from mmattn.registry import MODELS
     from mmattn.utils.checkpoint import UnsafeCheckpointError
+
     path, target = evil
-    bb = dict(FAMILIES['shunted'][0], type='ShuntedTransformer',
-              init_cfg=dict(type='Pretrained', checkpoint=path))
+    bb = dict(
+        FAMILIES['shunted'][0],
+        type='ShuntedTransformer',
+        init_cfg=dict(type='Pretrained', checkpoint=path),
+    )
     model = MODELS.build(bb)
     with pytest.raises(UnsafeCheckpointError, match='refusing to load'):
         model.init_weights()
@@ -65,8 +71,10 @@ def test_resume_and_test_py_reject(evil, shapes_data, tmp_path, tool):
     path, target = evil
     cfg = tmp_path / 'cfg.py'
     cfg.write_text(config_text('shunted'))
-    for script, args in (('train.py', (cfg, '--work-dir', tmp_path / 'w1', '--resume', path)),
-                         ('test.py', (cfg, path, '--work-dir', tmp_path / 'w2'))):
+    for script, args in (
+        ('train.py', (cfg, '--work-dir', tmp_path / 'w1', '--resume', path)),
+        ('test.py', (cfg, path, '--work-dir', tmp_path / 'w2')),
+    ):
         proc = tool(script, *args, check=False)
         errors = [line for line in proc.stderr.splitlines() if line.startswith('error: ')]
         assert proc.returncode == 2 and len(errors) == 1, proc.stderr[-3000:]
@@ -77,6 +85,7 @@ def test_resume_and_test_py_reject(evil, shapes_data, tmp_path, tool):
 
 def test_converters_reject(evil, tmp_path):
     from mmattn.utils.checkpoint import UnsafeCheckpointError
+
     path, target = evil
     converters = sorted(glob.glob(osp.join(REPO, 'mmattn', 'converters', '*.py')))
     tried = 0
@@ -101,10 +110,14 @@ def test_allow_list_still_loads_mmengine_checkpoints(tmp_path):
     from mmengine.logging import HistoryBuffer
 
     from mmattn.utils.checkpoint import safe_load
+
     buf = HistoryBuffer()
     buf.update(1.5)
-    ckpt = {'meta': {'seed': np.int64(3), 'arr': np.arange(3)},
-            'message_hub': {'log_scalars': {'loss': buf}}, 'state_dict': {'w': torch.ones(2)}}
+    ckpt = {
+        'meta': {'seed': np.int64(3), 'arr': np.arange(3)},
+        'message_hub': {'log_scalars': {'loss': buf}},
+        'state_dict': {'w': torch.ones(2)},
+    }
     path = str(tmp_path / 'ok.pth')
     torch.save(ckpt, path)
     out = safe_load(path)
@@ -116,6 +129,7 @@ def test_safetensors_round_trip(tmp_path):
     import mmattn.safe_loading  # noqa: F401
     from mmattn.registry import MODELS
     from mmattn.utils.checkpoint import safe_load, save_atomic
+
     bb = dict(FAMILIES['shunted'][0], type='ShuntedTransformer')
     torch.manual_seed(0)
     src = MODELS.build(bb)

@@ -7,6 +7,7 @@ optimizer state must equal an uninterrupted run's bit for bit, and so must the f
 The full soak (200 iterations, 25 kills) is ``python tools/misc/soak_resume.py``; its result
 is in docs/reliability.md.
 """
+
 import importlib.util
 import os.path as osp
 import signal
@@ -18,7 +19,8 @@ REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 def _soak_module():
     spec = importlib.util.spec_from_file_location(
-        'soak_resume', osp.join(REPO, 'tools', 'misc', 'soak_resume.py'))
+        'soak_resume', osp.join(REPO, 'tools', 'misc', 'soak_resume.py')
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -36,8 +38,9 @@ def test_plan_covers_every_kind_and_is_seeded():
 @pytest.mark.timeout(2400)
 def test_five_kills_then_resume_is_bit_identical(shapes_data, tmp_path):
     soak = _soak_module()
-    res = soak.soak(str(tmp_path), iters=20, kills=5, seed=1, ckpt_interval=4, val_interval=10,
-                    val_images=4)
+    res = soak.soak(
+        str(tmp_path), iters=20, kills=5, seed=1, ckpt_interval=4, val_interval=10, val_images=4
+    )
     print(soak.report(res))
     killed = [e for e in res['events'] if e['rc'] == -signal.SIGKILL]
     assert res['kills'] == len(killed) == 5, res['events']

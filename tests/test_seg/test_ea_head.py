@@ -1,4 +1,5 @@
 """The EANet decode head inside an mmseg EncoderDecoder (tiny dilated ResNet)."""
+
 import torch
 
 
@@ -7,23 +8,50 @@ def _tiny_model():
     from mmseg.utils import register_all_modules
 
     import mmattn.seg  # noqa: F401
+
     register_all_modules()
     norm_cfg = dict(type='BN', requires_grad=True)
-    return MODELS.build(dict(
-        type='EncoderDecoder',
-        data_preprocessor=dict(type='SegDataPreProcessor', mean=[0., 0., 0.], std=[1., 1., 1.],
-                               size=(64, 64), pad_val=0, seg_pad_val=255),
-        backbone=dict(type='ResNetV1c', depth=18, base_channels=8, stem_channels=16,
-                      dilations=(1, 1, 2, 4), strides=(1, 2, 1, 1), contract_dilation=True,
-                      norm_cfg=norm_cfg),
-        decode_head=dict(type='mmattn.EAHead', in_channels=64, in_index=3, ea_channels=32,
-                         num_slots=8, channels=16, num_classes=4, norm_cfg=norm_cfg,
-                         loss_decode=dict(type='CrossEntropyLoss', loss_weight=1.0)),
-        train_cfg=dict(), test_cfg=dict(mode='whole')))
+    return MODELS.build(
+        dict(
+            type='EncoderDecoder',
+            data_preprocessor=dict(
+                type='SegDataPreProcessor',
+                mean=[0.0, 0.0, 0.0],
+                std=[1.0, 1.0, 1.0],
+                size=(64, 64),
+                pad_val=0,
+                seg_pad_val=255,
+            ),
+            backbone=dict(
+                type='ResNetV1c',
+                depth=18,
+                base_channels=8,
+                stem_channels=16,
+                dilations=(1, 1, 2, 4),
+                strides=(1, 2, 1, 1),
+                contract_dilation=True,
+                norm_cfg=norm_cfg,
+            ),
+            decode_head=dict(
+                type='mmattn.EAHead',
+                in_channels=64,
+                in_index=3,
+                ea_channels=32,
+                num_slots=8,
+                channels=16,
+                num_classes=4,
+                norm_cfg=norm_cfg,
+                loss_decode=dict(type='CrossEntropyLoss', loss_weight=1.0),
+            ),
+            train_cfg=dict(),
+            test_cfg=dict(mode='whole'),
+        )
+    )
 
 
 def test_head_structure_and_forward():
     from mmattn.models.attentions.external_attention import ExternalAttention
+
     torch.manual_seed(0)
     model = _tiny_model()
     head = model.decode_head
@@ -43,6 +71,7 @@ def test_head_structure_and_forward():
 def test_head_trains():
     from mmengine.structures import PixelData
     from mmseg.structures import SegDataSample
+
     torch.manual_seed(0)
     model = _tiny_model().train()
     samples = []

@@ -6,6 +6,7 @@ skeleton, the file in ``custom_imports``) trains a Semantic FPN on the bundled s
 2 iterations through ``tools/train.py``, and ``tools/analysis_tools/get_flops.py`` and
 ``tools/visualization/attention_map.py`` work on it with no change anywhere else.
 """
+
 import glob
 import json
 import os.path as osp
@@ -21,8 +22,13 @@ from mmattn.registry import MODELS
 
 HERE = osp.dirname(osp.abspath(__file__))
 REPO = osp.dirname(osp.dirname(HERE))
-PVT = dict(embed_dims=[16, 32, 48, 64], num_heads=[1, 2, 3, 4], mlp_ratios=[2, 2, 2, 2],
-           depths=[1, 1, 1, 1], sr_ratios=[8, 4, 2, 1])
+PVT = dict(
+    embed_dims=[16, 32, 48, 64],
+    num_heads=[1, 2, 3, 4],
+    mlp_ratios=[2, 2, 2, 2],
+    depths=[1, 1, 1, 1],
+    sr_ratios=[8, 4, 2, 1],
+)
 
 
 # ---------------------------------------------------------------- the op (the guide's step 1)
@@ -36,11 +42,16 @@ class ToyGlobalAttention(BaseAttention):
         fused_attn (bool): Use ``F.scaled_dot_product_attention``. Defaults to True.
     """
 
-    def __init__(self, embed_dims: int, num_heads: int = 1, fused_attn: bool = True,
-                 init_cfg: Optional[dict] = None) -> None:
+    def __init__(
+        self,
+        embed_dims: int,
+        num_heads: int = 1,
+        fused_attn: bool = True,
+        init_cfg: Optional[dict] = None,
+    ) -> None:
         super().__init__(init_cfg=init_cfg)
         self.num_heads, self.fused_attn = num_heads, fused_attn
-        self.scale = (embed_dims // num_heads)**-0.5
+        self.scale = (embed_dims // num_heads) ** -0.5
         self.qkv = nn.Linear(embed_dims, 3 * embed_dims)
         self.proj = nn.Linear(embed_dims, embed_dims)
 
@@ -62,15 +73,16 @@ class ToyGlobalAttention(BaseAttention):
 def _config(tmp_path) -> str:
     path = tmp_path / 'fpn_pvt-toy_shapes.py'
     path.write_text(
-        f"_base_ = {osp.join(REPO, 'configs', 'shapes', 'fpn_r18_shapes.py')!r}\n"
+        f'_base_ = {osp.join(REPO, "configs", "shapes", "fpn_r18_shapes.py")!r}\n'
         "custom_imports = dict(imports=['mmattn.models', 'test_adding_an_attention'],\n"
-        "                      allow_failed_imports=False)\n"
-        "model = dict(\n"
+        '                      allow_failed_imports=False)\n'
+        'model = dict(\n'
         "    backbone=dict(_delete_=True, type='mmattn.PyramidVisionTransformerSkeleton',\n"
-        f"                  arch={PVT!r},\n"
+        f'                  arch={PVT!r},\n'
         "                  attn_cfgs=dict(type='mmattn.ToyGlobalAttention'),\n"
-        "                  drop_path_rate=0., init_cfg=None),\n"
-        f"    neck=dict(in_channels={PVT['embed_dims']!r}))\n")
+        '                  drop_path_rate=0., init_cfg=None),\n'
+        f'    neck=dict(in_channels={PVT["embed_dims"]!r}))\n'
+    )
     return str(path)
 
 
@@ -78,26 +90,57 @@ def test_new_op_trains_and_gets_every_tool(tool, shapes_data, tmp_path):
     cfg = _config(tmp_path)
     env = dict(PYTHONPATH=HERE)  # where custom_imports finds the op file
     work = tmp_path / 'work'
-    tool('train.py', cfg, '--work-dir', work, '--cfg-options', 'train_cfg.max_iters=2',
-         'train_cfg.val_interval=2', 'default_hooks.checkpoint.interval=2', env=env)
+    tool(
+        'train.py',
+        cfg,
+        '--work-dir',
+        work,
+        '--cfg-options',
+        'train_cfg.max_iters=2',
+        'train_cfg.val_interval=2',
+        'default_hooks.checkpoint.interval=2',
+        env=env,
+    )
     ckpt = work / 'iter_2.pth'
     assert ckpt.is_file()
     sd = torch.load(ckpt, map_location='cpu', weights_only=False)['state_dict']
     assert any('attn.qkv.weight' in k for k in sd)  # the toy op is what trained
 
     out_json = tmp_path / 'flops.json'
-    proc = tool('analysis_tools/get_flops.py', cfg, '--shape', '64', '64', '--backbone-only',
-                '--json', out_json, env=env)
+    proc = tool(
+        'analysis_tools/get_flops.py',
+        cfg,
+        '--shape',
+        '64',
+        '64',
+        '--backbone-only',
+        '--json',
+        out_json,
+        env=env,
+    )
     assert 'WARNING' not in proc.stdout
     flops = json.loads(out_json.read_text())
     # the attention products are counted: (N^2 d) twice per block, N = 16^2 ... 2^2
-    assert flops['flops'] > sum(2 * (64 // 4 // 2**i)**4 * c
-                                for i, c in enumerate(PVT['embed_dims']))
+    assert flops['flops'] > sum(
+        2 * (64 // 4 // 2**i) ** 4 * c for i, c in enumerate(PVT['embed_dims'])
+    )
 
     img = sorted(glob.glob(osp.join(shapes_data['ade'], 'images', 'validation', '*.jpg')))[0]
     png = tmp_path / 'map.png'
-    proc = tool('visualization/attention_map.py', img, cfg, ckpt, '--point', '40', '70',
-                '--out', png, '--size', '96', env=env)
+    proc = tool(
+        'visualization/attention_map.py',
+        img,
+        cfg,
+        ckpt,
+        '--point',
+        '40',
+        '70',
+        '--out',
+        png,
+        '--size',
+        '96',
+        env=env,
+    )
     assert re.search(r'4 op call\(s\), 4 map\(s\)', proc.stdout), proc.stdout
     assert png.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
 
@@ -106,12 +149,13 @@ def test_the_maps_are_the_op_weights():
     """The attention-map tool draws what the op computed (not the saliency fallback)."""
     from mmattn.analysis.attention_maps import op_maps, record_attention_calls
     from mmattn.analysis.ops import attention_ops, build_op
+
     assert 'ToyGlobalAttention' in attention_ops()  # registration alone
     torch.manual_seed(0)
     op = build_op('ToyGlobalAttention', 16, 2)
     x = torch.randn(1, 6 * 7, 16)
-    (rec, ) = record_attention_calls(op, lambda: op(x, (6, 7)))
-    (m, ) = op_maps(rec, (0.5, 0.5))
+    (rec,) = record_attention_calls(op, lambda: op(x, (6, 7)))
+    (m,) = op_maps(rec, (0.5, 0.5))
     assert m.title == 'toy softmax' and abs(m.map.sum() - 1) < 1e-5
     with torch.no_grad():
         q, k, _ = op.qkv(x).reshape(1, 42, 3, 2, 8).permute(2, 0, 3, 1, 4)
@@ -122,8 +166,9 @@ def test_the_maps_are_the_op_weights():
 def test_the_new_op_is_a_plugin_for_free():
     """The guide's step 4: the op, named by its type alone, runs as an NCHW plug-in."""
     from mmattn.models.plugins import AttentionPlugin
+
     torch.manual_seed(0)
-    plugin = AttentionPlugin(64, dict(type='ToyGlobalAttention'), layer_scale_init=1.)
+    plugin = AttentionPlugin(64, dict(type='ToyGlobalAttention'), layer_scale_init=1.0)
     assert plugin.attn.num_heads == 2  # the plug-in's rule: heads of >= 32 channels
     x = torch.randn(1, 64, 9, 11)
     with torch.no_grad():

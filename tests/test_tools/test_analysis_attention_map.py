@@ -1,5 +1,6 @@
 """Attention maps of every registered op (the weights each op records), and the tool on the
 bundled data."""
+
 import glob
 import os.path as osp
 
@@ -15,8 +16,18 @@ from mmattn.models.attentions import BaseAttention
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 # (window maps are not: a window that reaches into the padding gives it weight)
-DISTRIBUTIONS = ('agent composite', 'BRA', 'FLatten', 'Shunted', 'SSA', 'EA composite',
-                 'EA slot', 'input-gradient', 'SRA', 'global')
+DISTRIBUTIONS = (
+    'agent composite',
+    'BRA',
+    'FLatten',
+    'Shunted',
+    'SSA',
+    'EA composite',
+    'EA slot',
+    'input-gradient',
+    'SRA',
+    'global',
+)
 
 
 def _record(op, x, hw):
@@ -55,20 +66,31 @@ def _single_head_output(op, x, hw):
     return captured['x'][0]
 
 
-@pytest.mark.parametrize('name', ['AgentAttention', 'BiLevelRoutingAttention',
-                                  'SpatialReductionAttention', 'GlobalAttentionLePE'])
+@pytest.mark.parametrize(
+    'name',
+    [
+        'AgentAttention',
+        'BiLevelRoutingAttention',
+        'SpatialReductionAttention',
+        'GlobalAttentionLePE',
+    ],
+)
 def test_map_reproduces_the_op_output(name):
     """With one head and the local conv zeroed, the op's output at the query equals the map
     weighted sum of the values: the drawn map is exactly what the op used."""
     if name not in attention_ops():
         pytest.fail(f'{name} is not registered')
     torch.manual_seed(0)
-    kwargs = dict(BiLevelRoutingAttention=dict(n_win=3, topk=2),
-                  AgentAttention=dict(agent_shape=(3, 3)), SpatialReductionAttention=dict(
-                      sr_ratio=1), GlobalAttentionLePE=dict())[name]
+    kwargs = dict(
+        BiLevelRoutingAttention=dict(n_win=3, topk=2),
+        AgentAttention=dict(agent_shape=(3, 3)),
+        SpatialReductionAttention=dict(sr_ratio=1),
+        GlobalAttentionLePE=dict(),
+    )[name]
     op = build_op(name, 16, 1, **kwargs)
-    conv = dict(AgentAttention='dwc', BiLevelRoutingAttention='lepe',
-                GlobalAttentionLePE='lepe').get(name)
+    conv = dict(
+        AgentAttention='dwc', BiLevelRoutingAttention='lepe', GlobalAttentionLePE='lepe'
+    ).get(name)
     if conv:
         nn.init.zeros_(getattr(op, conv).weight)
         nn.init.zeros_(getattr(op, conv).bias)
@@ -76,7 +98,7 @@ def test_map_reproduces_the_op_output(name):
     x = torch.randn(1, 110, 16)
     out = _single_head_output(op, x, hw)
     q = (4, 7)
-    m = op_maps(_record(op, x, hw), ((q[0] + .5) / hw[0], (q[1] + .5) / hw[1]))[0]
+    m = op_maps(_record(op, x, hw), ((q[0] + 0.5) / hw[0], (q[1] + 0.5) / hw[1]))[0]
     c = 16
     with torch.no_grad():
         # (N, C): V is the last C channels of qkv (or kv)
@@ -97,7 +119,7 @@ def test_window_map_follows_the_shift():
     hw = (10, 9)  # padded to 12 x 12, rolled by 2
     x = torch.randn(1, 90, 16)
     q = (0, 0)  # rolled to the last window with the bottom-right corner: split regions
-    m = op_maps(_record(op, x, hw), ((q[0] + .5) / hw[0], (q[1] + .5) / hw[1]))[0]
+    m = op_maps(_record(op, x, hw), ((q[0] + 0.5) / hw[0], (q[1] + 0.5) / hw[1]))[0]
     assert m.title.startswith('shifted window')
     assert m.map.sum() == pytest.approx(1, abs=1e-4)
     # the -100 mask keeps the query's own region: rows/cols 0-1 of the (unrolled) map
@@ -117,7 +139,8 @@ def _attention_shapes_configs():
     for path in sorted(glob.glob(osp.join(REPO, 'configs', 'shapes', '*.py'))):
         backbone = Config.fromfile(path).model.backbone
         if str(backbone.get('type', '')).startswith('mmattn.') or any(
-                op in str(backbone) for op in ops):
+            op in str(backbone) for op in ops
+        ):
             out.append(osp.relpath(path, REPO))
     return out
 
@@ -126,7 +149,17 @@ def _attention_shapes_configs():
 def test_attention_map_tool(tool, shapes_data, tmp_path, config):
     img = sorted(glob.glob(osp.join(shapes_data['ade'], 'images', 'validation', '*.jpg')))[0]
     out = tmp_path / 'map.png'
-    proc = tool('visualization/attention_map.py', img, config, '--point', '40', '70', '--out',
-                out, '--size', '128')
+    proc = tool(
+        'visualization/attention_map.py',
+        img,
+        config,
+        '--point',
+        '40',
+        '70',
+        '--out',
+        out,
+        '--size',
+        '128',
+    )
     assert 'map(s)' in proc.stdout
     assert out.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'

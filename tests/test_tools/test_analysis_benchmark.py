@@ -1,4 +1,5 @@
 """Benchmark helpers and tool: timing summary, CPU peak memory, the CLI on a small config."""
+
 import json
 import os.path as osp
 
@@ -23,6 +24,7 @@ def test_time_runs_counts_and_warmup():
 
 def test_process_clock_ignores_sleeping():
     import time
+
     wall = time_runs(lambda: time.sleep(0.05), repeat=1, warmup=0)
     cpu = time_runs(lambda: time.sleep(0.05), repeat=1, warmup=0, clock='process')
     assert wall[0] >= 0.05 > cpu[0]
@@ -43,15 +45,38 @@ def test_cpu_peak_memory_sees_temporaries():
 
 def test_benchmark_tool(tool, tmp_path):
     out = tmp_path / 'bench.json'
-    proc = tool('analysis_tools/benchmark.py', 'configs/shapes/fpn_r18_shapes.py', '--shape',
-                '32', '48', '--repeat', '2', '--warmup', '1', '--json', out)
+    proc = tool(
+        'analysis_tools/benchmark.py',
+        'configs/shapes/fpn_r18_shapes.py',
+        '--shape',
+        '32',
+        '48',
+        '--repeat',
+        '2',
+        '--warmup',
+        '1',
+        '--json',
+        out,
+    )
     assert 'img/s' in proc.stdout
     res = json.loads(out.read_text())
     assert res['time']['runs'] == 2 and res['fps_median'] > 0 and res['peak_mem_bytes'] > 0
     bb = tmp_path / 'bb.json'
-    tool('analysis_tools/benchmark.py', 'configs/shapes/mask-rcnn_r18_fpn_shapes.py', '--shape',
-         '64', '--repeat', '2', '--warmup', '0', '--backbone-only', '--mode', 'tensor',
-         '--json', bb)
+    tool(
+        'analysis_tools/benchmark.py',
+        'configs/shapes/mask-rcnn_r18_fpn_shapes.py',
+        '--shape',
+        '64',
+        '--repeat',
+        '2',
+        '--warmup',
+        '0',
+        '--backbone-only',
+        '--mode',
+        'tensor',
+        '--json',
+        bb,
+    )
     assert json.loads(bb.read_text())['backbone_only'] is True
 
 
@@ -60,6 +85,7 @@ def _tiny_backbone():
     from mmengine.config import Config
 
     from mmattn.analysis.flops import build_model_from_cfg
+
     torch.manual_seed(0)
     cfg = Config.fromfile(osp.join(REPO, 'configs/shapes/fpn_shunted-nano_shapes.py'))
     return build_model_from_cfg(cfg, backbone_only=True)
@@ -67,6 +93,7 @@ def _tiny_backbone():
 
 def test_train_step_runner_backpropagates_every_parameter():
     from mmattn.analysis.benchmark import train_step_runner
+
     model = _tiny_backbone()
     run = train_step_runner(model, 'seg', (32, 48), batch_size=2, backbone_only=True)
     loss = run()
@@ -78,15 +105,23 @@ def test_train_step_runner_backpropagates_every_parameter():
 
 def test_compare_alternates_and_reports_both_sides():
     from mmattn.analysis.benchmark import compare_callables
+
     order = []
-    res = compare_callables(dict(a=lambda: order.append('a'), b=lambda: order.append('b')),
-                            batch_size=1, rounds=3, repeat=2, warmup=1, measure_memory=False)
+    res = compare_callables(
+        dict(a=lambda: order.append('a'), b=lambda: order.append('b')),
+        batch_size=1,
+        rounds=3,
+        repeat=2,
+        warmup=1,
+        measure_memory=False,
+    )
     # warm-up a, b; then rounds a a b b | b b a a | a a b b
     assert order == list('ab') + list('aabbbbaaaabb')
     assert set(res['sides']) == {'a', 'b'} and len(res['speedup_rounds']) == 3
     assert res['speedup'] == res['sides']['a']['best'] / res['sides']['b']['best']
-    assert all(len(s['round_medians']) == 3 and s['time']['runs'] == 6
-               for s in res['sides'].values())
+    assert all(
+        len(s['round_medians']) == 3 and s['time']['runs'] == 6 for s in res['sides'].values()
+    )
 
 
 class _TinyDetector(torch.nn.Module):
@@ -95,8 +130,9 @@ class _TinyDetector(torch.nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.backbone = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, 2, 1), torch.nn.GELU(),
-                                            torch.nn.Conv2d(8, 8, 3, 2, 1))
+        self.backbone = torch.nn.Sequential(
+            torch.nn.Conv2d(3, 8, 3, 2, 1), torch.nn.GELU(), torch.nn.Conv2d(8, 8, 3, 2, 1)
+        )
 
     def forward(self, x):
         feat = self.backbone(x).flatten(2).transpose(1, 2)  # (B, N, C)
@@ -105,6 +141,7 @@ class _TinyDetector(torch.nn.Module):
 
 def test_compiled_copy_equals_eager_and_leaves_the_original_alone():
     from mmattn.analysis.benchmark import compiled_copy, max_abs_diff
+
     torch.manual_seed(0)
     model = _TinyDetector().eval()
     compiled = compiled_copy(model, backbone_only=False, dynamic=True)
@@ -118,25 +155,55 @@ def test_compiled_copy_equals_eager_and_leaves_the_original_alone():
     assert compiled.backbone._compiled_call_impl is not None
     assert model.backbone._compiled_call_impl is None
     # a wrong comparison is caught: other structure -> None, other values -> large
-    assert max_abs_diff((eager_out, ), (eager_out, eager_out)) is None
+    assert max_abs_diff((eager_out,), (eager_out, eager_out)) is None
     assert max_abs_diff(eager_out, eager_out + 1) > 0.99
 
 
 def test_benchmark_tool_train_and_compare(tool, tmp_path):
     out = tmp_path / 'train.json'
-    proc = tool('analysis_tools/benchmark.py', 'configs/shapes/fpn_r18_shapes.py', '--shape',
-                '32', '48', '--repeat', '1', '--warmup', '1', '--mode', 'train', '--json', out)
+    proc = tool(
+        'analysis_tools/benchmark.py',
+        'configs/shapes/fpn_r18_shapes.py',
+        '--shape',
+        '32',
+        '48',
+        '--repeat',
+        '1',
+        '--warmup',
+        '1',
+        '--mode',
+        'train',
+        '--json',
+        out,
+    )
     assert 'training step' in proc.stdout
     res = json.loads(out.read_text())
     assert res['mode'] == 'train' and res['time']['runs'] == 1 and res['peak_mem_bytes'] > 0
     cmp = tmp_path / 'cmp.json'
-    proc = tool('analysis_tools/benchmark.py', 'configs/shapes/fpn_r18_shapes.py', '--shape',
-                '32', '48', '--repeat', '1', '--warmup', '1', '--rounds', '2', '--no-memory',
-                '--compare-config', 'configs/shapes/fpn_shunted-nano_shapes.py', '--json', cmp)
+    proc = tool(
+        'analysis_tools/benchmark.py',
+        'configs/shapes/fpn_r18_shapes.py',
+        '--shape',
+        '32',
+        '48',
+        '--repeat',
+        '1',
+        '--warmup',
+        '1',
+        '--rounds',
+        '2',
+        '--no-memory',
+        '--compare-config',
+        'configs/shapes/fpn_shunted-nano_shapes.py',
+        '--json',
+        cmp,
+    )
     assert 'Speed-up B/A' in proc.stdout
     res = json.loads(cmp.read_text())
-    assert set(res['sides']) == {'configs/shapes/fpn_r18_shapes.py',
-                                 'configs/shapes/fpn_shunted-nano_shapes.py'}
+    assert set(res['sides']) == {
+        'configs/shapes/fpn_r18_shapes.py',
+        'configs/shapes/fpn_shunted-nano_shapes.py',
+    }
     assert all(len(s['round_medians']) == 2 for s in res['sides'].values())
 
 

@@ -6,6 +6,7 @@ Convention (the papers'): one multiply-add = one FLOP; a Linear on N tokens cost
 ``5 * numel`` and eval BatchNorm ``2 * numel`` (MMEngine's counters), an adaptive average pool
 ``numel(input)``; element-wise ops (softmax, scaling, additions) are free.
 """
+
 import json
 import math
 
@@ -28,7 +29,6 @@ N = H * W
 
 
 class _Fn(nn.Module):
-
     def __init__(self, fn):
         super().__init__()
         self.fn = fn
@@ -64,8 +64,11 @@ def test_einsum():
 # Each entry: constructor overrides, the hw_shape and the hand-derived count for B=1.
 def _agent():
     a = 4  # 2 x 2 agents
-    return (dict(with_bias=False, agent_shape=(2, 2)), (H, W),
-            N * C * 3 * C + N * C + 2 * a * N * C + 2 * N * a * C + N * C * 9 + N * C * C)
+    return (
+        dict(with_bias=False, agent_shape=(2, 2)),
+        (H, W),
+        N * C * 3 * C + N * C + 2 * a * N * C + 2 * N * a * C + N * C * 9 + N * C * C,
+    )
 
 
 def _bra():
@@ -73,9 +76,11 @@ def _bra():
     h, w, n_win, topk = 5, 7, 2, 2
     rh, rw = math.ceil(h / n_win), math.ceil(w / n_win)
     n_pad, p, w2 = rh * rw * n_win**2, n_win**2, rh * rw
-    return (dict(n_win=n_win, topk=topk, side_dwconv=3), (h, w),
-            n_pad * C * 3 * C + n_pad * C * 9 + p * p * C + 2 * topk * n_pad * w2 * C
-            + h * w * C * C)
+    return (
+        dict(n_win=n_win, topk=topk, side_dwconv=3),
+        (h, w),
+        n_pad * C * 3 * C + n_pad * C * 9 + p * p * C + 2 * topk * n_pad * w2 * C + h * w * C * C,
+    )
 
 
 def _global_lepe():
@@ -85,8 +90,11 @@ def _global_lepe():
 def _flatten_linear():
     d = C // HEADS
     # q, kv, normaliser (Q . mean K), K^T V, Q (K^T V), depthwise 3x3 on each head's V, proj
-    return (dict(kernel_size=3, compute_order='linear'), (H, W),
-            3 * N * C * C + N * C + N * C * d + N * C * d + N * C * 9 + N * C * C)
+    return (
+        dict(kernel_size=3, compute_order='linear'),
+        (H, W),
+        3 * N * C * C + N * C + N * C * d + N * C * d + N * C * 9 + N * C * C,
+    )
 
 
 def _shunted():
@@ -103,14 +111,20 @@ def _shunted():
 
 def _sra():
     n = N // 4
-    return (dict(sr_ratio=2), (H, W),
-            N * C * C + N * C * C + 5 * n * C + 2 * n * C * C + 2 * N * n * C + N * C * C)
+    return (
+        dict(sr_ratio=2),
+        (H, W),
+        N * C * C + N * C * C + 5 * n * C + 2 * n * C * C + 2 * N * n * C + N * C * C,
+    )
 
 
 def _eamlp():
     s, r = 8, 4
-    return (dict(num_slots=s, expand_ratio=r), (H, W),
-            N * C * r * C + 2 * (N * r * C) * s + N * r * C * C)
+    return (
+        dict(num_slots=s, expand_ratio=r),
+        (H, W),
+        N * C * r * C + 2 * (N * r * C) * s + N * r * C * C,
+    )
 
 
 def _ea_map():
@@ -121,8 +135,11 @@ def _ea_map():
 def _swin_msa():
     # 5 x 7 map padded to 2 x 2 shifted windows of 3 x 4; qkv and proj run on the padding too.
     n_pad = 48
-    return (dict(window_size=(3, 4), shift=True), (5, 7),
-            3 * n_pad * C * C + 2 * n_pad * 12 * C + n_pad * C * C)
+    return (
+        dict(window_size=(3, 4), shift=True),
+        (5, 7),
+        3 * n_pad * C * C + 2 * n_pad * 12 * C + n_pad * C * C,
+    )
 
 
 FORMULAS = {
@@ -140,8 +157,9 @@ FORMULAS = {
 }
 
 REGISTERED = list(attention_ops())
-WITH_FORMULA = [n for n in ['SoftmaxAttention', 'SoftmaxAttention-SDPA', *REGISTERED]
-                if n in FORMULAS]
+WITH_FORMULA = [
+    n for n in ['SoftmaxAttention', 'SoftmaxAttention-SDPA', *REGISTERED] if n in FORMULAS
+]
 
 
 @pytest.mark.parametrize('name', WITH_FORMULA)
@@ -154,8 +172,17 @@ def test_op_flops_match_formula(name):
     assert res.flops == expected, (res.flops, expected, res.by_operator)
 
 
-PRODUCT_KEYS = ('linear', 'matmul', 'bmm', 'baddbmm', 'addbmm', 'addmm', 'einsum', 'conv',
-                'scaled_dot_product_attention')
+PRODUCT_KEYS = (
+    'linear',
+    'matmul',
+    'bmm',
+    'baddbmm',
+    'addbmm',
+    'addmm',
+    'einsum',
+    'conv',
+    'scaled_dot_product_attention',
+)
 
 
 @pytest.mark.parametrize('name', ['SoftmaxAttention-SDPA', *REGISTERED])
@@ -165,14 +192,19 @@ def test_every_op_agrees_with_torch_dispatch_counter(name):
     alone misses the CPU flash kernel of SDPA), on an odd map."""
     from torch.nn.attention import SDPBackend, sdpa_kernel
     from torch.utils.flop_counter import FlopCounterMode
+
     op = build_op(name, C, HEADS)
     x, hw = torch.randn(1, 15 * 17, C), (15, 17)
     res = count_flops(op, (x, hw))
     assert res.uncounted_products == {}, res.unsupported
     # AgentAttention: the FLOP counter traces the official bias formulation (resizes, no
     # products; see papers_formulation); count the eager run in that formulation too
-    with FlopCounterMode(display=False) as counter, sdpa_kernel(SDPBackend.MATH), \
-            torch.no_grad(), papers_formulation(op):
+    with (
+        FlopCounterMode(display=False) as counter,
+        sdpa_kernel(SDPBackend.MATH),
+        torch.no_grad(),
+        papers_formulation(op),
+    ):
         op(x, hw)
     ours = sum(v for k, v in res.by_operator.items() if k in PRODUCT_KEYS)
     assert ours == counter.get_total_flops() // 2, res.by_operator
@@ -188,15 +220,30 @@ def test_ops_are_discovered():
 
 def test_get_flops_tool(tool, tmp_path):
     out = tmp_path / 'flops.json'
-    proc = tool('analysis_tools/get_flops.py', 'configs/shapes/fpn_r18_shapes.py', '--shape',
-                '64', '96', '--json', out)
+    proc = tool(
+        'analysis_tools/get_flops.py',
+        'configs/shapes/fpn_r18_shapes.py',
+        '--shape',
+        '64',
+        '96',
+        '--json',
+        out,
+    )
     assert 'FLOPs:' in proc.stdout
     res = json.loads(out.read_text())
     assert res['shape'] == [64, 96] and res['task'] == 'seg'
     assert res['uncounted_products'] == {}
     back = tmp_path / 'bb.json'
-    tool('analysis_tools/get_flops.py', 'configs/shapes/fpn_r18_shapes.py', '--shape', '64',
-         '96', '--backbone-only', '--json', back)
+    tool(
+        'analysis_tools/get_flops.py',
+        'configs/shapes/fpn_r18_shapes.py',
+        '--shape',
+        '64',
+        '96',
+        '--backbone-only',
+        '--json',
+        back,
+    )
     bb = json.loads(back.read_text())
     assert 0 < bb['flops'] < res['flops'] and 0 < bb['params'] < res['params']
 
@@ -206,6 +253,7 @@ def test_counted_agent_biases_equal_the_ops(agent_shape):
     """The formulation the counter traces gives the op's own biases (float64), and the op is
     restored after counting."""
     from mmattn.models.attentions import AgentAttention
+
     op = AgentAttention(32, 2, pretrain_hw=(7, 6), agent_num=9, agent_shape=agent_shape).double()
     for p in op.parameters():
         torch.nn.init.normal_(p)

@@ -1,4 +1,5 @@
 """Model-zoo generation: README table parsing, row matching, and the tool end to end."""
+
 import json
 import os
 import os.path as osp
@@ -30,8 +31,7 @@ def test_name_fields():
     f = name_fields('configs/x/upernet_agent-swin-t_8xb2-160k_ade20k-512x512.py')
     assert (f['head'], f['backbone'], f['schedule']) == ('upernet', 'agent-swin-t', '160k')
     f = name_fields('configs/x/mask-rcnn_agent-swin-t_fpn_ms-crop-3x_coco.py')
-    assert (f['head'], f['backbone'], f['schedule']) == ('mask-rcnn', 'agent-swin-t',
-                                                        'ms-crop-3x')
+    assert (f['head'], f['backbone'], f['schedule']) == ('mask-rcnn', 'agent-swin-t', 'ms-crop-3x')
 
 
 def test_readme_rows_match_configs():
@@ -71,11 +71,22 @@ def test_model_zoo_tool(tool, tmp_path):
     os.symlink(osp.join(REPO, 'configs', '_base_'), root / '_base_')
     os.symlink(osp.join(REPO, 'configs', 'shapes'), root / 'shapes')
     (root / 'demo' / 'fpn_demo-s_8xb2-40k_ade20k-512x512.py').write_text(
-        "_base_ = '../shapes/fpn_r18_shapes.py'\n")
+        "_base_ = '../shapes/fpn_r18_shapes.py'\n"
+    )
     (root / 'demo' / 'README.md').write_text(README)
     out, cache = tmp_path / 'docs' / 'model_zoo.md', tmp_path / 'cache.json'
-    proc = tool('analysis_tools/model_zoo.py', '--configs', root, '--out', out, '--cache', cache,
-                '--shape', '64', '64')
+    proc = tool(
+        'analysis_tools/model_zoo.py',
+        '--configs',
+        root,
+        '--out',
+        out,
+        '--cache',
+        cache,
+        '--shape',
+        '64',
+        '64',
+    )
     assert '1 with params/FLOPs, 1 with paper metrics' in proc.stdout
     text = out.read_text()
     assert '## Demo-Former (CVPR 2099)' in text
@@ -87,6 +98,17 @@ def test_model_zoo_tool(tool, tmp_path):
     entry = json.loads(cache.read_text())
     assert len(entry) == 1 and next(iter(entry.values()))['shape'] == [64, 64]
     # a second run reuses the cache (no tracing) and gives the same file
-    tool('analysis_tools/model_zoo.py', '--configs', root, '--out', out, '--cache', cache,
-         '--shape', '64', '64', '--no-compute')
+    tool(
+        'analysis_tools/model_zoo.py',
+        '--configs',
+        root,
+        '--out',
+        out,
+        '--cache',
+        cache,
+        '--shape',
+        '64',
+        '64',
+        '--no-compute',
+    )
     assert out.read_text() == text

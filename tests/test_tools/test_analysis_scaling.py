@@ -1,4 +1,5 @@
 """Scaling study: exponent fit, one measured row, and the tool end to end on tiny maps."""
+
 import csv
 
 import pytest
@@ -15,8 +16,12 @@ def test_fit_exponent_recovers_power_law():
 
 def test_softmax_flops_exponent_tends_to_two():
     # 4 N C^2 + 2 N^2 C: the quadratic term dominates once N >> C.
-    rows = [measure_op(BASELINE, s, embed_dims=8, num_heads=2, repeat=1, warmup=0,
-                       backward=False, memory=False) for s in (16, 24, 32)]
+    rows = [
+        measure_op(
+            BASELINE, s, embed_dims=8, num_heads=2, repeat=1, warmup=0, backward=False, memory=False
+        )
+        for s in (16, 24, 32)
+    ]
     assert not any(r['error'] for r in rows)
     assert 1.8 < exponents(rows, 'flops')[BASELINE] < 2.0
 
@@ -31,17 +36,40 @@ def test_every_op_measures(name):
 
 def test_scaling_tool(tool, tmp_path):
     op = list(attention_ops())[0]
-    proc = tool('analysis_tools/attention_scaling.py', '--ops', BASELINE, op, '--sides', '8',
-                '12', '--embed-dims', '16', '--repeat', '1', '--warmup', '0', '--out-dir',
-                tmp_path)
+    proc = tool(
+        'analysis_tools/attention_scaling.py',
+        '--ops',
+        BASELINE,
+        op,
+        '--sides',
+        '8',
+        '12',
+        '--embed-dims',
+        '16',
+        '--repeat',
+        '1',
+        '--warmup',
+        '0',
+        '--out-dir',
+        tmp_path,
+    )
     assert 'exponent' in proc.stdout
     with open(tmp_path / 'attention_scaling.csv') as f:
         rows = list(csv.DictReader(f))
-    assert [(r['op'], r['side']) for r in rows] == [(BASELINE, '8'), (BASELINE, '12'),
-                                                   (op, '8'), (op, '12')]
+    assert [(r['op'], r['side']) for r in rows] == [
+        (BASELINE, '8'),
+        (BASELINE, '12'),
+        (op, '8'),
+        (op, '12'),
+    ]
     png = tmp_path / 'attention_scaling.png'
     assert png.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
     png.unlink()
-    tool('analysis_tools/attention_scaling.py', '--from-csv', tmp_path / 'attention_scaling.csv',
-         '--out-dir', tmp_path)
+    tool(
+        'analysis_tools/attention_scaling.py',
+        '--from-csv',
+        tmp_path / 'attention_scaling.csv',
+        '--out-dir',
+        tmp_path,
+    )
     assert png.exists()

@@ -1,5 +1,6 @@
 """demo/image_demo.py (predictions drawn with MMDetection's / MMSegmentation's inferencers, plus
 a legend) and tools/analysis_tools/analyze_logs.py (loss and metric curves from scalars.json)."""
+
 import importlib.util
 import json
 import os.path as osp
@@ -27,8 +28,10 @@ def test_analyze_logs_plots_losses_and_metrics(tmp_path):
     logs = _module('tools/analysis_tools/analyze_logs.py', 'analyze_logs')
     run = tmp_path / 'work' / '20260101_000000' / 'vis_data'
     run.mkdir(parents=True)
-    recs = [dict(loss=2.0 - i / 10, loss_cls=1.0 - i / 20, lr=1e-3, iter=i * 10, step=i * 10)
-            for i in range(1, 6)]
+    recs = [
+        dict(loss=2.0 - i / 10, loss_cls=1.0 - i / 20, lr=1e-3, iter=i * 10, step=i * 10)
+        for i in range(1, 6)
+    ]
     recs.insert(3, {'coco/bbox_mAP': 0.1, 'coco/segm_mAP': 0.08, 'step': 30})
     recs.append({'coco/bbox_mAP': 0.2, 'coco/segm_mAP': 0.15, 'step': 50})
     (run / 'scalars.json').write_text('\n'.join(json.dumps(r) for r in recs) + '\n')
@@ -54,21 +57,31 @@ def _untrained(config, path):
     with DefaultScope.overwrite_default_scope(cfg.default_scope):
         model = MODELS.build(cfg.model)
     model.init_weights()
-    meta = dict(dataset_meta=dict(classes=cfg.metainfo['classes'],
-                                  palette=cfg.metainfo['palette']))
+    meta = dict(dataset_meta=dict(classes=cfg.metainfo['classes'], palette=cfg.metainfo['palette']))
     save_atomic({'state_dict': model.state_dict(), 'meta': meta}, path)
     return cfg
 
 
-@pytest.mark.parametrize('config', ['configs/shapes/mask-rcnn_r18_fpn_shapes.py',
-                                    'configs/shapes/fpn_r18_shapes.py'])
+@pytest.mark.parametrize(
+    'config', ['configs/shapes/mask-rcnn_r18_fpn_shapes.py', 'configs/shapes/fpn_r18_shapes.py']
+)
 def test_image_demo_draws_predictions_with_a_legend(shapes_data, tmp_path, config):
     demo = _module('demo/image_demo.py', 'image_demo')
     ckpt = str(tmp_path / 'model.pth')
     cfg = _untrained(config, ckpt)
     img = osp.join(shapes_data['coco'], 'val', '00001.jpg')
-    out = demo.main([img, osp.join(REPO, config), '--weights', ckpt, '--out-dir',
-                     str(tmp_path / 'pics'), '--score-thr', '0.0'])
+    out = demo.main(
+        [
+            img,
+            osp.join(REPO, config),
+            '--weights',
+            ckpt,
+            '--out-dir',
+            str(tmp_path / 'pics'),
+            '--score-thr',
+            '0.0',
+        ]
+    )
     assert osp.basename(out) == f'00001_{osp.splitext(osp.basename(config))[0]}.png'
     pic = mmcv.imread(out, channel_order='rgb')
     h, w = mmcv.imread(img).shape[:2]

@@ -1,6 +1,7 @@
 """External attention end to end: tools/train.py then tools/test.py on the bundled shapes set
 (Semantic FPN, thin ResNet-50 with EA plugins): the trained model must have learned the shapes,
 not only the background prior (see tests/test_configs/learning.py)."""
+
 import pytest
 from test_configs.learning import (
     assert_learned_shapes,
@@ -25,6 +26,7 @@ def test_ea_shapes_learns_shapes_end_to_end(tool, shapes_data, tmp_path):
     model: untrained mIoU 4.4 on 20 validation images, background-only 20.9.)
     """
     untrained = untrained_checkpoint(CONFIG, str(tmp_path / 'untrained.pth'))
-    trained, baseline, metrics = train_and_test_on_fixed_set(tool, CONFIG, tmp_path, ITERS,
-                                                             untrained)
+    trained, baseline, metrics = train_and_test_on_fixed_set(
+        tool, CONFIG, tmp_path, ITERS, untrained
+    )
     assert_learned_shapes(trained, baseline, min_gain=20, metrics_json=metrics)

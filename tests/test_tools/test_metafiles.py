@@ -4,6 +4,7 @@ lines: complete, pointing at real files, and in agreement with the model zoo and
 The full regeneration (``tools/analysis_tools/metafiles.py --check``) loads every recipe, about
 a CPU-minute; the checks here read files only, plus one cheap model for the parameter count.
 """
+
 import functools
 import json
 import os.path as osp
@@ -31,16 +32,16 @@ def _load(path):
 
 def _all_models():
     index = _load('model-index.yml')
-    return {m['Config']: (meta, m) for meta in index['Import']
-            for m in _load(meta)['Models']}
+    return {m['Config']: (meta, m) for meta in index['Import'] for m in _load(meta)['Models']}
 
 
 def test_every_family_recipe_is_listed_and_every_listed_config_exists():
     fams = families(osp.join(REPO, 'configs'))
     assert len(fams) >= 5
     index = _load('model-index.yml')
-    assert sorted(index['Import']) == sorted(f'configs/{f}/metafile.yml' for f in fams), \
+    assert sorted(index['Import']) == sorted(f'configs/{f}/metafile.yml' for f in fams), (
         'run python tools/analysis_tools/metafiles.py'
+    )
     models = _all_models()
     recipes = {osp.relpath(p, REPO) for paths in fams.values() for p in paths}
     assert set(models) == recipes, (sorted(recipes - set(models)), sorted(set(models) - recipes))
@@ -85,6 +86,7 @@ def test_params_and_flops_are_the_zoo_s():
 def test_params_agree_with_our_counter():
     """One whole model built and counted now (the smallest Semantic FPN): same as listed."""
     from mmattn.analysis.flops import build_model_from_cfg, count_params
+
     config = 'configs/flatten/fpn_flatten-pvtv2-b0_8xb4-40k_ade20k-512x512.py'
     model = build_model_from_cfg(Config.fromfile(osp.join(REPO, config)))
     assert _all_models()[config][1]['Metadata']['Parameters'] == count_params(model)
@@ -94,11 +96,19 @@ def test_paper_results_are_marked_and_parsed():
     models = _all_models()
     res = models['configs/biformer/upernet_biformer-s_8xb2-160k_ade20k-512x512.py'][1]['Results']
     # README cell "49.8 (50.8 MS)": single-scale and the multi-scale + flip number
-    assert res == [dict(Task='Semantic Segmentation', Dataset='ADE20K', Source='paper',
-                        Metrics={'mIoU': 49.8, 'mIoU (MS)': 50.8})]
+    assert res == [
+        dict(
+            Task='Semantic Segmentation',
+            Dataset='ADE20K',
+            Source='paper',
+            Metrics={'mIoU': 49.8, 'mIoU (MS)': 50.8},
+        )
+    ]
     res = models['configs/agent_attention/mask-rcnn_agent-pvt-t_fpn_1x_coco.py'][1]['Results']
     assert {r['Task']: r['Metrics'] for r in res} == {
-        'Object Detection': {'box AP': 41.4}, 'Instance Segmentation': {'mask AP': 38.7}}
+        'Object Detection': {'box AP': 41.4},
+        'Instance Segmentation': {'mask AP': 38.7},
+    }
     assert all(r['Source'] == 'paper' for _, m in models.values() for r in m.get('Results', []))
     assert results(dict(metrics={'mIoU': 'n/a'}), 'seg', 'ADE20K') == []
     assert dataset_of('voc12aug-512x512') == 'PASCAL VOC 2012 + Aug'

@@ -11,6 +11,7 @@ those layouts (:mod:`mmattn.datasets.real_layout`) and the smoke tool
 2. the AMP recipes (``AmpOptimWrapper``) crashed without CUDA;
 3. ``tools/test.py`` refused a trained checkpoint when the backbone's ImageNet file was absent.
 """
+
 import importlib.util
 import json
 import os.path as osp
@@ -27,7 +28,8 @@ REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 def _smoke_module():
     spec = importlib.util.spec_from_file_location(
-        'smoke_recipes', osp.join(REPO, 'tools', 'misc', 'smoke_recipes.py'))
+        'smoke_recipes', osp.join(REPO, 'tools', 'misc', 'smoke_recipes.py')
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -36,6 +38,7 @@ def _smoke_module():
 @pytest.fixture(scope='module')
 def real_data(tmp_path_factory):
     from mmattn.datasets.real_layout import make_real_layout
+
     root = tmp_path_factory.mktemp('workspace')
     roots = make_real_layout(str(root / 'data'))
     return root, roots
@@ -47,8 +50,10 @@ def _recipe(path):
 
 # --- the fixture has the real layouts' features ------------------------------------------------
 
+
 def test_coco_fixture_has_the_real_categories_ids_and_odd_images(real_data):
     from mmdet.datasets import CocoDataset
+
     _, roots = real_data
     with open(osp.join(roots['coco'], 'annotations', 'instances_train2017.json')) as f:
         train = json.load(f)
@@ -64,17 +69,31 @@ def test_coco_fixture_has_the_real_categories_ids_and_odd_images(real_data):
     assert len({(i['height'], i['width']) for i in images}) >= 5
     annotated = {a['image_id'] for a in anns}
     assert any(i['id'] not in annotated for i in train['images'])
-    gray = [i for i in images if len(np.asarray(
-        __import__('PIL.Image').Image.open(osp.join(
-            roots['coco'], 'train2017' if i['id'] < 1000 else 'val2017',
-            i['file_name']))).shape) == 2]
+    gray = [
+        i
+        for i in images
+        if len(
+            np.asarray(
+                __import__('PIL.Image').Image.open(
+                    osp.join(
+                        roots['coco'], 'train2017' if i['id'] < 1000 else 'val2017', i['file_name']
+                    )
+                )
+            ).shape
+        )
+        == 2
+    ]
     assert gray, 'the fixture needs a grayscale JPEG'
 
     # mmdet reads it with the real class list: category id 90 maps to label 79, crowds are
     # ignored regions, and the empty image is filtered from training.
-    ds = CocoDataset(data_root=roots['coco'], ann_file='annotations/instances_train2017.json',
-                     data_prefix=dict(img='train2017/'), filter_cfg=dict(filter_empty_gt=True),
-                     pipeline=[])
+    ds = CocoDataset(
+        data_root=roots['coco'],
+        ann_file='annotations/instances_train2017.json',
+        data_prefix=dict(img='train2017/'),
+        filter_cfg=dict(filter_empty_gt=True),
+        pipeline=[],
+    )
     labels = [inst['bbox_label'] for d in ds for inst in d['instances']]
     assert len(ds) == 2 and max(labels) <= 79
     assert ds.cat2label[90] == 79 and ds.cat2label[13] == 11
@@ -85,10 +104,13 @@ def test_ade_fixture_labels_span_0_to_150_and_mmseg_maps_them(real_data):
     import cv2
     from mmseg.datasets import ADE20KDataset
     from mmseg.datasets.transforms import LoadAnnotations
+
     _, roots = real_data
-    ds = ADE20KDataset(data_root=roots['ade20k'],
-                       data_prefix=dict(img_path='images/training',
-                                        seg_map_path='annotations/training'), pipeline=[])
+    ds = ADE20KDataset(
+        data_root=roots['ade20k'],
+        data_prefix=dict(img_path='images/training', seg_map_path='annotations/training'),
+        pipeline=[],
+    )
     raw = cv2.imread(ds[0]['seg_map_path'], cv2.IMREAD_UNCHANGED)
     assert raw.min() == 0 and raw.max() == 150
     loaded = LoadAnnotations()(dict(ds[0]))['gt_seg_map']
@@ -103,13 +125,18 @@ def test_voc_fixture_has_palette_pngs_and_mmseg_reads_class_indices(real_data):
     from mmseg.datasets import PascalVOCDataset
     from mmseg.datasets.transforms import LoadAnnotations
     from PIL import Image
+
     _, roots = real_data
-    for seg_dir, split, mode in (('SegmentationClass', 'train', 'P'),
-                                 ('SegmentationClassAug', 'aug', 'L')):
-        ds = PascalVOCDataset(data_root=roots['voc'],
-                              ann_file=f'ImageSets/Segmentation/{split}.txt',
-                              data_prefix=dict(img_path='JPEGImages', seg_map_path=seg_dir),
-                              pipeline=[])
+    for seg_dir, split, mode in (
+        ('SegmentationClass', 'train', 'P'),
+        ('SegmentationClassAug', 'aug', 'L'),
+    ):
+        ds = PascalVOCDataset(
+            data_root=roots['voc'],
+            ann_file=f'ImageSets/Segmentation/{split}.txt',
+            data_prefix=dict(img_path='JPEGImages', seg_map_path=seg_dir),
+            pipeline=[],
+        )
         assert len(ds) == 2
         assert Image.open(ds[0]['seg_map_path']).mode == mode
         loaded = LoadAnnotations()(dict(ds[0]))['gt_seg_map']
@@ -118,6 +145,7 @@ def test_voc_fixture_has_palette_pngs_and_mmseg_reads_class_indices(real_data):
 
 
 # --- blocker 1: the ADE20K label check ---------------------------------------------------------
+
 
 def _point_at(cfg, root):
     for split in ('train', 'val', 'test'):
@@ -128,9 +156,12 @@ def _point_at(cfg, root):
 def test_preflight_accepts_ade20k_flag_label(real_data):
     """Raw value 150 is valid ADE20K data: ``ADE20KDataset`` reduces zero labels by default."""
     from mmattn.utils.data_checks import check_dataset_contents
+
     _, roots = real_data
-    for recipe in ('flatten/fpn_flatten-pvt-t_8xb2-40k_ade20k-512x512.py',
-                   'biformer/upernet_biformer-t_8xb2-160k_ade20k-512x512.py'):
+    for recipe in (
+        'flatten/fpn_flatten-pvt-t_8xb2-40k_ade20k-512x512.py',
+        'biformer/upernet_biformer-t_8xb2-160k_ade20k-512x512.py',
+    ):
         cfg = _point_at(_recipe(recipe), roots['ade20k'])
         assert 'reduce_zero_label' not in cfg.train_dataloader.dataset  # the class default
         check_dataset_contents(cfg, splits=('train', 'val'))
@@ -139,36 +170,45 @@ def test_preflight_accepts_ade20k_flag_label(real_data):
 def test_preflight_still_refuses_out_of_range_labels(real_data):
     """Without zero reduction, 150 is one past the last class (0-149): refused, named."""
     from mmattn.utils.data_checks import check_dataset_contents
+
     _, roots = real_data
-    cfg = _point_at(_recipe('flatten/fpn_flatten-pvt-t_8xb2-40k_ade20k-512x512.py'),
-                    roots['ade20k'])
+    cfg = _point_at(
+        _recipe('flatten/fpn_flatten-pvt-t_8xb2-40k_ade20k-512x512.py'), roots['ade20k']
+    )
     ds = cfg.train_dataloader.dataset
     ds['reduce_zero_label'] = False
     for step in ds.pipeline:
         if step['type'] == 'LoadAnnotations':
             step['reduce_zero_label'] = False
     with pytest.raises(UserInputError, match=r'value 150 .*150 classes \(valid: 0-149'):
-        check_dataset_contents(cfg, splits=('train', ))
+        check_dataset_contents(cfg, splits=('train',))
 
 
 def test_preflight_names_a_reduce_zero_label_mismatch(real_data):
     from mmattn.utils.data_checks import check_dataset_contents
+
     _, roots = real_data
-    cfg = _point_at(_recipe('flatten/fpn_flatten-pvt-t_8xb2-40k_ade20k-512x512.py'),
-                    roots['ade20k'])
+    cfg = _point_at(
+        _recipe('flatten/fpn_flatten-pvt-t_8xb2-40k_ade20k-512x512.py'), roots['ade20k']
+    )
     cfg.train_dataloader.dataset['reduce_zero_label'] = False  # pipeline keeps True
     with pytest.raises(UserInputError, match='reduce_zero_label=False but its LoadAnnotations'):
-        check_dataset_contents(cfg, splits=('train', ))
+        check_dataset_contents(cfg, splits=('train',))
 
 
 # --- blocker 2: AMP recipes without CUDA -------------------------------------------------------
 
-@pytest.mark.parametrize('recipe,scope', [
-    ('biformer/mask-rcnn_biformer-s_fpn_1x_coco.py', 'mmdet'),
-    ('biformer/upernet_biformer-s_8xb2-160k_ade20k-512x512.py', 'mmseg'),
-])
+
+@pytest.mark.parametrize(
+    'recipe,scope',
+    [
+        ('biformer/mask-rcnn_biformer-s_fpn_1x_coco.py', 'mmdet'),
+        ('biformer/upernet_biformer-s_8xb2-160k_ade20k-512x512.py', 'mmseg'),
+    ],
+)
 def test_amp_recipe_without_fp16_amp(recipe, scope):
     from mmattn.engine.optim_wrapper import fit_optim_wrapper_to_device
+
     cfg = _recipe(recipe)
     assert cfg.optim_wrapper.type == 'AmpOptimWrapper' and 'loss_scale' in cfg.optim_wrapper
     optimizer = dict(cfg.optim_wrapper.optimizer)
@@ -184,7 +224,8 @@ def test_amp_recipe_without_fp16_amp(recipe, scope):
     assert 'bf16' in note and bf16.optim_wrapper.type == 'mmattn.CPUAmpOptimWrapper'
     assert bf16.optim_wrapper.dtype == 'bfloat16' and 'loss_scale' not in bf16.optim_wrapper
     assert bf16.optim_wrapper.get('autocast_modules') == (
-        ('backbone', 'neck') if scope == 'mmdet' else None)
+        ('backbone', 'neck') if scope == 'mmdet' else None
+    )
 
     gpu = _recipe(recipe)
     assert fit_optim_wrapper_to_device(gpu, amp=False, fp16_amp_available=True) is None
@@ -196,17 +237,21 @@ def test_optim_wrapper_type_override_drops_leftover_amp_keys():
     from mmengine.optim import build_optim_wrapper
 
     from mmattn.engine.optim_wrapper import fit_optim_wrapper_to_device
-    cfg = load_config(osp.join(REPO, 'configs', 'biformer',
-                               'mask-rcnn_biformer-s_fpn_1x_coco.py'),
-                      {'optim_wrapper.type': 'OptimWrapper'})
+
+    cfg = load_config(
+        osp.join(REPO, 'configs', 'biformer', 'mask-rcnn_biformer-s_fpn_1x_coco.py'),
+        {'optim_wrapper.type': 'OptimWrapper'},
+    )
     note = fit_optim_wrapper_to_device(cfg, fp16_amp_available=False)
     assert 'loss_scale' in note and 'loss_scale' not in cfg.optim_wrapper
     import torch
+
     wrapper = build_optim_wrapper(torch.nn.Linear(2, 2), cfg.optim_wrapper)
     assert type(wrapper).__name__ == 'OptimWrapper'
 
 
 # --- blocker 3 and the workers hint ------------------------------------------------------------
+
 
 def test_test_tool_drops_every_pretrained_init():
     cfg = _recipe('biformer/mask-rcnn_biformer-s_fpn_1x_coco.py')
@@ -247,8 +292,15 @@ SMOKE = [
 
 def test_smoke_list_covers_every_family_and_head():
     families = {r.split('/')[0] for r in SMOKE}
-    assert families == {'agent_attention', 'biformer', 'cswin', 'external_attention',
-                        'flatten', 'shunted', 'plugins'}
+    assert families == {
+        'agent_attention',
+        'biformer',
+        'cswin',
+        'external_attention',
+        'flatten',
+        'shunted',
+        'plugins',
+    }
     heads = {osp.basename(r).split('_')[0] for r in SMOKE}
     assert {'mask-rcnn', 'retinanet', 'upernet', 'fpn', 'rtmdet'} <= heads
     assert any(_recipe(r).optim_wrapper.type == 'AmpOptimWrapper' for r in SMOKE)
@@ -260,12 +312,12 @@ def test_recipe_trains_and_tests_on_real_layout(recipe, real_data):
     """train.py (1 step) + test.py, with no pretrained file present at test time."""
     root, _ = real_data
     smoke = _smoke_module()
-    row = smoke.run_recipe(osp.join(REPO, 'configs', recipe), str(root), scale=0.25,
-                           timeout=600)
+    row = smoke.run_recipe(osp.join(REPO, 'configs', recipe), str(root), scale=0.25, timeout=600)
     assert row['train'], row['error']
     assert row['test'], row['error']
     assert not osp.exists(osp.join(root, 'pretrained')) or not any(
-        f.endswith('.pth') for f in __import__('os').listdir(osp.join(root, 'pretrained')))
+        f.endswith('.pth') for f in __import__('os').listdir(osp.join(root, 'pretrained'))
+    )
     expected = 'coco/bbox_mAP' if 'coco' in recipe else 'mIoU'
     # a 1-step model may score no box above the threshold; CocoMetric then reports nothing
     if expected == 'mIoU':
@@ -275,13 +327,27 @@ def test_recipe_trains_and_tests_on_real_layout(recipe, real_data):
 def test_smoke_tool_cli_reports_a_failure(tmp_path):
     """The command-line tool prints its table and exits 1 when a recipe fails."""
     import subprocess
+
     broken = tmp_path / 'broken.py'
-    broken.write_text(f"_base_ = '{REPO}/configs/flatten/fpn_flatten-pvt-t_8xb2-40k_ade20k-"
-                      f"512x512.py'\nmodel = dict(backbone=dict(arch='no-such-arch'))\n")
+    broken.write_text(
+        f"_base_ = '{REPO}/configs/flatten/fpn_flatten-pvt-t_8xb2-40k_ade20k-"
+        f"512x512.py'\nmodel = dict(backbone=dict(arch='no-such-arch'))\n"
+    )
     out = tmp_path / 'table.md'
-    proc = subprocess.run([sys.executable, osp.join(REPO, 'tools', 'misc', 'smoke_recipes.py'),
-                           str(broken), '--workspace', str(tmp_path / 'ws'), '--out', str(out)],
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            osp.join(REPO, 'tools', 'misc', 'smoke_recipes.py'),
+            str(broken),
+            '--workspace',
+            str(tmp_path / 'ws'),
+            '--out',
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 1, proc.stderr[-2000:]
     table = out.read_text()
     assert '`broken.py` | FAIL | - |' in table and 'no-such-arch' in table

@@ -1,4 +1,5 @@
 """tools/train.py and tools/test.py end to end, run in a subprocess the way a user runs them."""
+
 import json
 import os
 import os.path as osp
@@ -68,23 +69,47 @@ def test_detection_memorises_a_fixed_set(tool, shapes_data, tmp_path):
     0.047, another (other seed and thread count) 0.017.
     """
     fixed = _fixed_detection_set(str(tmp_path / 'fixed.json'))
-    on_fixed_set = (f'test_dataloader.dataset.ann_file={fixed}',
-                    'test_dataloader.dataset.data_prefix.img=train/',
-                    f'test_evaluator.ann_file={fixed}')
+    on_fixed_set = (
+        f'test_dataloader.dataset.ann_file={fixed}',
+        'test_dataloader.dataset.data_prefix.img=train/',
+        f'test_evaluator.ann_file={fixed}',
+    )
     baseline = _untrained_checkpoint(DET, str(tmp_path / 'untrained.pth'))
-    tool('test.py', DET, baseline, '--work-dir', str(tmp_path / 'untrained'), '--cfg-options',
-         *on_fixed_set)
+    tool(
+        'test.py',
+        DET,
+        baseline,
+        '--work-dir',
+        str(tmp_path / 'untrained'),
+        '--cfg-options',
+        *on_fixed_set,
+    )
     untrained = _metrics(str(tmp_path / 'untrained'))
     work = str(tmp_path / 'run')
-    tool('train.py', DET, '--work-dir', work, '--cfg-options',
-         f'train_cfg.max_iters={DET_ITERS}', f'train_cfg.val_begin={DET_ITERS + 1}',
-         f'default_hooks.checkpoint.interval={DET_ITERS}', 'randomness.seed=0',
-         f'train_dataloader.dataset.ann_file={fixed}')
-    tool('test.py', DET, osp.join(work, f'iter_{DET_ITERS}.pth'), '--work-dir',
-         osp.join(work, 'test'), '--cfg-options', *on_fixed_set)
+    tool(
+        'train.py',
+        DET,
+        '--work-dir',
+        work,
+        '--cfg-options',
+        f'train_cfg.max_iters={DET_ITERS}',
+        f'train_cfg.val_begin={DET_ITERS + 1}',
+        f'default_hooks.checkpoint.interval={DET_ITERS}',
+        'randomness.seed=0',
+        f'train_dataloader.dataset.ann_file={fixed}',
+    )
+    tool(
+        'test.py',
+        DET,
+        osp.join(work, f'iter_{DET_ITERS}.pth'),
+        '--work-dir',
+        osp.join(work, 'test'),
+        '--cfg-options',
+        *on_fixed_set,
+    )
     trained = _metrics(osp.join(work, 'test'))
     for key in ('coco/bbox_mAP', 'coco/segm_mAP'):
-        assert trained[key] > untrained.get(key, 0.) + DET_MIN_GAIN, (key, trained, untrained)
+        assert trained[key] > untrained.get(key, 0.0) + DET_MIN_GAIN, (key, trained, untrained)
 
 
 def test_segmentation_learns_shapes(tool, shapes_data, tmp_path):
@@ -104,8 +129,14 @@ def test_segmentation_learns_shapes(tool, shapes_data, tmp_path):
 
 def test_resume_continues_iterations_and_optimizer_state(tool, shapes_data, tmp_path):
     work = str(tmp_path / 'resume')
-    common = ['--work-dir', work, '--cfg-options', 'default_hooks.checkpoint.interval=3',
-              'default_hooks.logger.interval=1', 'train_cfg.val_interval=1000']
+    common = [
+        '--work-dir',
+        work,
+        '--cfg-options',
+        'default_hooks.checkpoint.interval=3',
+        'default_hooks.logger.interval=1',
+        'train_cfg.val_interval=1000',
+    ]
     tool('train.py', SEG, *common, 'train_cfg.max_iters=3')
     first = safe_load(osp.join(work, 'iter_3.pth'))
     assert first['meta']['iter'] == 3
@@ -121,11 +152,21 @@ def test_resume_continues_iterations_and_optimizer_state(tool, shapes_data, tmp_
 
 
 def _train_compiled(tool, config, work):
-    proc = tool('train.py', config, '--work-dir', work, '--compile', 'aot_eager',
-                '--cfg-options', 'train_cfg.max_iters=2', 'train_cfg.val_begin=1000',
-                'default_hooks.checkpoint.interval=2', 'default_hooks.logger.interval=1')
+    proc = tool(
+        'train.py',
+        config,
+        '--work-dir',
+        work,
+        '--compile',
+        'aot_eager',
+        '--cfg-options',
+        'train_cfg.max_iters=2',
+        'train_cfg.val_begin=1000',
+        'default_hooks.checkpoint.interval=2',
+        'default_hooks.logger.interval=1',
+    )
     log = proc.stdout + proc.stderr
-    assert "compiled the backbone" in log and "backend='aot_eager'" in log
+    assert 'compiled the backbone' in log and "backend='aot_eager'" in log
     assert 'Iter(train) [2/2]' in log
     ckpt = osp.join(work, 'iter_2.pth')
     state = safe_load(ckpt)['state_dict']
@@ -140,12 +181,12 @@ def _train_compiled(tool, config, work):
 # validation, measured).
 def test_compile_trains_a_detector(tool, shapes_data, tmp_path):
     """train.py --compile: 2 iterations of an attention-backbone Mask R-CNN."""
-    _train_compiled(tool, 'configs/shapes/mask-rcnn_agent-pvt-tiny_fpn_shapes.py',
-                    str(tmp_path / 'run'))
+    _train_compiled(
+        tool, 'configs/shapes/mask-rcnn_agent-pvt-tiny_fpn_shapes.py', str(tmp_path / 'run')
+    )
 
 
-def test_compile_trains_and_tests_a_segmentor_with_unchanged_results(tool, shapes_data,
-                                                                     tmp_path):
+def test_compile_trains_and_tests_a_segmentor_with_unchanged_results(tool, shapes_data, tmp_path):
     """train.py --compile (2 iterations of Shunted Semantic FPN), then test.py with and
     without --compile on that checkpoint: the same metrics (same weights, same ops)."""
     config = 'configs/shapes/fpn_shunted-nano_shapes.py'
@@ -165,10 +206,25 @@ def test_dist_train_two_processes_gloo(config, shapes_data, tmp_path, free_port)
     work = str(tmp_path / 'dist')
     env = dict(os.environ, PYTHON=sys.executable, PORT=str(free_port()), OMP_NUM_THREADS='1')
     proc = subprocess.run(
-        ['bash', osp.join(REPO, 'tools', 'dist_train.sh'), config, '2', '--work-dir', work,
-         '--cfg-options', 'train_cfg.max_iters=3', 'train_cfg.val_interval=1000',
-         'default_hooks.checkpoint.interval=3', 'default_hooks.logger.interval=1'],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+        [
+            'bash',
+            osp.join(REPO, 'tools', 'dist_train.sh'),
+            config,
+            '2',
+            '--work-dir',
+            work,
+            '--cfg-options',
+            'train_cfg.max_iters=3',
+            'train_cfg.val_interval=1000',
+            'default_hooks.checkpoint.interval=3',
+            'default_hooks.logger.interval=1',
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     # stdout's tail says how far training got (MMEngine logs there), stderr's why it stopped.
     assert proc.returncode == 0, proc.stdout[-1500:] + proc.stderr[-4000:]
     log = proc.stdout + proc.stderr
@@ -193,8 +249,15 @@ def test_missing_config_is_one_line_error(tool):
 
 def test_missing_dataset_folder_is_one_line_error(tool, tmp_path):
     missing = str(tmp_path / 'no_such_dataset')
-    proc = tool('train.py', SEG, '--work-dir', str(tmp_path / 'w'), '--cfg-options',
-                f'train_dataloader.dataset.data_root={missing}', check=False)
+    proc = tool(
+        'train.py',
+        SEG,
+        '--work-dir',
+        str(tmp_path / 'w'),
+        '--cfg-options',
+        f'train_dataloader.dataset.data_root={missing}',
+        check=False,
+    )
     _assert_one_line_error(proc, missing, 'does not exist')
 
 
@@ -204,8 +267,15 @@ def test_broken_annotation_json_is_one_line_error(tool, shapes_data, tmp_path):
     ann = root / 'annotations' / 'instances_train.json'
     ann.write_text(ann.read_text()[:1000])  # truncated file
     before = ann.read_text()
-    proc = tool('train.py', DET, '--work-dir', str(tmp_path / 'w'), '--cfg-options',
-                f'train_dataloader.dataset.data_root={root}/', check=False)
+    proc = tool(
+        'train.py',
+        DET,
+        '--work-dir',
+        str(tmp_path / 'w'),
+        '--cfg-options',
+        f'train_dataloader.dataset.data_root={root}/',
+        check=False,
+    )
     _assert_one_line_error(proc, 'instances_train.json', 'not valid JSON')
     assert ann.read_text() == before  # nothing on disk was touched
 
@@ -216,8 +286,7 @@ def test_misspelt_cfg_option_is_one_line_error(tool):
 
 
 def test_unknown_compile_backend_is_one_line_error(tool, shapes_data, tmp_path):
-    proc = tool('train.py', SEG, '--work-dir', str(tmp_path), '--compile', 'inductr',
-                check=False)
+    proc = tool('train.py', SEG, '--work-dir', str(tmp_path), '--compile', 'inductr', check=False)
     _assert_one_line_error(proc, "'inductr' is not a torch.compile backend", 'inductor')
 
 

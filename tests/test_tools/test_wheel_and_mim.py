@@ -8,6 +8,7 @@ environment's site-packages. That directory holds only mmattn's *editable* hook 
 Python does not process in a directory added this way), so ``import mmattn`` can only find the
 wheel's copy; the test checks that it does.
 """
+
 import os
 import os.path as osp
 import shutil
@@ -19,16 +20,26 @@ import sysconfig
 import pytest
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-COPY_IGNORE = shutil.ignore_patterns('.git', '.venv', 'data', 'work_dirs', 'build', 'dist',
-                                     '*.egg-info', '__pycache__', '.ruff_cache')
+COPY_IGNORE = shutil.ignore_patterns(
+    '.git',
+    '.venv',
+    'data',
+    'work_dirs',
+    'build',
+    'dist',
+    '*.egg-info',
+    '__pycache__',
+    '.ruff_cache',
+)
 
 
 def _run(cmd, cwd, env=None, timeout=600):
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=timeout)
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
     if proc.returncode != 0:
-        pytest.fail(f'{" ".join(map(str, cmd))} exited {proc.returncode}\n--- stdout ---\n'
-                    f'{proc.stdout[-3000:]}\n--- stderr ---\n{proc.stderr[-5000:]}')
+        pytest.fail(
+            f'{" ".join(map(str, cmd))} exited {proc.returncode}\n--- stdout ---\n'
+            f'{proc.stdout[-3000:]}\n--- stderr ---\n{proc.stderr[-5000:]}'
+        )
     return proc
 
 
@@ -40,36 +51,54 @@ def wheel_venv(tmp_path_factory, shapes_data_module):
     shutil.copytree(REPO, src, ignore=COPY_IGNORE, symlinks=True)
     env = dict(os.environ)
     env.pop('PYTHONPATH', None)
-    _run([sys.executable, '-m', 'build', '--no-isolation', '--outdir', str(tmp / 'dist'), '.'],
-         cwd=src, env=env)
+    _run(
+        [sys.executable, '-m', 'build', '--no-isolation', '--outdir', str(tmp / 'dist'), '.'],
+        cwd=src,
+        env=env,
+    )
     wheels = sorted((tmp / 'dist').glob('mmattn-*.whl'))
     sdists = sorted((tmp / 'dist').glob('mmattn-*.tar.gz'))
     assert len(wheels) == 1 and len(sdists) == 1, os.listdir(tmp / 'dist')
     venv = tmp / 'venv'
     _run([sys.executable, '-m', 'venv', '--without-pip', str(venv)], cwd=tmp)
     py = str(venv / 'bin' / 'python')
-    purelib = _run([py, '-c', 'import sysconfig; print(sysconfig.get_paths()["purelib"])'],
-                   cwd=tmp).stdout.strip()
+    purelib = _run(
+        [py, '-c', 'import sysconfig; print(sysconfig.get_paths()["purelib"])'], cwd=tmp
+    ).stdout.strip()
     with open(osp.join(purelib, 'shared_stack.pth'), 'w') as f:
         f.write(sysconfig.get_paths()['purelib'] + '\n')
         for extra in site.getsitepackages():
             if extra != sysconfig.get_paths()['purelib']:
                 f.write(extra + '\n')
-    _run([sys.executable, '-m', 'pip', '--python', py, 'install', '--no-deps', '--no-index',
-          str(wheels[0])], cwd=tmp, env=env)
+    _run(
+        [
+            sys.executable,
+            '-m',
+            'pip',
+            '--python',
+            py,
+            'install',
+            '--no-deps',
+            '--no-index',
+            str(wheels[0]),
+        ],
+        cwd=tmp,
+        env=env,
+    )
     return dict(py=py, env=env, cwd=str(tmp / 'run'), purelib=purelib, data=REPO)
 
 
 @pytest.fixture(scope='module')
 def shapes_data_module():
     from mmattn.datasets import make_shapes_ade, make_shapes_coco
+
     make_shapes_coco(osp.join(REPO, 'data', 'shapes_coco'))
     make_shapes_ade(osp.join(REPO, 'data', 'shapes_ade'))
 
 
 def test_wheel_imports_and_ships_configs_tools_and_model_index(wheel_venv):
     os.makedirs(wheel_venv['cwd'], exist_ok=True)
-    code = '''
+    code = """
 import os.path as osp, mmattn, mmattn.models, mmattn.det, mmattn.seg
 from mmengine.config import Config
 from mmattn.utils.cli import load_config
@@ -84,7 +113,7 @@ assert cfg.model.backbone.type == 'mmattn.AgentPVT', cfg.model.backbone.type
 open('child.py', 'w').write("_base_ = 'mmattn::shapes/fpn_r18_shapes.py'\\n")
 assert Config.fromfile('child.py').model.decode_head.num_classes == 4
 print('ok')
-'''
+"""
     out = _run([wheel_venv['py'], '-c', code], cwd=wheel_venv['cwd'], env=wheel_venv['env'])
     pkg = out.stdout.split()[0]
     assert pkg.startswith(wheel_venv['purelib']), (pkg, 'mmattn must come from the wheel')
@@ -100,12 +129,26 @@ def test_mim_train_and_mim_run(wheel_venv):
     mim = [wheel_venv['py'], '-c', 'import sys; from mim.cli import cli; sys.exit(cli())']
     shapes = osp.join(wheel_venv['purelib'], 'mmattn', '.mim', 'configs', 'shapes')
     cfg = osp.join(shapes, 'fpn_r18_shapes.py')
-    out = _run(mim + ['train', 'mmattn', cfg, '--work-dir', 'mim_train', '--cfg-options',
-                      'train_cfg.max_iters=2', 'train_cfg.val_begin=3',
-                      'default_hooks.checkpoint.interval=2'],
-               cwd=cwd, env=dict(wheel_venv['env'], OMP_NUM_THREADS='1'))
+    out = _run(
+        mim
+        + [
+            'train',
+            'mmattn',
+            cfg,
+            '--work-dir',
+            'mim_train',
+            '--cfg-options',
+            'train_cfg.max_iters=2',
+            'train_cfg.val_begin=3',
+            'default_hooks.checkpoint.interval=2',
+        ],
+        cwd=cwd,
+        env=dict(wheel_venv['env'], OMP_NUM_THREADS='1'),
+    )
     assert osp.isfile(osp.join(cwd, 'mim_train', 'iter_2.pth')), out.stdout[-2000:]
-    out = _run(mim + ['run', 'mmdet', 'print_config',
-                      osp.join(shapes, 'mask-rcnn_r18_fpn_shapes.py')],
-               cwd=cwd, env=wheel_venv['env'])
+    out = _run(
+        mim + ['run', 'mmdet', 'print_config', osp.join(shapes, 'mask-rcnn_r18_fpn_shapes.py')],
+        cwd=cwd,
+        env=wheel_venv['env'],
+    )
     assert "type='mmattn.InstanceSegTTAModel'" in out.stdout, out.stdout[-2000:]

@@ -10,6 +10,7 @@ with ``loss``; the total in bold); right panel: the validation metrics (default:
 ``analyze_logs.py`` needs seaborn and groups records by epoch; the shapes recipes log by
 iteration.
 """
+
 import argparse
 import glob
 import json
@@ -23,11 +24,12 @@ DEFAULT_METRICS = ('coco/bbox_mAP', 'coco/segm_mAP', 'mIoU')
 def find_scalars(path: str) -> str:
     if osp.isfile(path):
         return path
-    found = sorted(glob.glob(osp.join(path, '*', 'vis_data', 'scalars.json')),
-                   key=osp.getmtime)
+    found = sorted(glob.glob(osp.join(path, '*', 'vis_data', 'scalars.json')), key=osp.getmtime)
     if not found:
-        raise SystemExit(f'error: no */vis_data/scalars.json under {path}; pass the work dir of '
-                         f'a tools/train.py run (or the scalars.json file)')
+        raise SystemExit(
+            f'error: no */vis_data/scalars.json under {path}; pass the work dir of '
+            f'a tools/train.py run (or the scalars.json file)'
+        )
     return found[-1]
 
 
@@ -47,11 +49,13 @@ def read_scalars(path: str):
 def plot(train, val, out: str, losses=None, metrics=None, title: str = '') -> dict:
     """Draw the two panels into ``out``; return ``{key: number of points}`` drawn."""
     import matplotlib
+
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
 
-    losses = losses or sorted({k for r in train for k in r if k.startswith('loss')},
-                              key=lambda k: (k != 'loss', k))
+    losses = losses or sorted(
+        {k for r in train for k in r if k.startswith('loss')}, key=lambda k: (k != 'loss', k)
+    )
     metrics = metrics or [m for m in DEFAULT_METRICS if any(m in r for r in val)]
     if not train:
         raise SystemExit('error: the log has no training records (keys starting with "loss")')
@@ -95,8 +99,9 @@ def main(argv=None):
     parser.add_argument('--title', default='', help='figure title')
     args = parser.parse_args(argv)
     scalars = find_scalars(args.work_dir)
-    out = args.out or osp.join(args.work_dir if osp.isdir(args.work_dir)
-                               else osp.dirname(scalars), 'curves.png')
+    out = args.out or osp.join(
+        args.work_dir if osp.isdir(args.work_dir) else osp.dirname(scalars), 'curves.png'
+    )
     train, val = read_scalars(scalars)
     drawn = plot(train, val, out, args.losses, args.metrics, args.title)
     print(f'{out}: ' + ', '.join(f'{k} ({n} points)' for k, n in drawn.items()))

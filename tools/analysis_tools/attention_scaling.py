@@ -10,6 +10,7 @@ side x side maps, forward and forward+backward, and writes ``attention_scaling.c
 log-log ``attention_scaling.png`` whose legends give each op's fitted growth exponent in the
 number of tokens. ``--from-csv`` only redraws the plot.
 """
+
 import argparse
 import os
 import os.path as osp
@@ -21,10 +22,16 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='Attention cost against map size')
-    parser.add_argument('--ops', nargs='+', help='op names (default: baseline + all '
-                        'registered ops)')
-    parser.add_argument('--sides', type=int, nargs='+', default=[16, 32, 64, 128],
-                        help='map sides (tokens = side^2)')
+    parser.add_argument(
+        '--ops', nargs='+', help='op names (default: baseline + all registered ops)'
+    )
+    parser.add_argument(
+        '--sides',
+        type=int,
+        nargs='+',
+        default=[16, 32, 64, 128],
+        help='map sides (tokens = side^2)',
+    )
     parser.add_argument('--embed-dims', type=int, default=64)
     parser.add_argument('--num-heads', type=int, default=2)
     parser.add_argument('--batch-size', type=int, default=1)
@@ -33,12 +40,20 @@ def parse_args(argv=None):
     parser.add_argument('--no-backward', action='store_true')
     parser.add_argument('--no-memory', action='store_true')
     parser.add_argument('--threads', type=int, help='torch CPU threads')
-    parser.add_argument('--clock', choices=['wall', 'process'], default='wall',
-                        help='wall time, or the CPU time of this process (robust on a shared '
-                        'CPU; use with --threads 1)')
-    parser.add_argument('--baseline-max-side', type=int, default=64,
-                        help='largest side for the math-path softmax baseline, whose N x N '
-                        'matrices grow fastest (default 64)')
+    parser.add_argument(
+        '--clock',
+        choices=['wall', 'process'],
+        default='wall',
+        help='wall time, or the CPU time of this process (robust on a shared '
+        'CPU; use with --threads 1)',
+    )
+    parser.add_argument(
+        '--baseline-max-side',
+        type=int,
+        default=64,
+        help='largest side for the math-path softmax baseline, whose N x N '
+        'matrices grow fastest (default 64)',
+    )
     parser.add_argument('--out-dir', default='work_dirs/attention_scaling')
     parser.add_argument('--name', default='attention_scaling', help='file stem of CSV/PNG')
     parser.add_argument('--from-csv', help='redraw the plot from this CSV, measure nothing')
@@ -51,6 +66,7 @@ def main(argv=None):
 
     from mmattn.analysis import scaling
     from mmattn.analysis.ops import BASELINE, attention_ops
+
     os.makedirs(args.out_dir, exist_ok=True)
     csv_path = osp.join(args.out_dir, f'{args.name}.csv')
     png_path = osp.join(args.out_dir, f'{args.name}.png')
@@ -66,14 +82,28 @@ def main(argv=None):
         with warnings.catch_warnings():
             warnings.simplefilter('ignore')
             rows = scaling.run_scaling(
-                args.ops, args.sides, embed_dims=args.embed_dims, num_heads=args.num_heads,
-                batch_size=args.batch_size, repeat=args.repeat, warmup=args.warmup,
-                backward=not args.no_backward, memory=not args.no_memory,
-                max_side={BASELINE: args.baseline_max_side}, clock=args.clock)
+                args.ops,
+                args.sides,
+                embed_dims=args.embed_dims,
+                num_heads=args.num_heads,
+                batch_size=args.batch_size,
+                repeat=args.repeat,
+                warmup=args.warmup,
+                backward=not args.no_backward,
+                memory=not args.no_memory,
+                max_side={BASELINE: args.baseline_max_side},
+                clock=args.clock,
+            )
         scaling.write_csv(rows, csv_path)
         print(f'wrote {csv_path}')
-    title = (f'C={int(rows[0]["embed_dims"])}, heads={int(rows[0]["num_heads"])}, '
-             f'{torch.get_num_threads()} CPU thread(s)') if rows else ''
+    title = (
+        (
+            f'C={int(rows[0]["embed_dims"])}, heads={int(rows[0]["num_heads"])}, '
+            f'{torch.get_num_threads()} CPU thread(s)'
+        )
+        if rows
+        else ''
+    )
     if not args.from_csv and args.clock == 'process':
         title += ', times: process CPU time'
 

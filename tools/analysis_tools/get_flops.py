@@ -9,6 +9,7 @@ Counts with MMEngine's jit counter plus mmattn's handles for the attention produ
 detectors, 512 x 2048 for ADE20K segmentors. Detectors are counted in tensor mode (backbone,
 neck, RPN, box head on the proposals, mask head on the first 100), as MMDet's get_flops does.
 """
+
 import argparse
 import json
 import os.path as osp
@@ -23,16 +24,22 @@ from mmattn.utils.cli import load_config, user_errors  # noqa: E402
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='Params and FLOPs of a config')
     parser.add_argument('config', help='config file path')
-    parser.add_argument('--shape', type=int, nargs='+', metavar='S',
-                        help='input H W (or one value for a square); defaults to 800 1280 for '
-                        'detectors and 512 2048 for segmentors')
-    parser.add_argument('--backbone-only', action='store_true',
-                        help='count model.backbone alone')
-    parser.add_argument('--by-module', action='store_true',
-                        help='also print FLOPs of the top-level sub-modules')
+    parser.add_argument(
+        '--shape',
+        type=int,
+        nargs='+',
+        metavar='S',
+        help='input H W (or one value for a square); defaults to 800 1280 for '
+        'detectors and 512 2048 for segmentors',
+    )
+    parser.add_argument('--backbone-only', action='store_true', help='count model.backbone alone')
+    parser.add_argument(
+        '--by-module', action='store_true', help='also print FLOPs of the top-level sub-modules'
+    )
     parser.add_argument('--json', help='also write the result as JSON to this file')
-    parser.add_argument('--cfg-options', nargs='+', default=None,
-                        help='override config keys (key=value)')
+    parser.add_argument(
+        '--cfg-options', nargs='+', default=None, help='override config keys (key=value)'
+    )
     return parser.parse_args(argv)
 
 
@@ -41,6 +48,7 @@ def main(argv=None):
     from mmengine.config import DictAction
 
     from mmattn.analysis.flops import config_complexity, format_count
+
     options = None
     if args.cfg_options:
         ns = argparse.Namespace()
@@ -55,8 +63,9 @@ def main(argv=None):
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')
         res = config_complexity(cfg, shape, args.backbone_only, by_module=args.by_module)
-    what = 'backbone' if args.backbone_only else {'det': 'detector', 'seg': 'segmentor'}[
-        res['task']]
+    what = (
+        'backbone' if args.backbone_only else {'det': 'detector', 'seg': 'segmentor'}[res['task']]
+    )
     h, w = res['shape']
     line = '=' * 40
     print(line)
@@ -64,9 +73,13 @@ def main(argv=None):
     print(f'Model:   {what}, input 1x3x{h}x{w}')
     print(f'Params:  {format_count(res["params"])} ({res["params"]})')
     print(f'FLOPs:   {format_count(res["flops"])} ({res["flops"]} multiply-adds)')
-    print('By operator: ' + ', '.join(
-        f'{k} {format_count(v)}' for k, v in sorted(res['by_operator'].items(),
-                                                    key=lambda kv: -kv[1])))
+    print(
+        'By operator: '
+        + ', '.join(
+            f'{k} {format_count(v)}'
+            for k, v in sorted(res['by_operator'].items(), key=lambda kv: -kv[1])
+        )
+    )
     if args.by_module:
         top = {k: v for k, v in res['by_module'].items() if k and '.' not in k}
         print('By module:   ' + ', '.join(f'{k} {format_count(v)}' for k, v in top.items()))

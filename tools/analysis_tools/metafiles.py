@@ -8,6 +8,7 @@ Facts come from the configs, each family's README and the model zoo's params/FLO
 adding or changing recipes, run tools/analysis_tools/model_zoo.py first. ``--check`` writes
 nothing and exits 1 if a file would change (the test suite runs it).
 """
+
 import argparse
 import os
 import os.path as osp
@@ -21,8 +22,11 @@ warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description='Generate the model-index metafiles')
-    parser.add_argument('--check', action='store_true',
-                        help='write nothing; exit 1 if a metafile is missing or stale')
+    parser.add_argument(
+        '--check',
+        action='store_true',
+        help='write nothing; exit 1 if a metafile is missing or stale',
+    )
     args = parser.parse_args(argv)
     os.chdir(ROOT)  # paths in the metafiles are relative to the repository root
     from mmattn.analysis.metafiles import build_metafiles, citation_files, dump, model_index
@@ -44,14 +48,17 @@ def main(argv=None):
                 f.write(text)
     if args.check:
         if stale:
-            print(f'stale: {", ".join(stale)}; run python tools/analysis_tools/metafiles.py',
-                  file=sys.stderr)
+            print(
+                f'stale: {", ".join(stale)}; run python tools/analysis_tools/metafiles.py',
+                file=sys.stderr,
+            )
             return 1
-        print(f'{n_meta} metafiles and the recipes\' citation lines up to date ({n_models} '
-              f'models)')
+        print(f"{n_meta} metafiles and the recipes' citation lines up to date ({n_models} models)")
         return 0
-    print(f'wrote {len(stale)} of {len(files)} files ({n_meta} families, {n_models} models, '
-          f'the recipes\' citation lines)')
+    print(
+        f'wrote {len(stale)} of {len(files)} files ({n_meta} families, {n_models} models, '
+        f"the recipes' citation lines)"
+    )
     return 0
 
 

@@ -16,6 +16,7 @@ a sweep cut short continues where it stopped; a run whose work dir already holds
 validation (e.g. one whose driver was stopped) is read, not repeated. Seeds may run in
 separate processes (one ``--json`` each); ``--table A.json B.json ...`` merges them.
 """
+
 import argparse
 import glob
 import json
@@ -34,7 +35,8 @@ warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
 
 OPS = ('agent', 'bra', 'ea', 'flatten', 'shunted')
 DEFAULT_CONFIGS = ['configs/shapes/rtmdet-tiny_shapes.py'] + [
-    f'configs/shapes/rtmdet-tiny_{op}-neck_shapes.py' for op in OPS]
+    f'configs/shapes/rtmdet-tiny_{op}-neck_shapes.py' for op in OPS
+]
 
 
 def _last_val_metrics(work_dir: str) -> dict:
@@ -61,8 +63,12 @@ def _iter_times(work_dir: str) -> list:
 def schedule_options(iters: int) -> list:
     """``--cfg-options`` that shorten the shapes twins' schedule (warm-up 30, cosine to the
     end, one validation at the end) to ``iters`` iterations."""
-    return [f'train_cfg.max_iters={iters}', f'train_cfg.val_interval={iters}',
-            f'param_scheduler.1.end={iters}', f'default_hooks.checkpoint.interval={iters}']
+    return [
+        f'train_cfg.max_iters={iters}',
+        f'train_cfg.val_interval={iters}',
+        f'param_scheduler.1.end={iters}',
+        f'default_hooks.checkpoint.interval={iters}',
+    ]
 
 
 def finished_run(config: str, seed: int, work_dir: str, iters: int):
@@ -75,16 +81,33 @@ def finished_run(config: str, seed: int, work_dir: str, iters: int):
     ckpt = osp.join(work_dir, f'iter_{iters}.pth')
     if metrics.get('step') != iters and osp.isfile(ckpt):
         test_dir = osp.join(work_dir, 'test')
-        subprocess.run([sys.executable, osp.join(REPO, 'tools', 'test.py'), config, ckpt,
-                        '--work-dir', test_dir], cwd=REPO, capture_output=True, text=True,
-                       check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                osp.join(REPO, 'tools', 'test.py'),
+                config,
+                ckpt,
+                '--work-dir',
+                test_dir,
+            ],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         with open(osp.join(test_dir, 'metrics.json')) as f:
             metrics = dict(json.load(f), step=iters)
     if metrics.get('step') != iters:
         return None
-    return dict(config=config, seed=seed, bbox_mAP=metrics.get('coco/bbox_mAP'),
-                bbox_mAP_50=metrics.get('coco/bbox_mAP_50'), iter_s=None, cpu_s=None,
-                wall_s=None)
+    return dict(
+        config=config,
+        seed=seed,
+        bbox_mAP=metrics.get('coco/bbox_mAP'),
+        bbox_mAP_50=metrics.get('coco/bbox_mAP_50'),
+        iter_s=None,
+        cpu_s=None,
+        wall_s=None,
+    )
 
 
 def train_once(config: str, seed: int, work_dir: str, options=()) -> dict:
@@ -92,9 +115,20 @@ def train_once(config: str, seed: int, work_dir: str, options=()) -> dict:
     start = time.time()
     cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     proc = subprocess.run(
-        [sys.executable, osp.join(REPO, 'tools', 'train.py'), config, '--work-dir', work_dir,
-         '--cfg-options', f'randomness.seed={seed}', *options],
-        cwd=REPO, capture_output=True, text=True)
+        [
+            sys.executable,
+            osp.join(REPO, 'tools', 'train.py'),
+            config,
+            '--work-dir',
+            work_dir,
+            '--cfg-options',
+            f'randomness.seed={seed}',
+            *options,
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
     wall = time.time() - start
     cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
@@ -102,10 +136,15 @@ def train_once(config: str, seed: int, work_dir: str, options=()) -> dict:
         raise RuntimeError(f'{config} seed {seed} failed:\n{proc.stderr[-3000:]}')
     metrics = _last_val_metrics(work_dir)
     times = _iter_times(work_dir)
-    return dict(config=config, seed=seed, bbox_mAP=metrics.get('coco/bbox_mAP'),
-                bbox_mAP_50=metrics.get('coco/bbox_mAP_50'),
-                iter_s=statistics.median(times[1:] or times) if times else None,
-                cpu_s=round(cpu, 1), wall_s=round(wall, 1))
+    return dict(
+        config=config,
+        seed=seed,
+        bbox_mAP=metrics.get('coco/bbox_mAP'),
+        bbox_mAP_50=metrics.get('coco/bbox_mAP_50'),
+        iter_s=statistics.median(times[1:] or times) if times else None,
+        cpu_s=round(cpu, 1),
+        wall_s=round(wall, 1),
+    )
 
 
 def cpu_per_iter(config: str, iters: int = 10, warmup: int = 2) -> float:
@@ -124,6 +163,7 @@ def cpu_per_iter(config: str, iters: int = 10, warmup: int = 2) -> float:
         import_modules_from_strings(**cfg.custom_imports)
     init_default_scope(cfg.default_scope)
     from mmdet.registry import DATASETS, MODELS
+
     torch.manual_seed(0)
     with DefaultScope.overwrite_default_scope(cfg.default_scope):
         model = MODELS.build(cfg.model)
@@ -152,11 +192,16 @@ def complexity(config: str) -> dict:
     from mmengine.config import Config
 
     from mmattn.analysis.flops import config_complexity
+
     cfg = Config.fromfile(osp.join(REPO, config))
     side = cfg.get('img_scale', (128, 128))
     res = config_complexity(cfg, shape=(side[1], side[0]))
-    return dict(params=res['params'], flops=res['flops'], shape=list(res['shape']),
-                cpu_iter_s=cpu_per_iter(config))
+    return dict(
+        params=res['params'],
+        flops=res['flops'],
+        shape=list(res['shape']),
+        cpu_iter_s=cpu_per_iter(config),
+    )
 
 
 def _mean_spread(values):
@@ -169,8 +214,12 @@ def _mean_spread(values):
 def format_table(rows: list, info: dict) -> str:
     """Markdown: one line per config (``info`` order, the first is the baseline)."""
     from mmattn.analysis.flops import format_count
-    lines = ['| config | plug-in op | bbox mAP, mean +- half range | per seed | AP50, mean | '
-             'params | FLOPs | CPU s / train iter |', '|---|---|---|---|---|---|---|---|']
+
+    lines = [
+        '| config | plug-in op | bbox mAP, mean +- half range | per seed | AP50, mean | '
+        'params | FLOPs | CPU s / train iter |',
+        '|---|---|---|---|---|---|---|---|',
+    ]
     base = None
     for config, c in info.items():
         runs = sorted((r for r in rows if r['config'] == config), key=lambda r: r['seed'])
@@ -182,14 +231,15 @@ def format_table(rows: list, info: dict) -> str:
         op = name.split('_')[1].replace('-neck', '') if '-neck' in name else '(none)'
         extra = c['params'] - base['params']
         lines.append(
-            f"| `{name}` | {op} | "
-            f"{'-' if mean is None else f'{mean:.3f}'}"
-            f"{f' +- {spread:.3f}' if len(maps) > 1 else ' (one seed)'} | "
-            f"{', '.join(f'{m:.3f}' for m in maps if m is not None)} (seeds "
-            f"{', '.join(str(r['seed']) for r in runs)}) | "
-            f"{'-' if ap50 is None else f'{ap50:.3f}'} | "
-            f"{format_count(c['params'])}{f' (+{format_count(extra)})' if extra else ''} | "
-            f"{format_count(c['flops'])} | {c['cpu_iter_s']:.3f} |")
+            f'| `{name}` | {op} | '
+            f'{"-" if mean is None else f"{mean:.3f}"}'
+            f'{f" +- {spread:.3f}" if len(maps) > 1 else " (one seed)"} | '
+            f'{", ".join(f"{m:.3f}" for m in maps if m is not None)} (seeds '
+            f'{", ".join(str(r["seed"]) for r in runs)}) | '
+            f'{"-" if ap50 is None else f"{ap50:.3f}"} | '
+            f'{format_count(c["params"])}{f" (+{format_count(extra)})" if extra else ""} | '
+            f'{format_count(c["flops"])} | {c["cpu_iter_s"]:.3f} |'
+        )
     return '\n'.join(lines)
 
 
@@ -204,13 +254,18 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('configs', nargs='*', default=DEFAULT_CONFIGS)
     parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
-    parser.add_argument('--iters', type=int, help='train this many iterations instead of the '
-                        "configs' own schedule")
+    parser.add_argument(
+        '--iters', type=int, help="train this many iterations instead of the configs' own schedule"
+    )
     parser.add_argument('--work-dir', default=osp.join(REPO, 'work_dirs', 'plugin_table'))
     parser.add_argument('--json', default=None, help='results file (default: in --work-dir)')
-    parser.add_argument('--table', nargs='*', metavar='JSON',
-                        help='train nothing: tabulate these results files (default: --json) '
-                        'with the params and FLOPs of the configs')
+    parser.add_argument(
+        '--table',
+        nargs='*',
+        metavar='JSON',
+        help='train nothing: tabulate these results files (default: --json) '
+        'with the params and FLOPs of the configs',
+    )
     parser.add_argument('--out', help='also write the markdown table here')
     args = parser.parse_args(argv)
     out_json = args.json or osp.join(args.work_dir, 'results.json')
@@ -241,15 +296,19 @@ def main(argv=None) -> int:
             name = osp.basename(config)[:-3]
             work_dir = osp.join(args.work_dir, f'{name}_seed{seed}')
             row = finished_run(config, seed, work_dir, args.iters) if args.iters else None
-            row = row or train_once(config, seed, work_dir,
-                                    schedule_options(args.iters) if args.iters else ())
+            row = row or train_once(
+                config, seed, work_dir, schedule_options(args.iters) if args.iters else ()
+            )
             row['iters'] = args.iters
             state['rows'].append(row)
             with open(out_json + '.tmp', 'w') as f:
                 json.dump(state, f, indent=1)
             os.replace(out_json + '.tmp', out_json)
-            print(f'{name} seed {seed}: bbox mAP {row["bbox_mAP"]}, {row["cpu_s"]} CPU s, '
-                  f'{row["wall_s"]} s wall', flush=True)
+            print(
+                f'{name} seed {seed}: bbox mAP {row["bbox_mAP"]}, {row["cpu_s"]} CPU s, '
+                f'{row["wall_s"]} s wall',
+                flush=True,
+            )
     return 0
 
 

@@ -1,7 +1,8 @@
 """Generate the bundled synthetic datasets (deterministic; a no-op when already present).
 
-    python tools/dataset_converters/make_shapes.py [--root data]
+python tools/dataset_converters/make_shapes.py [--root data]
 """
+
 import argparse
 import os.path as osp
 import sys

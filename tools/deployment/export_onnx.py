@@ -8,6 +8,7 @@ returns, flattened in order. ``--mode end2end`` (segmentors): raw 0-255 image in
 channel order -> ``seg_pred`` ``(N, H, W)`` int64. Batch, height and width are dynamic; an axis
 that had to be fixed is printed. See docs/deployment.md.
 """
+
 import argparse
 import os.path as osp
 import sys
@@ -23,12 +24,21 @@ def parse_args(argv=None):
     parser.add_argument('checkpoint', help="trained checkpoint; 'none' exports random weights")
     parser.add_argument('--out', required=True, help='the .onnx file to write')
     parser.add_argument('--mode', choices=['tensor', 'end2end'], default='tensor')
-    parser.add_argument('--shape', type=int, nargs=2, default=[128, 160], metavar=('H', 'W'),
-                        help='export size (default 128 160); the file accepts other sizes')
+    parser.add_argument(
+        '--shape',
+        type=int,
+        nargs=2,
+        default=[128, 160],
+        metavar=('H', 'W'),
+        help='export size (default 128 160); the file accepts other sizes',
+    )
     parser.add_argument('--opset', type=int, default=18)
-    parser.add_argument('--verify', action='store_true',
-                        help='run the file beside PyTorch at the export size and at another '
-                        'size and print the differences')
+    parser.add_argument(
+        '--verify',
+        action='store_true',
+        help='run the file beside PyTorch at the export size and at another '
+        'size and print the differences',
+    )
     add_common_args(parser)
     return parser.parse_args(argv)
 
@@ -37,12 +47,16 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     with user_errors():
         from mmattn.deploy import SUPPORTED_OPSETS, build_export_model, export_onnx, verify_onnx
+
         if args.opset not in SUPPORTED_OPSETS:
-            raise UserInputError(f'--opset {args.opset} is not supported; use one of '
-                                 f'{SUPPORTED_OPSETS.start}..{SUPPORTED_OPSETS.stop - 1}')
+            raise UserInputError(
+                f'--opset {args.opset} is not supported; use one of '
+                f'{SUPPORTED_OPSETS.start}..{SUPPORTED_OPSETS.stop - 1}'
+            )
         if min(args.shape) < 32:
-            raise UserInputError(f'--shape {args.shape[0]} {args.shape[1]} is too small; use '
-                                 f'at least 32 32')
+            raise UserInputError(
+                f'--shape {args.shape[0]} {args.shape[1]} is too small; use at least 32 32'
+            )
         cfg = load_config(args.config, args.cfg_options)
         ckpt = None if args.checkpoint.lower() == 'none' else args.checkpoint
         model, task = build_export_model(cfg, ckpt)

@@ -5,6 +5,7 @@
 Random weights; the backbone of each config is exported with dynamic sizes, checked against
 PyTorch, and both are timed (median of ``--runs`` after ``--warmup`` runs).
 """
+
 import argparse
 import os.path as osp
 import statistics
@@ -42,9 +43,12 @@ def main():
 
     from mmattn.analysis.flops import build_model_from_cfg
     from mmattn.deploy.onnx_export import _Flat, export_onnx
+
     torch.set_num_threads(args.threads)
-    print(f'| backbone | onnxruntime ms | PyTorch eager ms | max rel. diff |  '
-          f'({args.shape[0]}x{args.shape[1]}, {args.threads} thread(s))')
+    print(
+        f'| backbone | onnxruntime ms | PyTorch eager ms | max rel. diff |  '
+        f'({args.shape[0]}x{args.shape[1]}, {args.threads} thread(s))'
+    )
     for path in args.configs:
         torch.manual_seed(0)
         backbone = build_model_from_cfg(Config.fromfile(path), backbone_only=True)
@@ -66,8 +70,10 @@ def main():
         with torch.no_grad():
             pt_ms = _median_ms(lambda: flat(img), args.warmup, args.runs)
         name = type(backbone).__name__
-        print(f'| {osp.basename(path)} ({name}) | {ort_ms:.0f} | {pt_ms:.0f} | {diff:.1e} |',
-              flush=True)
+        print(
+            f'| {osp.basename(path)} ({name}) | {ort_ms:.0f} | {pt_ms:.0f} | {diff:.1e} |',
+            flush=True,
+        )
 
 
 if __name__ == '__main__':

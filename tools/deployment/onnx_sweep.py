@@ -7,6 +7,7 @@ Random weights (the outputs are compared, not the accuracy); each exported file 
 onnxruntime at the export size and at another size. A recipe's cell is ``ok (difference)``, or
 the reason it failed. One recipe per process, so that a crash or a time-out is one cell.
 """
+
 import argparse
 import glob
 import json
@@ -19,7 +20,7 @@ import time
 
 ROOT = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
 
-_ONE = r'''
+_ONE = r"""
 import json, sys, traceback
 sys.path.insert(0, {root!r})
 import torch
@@ -35,28 +36,31 @@ try:
 except Exception as err:
     line = (str(err).strip().splitlines() or [''])[0][:160]
     print('RESULT ' + json.dumps(dict(error=f'{{type(err).__name__}}: {{line}}')))
-'''
+"""
 
 
 def run_one(cfg, mode, shape, timeout):
     with tempfile.TemporaryDirectory() as tmp:
-        code = _ONE.format(root=ROOT, cfg=cfg, mode=mode, out=osp.join(tmp, 'm.onnx'),
-                           h=shape[0], w=shape[1])
+        code = _ONE.format(
+            root=ROOT, cfg=cfg, mode=mode, out=osp.join(tmp, 'm.onnx'), h=shape[0], w=shape[1]
+        )
         try:
-            proc = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
-                                  timeout=timeout)
+            proc = subprocess.run(
+                [sys.executable, '-c', code], capture_output=True, text=True, timeout=timeout
+            )
         except subprocess.TimeoutExpired:
             return f'time-out after {timeout} s'
     lines = [x for x in proc.stdout.splitlines() if x.startswith('RESULT ')]
     if not lines:
         tail = (proc.stderr.strip().splitlines() or ['no output'])[-1][:160]
         return f'crashed: {tail}'
-    res = json.loads(lines[-1][len('RESULT '):])
+    res = json.loads(lines[-1][len('RESULT ') :])
     if 'error' in res:
         return res['error']
     key = 'max_rel_diff' if mode == 'tensor' else 'equal_pixels'
-    worst = max(r[key] for r in res['rows']) if mode == 'tensor' else \
-        min(r[key] for r in res['rows'])
+    worst = (
+        max(r[key] for r in res['rows']) if mode == 'tensor' else min(r[key] for r in res['rows'])
+    )
     ok = worst <= 1e-4 if mode == 'tensor' else worst >= 0.995
     cell = f'{"ok" if ok else "DIFFERS"} ({key} {worst:.2g})'
     if res['fixed']:

@@ -24,6 +24,7 @@ Without RECIPE, every recipe under ``configs/<family>/`` runs (``configs/shapes`
 data's, tested elsewhere). Prints a table (recipe, train ok, test ok, seconds, metric keys) and
 exits 1 if any recipe failed.
 """
+
 import argparse
 import glob
 import json
@@ -48,8 +49,14 @@ _SCALE_KEYS = ('scale', 'scales', 'crop_size', 'img_scale')
 def _size_rank(path: str) -> int:
     """0 for tiny variants ... 3 for base/large ones, from the recipe's name."""
     name = osp.basename(path)
-    for rank, marks in enumerate((('-t_', '-t-', 'r50'), ('-s_', '-s-'), ('-m_', '-m-'),
-                                  ('-b_', '-b-', '-l_', '-l-', 'r101'))):
+    for rank, marks in enumerate(
+        (
+            ('-t_', '-t-', 'r50'),
+            ('-s_', '-s-'),
+            ('-m_', '-m-'),
+            ('-b_', '-b-', '-l_', '-l-', 'r101'),
+        )
+    ):
         if any(m in name for m in marks):
             return rank
     return 1
@@ -65,8 +72,9 @@ def all_recipes() -> List[str]:
             continue
         # configs on the bundled shapes data (e.g. the comparison's CPU-sized ones) are not
         # recipes for the real datasets
-        recipes += sorted(p for p in glob.glob(osp.join(folder, '*.py'))
-                          if not p.endswith('_shapes.py'))
+        recipes += sorted(
+            p for p in glob.glob(osp.join(folder, '*.py')) if not p.endswith('_shapes.py')
+        )
     return sorted(recipes, key=lambda r: (_size_rank(r), r))
 
 
@@ -111,8 +119,10 @@ def scale_options(cfg, factor: float) -> List[str]:
             walk(loader.get('dataset'), f'{split}_dataloader.dataset')
     model = cfg.get('model', {})
     if (model.get('data_preprocessor') or {}).get('size') is not None:
-        opts.append('model.data_preprocessor.size=' +
-                    _fmt(_scaled(tuple(model['data_preprocessor']['size']), factor)))
+        opts.append(
+            'model.data_preprocessor.size='
+            + _fmt(_scaled(tuple(model['data_preprocessor']['size']), factor))
+        )
     test_cfg = model.get('test_cfg') or {}
     for key in ('crop_size', 'stride'):
         if test_cfg.get(key) is not None:
@@ -158,6 +168,7 @@ def write_stand_in_weights(cfg, workspace: str) -> (List[str], List[str], Option
     from mmengine.registry import init_default_scope
 
     import mmattn.models  # noqa: F401  (registers the mmattn backbones)
+
     init_default_scope(cfg.get('default_scope', 'mmdet'))
     if cfg.get('default_scope') == 'mmseg':
         from mmseg.registry import MODELS
@@ -166,15 +177,19 @@ def write_stand_in_weights(cfg, workspace: str) -> (List[str], List[str], Option
     written, opts, note = [], [], None
     for key, module_cfg, init in _pretrained_inits(cfg.get('model', {})):
         ckpt = str(init.get('checkpoint', ''))
-        args = {k: v for k, v in module_cfg.items()
-                if k not in ('init_cfg', '_delete_', 'pretrained')}
+        args = {
+            k: v for k, v in module_cfg.items() if k not in ('init_cfg', '_delete_', 'pretrained')
+        }
         module = MODELS.build(args)
         prefix = init.get('prefix')
-        state = {(f'{prefix.rstrip(".")}.{k}' if prefix else k): v
-                 for k, v in module.state_dict().items()}
+        state = {
+            (f'{prefix.rstrip(".")}.{k}' if prefix else k): v
+            for k, v in module.state_dict().items()
+        }
         if '://' in ckpt:
-            target = osp.join(workspace, 'pretrained', ckpt.split('://', 1)[1].replace('/', '_')
-                              + '.pth')
+            target = osp.join(
+                workspace, 'pretrained', ckpt.split('://', 1)[1].replace('/', '_') + '.pth'
+            )
             opts.append(f'{key}={target}')
             note = f'{ckpt} replaced by a local stand-in'
         else:
@@ -193,16 +208,25 @@ def _last_error(text: str) -> str:
     return lines[-1][:300] if lines else 'no output'
 
 
-def run_recipe(recipe: str, workspace: str, scale: float = 1.0,
-               timeout: Optional[float] = None) -> Dict:
+def run_recipe(
+    recipe: str, workspace: str, scale: float = 1.0, timeout: Optional[float] = None
+) -> Dict:
     """Train and test one recipe in ``workspace``; return a row of the table."""
     from mmengine.config import Config
+
     cfg = Config.fromfile(recipe)
     name = osp.splitext(osp.basename(recipe))[0]
     work = osp.join(workspace, 'work_dirs', name)
     shutil.rmtree(work, ignore_errors=True)
-    row = dict(recipe=osp.relpath(recipe, REPO), train=False, test=False, seconds=0.0,
-               metrics=[], note='', error='')
+    row = dict(
+        recipe=osp.relpath(recipe, REPO),
+        train=False,
+        test=False,
+        seconds=0.0,
+        metrics=[],
+        note='',
+        error='',
+    )
     start = time.time()
     env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get('PYTHONPATH', ''))
     opts = schedule_options(cfg) + (scale_options(cfg, scale) if scale != 1 else [])
@@ -214,9 +238,22 @@ def run_recipe(recipe: str, workspace: str, scale: float = 1.0,
             written, url_opts, note = [], [], f'no stand-in weights ({type(err).__name__})'
         row['note'] = note or ''
         train = subprocess.run(
-            [sys.executable, osp.join(REPO, 'tools', 'train.py'), recipe, '--work-dir', work,
-             '--cfg-options', *opts, *url_opts],
-            cwd=workspace, env=env, capture_output=True, text=True, timeout=timeout)
+            [
+                sys.executable,
+                osp.join(REPO, 'tools', 'train.py'),
+                recipe,
+                '--work-dir',
+                work,
+                '--cfg-options',
+                *opts,
+                *url_opts,
+            ],
+            cwd=workspace,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
         os.makedirs(work, exist_ok=True)
         with open(osp.join(work, 'train_output.log'), 'w') as f:
             f.write(train.stdout + train.stderr)
@@ -231,9 +268,21 @@ def run_recipe(recipe: str, workspace: str, scale: float = 1.0,
         with open(ckpt_pointer) as f:
             ckpt = f.read().strip()
         test = subprocess.run(
-            [sys.executable, osp.join(REPO, 'tools', 'test.py'), recipe, ckpt, '--work-dir',
-             osp.join(work, 'test'), *(['--cfg-options', *opts[2:]] if len(opts) > 2 else [])],
-            cwd=workspace, env=env, capture_output=True, text=True, timeout=timeout)
+            [
+                sys.executable,
+                osp.join(REPO, 'tools', 'test.py'),
+                recipe,
+                ckpt,
+                '--work-dir',
+                osp.join(work, 'test'),
+                *(['--cfg-options', *opts[2:]] if len(opts) > 2 else []),
+            ],
+            cwd=workspace,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
         metrics_file = osp.join(work, 'test', 'metrics.json')
         row['test'] = test.returncode == 0 and osp.isfile(metrics_file)
         if row['test']:
@@ -258,26 +307,38 @@ def _metric_summary(keys: List[str]) -> str:
 
 
 def format_table(rows: List[Dict]) -> str:
-    lines = ['| recipe | train | test | seconds | metric keys | note |',
-             '|---|---|---|---|---|---|']
+    lines = [
+        '| recipe | train | test | seconds | metric keys | note |',
+        '|---|---|---|---|---|---|',
+    ]
     for r in rows:
         note = r['error'] or r['note']
-        lines.append(f"| `{osp.basename(r['recipe'])}` | {'ok' if r['train'] else 'FAIL'} | "
-                     f"{'ok' if r['test'] else ('FAIL' if r['train'] else '-')} | "
-                     f"{r['seconds']:.0f} | {_metric_summary(r['metrics'])} | "
-                     f"{note.replace('|', '/')} |")
+        lines.append(
+            f'| `{osp.basename(r["recipe"])}` | {"ok" if r["train"] else "FAIL"} | '
+            f'{"ok" if r["test"] else ("FAIL" if r["train"] else "-")} | '
+            f'{r["seconds"]:.0f} | {_metric_summary(r["metrics"])} | '
+            f'{note.replace("|", "/")} |'
+        )
     return '\n'.join(lines)
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('recipes', nargs='*', help='recipe configs (default: all families\')')
-    parser.add_argument('--workspace', help='folder for data/, pretrained/ and work_dirs/ '
-                        '(default: a temporary folder, removed at the end)')
-    parser.add_argument('--scale', type=float, default=1.0,
-                        help='multiply pipeline image scales and crops by this (default 1)')
-    parser.add_argument('--timeout', type=float, default=None,
-                        help='seconds allowed per train or test command')
+    parser.add_argument('recipes', nargs='*', help="recipe configs (default: all families')")
+    parser.add_argument(
+        '--workspace',
+        help='folder for data/, pretrained/ and work_dirs/ '
+        '(default: a temporary folder, removed at the end)',
+    )
+    parser.add_argument(
+        '--scale',
+        type=float,
+        default=1.0,
+        help='multiply pipeline image scales and crops by this (default 1)',
+    )
+    parser.add_argument(
+        '--timeout', type=float, default=None, help='seconds allowed per train or test command'
+    )
     parser.add_argument('--out', help='also write the table (markdown) to this file')
     parser.add_argument('--json', help='also write the rows as JSON to this file')
     args = parser.parse_args(argv)
@@ -285,6 +346,7 @@ def main(argv=None) -> int:
     from mmattn.datasets.real_layout import make_real_layout
     from mmattn.utils.atomic import atomic_write
     from mmattn.utils.checkpoint import write_json_atomic
+
     recipes = [osp.abspath(r) for r in args.recipes] or all_recipes()
     missing = [r for r in recipes if not osp.isfile(r)]
     if missing:
@@ -299,19 +361,25 @@ def main(argv=None) -> int:
         """The table so far; written after every recipe, so a sweep cut short keeps its rows."""
         wall = time.time() - start
         failed = sum(not (r['train'] and r['test']) for r in rows)
-        summary = (f'{len(rows) - failed} of {len(rows)} recipes passed in {wall / 60:.1f} min'
-                   f'{"" if final else f" (sweep in progress: {len(recipes)} recipes)"} '
-                   f'(scale {args.scale:g}, {os.cpu_count()} CPU cores)')
+        summary = (
+            f'{len(rows) - failed} of {len(rows)} recipes passed in {wall / 60:.1f} min'
+            f'{"" if final else f" (sweep in progress: {len(recipes)} recipes)"} '
+            f'(scale {args.scale:g}, {os.cpu_count()} CPU cores)'
+        )
         table = format_table(rows)
         if args.out:
             cmd = ' '.join(['python tools/misc/smoke_recipes.py'] + list(argv or sys.argv[1:]))
-            atomic_write(args.out, f'# Recipe smoke sweep\n\nEach recipe trained for one step '
-                         f'through tools/train.py and tested through tools/test.py on tiny '
-                         f'datasets in the real COCO / ADE20K layouts (see the tool\'s '
-                         f'docstring). Made by `{cmd}`.\n\n{table}\n\n{summary}\n')
+            atomic_write(
+                args.out,
+                f'# Recipe smoke sweep\n\nEach recipe trained for one step '
+                f'through tools/train.py and tested through tools/test.py on tiny '
+                f"datasets in the real COCO / ADE20K layouts (see the tool's "
+                f'docstring). Made by `{cmd}`.\n\n{table}\n\n{summary}\n',
+            )
         if args.json:
-            write_json_atomic(dict(rows=rows, wall_seconds=wall, scale=args.scale,
-                                   complete=final), args.json)
+            write_json_atomic(
+                dict(rows=rows, wall_seconds=wall, scale=args.scale, complete=final), args.json
+            )
         return table, summary, failed
 
     try:
@@ -319,8 +387,11 @@ def main(argv=None) -> int:
             row = run_recipe(recipe, workspace, args.scale, args.timeout)
             rows.append(row)
             status = 'ok' if row['train'] and row['test'] else 'FAIL ' + row['error']
-            print(f"[{len(rows)}/{len(recipes)}] {osp.basename(recipe)}: {status} "
-                  f"({row['seconds']:.0f}s)", flush=True)
+            print(
+                f'[{len(rows)}/{len(recipes)}] {osp.basename(recipe)}: {status} '
+                f'({row["seconds"]:.0f}s)',
+                flush=True,
+            )
             report(final=False)
     finally:
         if not args.workspace:

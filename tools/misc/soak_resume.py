@@ -13,6 +13,7 @@ final weights and optimizer state must equal, bit for bit, those of an uninterru
 its final validation metrics must be equal too. The result replaces the soak section of
 ``--out``. Exits 1 if anything differs.
 """
+
 import argparse
 import glob
 import json
@@ -31,7 +32,7 @@ REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, REPO)
 BEGIN, END = '<!-- soak:begin -->', '<!-- soak:end -->'
 
-CONFIG = '''
+CONFIG = """
 _base_ = {base!r}
 randomness = dict(seed=0, deterministic=True)
 train_cfg = dict(max_iters={iters}, val_interval={val_interval})
@@ -40,12 +41,12 @@ val_dataloader = dict(dataset=dict(indices={val_images}))
 test_dataloader = val_dataloader
 default_hooks = dict(checkpoint=dict(interval={ckpt_interval}, max_keep_ckpts=2),
                      logger=dict(interval=1))
-'''
+"""
 
 # Kills the run from inside at a chosen moment: SOAK_KILL=ckpt-write (the N-th checkpoint
 # write of this process, after half of its temporary file reached the disk) or validation (the
 # N-th validation sample of this process).
-DRIVER = r'''
+DRIVER = r"""
 import os, runpy, signal, sys
 kind, at = os.environ.get('SOAK_KILL', ''), int(os.environ.get('SOAK_AT', '1'))
 seen = [0]
@@ -79,7 +80,7 @@ elif kind == 'validation':
     loops.ValLoop.run_iter = run_iter
 sys.argv = [sys.argv[1]] + sys.argv[2:]
 runpy.run_path(sys.argv[0], run_name='__main__')
-'''
+"""
 
 ITER_LINE = re.compile(r'Iter\(train\) \[\s*(\d+)/')
 RESUMED = re.compile(r'resumed epoch: \d+, iter: (\d+)')
@@ -89,7 +90,8 @@ def plan_kills(n: int, seed: int):
     """``n`` kills: (kind, parameter); at least one of each kind, the rest mostly random."""
     rng = random.Random(seed)
     kinds = ['ckpt-write', 'validation', 'random'] + rng.choices(
-        ['random', 'ckpt-write', 'validation'], weights=[3, 1, 1], k=max(0, n - 3))
+        ['random', 'ckpt-write', 'validation'], weights=[3, 1, 1], k=max(0, n - 3)
+    )
     rng.shuffle(kinds)
     plan = []
     for kind in kinds[:n]:
@@ -111,8 +113,9 @@ def run_train(driver, cfg, work, resume, kill=None, timeout=1800):
     env.pop('SOAK_KILL', None)
     if kill and kill[0] != 'random':
         env.update(SOAK_KILL=kill[0], SOAK_AT=str(kill[1]))
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     lines, training, last = [], threading.Event(), [0]
 
     def read():
@@ -139,6 +142,7 @@ def run_train(driver, cfg, work, resume, kill=None, timeout=1800):
 def incomplete_checkpoints(work):
     """Final-named checkpoint files that are not complete, and a dangling pointer."""
     from mmattn.utils.checkpoint import is_complete_checkpoint
+
     bad = [p for p in glob.glob(osp.join(work, '*.pth')) if not is_complete_checkpoint(p)]
     pointer = osp.join(work, 'last_checkpoint')
     if osp.isfile(pointer):
@@ -166,6 +170,7 @@ def final_metrics(work, step):
 
 def same_state(a_path, b_path):
     import torch
+
     a = torch.load(a_path, map_location='cpu', weights_only=False)
     b = torch.load(b_path, map_location='cpu', weights_only=False)
     sa, sb = a['state_dict'], b['state_dict']
@@ -173,27 +178,50 @@ def same_state(a_path, b_path):
         return False, 'different tensor names'
     differ = [k for k in sa if not torch.equal(sa[k], sb[k])]
     oa, ob = a['optimizer']['state'], b['optimizer']['state']
-    differ += [f'optimizer state {i}' for i in oa
-               if any(not torch.equal(oa[i][k], ob[i][k]) for k in oa[i]
-                      if isinstance(oa[i][k], torch.Tensor))]
-    return not differ, (f'{len(differ)} differ, e.g. {differ[:3]}' if differ else
-                        f'all {len(sa)} weights and {len(oa)} optimizer states equal')
+    differ += [
+        f'optimizer state {i}'
+        for i in oa
+        if any(
+            not torch.equal(oa[i][k], ob[i][k]) for k in oa[i] if isinstance(oa[i][k], torch.Tensor)
+        )
+    ]
+    return not differ, (
+        f'{len(differ)} differ, e.g. {differ[:3]}'
+        if differ
+        else f'all {len(sa)} weights and {len(oa)} optimizer states equal'
+    )
 
 
-def soak(workspace, iters=200, kills=25, seed=0, ckpt_interval=5, val_interval=25,
-         val_images=8, log=print):
+def soak(
+    workspace,
+    iters=200,
+    kills=25,
+    seed=0,
+    ckpt_interval=5,
+    val_interval=25,
+    val_images=8,
+    log=print,
+):
     """Run the soak; returns a result dict (see the module docstring)."""
     import shutil
+
     os.makedirs(workspace, exist_ok=True)
     for old in ('uninterrupted', 'killed'):  # a soak always starts from nothing
         shutil.rmtree(osp.join(workspace, old), ignore_errors=True)
     from mmattn.datasets import make_shapes_ade
+
     make_shapes_ade(osp.join(REPO, 'data', 'shapes_ade'))
     cfg = osp.join(workspace, 'soak.py')
     with open(cfg, 'w') as f:
-        f.write(CONFIG.format(base=osp.join(REPO, 'configs/shapes/fpn_r18_shapes.py'),
-                              iters=iters, val_interval=val_interval, val_images=val_images,
-                              ckpt_interval=ckpt_interval))
+        f.write(
+            CONFIG.format(
+                base=osp.join(REPO, 'configs/shapes/fpn_r18_shapes.py'),
+                iters=iters,
+                val_interval=val_interval,
+                val_images=val_images,
+                ckpt_interval=ckpt_interval,
+            )
+        )
     driver = osp.join(workspace, 'driver.py')
     with open(driver, 'w') as f:
         f.write(DRIVER)
@@ -213,14 +241,21 @@ def soak(workspace, iters=200, kills=25, seed=0, ckpt_interval=5, val_interval=2
         rc, out, last = run_train(driver, cfg, work, resume=runs > 0, kill=(kind, param))
         runs += 1
         resumed = RESUMED.search(out)
-        event = dict(kind=kind, param=param, rc=rc, resumed_from=int(resumed.group(1))
-                     if resumed else 0, last_logged_iter=last)
+        event = dict(
+            kind=kind,
+            param=param,
+            rc=rc,
+            resumed_from=int(resumed.group(1)) if resumed else 0,
+            last_logged_iter=last,
+        )
         bad = incomplete_checkpoints(work)
         event['incomplete'] = bad
         events.append(event)
-        log(f'kill {len(events)}/{len(plan)}: {kind} {param} -> rc {rc}, resumed from '
+        log(
+            f'kill {len(events)}/{len(plan)}: {kind} {param} -> rc {rc}, resumed from '
             f'{event["resumed_from"]}, last logged iteration {last}'
-            + (f', INCOMPLETE: {bad}' if bad else ''))
+            + (f', INCOMPLETE: {bad}' if bad else '')
+        )
         if rc == -signal.SIGKILL:
             done += 1
         elif rc == 0:
@@ -235,28 +270,47 @@ def soak(workspace, iters=200, kills=25, seed=0, ckpt_interval=5, val_interval=2
     equal, detail = same_state(osp.join(ref, final), osp.join(work, final))
     ref_metrics, got_metrics = final_metrics(ref, iters), final_metrics(work, iters)
     return dict(
-        iters=iters, kills=done, planned=len(plan), runs=runs, seed=seed,
-        kinds={k: sum(1 for e in events if e['kind'] == k and e['rc'] == -signal.SIGKILL)
-               for k in ('random', 'ckpt-write', 'validation')},
-        incomplete_seen=sum(len(e['incomplete']) for e in events), weights_equal=equal,
-        weights_detail=detail, metrics_equal=ref_metrics is not None and
-        ref_metrics == got_metrics, metrics=got_metrics, ref_metrics=ref_metrics,
-        ref_time=ref_time, soak_time=soak_time, events=events)
+        iters=iters,
+        kills=done,
+        planned=len(plan),
+        runs=runs,
+        seed=seed,
+        kinds={
+            k: sum(1 for e in events if e['kind'] == k and e['rc'] == -signal.SIGKILL)
+            for k in ('random', 'ckpt-write', 'validation')
+        },
+        incomplete_seen=sum(len(e['incomplete']) for e in events),
+        weights_equal=equal,
+        weights_detail=detail,
+        metrics_equal=ref_metrics is not None and ref_metrics == got_metrics,
+        metrics=got_metrics,
+        ref_metrics=ref_metrics,
+        ref_time=ref_time,
+        soak_time=soak_time,
+        events=events,
+    )
 
 
 def report(res) -> str:
-    lines = [BEGIN, '',
-             f'`python tools/misc/soak_resume.py --iters {res["iters"]} --kills '
-             f'{res["planned"]} --seed {res["seed"]}` ({time.strftime("%Y-%m-%d")}, CPU):', '',
-             '| iterations | SIGKILLs (random / in a checkpoint write / in validation) | runs | '
-             'truncated checkpoints seen | final weights + optimizer | final metrics | '
-             'time (uninterrupted / soak) |', '|---:|---|---:|---:|---|---|---|',
-             f'| {res["iters"]} | {res["kills"]} ({res["kinds"]["random"]} / '
-             f'{res["kinds"]["ckpt-write"]} / {res["kinds"]["validation"]}) | {res["runs"]} | '
-             f'{res["incomplete_seen"]} | {"bit-identical" if res["weights_equal"] else "DIFFER"}'
-             f' ({res["weights_detail"]}) | {"equal" if res["metrics_equal"] else "DIFFER"} '
-             f'({", ".join(f"{k} {v}" for k, v in (res["metrics"] or {}).items())}) | '
-             f'{res["ref_time"]:.0f} s / {res["soak_time"]:.0f} s |', '', END]
+    lines = [
+        BEGIN,
+        '',
+        f'`python tools/misc/soak_resume.py --iters {res["iters"]} --kills '
+        f'{res["planned"]} --seed {res["seed"]}` ({time.strftime("%Y-%m-%d")}, CPU):',
+        '',
+        '| iterations | SIGKILLs (random / in a checkpoint write / in validation) | runs | '
+        'truncated checkpoints seen | final weights + optimizer | final metrics | '
+        'time (uninterrupted / soak) |',
+        '|---:|---|---:|---:|---|---|---|',
+        f'| {res["iters"]} | {res["kills"]} ({res["kinds"]["random"]} / '
+        f'{res["kinds"]["ckpt-write"]} / {res["kinds"]["validation"]}) | {res["runs"]} | '
+        f'{res["incomplete_seen"]} | {"bit-identical" if res["weights_equal"] else "DIFFER"}'
+        f' ({res["weights_detail"]}) | {"equal" if res["metrics_equal"] else "DIFFER"} '
+        f'({", ".join(f"{k} {v}" for k, v in (res["metrics"] or {}).items())}) | '
+        f'{res["ref_time"]:.0f} s / {res["soak_time"]:.0f} s |',
+        '',
+        END,
+    ]
     return '\n'.join(lines)
 
 
@@ -270,22 +324,33 @@ def main(argv=None):
     parser.add_argument('--workspace', help='default: a temporary folder')
     parser.add_argument('--out', help='markdown file whose soak section is replaced')
     args = parser.parse_args(argv)
-    res = soak(args.workspace or tempfile.mkdtemp(prefix='mmattn_soak_'), args.iters,
-               args.kills, args.seed, args.ckpt_interval, args.val_interval,
-               log=lambda m: print(m, file=sys.stderr))
+    res = soak(
+        args.workspace or tempfile.mkdtemp(prefix='mmattn_soak_'),
+        args.iters,
+        args.kills,
+        args.seed,
+        args.ckpt_interval,
+        args.val_interval,
+        log=lambda m: print(m, file=sys.stderr),
+    )
     text = report(res)
     print(text)
     if args.out:
         with open(args.out, encoding='utf-8') as f:
             doc = f.read()
         if BEGIN in doc and END in doc:
-            doc = doc[:doc.index(BEGIN)] + text + doc[doc.index(END) + len(END):]
+            doc = doc[: doc.index(BEGIN)] + text + doc[doc.index(END) + len(END) :]
         else:
             doc = doc.rstrip('\n') + '\n\n' + text + '\n'
         from mmattn.utils.atomic import atomic_write
+
         atomic_write(args.out, doc)
-    ok = res['weights_equal'] and res['metrics_equal'] and not res['incomplete_seen'] \
+    ok = (
+        res['weights_equal']
+        and res['metrics_equal']
+        and not res['incomplete_seen']
         and res['kills'] >= args.kills
+    )
     return 0 if ok else 1
 
 

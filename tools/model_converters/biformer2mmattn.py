@@ -8,6 +8,7 @@ official dense wrappers); the per-level output LayerNorms are not in the release
 fresh. Any other unused, missing or mis-shaped key aborts the conversion and nothing is
 written. Use DST with ``init_cfg=dict(type='Pretrained', checkpoint=DST)``.
 """
+
 import os.path as osp
 import sys
 
@@ -20,9 +21,11 @@ OPTIONS = {'--arch': dict(help='expected variant: t/tiny, s/small, b/base; refus
 
 
 def summary(report: dict, dst: str) -> str:
-    return (f"converted BiFormer-{report['arch']} -> {dst}\n"
-            f"dropped (classifier head / final norm): {report['dropped']}\n"
-            f"missing (output norms, initialised fresh): {report['missing']}")
+    return (
+        f'converted BiFormer-{report["arch"]} -> {dst}\n'
+        f'dropped (classifier head / final norm): {report["dropped"]}\n'
+        f'missing (output norms, initialised fresh): {report["missing"]}'
+    )
 
 
 def main(argv=None) -> int:

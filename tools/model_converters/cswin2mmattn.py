@@ -10,6 +10,7 @@ norm are dropped; any other unused, missing or mis-shaped key aborts the convers
 is written. Use DST with ``backbone=dict(type='mmattn.AgentCSWin', arch=...,
 init_cfg=dict(type='Pretrained', checkpoint=DST))``.
 """
+
 import argparse
 import os.path as osp
 import sys
@@ -35,12 +36,14 @@ def main(argv=None) -> int:
         print(f'error: {err}', file=sys.stderr)
         return 2
     backbone = _TYPES[report['family']]
-    print(f"converted {backbone}-{report['arch']} ({report['num_keys']} tensors) -> {args.dst}")
-    print(f"dropped (classifier): {report['dropped']}")
-    print(f"left at init (dense output norms, not in ImageNet weights): {report['new']}")
-    extra = f", agent_nums={report['agent_nums']}" if 'agent_nums' in report else ''
-    print(f"backbone: type='mmattn.{backbone}', arch='{report['arch']}'{extra}, "
-          f"pretrain_img_size={report['pretrain_img_size']}; ops: {report['layout']}")
+    print(f'converted {backbone}-{report["arch"]} ({report["num_keys"]} tensors) -> {args.dst}')
+    print(f'dropped (classifier): {report["dropped"]}')
+    print(f'left at init (dense output norms, not in ImageNet weights): {report["new"]}')
+    extra = f', agent_nums={report["agent_nums"]}' if 'agent_nums' in report else ''
+    print(
+        f"backbone: type='mmattn.{backbone}', arch='{report['arch']}'{extra}, "
+        f'pretrain_img_size={report["pretrain_img_size"]}; ops: {report["layout"]}'
+    )
     return 0
 
 

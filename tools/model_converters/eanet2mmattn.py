@@ -7,6 +7,7 @@ released PASCAL VOC model). Every official key is mapped; any unused, missing or
 aborts the conversion and nothing is written. Load DST with
 ``configs/external_attention/eanet_r101-d8-official_4xb4-45k_voc12aug-512x512.py``.
 """
+
 import os.path as osp
 import sys
 
@@ -15,14 +16,19 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 from mmattn.converters.common import converter_main  # noqa: E402
 from mmattn.converters.eanet import convert_file  # noqa: E402
 
-OPTIONS = {'--depth': dict(type=int, choices=(50, 101, 152),
-                       help='expected ResNet depth; refuse on mismatch')}
+OPTIONS = {
+    '--depth': dict(
+        type=int, choices=(50, 101, 152), help='expected ResNet depth; refuse on mismatch'
+    )
+}
 
 
 def summary(report: dict, dst: str) -> str:
-    return (f"converted EANet ResNet-{report['depth']}, {report['num_classes']} classes, "
-            f"S={report['num_slots']} -> {dst}; num_batches_tracked filled: "
-            f"{len(report['filled'])}")
+    return (
+        f'converted EANet ResNet-{report["depth"]}, {report["num_classes"]} classes, '
+        f'S={report["num_slots"]} -> {dst}; num_batches_tracked filled: '
+        f'{len(report["filled"])}'
+    )
 
 
 def main(argv=None) -> int:

@@ -9,6 +9,7 @@ key aborts the conversion and nothing is written. Use DST with
 ``FLattenSwin``. The family and variant are read off the checkpoint; ``--family`` and
 ``--arch`` only make the conversion refuse a file that is not what you expect.
 """
+
 import os.path as osp
 import sys
 
@@ -17,16 +18,20 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 from mmattn.converters.common import converter_main  # noqa: E402
 from mmattn.converters.flatten import convert_file  # noqa: E402
 
-OPTIONS = {'--family': dict(choices=['pvt', 'pvtv2', 'swin'],
-                        help='expected family; refuse on mismatch'),
-           '--arch': dict(help='expected variant: t/s/m/l (PVT), b0-b4 (PVTv2), t/s/b (Swin); '
-                          'refuse on mismatch')}
+OPTIONS = {
+    '--family': dict(choices=['pvt', 'pvtv2', 'swin'], help='expected family; refuse on mismatch'),
+    '--arch': dict(
+        help='expected variant: t/s/m/l (PVT), b0-b4 (PVTv2), t/s/b (Swin); refuse on mismatch'
+    ),
+}
 
 
 def summary(report: dict, dst: str) -> str:
-    return (f"converted {report['name']} ({report['num_keys']} tensors; ops: {report['layout']})"
-            f" -> {dst}; dropped: {len(report['dropped'])} keys (classifier/buffers); left at "
-            f"init: {report['new']}")
+    return (
+        f'converted {report["name"]} ({report["num_keys"]} tensors; ops: {report["layout"]})'
+        f' -> {dst}; dropped: {len(report["dropped"])} keys (classifier/buffers); left at '
+        f'init: {report["new"]}'
+    )
 
 
 def main(argv=None) -> int:

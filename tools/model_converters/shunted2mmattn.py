@@ -6,6 +6,7 @@ SRC is a file from OliverRensu/Shunted-Transformer (``{'model': state_dict, ...}
 classifier head is dropped; any other unused, missing or mis-shaped key aborts the conversion
 and nothing is written. Use DST with ``init_cfg=dict(type='Pretrained', checkpoint=DST)``.
 """
+
 import os.path as osp
 import sys
 
@@ -18,8 +19,10 @@ OPTIONS = {'--arch': dict(help='expected variant: t/tiny, s/small, b/base; refus
 
 
 def summary(report: dict, dst: str) -> str:
-    return (f"converted Shunted-{report['arch']} ({report['num_keys']} tensors) -> {dst}; "
-            f"dropped classifier keys: {report['dropped']}")
+    return (
+        f'converted Shunted-{report["arch"]} ({report["num_keys"]} tensors) -> {dst}; '
+        f'dropped classifier keys: {report["dropped"]}'
+    )
 
 
 def main(argv=None) -> int:

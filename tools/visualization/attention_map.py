@@ -12,6 +12,7 @@ memory-slot responses, the softmax of SRA, windows and global attention; an op t
 weights gets an input-gradient saliency map. Without CHECKPOINT the
 model is randomly initialised (useful to check the tool, not to read the maps).
 """
+
 import argparse
 import os
 import os.path as osp
@@ -28,13 +29,21 @@ def parse_args(argv=None):
     parser.add_argument('image')
     parser.add_argument('config')
     parser.add_argument('checkpoint', nargs='?', help='detector/segmentor or backbone weights')
-    parser.add_argument('--point', type=float, nargs=2, required=True, metavar=('X', 'Y'),
-                        help='query pixel (x, y) in the image')
+    parser.add_argument(
+        '--point',
+        type=float,
+        nargs=2,
+        required=True,
+        metavar=('X', 'Y'),
+        help='query pixel (x, y) in the image',
+    )
     parser.add_argument('--out', default='attention_map.png')
-    parser.add_argument('--size', type=int, default=512,
-                        help='resize so the longer side is this (0: keep)')
-    parser.add_argument('--every-block', action='store_true',
-                        help='one row per block instead of one per stage')
+    parser.add_argument(
+        '--size', type=int, default=512, help='resize so the longer side is this (0: keep)'
+    )
+    parser.add_argument(
+        '--every-block', action='store_true', help='one row per block instead of one per stage'
+    )
     parser.add_argument('--seed', type=int, default=0, help='seed of a random-init model')
     return parser.parse_args(argv)
 
@@ -69,10 +78,12 @@ def main(argv=None):
             from mmengine.runner import load_checkpoint
 
             from mmattn.utils.checkpoint import install_safe_checkpoint_loader
+
             install_safe_checkpoint_loader()  # as tools/train.py: MMEngine's own checkpoints
             model = build_model_from_cfg(cfg)
-            load_checkpoint(model, args.checkpoint, map_location='cpu',
-                            revise_keys=[(r'^module\.', '')])
+            load_checkpoint(
+                model, args.checkpoint, map_location='cpu', revise_keys=[(r'^module\.', '')]
+            )
             backbone = model.backbone
         else:
             backbone = build_model_from_cfg(cfg, backbone_only=True)
@@ -92,8 +103,7 @@ def main(argv=None):
         rows.append((label, op_maps(rec, frac)))
     os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
     draw(image, point_xy, rows, args.out)
-    print(f'wrote {args.out}: {len(rows)} op call(s), '
-          f'{sum(len(m) for _, m in rows)} map(s)')
+    print(f'wrote {args.out}: {len(rows)} op call(s), {sum(len(m) for _, m in rows)} map(s)')
 
 
 if __name__ == '__main__':

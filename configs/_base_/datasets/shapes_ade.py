@@ -4,7 +4,8 @@ dataset_type = 'BaseSegDataset'
 data_root = 'data/shapes_ade'
 metainfo = dict(
     classes=('background', 'circle', 'rectangle', 'triangle'),
-    palette=[(120, 120, 120), (220, 20, 60), (0, 128, 255), (60, 180, 75)])
+    palette=[(120, 120, 120), (220, 20, 60), (0, 128, 255), (60, 180, 75)],
+)
 crop_size = (128, 128)
 train_pipeline = [
     dict(type='LoadImageFromFile'),
@@ -13,13 +14,13 @@ train_pipeline = [
     dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=0.75),
     dict(type='RandomFlip', prob=0.5),
     dict(type='PhotoMetricDistortion'),
-    dict(type='PackSegInputs')
+    dict(type='PackSegInputs'),
 ]
 test_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='Resize', scale=(128, 128), keep_ratio=True),
     dict(type='LoadAnnotations', reduce_zero_label=True),
-    dict(type='PackSegInputs')
+    dict(type='PackSegInputs'),
 ]
 _dataset = dict(
     type=dataset_type,
@@ -27,7 +28,8 @@ _dataset = dict(
     metainfo=metainfo,
     img_suffix='.jpg',
     seg_map_suffix='.png',
-    reduce_zero_label=True)
+    reduce_zero_label=True,
+)
 train_dataloader = dict(
     batch_size=4,
     num_workers=0,
@@ -36,7 +38,9 @@ train_dataloader = dict(
     dataset=dict(
         **_dataset,
         data_prefix=dict(img_path='images/training', seg_map_path='annotations/training'),
-        pipeline=train_pipeline))
+        pipeline=train_pipeline,
+    ),
+)
 val_dataloader = dict(
     batch_size=1,
     num_workers=0,
@@ -45,7 +49,9 @@ val_dataloader = dict(
     dataset=dict(
         **_dataset,
         data_prefix=dict(img_path='images/validation', seg_map_path='annotations/validation'),
-        pipeline=test_pipeline))
+        pipeline=test_pipeline,
+    ),
+)
 test_dataloader = val_dataloader
 val_evaluator = dict(type='IoUMetric', iou_metrics=['mIoU'])
 test_evaluator = val_evaluator
@@ -60,9 +66,12 @@ tta_pipeline = [
         type='TestTimeAug',
         transforms=[
             [dict(type='Resize', scale_factor=r, keep_ratio=True) for r in img_ratios],
-            [dict(type='RandomFlip', prob=0., direction='horizontal'),
-             dict(type='RandomFlip', prob=1., direction='horizontal')],
+            [
+                dict(type='RandomFlip', prob=0.0, direction='horizontal'),
+                dict(type='RandomFlip', prob=1.0, direction='horizontal'),
+            ],
             [dict(type='LoadAnnotations', reduce_zero_label=True)],
-            [dict(type='PackSegInputs')]
-        ])
+            [dict(type='PackSegInputs')],
+        ],
+    ),
 ]

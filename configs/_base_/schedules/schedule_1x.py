@@ -5,6 +5,6 @@
 _base_ = 'mmdet::_base_/schedules/schedule_1x.py'
 optim_wrapper = dict(
     type='OptimWrapper',
-    optimizer=dict(_delete_=True, type='AdamW', lr=0.0001, betas=(0.9, 0.999),
-                   weight_decay=0.05))
+    optimizer=dict(_delete_=True, type='AdamW', lr=0.0001, betas=(0.9, 0.999), weight_decay=0.05),
+)
 auto_scale_lr = dict(enable=False, base_batch_size=16)

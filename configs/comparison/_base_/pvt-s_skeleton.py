@@ -5,9 +5,15 @@
 comparison_backbone = dict(
     _delete_=True,
     type='mmattn.PyramidVisionTransformerSkeleton',
-    arch=dict(embed_dims=[64, 128, 320, 512], num_heads=[2, 4, 10, 16], mlp_ratios=[8, 8, 4, 4],
-              depths=[3, 4, 6, 3], sr_ratios=[8, 4, 2, 1]),
+    arch=dict(
+        embed_dims=[64, 128, 320, 512],
+        num_heads=[2, 4, 10, 16],
+        mlp_ratios=[8, 8, 4, 4],
+        depths=[3, 4, 6, 3],
+        sr_ratios=[8, 4, 2, 1],
+    ),
     drop_path_rate=0.1,
     out_indices=(0, 1, 2, 3),
     attn_cfgs=dict(type='mmattn.SpatialReductionAttention'),  # swapped by ops_*.py
-    init_cfg=None)
+    init_cfg=None,
+)

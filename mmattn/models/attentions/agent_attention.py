@@ -5,6 +5,7 @@ arXiv 2312.08874. Official code: https://github.com/LeapLabTHU/Agent-Attention
 (``agent_transformer/models/agent_{pvt,swin}.py`` for ImageNet,
 ``downstream/{detection,segmentation}`` for the dense backbones).
 """
+
 import math
 from typing import Optional, Sequence, Tuple, Union
 
@@ -30,8 +31,13 @@ __all__ = ['AgentAttention']
 _BASES = SizeKeyedCache(max_entries=8, max_bytes=64 << 20)
 
 
-def _bias_basis(table_hw: Tuple[int, int], pretrain_hw: Tuple[int, int],
-                hw: Tuple[int, int], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+def _bias_basis(
+    table_hw: Tuple[int, int],
+    pretrain_hw: Tuple[int, int],
+    hw: Tuple[int, int],
+    dtype: torch.dtype,
+    device: torch.device,
+) -> torch.Tensor:
     """``(H*W, kh*kw + h0 + w0)``: per token (row-major), the bilinear weights of the
     ``kh x kw`` table, then those of the row table at its row, then of the column table at its
     column (``AgentAttention.bias_factors``)."""
@@ -39,8 +45,14 @@ def _bias_basis(table_hw: Tuple[int, int], pretrain_hw: Tuple[int, int],
     cells = bilinear_matrix(table_hw, hw, dtype, device)  # (HW, kh * kw)
     rows = linear_interp_matrix(h0, h, dtype, device)  # (H, h0)
     cols = linear_interp_matrix(w0, w, dtype, device)  # (W, w0)
-    return torch.cat([cells, rows[:, None].expand(h, w, h0).reshape(h * w, h0),
-                      cols[None].expand(h, w, w0).reshape(h * w, w0)], 1)
+    return torch.cat(
+        [
+            cells,
+            rows[:, None].expand(h, w, h0).reshape(h * w, h0),
+            cols[None].expand(h, w, w0).reshape(h * w, w0),
+        ],
+        1,
+    )
 
 
 @MODELS.register_module()
@@ -89,20 +101,22 @@ class AgentAttention(BaseAttention):
         init_cfg (dict, optional): Initialization config. Defaults to None.
     """
 
-    def __init__(self,
-                 embed_dims: int,
-                 num_heads: int,
-                 pretrain_hw: Union[int, Sequence[int]] = 56,
-                 agent_num: int = 49,
-                 agent_shape: Optional[Union[int, Sequence[int]]] = None,
-                 qkv_bias: bool = True,
-                 qk_scale: Optional[float] = None,
-                 attn_drop_rate: float = 0.,
-                 proj_drop_rate: float = 0.,
-                 kernel_size: int = 3,
-                 with_bias: bool = True,
-                 fused_attn: bool = True,
-                 init_cfg: Optional[dict] = None) -> None:
+    def __init__(
+        self,
+        embed_dims: int,
+        num_heads: int,
+        pretrain_hw: Union[int, Sequence[int]] = 56,
+        agent_num: int = 49,
+        agent_shape: Optional[Union[int, Sequence[int]]] = None,
+        qkv_bias: bool = True,
+        qk_scale: Optional[float] = None,
+        attn_drop_rate: float = 0.0,
+        proj_drop_rate: float = 0.0,
+        kernel_size: int = 3,
+        with_bias: bool = True,
+        fused_attn: bool = True,
+        init_cfg: Optional[dict] = None,
+    ) -> None:
         super().__init__(init_cfg=init_cfg)
         self.init_heads(embed_dims, num_heads, qk_scale)
         side = math.isqrt(int(agent_num))
@@ -111,8 +125,7 @@ class AgentAttention(BaseAttention):
         self.pretrain_hw = to_2tuple(pretrain_hw)
         self.agent_num = int(agent_num)
         self.pretrain_grid = (side, side)
-        self.agent_shape = to_2tuple(agent_shape) if agent_shape is not None \
-            else self.pretrain_grid
+        self.agent_shape = to_2tuple(agent_shape) if agent_shape is not None else self.pretrain_grid
         self.with_bias = with_bias
         self.fused_attn = fused_attn
         self.attn_drop_rate = attn_drop_rate
@@ -121,8 +134,9 @@ class AgentAttention(BaseAttention):
         self.attn_drop = nn.Dropout(attn_drop_rate)
         self.proj = nn.Linear(embed_dims, embed_dims)
         self.proj_drop = nn.Dropout(proj_drop_rate)
-        self.dwc = nn.Conv2d(embed_dims, embed_dims, kernel_size, padding=kernel_size // 2,
-                             groups=embed_dims)
+        self.dwc = nn.Conv2d(
+            embed_dims, embed_dims, kernel_size, padding=kernel_size // 2, groups=embed_dims
+        )
         if with_bias:
             h0, w0 = self.pretrain_hw
             heads, n = num_heads, self.agent_num
@@ -137,9 +151,15 @@ class AgentAttention(BaseAttention):
 
     def _init_biases(self) -> None:
         if self.with_bias:
-            for p in (self.an_bias, self.na_bias, self.ah_bias, self.aw_bias, self.ha_bias,
-                      self.wa_bias):
-                trunc_normal_(p, std=.02)
+            for p in (
+                self.an_bias,
+                self.na_bias,
+                self.ah_bias,
+                self.aw_bias,
+                self.ha_bias,
+                self.wa_bias,
+            ):
+                trunc_normal_(p, std=0.02)
 
     def init_weights(self) -> None:
         """Official init of the position biases (trunc normal, std .02)."""
@@ -148,12 +168,15 @@ class AgentAttention(BaseAttention):
             self._init_biases()
 
     def extra_repr(self) -> str:
-        return (f'embed_dims={self.embed_dims}, num_heads={self.num_heads}, '
-                f'agent_num={self.agent_num}, agent_shape={self.agent_shape}, '
-                f'pretrain_hw={self.pretrain_hw}, fused_attn={self.fused_attn}')
+        return (
+            f'embed_dims={self.embed_dims}, num_heads={self.num_heads}, '
+            f'agent_num={self.agent_num}, agent_shape={self.agent_shape}, '
+            f'pretrain_hw={self.pretrain_hw}, fused_attn={self.fused_attn}'
+        )
 
-    def bias_factors(self, hw_shape: Tuple[int, int]
-                     ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def bias_factors(
+        self, hw_shape: Tuple[int, int]
+    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The two position biases at feature size ``hw_shape`` as low-rank products.
 
         The official definition: each bias is a 7x7 table plus a row table and a column table
@@ -176,14 +199,26 @@ class AgentAttention(BaseAttention):
         h0, w0 = self.pretrain_hw
         kh, kw = self.an_bias.shape[-2:]
         dtype, device = self.an_bias.dtype, self.an_bias.device
-        basis = _BASES.get((kh, kw, h0, w0, h, w, dtype, torch.device(device)),
-                           lambda: _bias_basis((kh, kw), (h0, w0), (h, w), dtype, device))
-        p_pos = torch.cat([self.an_bias.reshape(heads, n, kh * kw),
-                           self.ah_bias.reshape(heads, n, h0),
-                           self.aw_bias.reshape(heads, n, w0)], -1)
-        p_agent = torch.cat([self.na_bias.reshape(heads, n, kh * kw),
-                             self.ha_bias.reshape(heads, h0, n).transpose(1, 2),
-                             self.wa_bias.reshape(heads, w0, n).transpose(1, 2)], -1)
+        basis = _BASES.get(
+            (kh, kw, h0, w0, h, w, dtype, torch.device(device)),
+            lambda: _bias_basis((kh, kw), (h0, w0), (h, w), dtype, device),
+        )
+        p_pos = torch.cat(
+            [
+                self.an_bias.reshape(heads, n, kh * kw),
+                self.ah_bias.reshape(heads, n, h0),
+                self.aw_bias.reshape(heads, n, w0),
+            ],
+            -1,
+        )
+        p_agent = torch.cat(
+            [
+                self.na_bias.reshape(heads, n, kh * kw),
+                self.ha_bias.reshape(heads, h0, n).transpose(1, 2),
+                self.wa_bias.reshape(heads, w0, n).transpose(1, 2),
+            ],
+            -1,
+        )
         if tuple(self.agent_shape) != tuple(self.pretrain_grid):
             # agents are the row-major cells of the pooled grid; the official dense code
             # resizes that grid to the downstream agent grid bilinearly: (A', n) on the factors
@@ -242,8 +277,14 @@ class AgentAttention(BaseAttention):
         out = out + map_to_tokens(self.dwc(v_img))
         return self.proj_drop(self.proj(out))
 
-    def _math_attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-                        agents: torch.Tensor, hw_shape: Tuple[int, int]) -> torch.Tensor:
+    def _math_attention(
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        agents: torch.Tensor,
+        hw_shape: Tuple[int, int],
+    ) -> torch.Tensor:
         """The reference: both softmaxes written out with the biases of :meth:`agent_biases`
         (and the weights handed to a recording tool). ``q, k, v``: ``(B, heads, N, d)``;
         ``agents``: ``(B, heads, A', d)``; returns ``(B, heads, N, d)``."""
@@ -255,26 +296,46 @@ class AgentAttention(BaseAttention):
         q_attn = self._softmax(q, agents, agent_bias, self.scale)  # (B, heads, N, A')
         if self.recording:
             grid = tuple(self.agent_shape)
-            self.emit(AttentionWeights(
-                'agent composite (q->agents->keys)', q_attn, tuple(hw_shape), grid,
-                then=AttentionWeights('agent aggregation', agent_attn, grid, tuple(hw_shape))))
+            self.emit(
+                AttentionWeights(
+                    'agent composite (q->agents->keys)',
+                    q_attn,
+                    tuple(hw_shape),
+                    grid,
+                    then=AttentionWeights('agent aggregation', agent_attn, grid, tuple(hw_shape)),
+                )
+            )
         return self.attn_drop(q_attn) @ agent_v
 
-    def _sdpa_attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-                        agents: torch.Tensor, hw_shape: Tuple[int, int]) -> torch.Tensor:
+    def _sdpa_attention(
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        agents: torch.Tensor,
+        hw_shape: Tuple[int, int],
+    ) -> torch.Tensor:
         """The GPU path: :meth:`_math_attention` as two fused SDPA calls, the biases as
         additive masks."""
         pos_bias = agent_bias = None
         if self.with_bias:
             pos_bias, agent_bias = (t.to(q.dtype) for t in self.agent_biases(hw_shape))
-        p = self.attn_drop_rate if self.training else 0.
+        p = self.attn_drop_rate if self.training else 0.0
         agent_v = F.scaled_dot_product_attention(
-            agents, k, v, attn_mask=pos_bias, dropout_p=p, scale=self.scale)
+            agents, k, v, attn_mask=pos_bias, dropout_p=p, scale=self.scale
+        )
         return F.scaled_dot_product_attention(
-            q, agents, agent_v, attn_mask=agent_bias, dropout_p=p, scale=self.scale)
+            q, agents, agent_v, attn_mask=agent_bias, dropout_p=p, scale=self.scale
+        )
 
-    def _folded_attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-                          agents: torch.Tensor, hw_shape: Tuple[int, int]) -> torch.Tensor:
+    def _folded_attention(
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        agents: torch.Tensor,
+        hw_shape: Tuple[int, int],
+    ) -> torch.Tensor:
         """The CPU path: :meth:`_math_attention` with the biases folded into the logits' GEMMs
         (:func:`concat_matmul` of the :meth:`bias_factors`), so no bias-sized tensor is made,
         and no float mask for CPU SDPA to scan for fully masked rows on every call.
@@ -288,6 +349,9 @@ class AgentAttention(BaseAttention):
         else:
             logits = agents @ k.transpose(-2, -1)
         agent_v = self.attn_drop(logits.softmax(-1)) @ v  # (B, heads, A', d)
-        logits = concat_matmul(q, agents, basis, p_agent.expand(b, -1, -1, -1)) \
-            if self.with_bias else q @ agents.transpose(-2, -1)
+        logits = (
+            concat_matmul(q, agents, basis, p_agent.expand(b, -1, -1, -1))
+            if self.with_bias
+            else q @ agents.transpose(-2, -1)
+        )
         return self.attn_drop(logits.softmax(-1)) @ agent_v

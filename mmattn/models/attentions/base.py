@@ -15,6 +15,7 @@ Ops subclass :class:`BaseAttention` (optional: any registered module with
 An op without recording still gets every tool: FLOPs and scaling need only registration, and
 the attention-map tool falls back to an input-gradient saliency map.
 """
+
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
@@ -51,6 +52,7 @@ class AttentionWeights:
         then (AttentionWeights, optional): The next factor of a product.
         meta (dict): Op-specific facts for the drawing tools' overlays.
     """
+
     title: str
     weights: torch.Tensor
     query_hw: Optional[Tuple[int, int]]
@@ -93,18 +95,25 @@ class BaseAttention(BaseModule):
         """Whether this call must keep its weights (and therefore run the math path)."""
         return self.attention_sink is not None
 
-    def init_heads(self, embed_dims: int, num_heads: int, qk_scale: Optional[float] = None,
-                   qk_dims: Optional[int] = None) -> None:
+    def init_heads(
+        self,
+        embed_dims: int,
+        num_heads: int,
+        qk_scale: Optional[float] = None,
+        qk_dims: Optional[int] = None,
+    ) -> None:
         """Check the head split and set ``embed_dims``, ``num_heads``, ``head_dims`` and
         ``scale`` (``qk_scale``, default ``(qk_dims / num_heads) ** -0.5``)."""
         qk_dims = qk_dims or embed_dims
         if embed_dims % num_heads or qk_dims % num_heads:
-            raise ValueError(f'{type(self).__name__}: embed_dims ({embed_dims}) and qk_dims '
-                             f'({qk_dims}) must be divisible by num_heads ({num_heads}); '
-                             'change num_heads or the widths')
+            raise ValueError(
+                f'{type(self).__name__}: embed_dims ({embed_dims}) and qk_dims '
+                f'({qk_dims}) must be divisible by num_heads ({num_heads}); '
+                'change num_heads or the widths'
+            )
         self.embed_dims, self.num_heads = embed_dims, num_heads
         self.head_dims = embed_dims // num_heads
-        self.scale = qk_scale or (qk_dims // num_heads)**-0.5
+        self.scale = qk_scale or (qk_dims // num_heads) ** -0.5
 
     def check_input(self, x: torch.Tensor, hw_shape: Sequence[int]) -> Tuple[int, int]:
         """``(H, W)`` of valid ``(B, H*W, C)`` tokens; ``ValueError`` otherwise."""

@@ -4,6 +4,7 @@ Reference: Zhu et al., "BiFormer: Vision Transformer with Bi-Level Routing Atten
 CVPR 2023; official code https://github.com/rayleizhu/BiFormer (``ops/bra_legacy.py`` and
 ``models/_common.py``). This is an independent implementation of the same math.
 """
+
 from typing import Optional, Sequence, Tuple
 
 import torch
@@ -91,27 +92,31 @@ class BiLevelRoutingAttention(BaseAttention):
         init_cfg (dict, optional): Initialisation config. Defaults to None.
     """
 
-    def __init__(self,
-                 embed_dims: int,
-                 num_heads: int = 8,
-                 n_win: int = 7,
-                 topk: int = 4,
-                 qk_dims: Optional[int] = None,
-                 qk_scale: Optional[float] = None,
-                 side_dwconv: int = 5,
-                 qkv_bias: bool = True,
-                 diff_routing: bool = False,
-                 soft_routing: bool = False,
-                 attn_drop_rate: float = 0.,
-                 proj_drop_rate: float = 0.,
-                 fused_attn: Optional[bool] = None,
-                 init_cfg: Optional[dict] = None) -> None:
+    def __init__(
+        self,
+        embed_dims: int,
+        num_heads: int = 8,
+        n_win: int = 7,
+        topk: int = 4,
+        qk_dims: Optional[int] = None,
+        qk_scale: Optional[float] = None,
+        side_dwconv: int = 5,
+        qkv_bias: bool = True,
+        diff_routing: bool = False,
+        soft_routing: bool = False,
+        attn_drop_rate: float = 0.0,
+        proj_drop_rate: float = 0.0,
+        fused_attn: Optional[bool] = None,
+        init_cfg: Optional[dict] = None,
+    ) -> None:
         super().__init__(init_cfg=init_cfg)
         qk_dims = qk_dims or embed_dims
         self.init_heads(embed_dims, num_heads, qk_scale, qk_dims)
         if topk < 1 or n_win < 1:
-            raise ValueError(f'BRA needs topk >= 1 and n_win >= 1, got {topk}, {n_win}; use '
-                             'GlobalAttentionLePE for the topk=-2 stages')
+            raise ValueError(
+                f'BRA needs topk >= 1 and n_win >= 1, got {topk}, {n_win}; use '
+                'GlobalAttentionLePE for the topk=-2 stages'
+            )
         if diff_routing and not soft_routing:
             # NOTE: the official op raises NotImplementedError here ("hard" routing): hard
             # top-k indices alone carry no gradient.
@@ -129,12 +134,15 @@ class BiLevelRoutingAttention(BaseAttention):
         self.qkv = nn.Linear(embed_dims, 2 * qk_dims + embed_dims, bias=qkv_bias)
         self.proj = nn.Linear(embed_dims, embed_dims)
         self.proj_drop = nn.Dropout(proj_drop_rate)
-        self.lepe = nn.Conv2d(
-            embed_dims, embed_dims, side_dwconv, padding=side_dwconv // 2,
-            groups=embed_dims) if side_dwconv > 0 else None
+        self.lepe = (
+            nn.Conv2d(
+                embed_dims, embed_dims, side_dwconv, padding=side_dwconv // 2, groups=embed_dims
+            )
+            if side_dwconv > 0
+            else None
+        )
 
-    def route(self, q_r: torch.Tensor,
-              k_r: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    def route(self, q_r: torch.Tensor, k_r: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """Region-to-region routing.
 
         Args:
@@ -254,19 +262,28 @@ class BiLevelRoutingAttention(BaseAttention):
         s = self.n_win
         rh, rw = hp // s, wp // s
         b, p, heads, w2, kk = attn.shape
-        pos = _to_regions(torch.arange(hp * wp, device=attn.device).reshape(1, hp, wp, 1), s,
-                          rh, rw)[0, ..., 0]  # (P, w2): padded index of each region's tokens
+        pos = _to_regions(
+            torch.arange(hp * wp, device=attn.device).reshape(1, hp, wp, 1), s, rh, rw
+        )[0, ..., 0]  # (P, w2): padded index of each region's tokens
         keys = pos[r_idx].reshape(b, p, kk)  # (B, P, topk*w2), rank-major as in ``attn``
         rows = attn.new_zeros(b, heads, hp * wp, kk)
         rows[:, :, pos.reshape(-1)] = attn.permute(0, 2, 1, 3, 4).reshape(b, heads, p * w2, kk)
         key_index = keys.new_zeros(b, hp * wp, kk)
         key_index[:, pos.reshape(-1)] = keys.repeat_interleave(w2, 1)
-        valid = (torch.arange(h, device=attn.device)[:, None] * wp +
-                 torch.arange(w, device=attn.device)).reshape(-1)
-        self.emit(AttentionWeights(
-            f'BRA: top-{r_idx.shape[-1]} routed regions', rows[:, :, valid], (h, w), (hp, wp),
-            key_index=key_index[:, valid], valid_hw=(h, w),
-            meta=dict(r_idx=r_idx.detach(), region_hw=(rh, rw), n_win=s)))
+        valid = (
+            torch.arange(h, device=attn.device)[:, None] * wp + torch.arange(w, device=attn.device)
+        ).reshape(-1)
+        self.emit(
+            AttentionWeights(
+                f'BRA: top-{r_idx.shape[-1]} routed regions',
+                rows[:, :, valid],
+                (h, w),
+                (hp, wp),
+                key_index=key_index[:, valid],
+                valid_hw=(h, w),
+                meta=dict(r_idx=r_idx.detach(), region_hw=(rh, rw), n_win=s),
+            )
+        )
 
     def _attend_fused(self, q, k, v, r_idx, r_weight):
         """Gather the routed regions once, then fused scaled-dot-product attention."""
@@ -280,8 +297,12 @@ class BiLevelRoutingAttention(BaseAttention):
         k_sel = k_sel.transpose(2, 3).reshape(b * p, m, -1, k_sel.shape[-1])
         v_sel = v_sel.transpose(2, 3).reshape(b * p, m, -1, v_sel.shape[-1])
         out = F.scaled_dot_product_attention(
-            q.reshape(b * p, m, w2, -1), k_sel, v_sel,
-            dropout_p=self.attn_drop_rate if self.training else 0., scale=self.scale)
+            q.reshape(b * p, m, w2, -1),
+            k_sel,
+            v_sel,
+            dropout_p=self.attn_drop_rate if self.training else 0.0,
+            scale=self.scale,
+        )
         return out.view(b, p, m, w2, -1)
 
 
@@ -308,16 +329,18 @@ class GlobalAttentionLePE(BaseAttention):
         init_cfg (dict, optional): Initialisation config. Defaults to None.
     """
 
-    def __init__(self,
-                 embed_dims: int,
-                 num_heads: int = 8,
-                 qkv_bias: bool = False,
-                 qk_scale: Optional[float] = None,
-                 side_dwconv: int = 5,
-                 attn_drop_rate: float = 0.,
-                 proj_drop_rate: float = 0.,
-                 fused_attn: bool = True,
-                 init_cfg: Optional[dict] = None) -> None:
+    def __init__(
+        self,
+        embed_dims: int,
+        num_heads: int = 8,
+        qkv_bias: bool = False,
+        qk_scale: Optional[float] = None,
+        side_dwconv: int = 5,
+        attn_drop_rate: float = 0.0,
+        proj_drop_rate: float = 0.0,
+        fused_attn: bool = True,
+        init_cfg: Optional[dict] = None,
+    ) -> None:
         super().__init__(init_cfg=init_cfg)
         self.init_heads(embed_dims, num_heads, qk_scale)
         self.fused_attn = fused_attn
@@ -325,9 +348,13 @@ class GlobalAttentionLePE(BaseAttention):
         self.qkv = nn.Linear(embed_dims, 3 * embed_dims, bias=qkv_bias)
         self.proj = nn.Linear(embed_dims, embed_dims)
         self.proj_drop = nn.Dropout(proj_drop_rate)
-        self.lepe = nn.Conv2d(
-            embed_dims, embed_dims, side_dwconv, padding=side_dwconv // 2,
-            groups=embed_dims) if side_dwconv > 0 else None
+        self.lepe = (
+            nn.Conv2d(
+                embed_dims, embed_dims, side_dwconv, padding=side_dwconv // 2, groups=embed_dims
+            )
+            if side_dwconv > 0
+            else None
+        )
 
     def forward(self, x: torch.Tensor, hw_shape: Sequence[int]) -> torch.Tensor:
         """Forward.
@@ -344,8 +371,8 @@ class GlobalAttentionLePE(BaseAttention):
         q, k, v = self.qkv(x).reshape(b, n, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
         if self.fused_attn and not self.recording:
             out = F.scaled_dot_product_attention(
-                q, k, v, dropout_p=self.attn_drop_rate if self.training else 0.,
-                scale=self.scale)
+                q, k, v, dropout_p=self.attn_drop_rate if self.training else 0.0, scale=self.scale
+            )
         else:
             attn = ((q * self.scale) @ k.transpose(-2, -1)).softmax(-1)  # (B, heads, N, N)
             if self.recording:

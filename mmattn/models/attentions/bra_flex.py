@@ -27,6 +27,7 @@ On CUDA it is not a win (docs/benchmark.md): Triton's flex kernel needs block si
 by its tiles, so most region sizes fail to compile, and where it compiled it was slower than the
 gather + SDPA path, which is BRA's CUDA default.
 """
+
 from typing import Optional
 
 import torch
@@ -43,9 +44,11 @@ _COMPILED = {}
 
 def _require_flex() -> None:
     if flex_attention is None:
-        raise ImportError('the block-sparse BRA path needs torch.nn.attention.flex_attention, '
-                          f'which torch {torch.__version__} lacks; upgrade torch, or use '
-                          'BiLevelRoutingAttention (its gather path needs no flex_attention)')
+        raise ImportError(
+            'the block-sparse BRA path needs torch.nn.attention.flex_attention, '
+            f'which torch {torch.__version__} lacks; upgrade torch, or use '
+            'BiLevelRoutingAttention (its gather path needs no flex_attention)'
+        )
 
 
 def regions_to_tokens(x: torch.Tensor, n_win: int, num_heads: int) -> torch.Tensor:
@@ -57,8 +60,10 @@ def regions_to_tokens(x: torch.Tensor, n_win: int, num_heads: int) -> torch.Tens
     b, hp, wp, c = x.shape
     rh, rw = hp // n_win, wp // n_win
     if rh * n_win != hp or rw * n_win != wp:
-        raise ValueError(f'a {hp}x{wp} map does not split into {n_win}x{n_win} regions; pad it '
-                         'to multiples of n_win first')
+        raise ValueError(
+            f'a {hp}x{wp} map does not split into {n_win}x{n_win} regions; pad it '
+            'to multiples of n_win first'
+        )
     d = c // num_heads
     x = x.reshape(b, n_win, rh, n_win, rw, num_heads, d).permute(0, 5, 1, 3, 2, 4, 6)
     return x.reshape(b, num_heads, n_win * n_win * rh * rw, d)
@@ -97,8 +102,13 @@ def routed_block_mask(r_idx: torch.Tensor, region_tokens: int) -> 'BlockMask':
     def routed(bi, h, q_idx, kv_idx):
         return allowed[bi, q_idx // region_tokens, kv_idx // region_tokens]
 
-    return BlockMask.from_kv_blocks(kv_num, kv_idx, BLOCK_SIZE=(region_tokens, region_tokens),
-                                    mask_mod=routed, seq_lengths=(n, n))
+    return BlockMask.from_kv_blocks(
+        kv_num,
+        kv_idx,
+        BLOCK_SIZE=(region_tokens, region_tokens),
+        mask_mod=routed,
+        seq_lengths=(n, n),
+    )
 
 
 def _kernel():
@@ -110,13 +120,15 @@ def _kernel():
     return _COMPILED[key]
 
 
-def bra_flex_attention(q: torch.Tensor,
-                       k: torch.Tensor,
-                       v: torch.Tensor,
-                       r_idx: torch.Tensor,
-                       region_tokens: int,
-                       scale: Optional[float] = None,
-                       compiled: bool = True) -> torch.Tensor:
+def bra_flex_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    r_idx: torch.Tensor,
+    region_tokens: int,
+    scale: Optional[float] = None,
+    compiled: bool = True,
+) -> torch.Tensor:
     """Softmax attention of each query region over the tokens of its routed regions.
 
     Args:

@@ -5,6 +5,7 @@ arXiv 2107.00652. Official code: https://github.com/microsoft/CSWin-Transformer
 (``models/cswin.py`` for ImageNet, ``segmentation/backbone/cswin_transformer.py`` for the dense
 backbone, whose padding for any ``H, W`` this op follows).
 """
+
 from typing import List, Optional, Tuple
 
 import torch
@@ -18,8 +19,9 @@ from .base import AttentionWeights, BaseAttention
 __all__ = ['CSWinAttention', 'stripe_layout']
 
 
-def stripe_layout(hw: Tuple[int, int], stripe: Tuple[int, int]
-                  ) -> Tuple[Tuple[int, int], Tuple[int, int, int, int]]:
+def stripe_layout(
+    hw: Tuple[int, int], stripe: Tuple[int, int]
+) -> Tuple[Tuple[int, int], Tuple[int, int, int, int]]:
     """Padded size and ``(top, bottom, left, right)`` zero padding of an ``H x W`` map cut into
     ``sh x sw`` stripes: as the official dense code, the padding is split evenly between both
     sides (the odd pixel at the bottom/right)."""
@@ -69,42 +71,54 @@ class CSWinAttention(BaseAttention):
         init_cfg (dict, optional): Initialization config. Defaults to None.
     """
 
-    def __init__(self,
-                 embed_dims: int,
-                 num_heads: int,
-                 split_size: Optional[int] = 7,
-                 qkv_bias: bool = True,
-                 qk_scale: Optional[float] = None,
-                 attn_drop_rate: float = 0.,
-                 proj_drop_rate: float = 0.,
-                 lepe_kernel_size: int = 3,
-                 fused_attn: bool = True,
-                 init_cfg: Optional[dict] = None) -> None:
+    def __init__(
+        self,
+        embed_dims: int,
+        num_heads: int,
+        split_size: Optional[int] = 7,
+        qkv_bias: bool = True,
+        qk_scale: Optional[float] = None,
+        attn_drop_rate: float = 0.0,
+        proj_drop_rate: float = 0.0,
+        lepe_kernel_size: int = 3,
+        fused_attn: bool = True,
+        init_cfg: Optional[dict] = None,
+    ) -> None:
         super().__init__(init_cfg=init_cfg)
         self.init_heads(embed_dims, num_heads, qk_scale)
         if split_size is not None:
             if int(split_size) < 1:
-                raise ValueError(f'split_size must be a positive int or None (global), '
-                                 f'got {split_size}')
+                raise ValueError(
+                    f'split_size must be a positive int or None (global), got {split_size}'
+                )
             if num_heads % 2:
-                raise ValueError(f'CSWinAttention splits the heads between horizontal and '
-                                 f'vertical stripes: num_heads must be even, got {num_heads} '
-                                 '(or use split_size=None for global attention)')
+                raise ValueError(
+                    f'CSWinAttention splits the heads between horizontal and '
+                    f'vertical stripes: num_heads must be even, got {num_heads} '
+                    '(or use split_size=None for global attention)'
+                )
             split_size = int(split_size)
         self.split_size = split_size
         self.fused_attn = fused_attn
         self.attn_drop_rate = attn_drop_rate
 
         self.qkv = nn.Linear(embed_dims, embed_dims * 3, bias=qkv_bias)
-        self.lepe = nn.Conv2d(embed_dims, embed_dims, lepe_kernel_size,
-                              padding=lepe_kernel_size // 2, groups=embed_dims)
+        self.lepe = nn.Conv2d(
+            embed_dims,
+            embed_dims,
+            lepe_kernel_size,
+            padding=lepe_kernel_size // 2,
+            groups=embed_dims,
+        )
         self.attn_drop = nn.Dropout(attn_drop_rate)
         self.proj = nn.Linear(embed_dims, embed_dims)
         self.proj_drop = nn.Dropout(proj_drop_rate)
 
     def extra_repr(self) -> str:
-        return (f'embed_dims={self.embed_dims}, num_heads={self.num_heads}, '
-                f'split_size={self.split_size}, fused_attn={self.fused_attn}')
+        return (
+            f'embed_dims={self.embed_dims}, num_heads={self.num_heads}, '
+            f'split_size={self.split_size}, fused_attn={self.fused_attn}'
+        )
 
     def branches(self, hw: Tuple[int, int]) -> List[Tuple[int, int, Tuple[int, int], str]]:
         """``(first channel, channels, (stripe h, stripe w), name)`` of each branch."""
@@ -121,13 +135,16 @@ class CSWinAttention(BaseAttention):
         b, n, c = x.shape
         qkv = self.qkv(x).reshape(b, h, w, 3, c)
         heads = self.num_heads // len(self.branches((h, w)))
-        outs = [self._branch(qkv[..., c0:c0 + cb], heads, c0, stripe, name)
-                for c0, cb, stripe, name in self.branches((h, w))]
+        outs = [
+            self._branch(qkv[..., c0 : c0 + cb], heads, c0, stripe, name)
+            for c0, cb, stripe, name in self.branches((h, w))
+        ]
         out = outs[0] if len(outs) == 1 else torch.cat(outs, -1)
         return self.proj_drop(self.proj(out.reshape(b, n, c)))
 
-    def _branch(self, qkv: torch.Tensor, heads: int, c0: int, stripe: Tuple[int, int],
-                name: str) -> torch.Tensor:
+    def _branch(
+        self, qkv: torch.Tensor, heads: int, c0: int, stripe: Tuple[int, int], name: str
+    ) -> torch.Tensor:
         """One half: ``qkv`` ``(B, H, W, 3, c)`` -> ``(B, H, W, c)``."""
         b, h, w, _, c = qkv.shape
         sh, sw = stripe
@@ -142,14 +159,18 @@ class CSWinAttention(BaseAttention):
         # LePE: the depthwise conv on V laid out as its stripe (zeros beyond the stripe)
         v_img = v.transpose(-2, -1).reshape(-1, c, sh, sw)
         conv = self.lepe
-        lepe = F.conv2d(v_img, conv.weight[c0:c0 + c],
-                        None if conv.bias is None else conv.bias[c0:c0 + c],
-                        padding=conv.padding, groups=c)
+        lepe = F.conv2d(
+            v_img,
+            conv.weight[c0 : c0 + c],
+            None if conv.bias is None else conv.bias[c0 : c0 + c],
+            padding=conv.padding,
+            groups=c,
+        )
         lepe = lepe.reshape(-1, heads, d, t).transpose(-2, -1)
         if self.fused_attn and not self.recording:
             out = F.scaled_dot_product_attention(
-                q, k, v, dropout_p=self.attn_drop_rate if self.training else 0.,
-                scale=self.scale)
+                q, k, v, dropout_p=self.attn_drop_rate if self.training else 0.0, scale=self.scale
+            )
         else:
             attn = ((q * self.scale) @ k.transpose(-2, -1)).softmax(dim=-1)
             if self.recording:
@@ -159,12 +180,19 @@ class CSWinAttention(BaseAttention):
         out = out.reshape(b, nh, nw, heads, sh, sw, d).permute(0, 1, 4, 2, 5, 3, 6)
         out = out.reshape(b, hp, wp, c)
         if hp != h or wp != w:
-            out = out[:, top:top + h, left:left + w]
+            out = out[:, top : top + h, left : left + w]
         return out
 
-    def _emit_stripes(self, attn: torch.Tensor, b: int, hw: Tuple[int, int],
-                      hw_pad: Tuple[int, int], stripe: Tuple[int, int], offset: Tuple[int, int],
-                      name: str) -> None:
+    def _emit_stripes(
+        self,
+        attn: torch.Tensor,
+        b: int,
+        hw: Tuple[int, int],
+        hw_pad: Tuple[int, int],
+        stripe: Tuple[int, int],
+        offset: Tuple[int, int],
+        name: str,
+    ) -> None:
         """Record ``attn`` ``(B * nS, heads, t, t)`` as rows of the ``H * W`` queries over the
         padded map (key indices into it; ``meta['offset']``: where the image starts, since the
         padding is split between both sides; ``mmattn/analysis/query_maps.py`` crops there)."""
@@ -178,8 +206,19 @@ class CSWinAttention(BaseAttention):
         keys = torch.empty(hp * wp, t, dtype=torch.long, device=attn.device)
         keys[pos.reshape(-1)] = pos.repeat_interleave(t, 0)
         top, left = offset
-        valid = ((torch.arange(h, device=attn.device)[:, None] + top) * wp +
-                 torch.arange(w, device=attn.device) + left).reshape(-1)
-        self.emit(AttentionWeights(f'CSWin {name} stripes ({sh}x{sw})', rows[:, :, valid],
-                                   (h, w), (hp, wp), key_index=keys[valid], valid_hw=(h, w),
-                                   meta=dict(offset=offset)))
+        valid = (
+            (torch.arange(h, device=attn.device)[:, None] + top) * wp
+            + torch.arange(w, device=attn.device)
+            + left
+        ).reshape(-1)
+        self.emit(
+            AttentionWeights(
+                f'CSWin {name} stripes ({sh}x{sw})',
+                rows[:, :, valid],
+                (h, w),
+                (hp, wp),
+                key_index=keys[valid],
+                valid_hw=(h, w),
+                meta=dict(offset=offset),
+            )
+        )

@@ -19,6 +19,7 @@ Cost is linear in N. This file holds the two forms the paper uses:
 - :class:`MultiHeadExternalAttention`: the EAMLP token mixer (channels x4 by a linear, heads x4,
   S = 64 slots per head), following the token contract ``(B, N, C)`` + ``hw_shape``.
 """
+
 import math
 from typing import Optional, Sequence
 
@@ -30,12 +31,17 @@ from mmattn.registry import MODELS
 
 from .base import AttentionWeights, BaseAttention
 
-__all__ = ['ExternalAttention', 'ExternalAttentionBlock', 'MultiHeadExternalAttention',
-           'double_normalise']
+__all__ = [
+    'ExternalAttention',
+    'ExternalAttentionBlock',
+    'MultiHeadExternalAttention',
+    'double_normalise',
+]
 
 
-def double_normalise(logits: torch.Tensor, token_dim: int, slot_dim: int,
-                     eps: float = 1e-9) -> torch.Tensor:
+def double_normalise(
+    logits: torch.Tensor, token_dim: int, slot_dim: int, eps: float = 1e-9
+) -> torch.Tensor:
     """Softmax over the tokens, then L1 over the memory slots, computed in fp32.
 
     NOTE: the normalisers run with autocast off and in fp32: under bf16 the sum over the slots
@@ -64,9 +70,15 @@ class _SlotMaps:
 
     def _emit_slots(self, attn: torch.Tensor, hw) -> None:
         """``attn`` (B, heads, N, S): the double-normalised weights of this call."""
-        self.emit(AttentionWeights(
-            'EA composite sum_s A[q,s] A[:,s]', attn, tuple(hw), None,
-            then=AttentionWeights('slots', attn.transpose(-2, -1), None, tuple(hw))))
+        self.emit(
+            AttentionWeights(
+                'EA composite sum_s A[q,s] A[:,s]',
+                attn,
+                tuple(hw),
+                None,
+                then=AttentionWeights('slots', attn.transpose(-2, -1), None, tuple(hw)),
+            )
+        )
 
 
 @MODELS.register_module()
@@ -103,20 +115,23 @@ class ExternalAttention(_SlotMaps, BaseAttention):
         init_cfg (dict, optional): MMEngine init config. Defaults to None (official init).
     """
 
-    def __init__(self,
-                 in_channels: int,
-                 num_slots: int = 64,
-                 reduction: int = 1,
-                 tie_init: bool = True,
-                 eps: float = 1e-9,
-                 norm_cfg: dict = dict(type='BN'),
-                 act_cfg: Optional[dict] = dict(type='ReLU'),
-                 zero_init_norm: bool = False,
-                 init_cfg: Optional[dict] = None) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        num_slots: int = 64,
+        reduction: int = 1,
+        tie_init: bool = True,
+        eps: float = 1e-9,
+        norm_cfg: dict = dict(type='BN'),
+        act_cfg: Optional[dict] = dict(type='ReLU'),
+        zero_init_norm: bool = False,
+        init_cfg: Optional[dict] = None,
+    ) -> None:
         super().__init__(init_cfg=init_cfg)
         if in_channels % reduction != 0:
-            raise ValueError(f'in_channels ({in_channels}) must be divisible by reduction '
-                             f'({reduction})')
+            raise ValueError(
+                f'in_channels ({in_channels}) must be divisible by reduction ({reduction})'
+            )
         self.in_channels = in_channels
         self.num_slots = num_slots
         self.reduction = reduction
@@ -144,11 +159,11 @@ class ExternalAttention(_SlotMaps, BaseAttention):
         for conv in (self.conv_in, self.conv_out, self.mem_k, self.mem_v):
             # N(0, 2 / (k * k * out_channels)); biases keep PyTorch's default, as officially.
             fan_out = math.prod(conv.kernel_size) * conv.out_channels
-            conv.weight.normal_(0, math.sqrt(2. / fan_out))
+            conv.weight.normal_(0, math.sqrt(2.0 / fan_out))
         if self.tie_init:
             # Officially the shared storage is drawn last through linear_1 (fan_out = C).
             self.mem_k.weight.copy_(self.mem_v.weight.permute(1, 0, 2))
-        self.norm.weight.fill_(0. if self.zero_init_norm else 1.)
+        self.norm.weight.fill_(0.0 if self.zero_init_norm else 1.0)
         self.norm.bias.zero_()
 
     def init_weights(self) -> None:
@@ -208,22 +223,32 @@ class ExternalAttentionBlock(ExternalAttention):
         zero_init_norm (bool): Zero-init the output norm weight. Defaults to True.
         init_cfg (dict, optional): MMEngine init config. Defaults to None.
     """
+
     _abbr_ = 'ea_block'
 
-    def __init__(self,
-                 in_channels: int,
-                 num_slots: int = 64,
-                 reduction: int = 4,
-                 tie_init: bool = True,
-                 eps: float = 1e-9,
-                 norm_cfg: dict = dict(type='BN'),
-                 act_cfg: Optional[dict] = None,
-                 zero_init_norm: bool = True,
-                 init_cfg: Optional[dict] = None) -> None:
-        super().__init__(in_channels, num_slots=num_slots, reduction=reduction,
-                         tie_init=tie_init, eps=eps,
-                         norm_cfg=norm_cfg, act_cfg=act_cfg, zero_init_norm=zero_init_norm,
-                         init_cfg=init_cfg)
+    def __init__(
+        self,
+        in_channels: int,
+        num_slots: int = 64,
+        reduction: int = 4,
+        tie_init: bool = True,
+        eps: float = 1e-9,
+        norm_cfg: dict = dict(type='BN'),
+        act_cfg: Optional[dict] = None,
+        zero_init_norm: bool = True,
+        init_cfg: Optional[dict] = None,
+    ) -> None:
+        super().__init__(
+            in_channels,
+            num_slots=num_slots,
+            reduction=reduction,
+            tie_init=tie_init,
+            eps=eps,
+            norm_cfg=norm_cfg,
+            act_cfg=act_cfg,
+            zero_init_norm=zero_init_norm,
+            init_cfg=init_cfg,
+        )
 
 
 @MODELS.register_module()
@@ -253,17 +278,19 @@ class MultiHeadExternalAttention(_SlotMaps, BaseAttention):
         init_cfg (dict, optional): MMEngine init config. Defaults to None.
     """
 
-    def __init__(self,
-                 embed_dims: int,
-                 num_heads: int = 8,
-                 expand_ratio: int = 4,
-                 num_slots: int = 64,
-                 attn_drop_rate: float = 0.,
-                 proj_drop_rate: float = 0.,
-                 eps: float = 1e-9,
-                 qkv_bias: bool = True,
-                 qk_scale: Optional[float] = None,
-                 init_cfg: Optional[dict] = None) -> None:
+    def __init__(
+        self,
+        embed_dims: int,
+        num_heads: int = 8,
+        expand_ratio: int = 4,
+        num_slots: int = 64,
+        attn_drop_rate: float = 0.0,
+        proj_drop_rate: float = 0.0,
+        eps: float = 1e-9,
+        qkv_bias: bool = True,
+        qk_scale: Optional[float] = None,
+        init_cfg: Optional[dict] = None,
+    ) -> None:
         super().__init__(init_cfg=init_cfg)
         if qk_scale is not None:
             raise ValueError('external attention has no logit scale; qk_scale must be None')
@@ -278,8 +305,7 @@ class MultiHeadExternalAttention(_SlotMaps, BaseAttention):
         self.proj = nn.Linear(embed_dims * expand_ratio, embed_dims)
         self.proj_drop = nn.Dropout(proj_drop_rate)
 
-    def forward(self, x: torch.Tensor,
-                hw_shape: Optional[Sequence[int]] = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, hw_shape: Optional[Sequence[int]] = None) -> torch.Tensor:
         """Mix tokens.
 
         Args:
@@ -302,4 +328,3 @@ class MultiHeadExternalAttention(_SlotMaps, BaseAttention):
         x = self.mem_v(attn)  # (B, heads, N, head_dims)
         x = x.transpose(1, 2).reshape(B, N, -1)
         return self.proj_drop(self.proj(x))
-

@@ -4,6 +4,7 @@ Reference: Han et al., "FLatten Transformer: Vision Transformer using Focused Li
 Attention", ICCV 2023 (arXiv 2308.00442); official code LeapLabTHU/FLatten-Transformer
 (``models/flatten_{pvt,pvt_v2,swin}.py``, numerically stable form of May 2024).
 """
+
 from typing import Optional, Sequence, Tuple, Union
 
 import torch
@@ -49,7 +50,7 @@ def focused_kernel(x: torch.Tensor, scale: torch.Tensor, focusing_factor: float)
     # zero; amax's backward (a tie mask the size of ``x``) would only cost memory and time
     peak = x.detach().amax(dim=-1, keepdim=True)
     x = x / peak
-    x_pow = x ** focusing_factor
+    x_pow = x**focusing_factor
     ratio = x.norm(dim=-1, keepdim=True) / x_pow.norm(dim=-1, keepdim=True)
     return x_pow * (ratio * peak)
 
@@ -108,35 +109,43 @@ class FocusedLinearAttention(BaseAttention):
         init_cfg (dict, optional): Initialisation config. Defaults to None.
     """
 
-    def __init__(self,
-                 embed_dims: int,
-                 num_heads: int = 8,
-                 qkv_bias: bool = True,
-                 qk_scale: Optional[float] = None,
-                 attn_drop_rate: float = 0.,
-                 proj_drop_rate: float = 0.,
-                 sr_ratio: int = 1,
-                 focusing_factor: float = 3,
-                 kernel_size: int = 5,
-                 pretrain_hw: Optional[Union[int, Sequence[int]]] = None,
-                 pos_interp_mode: str = 'bilinear',
-                 compute_order: str = 'auto',
-                 lepe_kernel_size: int = 0,
-                 init_cfg: Optional[dict] = None) -> None:
+    def __init__(
+        self,
+        embed_dims: int,
+        num_heads: int = 8,
+        qkv_bias: bool = True,
+        qk_scale: Optional[float] = None,
+        attn_drop_rate: float = 0.0,
+        proj_drop_rate: float = 0.0,
+        sr_ratio: int = 1,
+        focusing_factor: float = 3,
+        kernel_size: int = 5,
+        pretrain_hw: Optional[Union[int, Sequence[int]]] = None,
+        pos_interp_mode: str = 'bilinear',
+        compute_order: str = 'auto',
+        lepe_kernel_size: int = 0,
+        init_cfg: Optional[dict] = None,
+    ) -> None:
         super().__init__(init_cfg=init_cfg)
         self.init_heads(embed_dims, num_heads)
         if qk_scale is not None:
-            raise ValueError('FocusedLinearAttention learns its kernel scale: qk_scale must be '
-                             f'None, got {qk_scale}')
+            raise ValueError(
+                'FocusedLinearAttention learns its kernel scale: qk_scale must be '
+                f'None, got {qk_scale}'
+            )
         if attn_drop_rate:
-            raise ValueError('FocusedLinearAttention has no attention matrix: attn_drop_rate '
-                             f'must be 0, got {attn_drop_rate}')
+            raise ValueError(
+                'FocusedLinearAttention has no attention matrix: attn_drop_rate '
+                f'must be 0, got {attn_drop_rate}'
+            )
         if compute_order not in ('auto', 'linear', 'quadratic'):
-            raise ValueError(f"compute_order must be 'auto', 'linear' or 'quadratic', "
-                             f'got {compute_order!r}')
+            raise ValueError(
+                f"compute_order must be 'auto', 'linear' or 'quadratic', got {compute_order!r}"
+            )
         if lepe_kernel_size and sr_ratio > 1:
-            raise ValueError('lepe_kernel_size needs V on the full map: use sr_ratio=1, got '
-                             f'sr_ratio={sr_ratio}')
+            raise ValueError(
+                f'lepe_kernel_size needs V on the full map: use sr_ratio=1, got sr_ratio={sr_ratio}'
+            )
         self.sr_ratio = sr_ratio
         self.focusing_factor = focusing_factor
         self.compute_order = compute_order
@@ -150,11 +159,24 @@ class FocusedLinearAttention(BaseAttention):
             self.sr = nn.Conv2d(embed_dims, embed_dims, kernel_size=sr_ratio, stride=sr_ratio)
             self.norm = nn.LayerNorm(embed_dims)
         # One depthwise kernel over a head's channels, applied to every head's V.
-        self.dwc = nn.Conv2d(self.head_dims, self.head_dims, kernel_size=kernel_size,
-                             padding=kernel_size // 2, groups=self.head_dims)
-        self.lepe = nn.Conv2d(embed_dims, embed_dims, lepe_kernel_size,
-                              padding=lepe_kernel_size // 2,
-                              groups=embed_dims) if lepe_kernel_size else None
+        self.dwc = nn.Conv2d(
+            self.head_dims,
+            self.head_dims,
+            kernel_size=kernel_size,
+            padding=kernel_size // 2,
+            groups=self.head_dims,
+        )
+        self.lepe = (
+            nn.Conv2d(
+                embed_dims,
+                embed_dims,
+                lepe_kernel_size,
+                padding=lepe_kernel_size // 2,
+                groups=embed_dims,
+            )
+            if lepe_kernel_size
+            else None
+        )
         # softplus(0) = log 2: the official initial value of the learned kernel scale.
         self.scale = nn.Parameter(torch.zeros(1, 1, embed_dims))
 
@@ -165,7 +187,8 @@ class FocusedLinearAttention(BaseAttention):
             h0, w0 = (pretrain_hw, pretrain_hw) if isinstance(pretrain_hw, int) else pretrain_hw
             self.pos_hw = (int(h0) // sr_ratio, int(w0) // sr_ratio)
             self.positional_encoding = nn.Parameter(
-                torch.zeros(1, self.pos_hw[0] * self.pos_hw[1], embed_dims))
+                torch.zeros(1, self.pos_hw[0] * self.pos_hw[1], embed_dims)
+            )
 
     def init_weights(self) -> None:
         """Official initialisation: truncated normal (std 0.02) linears, zero scale and P."""
@@ -173,7 +196,7 @@ class FocusedLinearAttention(BaseAttention):
         if self.init_cfg is not None:
             return
         for m in (self.q, self.kv, self.proj):
-            trunc_normal_(m.weight, std=.02)
+            trunc_normal_(m.weight, std=0.02)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
 
@@ -208,8 +231,14 @@ class FocusedLinearAttention(BaseAttention):
             out = out + map_to_tokens(self.lepe(tokens_to_map(v, hw)))
         return self.proj_drop(self.proj(out))
 
-    def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, hw: Tuple[int, int],
-                kv_hw: Tuple[int, int]) -> torch.Tensor:
+    def _attend(
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        hw: Tuple[int, int],
+        kv_hw: Tuple[int, int],
+    ) -> torch.Tensor:
         """The linear attention of ``(B, N, C)`` queries on ``(B, n, C)`` keys and values, in at
         least fp32 with autocast off (never down-casting a float64 model); ``(B, N, C)``."""
         b, n_q, c = q.shape
@@ -220,8 +249,9 @@ class FocusedLinearAttention(BaseAttention):
             qf, kf, vf = q.to(acc), k.to(acc), v.to(acc)
             del q, k  # not needed again: the kernel maps below replace them (inference peak)
             if self.positional_encoding is not None:
-                kf = kf + resize_pos_table(self.positional_encoding.to(acc), self.pos_hw,
-                                           kv_hw, self.pos_interp_mode)
+                kf = kf + resize_pos_table(
+                    self.positional_encoding.to(acc), self.pos_hw, kv_hw, self.pos_interp_mode
+                )
             scale = F.softplus(self.scale.to(acc))
             qf = focused_kernel(qf, scale, self.focusing_factor)
             kf = focused_kernel(kf, scale, self.focusing_factor)
@@ -229,23 +259,30 @@ class FocusedLinearAttention(BaseAttention):
             kf = kf.reshape(b, n, heads, d).transpose(1, 2)  # (B, heads, n, d)
             vf = vf.reshape(b, n, heads, d).transpose(1, 2)  # (B, heads, n, d)
             # Per-query normaliser from the *mean* of K (official May-2024 form), fp32.
-            z = 1. / (qf @ kf.mean(dim=-2, keepdim=True).transpose(-2, -1) + NORM_EPS)
+            z = 1.0 / (qf @ kf.mean(dim=-2, keepdim=True).transpose(-2, -1) + NORM_EPS)
             # NOTE: z is folded into Q before the products (same value as the official
             # ``(Q @ KV) * z``): Q z is O(1 / |K|), so no intermediate grows like |Q| |K| |V|.
             qf = qf * z
             if self.recording:
                 # The weights this call applies to V: (Qf z) Kf^T / n, kept as two factors
                 # (an N x n matrix would not fit for large maps).
-                self.emit(AttentionWeights(
-                    'FLatten focused-kernel weights', qf, tuple(hw), None,
-                    then=AttentionWeights('keys', kf.transpose(-2, -1) * (1. / n), None,
-                                          tuple(kv_hw))))
+                self.emit(
+                    AttentionWeights(
+                        'FLatten focused-kernel weights',
+                        qf,
+                        tuple(hw),
+                        None,
+                        then=AttentionWeights(
+                            'keys', kf.transpose(-2, -1) * (1.0 / n), None, tuple(kv_hw)
+                        ),
+                    )
+                )
             if self.use_linear_order(n_q, n):
                 # n^-1/2 on both factors keeps K^T V at the scale of a mean (official form).
-                s = n ** -0.5
+                s = n**-0.5
                 out = qf @ ((kf.transpose(-2, -1) * s) @ (vf * s))
             else:
-                out = ((qf @ kf.transpose(-2, -1)) * (1. / n)) @ vf
+                out = ((qf @ kf.transpose(-2, -1)) * (1.0 / n)) @ vf
             return out.transpose(1, 2).reshape(b, n_q, c)
 
     def _restore_rank(self, v: torch.Tensor, hw: Tuple[int, int]) -> torch.Tensor:
@@ -258,13 +295,19 @@ class FocusedLinearAttention(BaseAttention):
         if n != h * w:
             # Official behaviour with spatial reduction: linear resampling of the flattened
             # reduced token sequence to N tokens.
-            v = F.interpolate(v.transpose(-2, -1).reshape(b * heads, d, n), size=h * w,
-                              mode='linear').reshape(b, heads, d, h * w).transpose(-2, -1)
+            v = (
+                F.interpolate(
+                    v.transpose(-2, -1).reshape(b * heads, d, n), size=h * w, mode='linear'
+                )
+                .reshape(b, heads, d, h * w)
+                .transpose(-2, -1)
+            )
         v = v.reshape(b * heads, h, w, d).permute(0, 3, 1, 2)
         return self.dwc(v).reshape(b, c, h * w).transpose(1, 2)
 
     def extra_repr(self) -> str:
-        return (f'embed_dims={self.embed_dims}, num_heads={self.num_heads}, '
-                f'sr_ratio={self.sr_ratio}, focusing_factor={self.focusing_factor}, '
-                f'pos_hw={self.pos_hw}, compute_order={self.compute_order!r}')
-
+        return (
+            f'embed_dims={self.embed_dims}, num_heads={self.num_heads}, '
+            f'sr_ratio={self.sr_ratio}, focusing_factor={self.focusing_factor}, '
+            f'pos_hw={self.pos_hw}, compute_order={self.compute_order!r}'
+        )

@@ -4,6 +4,7 @@ Paper: "Swin Transformer: Hierarchical Vision Transformer using Shifted Windows"
 arXiv 2103.14030. Official code: https://github.com/microsoft/Swin-Transformer; the padding
 for any ``H, W`` follows the dense Swin code (mmdet / LeapLabTHU Agent-Attention downstream).
 """
+
 from typing import Optional, Sequence, Tuple, Union
 
 import torch
@@ -41,8 +42,9 @@ def window_reverse(windows: torch.Tensor, window: Tuple[int, int], h: int, w: in
 _MASKS = SizeKeyedCache(max_entries=8, max_bytes=4 * 2**20)
 
 
-def shift_window_mask(hw_pad: Tuple[int, int], window: Tuple[int, int],
-                      shift: Tuple[int, int], device=None) -> torch.Tensor:
+def shift_window_mask(
+    hw_pad: Tuple[int, int], window: Tuple[int, int], shift: Tuple[int, int], device=None
+) -> torch.Tensor:
     """Additive mask ``(nW, N, N)`` keeping each shifted window's pieces apart.
 
     Tokens from different regions of the rolled map get -100, as in the official code
@@ -92,18 +94,20 @@ class ShiftWindowMSA(BaseAttention):
         init_cfg (dict, optional): Initialization config. Defaults to None.
     """
 
-    def __init__(self,
-                 embed_dims: int,
-                 num_heads: int,
-                 window_size: Union[int, Sequence[int]] = 7,
-                 shift: bool = False,
-                 pad_small_map: bool = False,
-                 qkv_bias: bool = True,
-                 qk_scale: Optional[float] = None,
-                 attn_drop_rate: float = 0.,
-                 proj_drop_rate: float = 0.,
-                 fused_attn: bool = True,
-                 init_cfg: Optional[dict] = None) -> None:
+    def __init__(
+        self,
+        embed_dims: int,
+        num_heads: int,
+        window_size: Union[int, Sequence[int]] = 7,
+        shift: bool = False,
+        pad_small_map: bool = False,
+        qkv_bias: bool = True,
+        qk_scale: Optional[float] = None,
+        attn_drop_rate: float = 0.0,
+        proj_drop_rate: float = 0.0,
+        fused_attn: bool = True,
+        init_cfg: Optional[dict] = None,
+    ) -> None:
         super().__init__(init_cfg=init_cfg)
         self.init_heads(embed_dims, num_heads, qk_scale)
         wh, ww = (window_size, window_size) if isinstance(window_size, int) else window_size
@@ -114,7 +118,8 @@ class ShiftWindowMSA(BaseAttention):
         self.attn_drop_rate = attn_drop_rate
 
         self.relative_position_bias_table = nn.Parameter(
-            torch.zeros((2 * wh - 1) * (2 * ww - 1), num_heads))
+            torch.zeros((2 * wh - 1) * (2 * ww - 1), num_heads)
+        )
         coords = torch.stack(torch.meshgrid(torch.arange(wh), torch.arange(ww), indexing='ij'))
         coords = coords.flatten(1)
         rel = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0)  # (N, N, 2)
@@ -129,7 +134,7 @@ class ShiftWindowMSA(BaseAttention):
         self._init_table()
 
     def _init_table(self) -> None:
-        trunc_normal_(self.relative_position_bias_table, std=.02)
+        trunc_normal_(self.relative_position_bias_table, std=0.02)
 
     def init_weights(self) -> None:
         """Official init of the relative position bias table (trunc normal, std .02)."""
@@ -138,8 +143,10 @@ class ShiftWindowMSA(BaseAttention):
             self._init_table()
 
     def extra_repr(self) -> str:
-        return (f'embed_dims={self.embed_dims}, num_heads={self.num_heads}, '
-                f'window_size={self.window_size}, shift={self.shift}')
+        return (
+            f'embed_dims={self.embed_dims}, num_heads={self.num_heads}, '
+            f'window_size={self.window_size}, shift={self.shift}'
+        )
 
     def relative_bias(self) -> torch.Tensor:
         """``(heads, N, N)`` relative position bias of one window."""
@@ -175,8 +182,13 @@ class ShiftWindowMSA(BaseAttention):
             bias = bias.expand(b, -1, -1, -1, -1).reshape(bw, heads, nt, nt)
         if self.fused_attn and not self.recording:
             out = F.scaled_dot_product_attention(
-                q, k, v, attn_mask=bias, dropout_p=self.attn_drop_rate if self.training else 0.,
-                scale=self.scale)
+                q,
+                k,
+                v,
+                attn_mask=bias,
+                dropout_p=self.attn_drop_rate if self.training else 0.0,
+                scale=self.scale,
+            )
         else:
             attn = ((q * self.scale) @ k.transpose(-2, -1) + bias).softmax(dim=-1)
             if self.recording:
@@ -189,8 +201,14 @@ class ShiftWindowMSA(BaseAttention):
             x = torch.roll(x, shifts=(sh, sw), dims=(1, 2))
         return x[:, :h, :w, :].reshape(b, n, c)
 
-    def _emit_windows(self, attn: torch.Tensor, b: int, hw: Tuple[int, int],
-                      hw_pad: Tuple[int, int], shift: Tuple[int, int]) -> None:
+    def _emit_windows(
+        self,
+        attn: torch.Tensor,
+        b: int,
+        hw: Tuple[int, int],
+        hw_pad: Tuple[int, int],
+        shift: Tuple[int, int],
+    ) -> None:
         """Record ``attn`` (B*nW, heads, N, N) as rows of the H*W queries over the padded map.
 
         A window's token ``t`` sits at a position of the rolled, padded map; un-rolling it
@@ -207,9 +225,15 @@ class ShiftWindowMSA(BaseAttention):
         rows[:, :, win_pos.reshape(-1)] = attn  # queries in padded raster order
         keys = torch.empty(hp * wp, nt, dtype=torch.long, device=attn.device)
         keys[win_pos.reshape(-1)] = win_pos.repeat_interleave(nt, 0)
-        valid = (torch.arange(h, device=attn.device)[:, None] * wp +
-                 torch.arange(w, device=attn.device)).reshape(-1)
-        title = f'{"shifted " if shift != (0, 0) else ""}window softmax ' \
-                f'({self.window_size[0]}x{self.window_size[1]})'
-        self.emit(AttentionWeights(title, rows[:, :, valid], (h, w), (hp, wp),
-                                   key_index=keys[valid], valid_hw=(h, w)))
+        valid = (
+            torch.arange(h, device=attn.device)[:, None] * wp + torch.arange(w, device=attn.device)
+        ).reshape(-1)
+        title = (
+            f'{"shifted " if shift != (0, 0) else ""}window softmax '
+            f'({self.window_size[0]}x{self.window_size[1]})'
+        )
+        self.emit(
+            AttentionWeights(
+                title, rows[:, :, valid], (h, w), (hp, wp), key_index=keys[valid], valid_hw=(h, w)
+            )
+        )

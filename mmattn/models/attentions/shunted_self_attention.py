@@ -3,6 +3,7 @@
 Reference: Ren et al., "Shunted Self-Attention via Multi-Scale Token Aggregation", CVPR 2022
 (arXiv 2111.15193); official code https://github.com/OliverRensu/Shunted-Transformer (``SSA.py``).
 """
+
 from typing import Optional, Sequence, Tuple
 
 import torch
@@ -32,11 +33,13 @@ def check_shunted_rate(sr_ratio, num_heads: int) -> None:
     if sr_ratio > 1 and sr_ratio % 2:
         raise ValueError(
             f'sr_ratio={sr_ratio} is not supported: with r > 1 the second head group '
-            f'aggregates at rate r/2, so r must be even (1, 2, 4, 6, 8, ...)')
+            f'aggregates at rate r/2, so r must be even (1, 2, 4, 6, 8, ...)'
+        )
     if sr_ratio > 1 and num_heads % 2:
         raise ValueError(
             f'num_heads={num_heads} must be even when sr_ratio={sr_ratio} > 1: shunted '
-            f'attention splits the heads into two equal groups')
+            f'attention splits the heads into two equal groups'
+        )
 
 
 @MODELS.register_module()
@@ -77,18 +80,20 @@ class ShuntedSelfAttention(BaseAttention):
         init_cfg (dict, optional): Initialization config. Defaults to None.
     """
 
-    def __init__(self,
-                 embed_dims: int,
-                 num_heads: int,
-                 sr_ratio: int = 1,
-                 qkv_bias: bool = True,
-                 qk_scale: Optional[float] = None,
-                 attn_drop_rate: float = 0.,
-                 proj_drop_rate: float = 0.,
-                 norm_cfg: dict = dict(type='LN'),
-                 act_cfg: dict = dict(type='GELU'),
-                 fused_attn: bool = True,
-                 init_cfg: Optional[dict] = None) -> None:
+    def __init__(
+        self,
+        embed_dims: int,
+        num_heads: int,
+        sr_ratio: int = 1,
+        qkv_bias: bool = True,
+        qk_scale: Optional[float] = None,
+        attn_drop_rate: float = 0.0,
+        proj_drop_rate: float = 0.0,
+        norm_cfg: dict = dict(type='LN'),
+        act_cfg: dict = dict(type='GELU'),
+        fused_attn: bool = True,
+        init_cfg: Optional[dict] = None,
+    ) -> None:
         super().__init__(init_cfg=init_cfg)
         self.init_heads(embed_dims, num_heads, qk_scale)
         check_shunted_rate(sr_ratio, num_heads)
@@ -124,9 +129,9 @@ class ShuntedSelfAttention(BaseAttention):
             return
         for m in self.modules():
             if isinstance(m, nn.Linear):
-                trunc_normal_init(m, std=.02, bias=0.)
+                trunc_normal_init(m, std=0.02, bias=0.0)
             elif isinstance(m, nn.LayerNorm):
-                constant_init(m, val=1.0, bias=0.)
+                constant_init(m, val=1.0, bias=0.0)
             elif isinstance(m, nn.Conv2d):
                 conv_fan_out_init(m)
 
@@ -140,16 +145,17 @@ class ShuntedSelfAttention(BaseAttention):
         B, n, _ = t.shape
         return t.reshape(B, n, heads, self.head_dims).transpose(1, 2)
 
-    def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-                 record: Optional[tuple] = None) -> torch.Tensor:
+    def _attend(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, record: Optional[tuple] = None
+    ) -> torch.Tensor:
         """Softmax attention of (B, h, N, d) queries on (B, h, n, d) keys/values.
 
         ``record``: ``(title, hw, key_hw)`` under which a recording call keeps the weights.
         """
         if self.fused_attn and not self.recording:
             return F.scaled_dot_product_attention(
-                q, k, v, dropout_p=self.attn_drop_rate if self.training else 0.,
-                scale=self.scale)
+                q, k, v, dropout_p=self.attn_drop_rate if self.training else 0.0, scale=self.scale
+            )
         attn = ((q @ k.transpose(-2, -1)) * self.scale).softmax(dim=-1)
         if self.recording and record is not None:
             self.emit(AttentionWeights(record[0], attn, record[1], record[2]))
@@ -174,14 +180,18 @@ class ShuntedSelfAttention(BaseAttention):
         if H < self.sr_ratio or W < self.sr_ratio:
             raise ValueError(
                 f'feature map {H}x{W} is smaller than the aggregation rate {self.sr_ratio}: '
-                f'the coarse group would have no tokens; use a larger input')
+                f'the coarse group would have no tokens; use a larger input'
+            )
         q = self._split_heads(self.q(x), self.num_heads)  # (B, heads, N, d)
 
         if self.sr_ratio == 1:
             k, v = self.kv(x).chunk(2, dim=-1)  # (B, N, C) each, head-major channels
-            out = self._attend(q, self._split_heads(k, self.num_heads),
-                               self._split_heads(v, self.num_heads),
-                               ('SSA (rate 1, all heads)', (H, W), (H, W)))
+            out = self._attend(
+                q,
+                self._split_heads(k, self.num_heads),
+                self._split_heads(v, self.num_heads),
+                ('SSA (rate 1, all heads)', (H, W), (H, W)),
+            )
             out = out.transpose(1, 2).reshape(B, N, C)
             # Local enhancement on the output side for the full-resolution stage.
             out = out + self._local(self.local_conv, v, (H, W))
@@ -189,8 +199,10 @@ class ShuntedSelfAttention(BaseAttention):
             x_map = tokens_to_map(x, (H, W))
             g_heads = self.num_heads // 2
             outs = []
-            branches = ((self.sr1, self.norm1, self.kv1, self.local_conv1),
-                        (self.sr2, self.norm2, self.kv2, self.local_conv2))
+            branches = (
+                (self.sr1, self.norm1, self.kv1, self.local_conv1),
+                (self.sr2, self.norm2, self.kv2, self.local_conv2),
+            )
             for g, (sr, norm, kv_proj, local_conv) in enumerate(branches):
                 red = sr(x_map)  # (B, C, H // r_g, W // r_g), floored
                 red_hw = tuple(red.shape[2:])
@@ -198,14 +210,22 @@ class ShuntedSelfAttention(BaseAttention):
                 k, v = kv_proj(tokens).chunk(2, dim=-1)  # (B, n_g, C / 2) each
                 # Local enhancement on the reduced V, before attention.
                 v = v + self._local(local_conv, v, red_hw)
-                q_g = q[:, g * g_heads:(g + 1) * g_heads]
+                q_g = q[:, g * g_heads : (g + 1) * g_heads]
                 # Only a recording call formats the title: an f-string of the sizes would
                 # make torch.compile specialise on them and recompile at every input size.
-                record = ((f'Shunted group {g + 1} (rate {self.group_rates[g]}, '
-                           f'{red_hw[0]}x{red_hw[1]} keys)', (H, W), red_hw)
-                          if self.recording else None)
-                out = self._attend(q_g, self._split_heads(k, g_heads),
-                                   self._split_heads(v, g_heads), record)
+                record = (
+                    (
+                        f'Shunted group {g + 1} (rate {self.group_rates[g]}, '
+                        f'{red_hw[0]}x{red_hw[1]} keys)',
+                        (H, W),
+                        red_hw,
+                    )
+                    if self.recording
+                    else None
+                )
+                out = self._attend(
+                    q_g, self._split_heads(k, g_heads), self._split_heads(v, g_heads), record
+                )
                 outs.append(out.transpose(1, 2).reshape(B, N, C // 2))
             out = torch.cat(outs, dim=-1)
         return self.proj_drop(self.proj(out))

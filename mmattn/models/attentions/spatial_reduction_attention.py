@@ -4,6 +4,7 @@ Paper: "Pyramid Vision Transformer: A Versatile Backbone for Dense Prediction wi
 Convolutions", arXiv 2102.12122. Official code: https://github.com/whai362/PVT (the same
 module is the ``'B'`` attention of LeapLabTHU/Agent-Attention's ``agent_pvt.py``).
 """
+
 from typing import Optional, Tuple
 
 import torch
@@ -40,16 +41,18 @@ class SpatialReductionAttention(BaseAttention):
         init_cfg (dict, optional): Initialization config. Defaults to None.
     """
 
-    def __init__(self,
-                 embed_dims: int,
-                 num_heads: int,
-                 sr_ratio: int = 1,
-                 qkv_bias: bool = True,
-                 qk_scale: Optional[float] = None,
-                 attn_drop_rate: float = 0.,
-                 proj_drop_rate: float = 0.,
-                 fused_attn: bool = True,
-                 init_cfg: Optional[dict] = None) -> None:
+    def __init__(
+        self,
+        embed_dims: int,
+        num_heads: int,
+        sr_ratio: int = 1,
+        qkv_bias: bool = True,
+        qk_scale: Optional[float] = None,
+        attn_drop_rate: float = 0.0,
+        proj_drop_rate: float = 0.0,
+        fused_attn: bool = True,
+        init_cfg: Optional[dict] = None,
+    ) -> None:
         super().__init__(init_cfg=init_cfg)
         self.init_heads(embed_dims, num_heads, qk_scale)
         self.sr_ratio = sr_ratio
@@ -73,22 +76,29 @@ class SpatialReductionAttention(BaseAttention):
         kv_hw = (h, w)
         if self.sr_ratio > 1:
             if h < self.sr_ratio or w < self.sr_ratio:
-                raise ValueError(f'SpatialReductionAttention: a {h}x{w} map is smaller than the '
-                                 f'reduction rate {self.sr_ratio}; use a larger input')
+                raise ValueError(
+                    f'SpatialReductionAttention: a {h}x{w} map is smaller than the '
+                    f'reduction rate {self.sr_ratio}; use a larger input'
+                )
             x = self.sr(tokens_to_map(x, (h, w)))
             kv_hw = (x.shape[2], x.shape[3])
             x = self.norm(map_to_tokens(x))
         k, v = self.kv(x).reshape(b, -1, 2, heads, d).permute(2, 0, 3, 1, 4)  # (B, heads, M, d)
         if self.fused_attn and not self.recording:
             out = F.scaled_dot_product_attention(
-                q, k, v, dropout_p=self.attn_drop_rate if self.training else 0.,
-                scale=self.scale)
+                q, k, v, dropout_p=self.attn_drop_rate if self.training else 0.0, scale=self.scale
+            )
         else:
             attn = ((q * self.scale) @ k.transpose(-2, -1)).softmax(dim=-1)
             if self.recording:
-                self.emit(AttentionWeights(
-                    f'SRA softmax (rate {self.sr_ratio}, {kv_hw[0]}x{kv_hw[1]} keys)', attn,
-                    (h, w), kv_hw))
+                self.emit(
+                    AttentionWeights(
+                        f'SRA softmax (rate {self.sr_ratio}, {kv_hw[0]}x{kv_hw[1]} keys)',
+                        attn,
+                        (h, w),
+                        kv_hw,
+                    )
+                )
             out = self.attn_drop(attn) @ v
         out = out.transpose(1, 2).reshape(b, n, c)
         return self.proj_drop(self.proj(out))

@@ -3,6 +3,7 @@
 Importing this package registers every backbone in the ``mmattn`` scope. A new backbone file is
 imported here and its registered classes are added to ``__all__``.
 """
+
 from .base import BaseBackbone
 from .biformer import BiFormer
 from .cswin import AgentCSWin, CSWin, FLattenCSWin
@@ -13,7 +14,18 @@ from .shunted import ShuntedTransformer
 from .swin import AgentSwin, SwinTransformerSkeleton
 
 __all__ = [
-    'AgentCSWin', 'AgentPVT', 'AgentSwin', 'BaseBackbone', 'BiFormer', 'CSWin', 'EAPVT',
-    'FLattenCSWin', 'FLattenPVT', 'FLattenPVTv2', 'FLattenSwin',
-    'PyramidVisionTransformerSkeleton', 'ShuntedTransformer', 'SwinTransformerSkeleton'
+    'AgentCSWin',
+    'AgentPVT',
+    'AgentSwin',
+    'BaseBackbone',
+    'BiFormer',
+    'CSWin',
+    'EAPVT',
+    'FLattenCSWin',
+    'FLattenPVT',
+    'FLattenPVTv2',
+    'FLattenSwin',
+    'PyramidVisionTransformerSkeleton',
+    'ShuntedTransformer',
+    'SwinTransformerSkeleton',
 ]

@@ -1,4 +1,5 @@
 """Per-stage agent numbers and grids, shared by the skeletons that default to agent attention."""
+
 from typing import Optional, Sequence, Union
 
 __all__ = ['AgentStagesMixin']
@@ -11,8 +12,9 @@ class AgentStagesMixin:
     swap in any op. Call :meth:`set_agents` before ``BaseBackbone.__init__``.
     """
 
-    def set_agents(self, arch: Union[str, dict], agent_nums: Sequence[int],
-                   agent_shapes: Optional[Sequence]) -> None:
+    def set_agents(
+        self, arch: Union[str, dict], agent_nums: Sequence[int], agent_shapes: Optional[Sequence]
+    ) -> None:
         """Check and store one agent number (and run-time grid, or None) per stage."""
         n = len(self.parse_arch(arch)['depths'])
         self.agent_nums = [int(a) for a in agent_nums]
@@ -21,5 +23,8 @@ class AgentStagesMixin:
             raise ValueError(f'agent_nums and agent_shapes need one entry per stage ({n})')
 
     def stage_facts(self, i: int, j: int) -> dict:
-        return dict(super().stage_facts(i, j), agent_num=self.agent_nums[i],
-                    agent_shape=self.agent_shapes[i])
+        return dict(
+            super().stage_facts(i, j),
+            agent_num=self.agent_nums[i],
+            agent_shape=self.agent_shapes[i],
+        )

@@ -47,6 +47,7 @@ The conventions:
   features come out spatially scrambled, and the detector cannot learn (open-mmlab/mmcv#2203,
   open since 2022; MMDetection's own Swin and PVT also return contiguous maps).
 """
+
 import copy
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
@@ -85,6 +86,7 @@ class BaseBackbone(BaseModule):
         init_cfg (dict | list[dict], optional): e.g. ``dict(type='Pretrained',
             checkpoint=...)``. Defaults to None.
     """
+
     #: name (and aliases) -> arch dict
     arch_zoo: Dict[str, dict] = {}
     #: keys a custom arch dict must have (per-stage lists unless in ``arch_scalars``)
@@ -96,16 +98,18 @@ class BaseBackbone(BaseModule):
     #: output stride of each stage for the default patch sizes (sizes ``pretrain_hw``)
     stage_strides: Tuple[int, ...] = (4, 8, 16, 32)
 
-    def __init__(self,
-                 arch: Union[str, dict],
-                 attn_cfgs: Optional[Union[dict, Sequence]] = None,
-                 out_indices: Sequence[int] = (0, 1, 2, 3),
-                 frozen_stages: int = -1,
-                 norm_eval: bool = False,
-                 pretrain_img_size: Union[int, Sequence[int]] = 224,
-                 fused_attn: Optional[bool] = None,
-                 op_knobs: Optional[dict] = None,
-                 init_cfg: Optional[Union[dict, List[dict]]] = None) -> None:
+    def __init__(
+        self,
+        arch: Union[str, dict],
+        attn_cfgs: Optional[Union[dict, Sequence]] = None,
+        out_indices: Sequence[int] = (0, 1, 2, 3),
+        frozen_stages: int = -1,
+        norm_eval: bool = False,
+        pretrain_img_size: Union[int, Sequence[int]] = 224,
+        fused_attn: Optional[bool] = None,
+        op_knobs: Optional[dict] = None,
+        init_cfg: Optional[Union[dict, List[dict]]] = None,
+    ) -> None:
         super().__init__(init_cfg=init_cfg)
         self.arch_name = arch.lower() if isinstance(arch, str) else None
         self.arch = self.parse_arch(arch)
@@ -114,8 +118,9 @@ class BaseBackbone(BaseModule):
         #: stages built and run: those up to the last output
         self.num_built = self.out_indices[-1] + 1
         if not -1 <= frozen_stages <= self.num_stages:
-            raise ValueError(f'frozen_stages must be in [-1, {self.num_stages}], '
-                             f'got {frozen_stages}')
+            raise ValueError(
+                f'frozen_stages must be in [-1, {self.num_stages}], got {frozen_stages}'
+            )
         self.frozen_stages = frozen_stages
         self.norm_eval = norm_eval
         self.pretrain_img_size = to_2tuple(pretrain_img_size)
@@ -130,8 +135,9 @@ class BaseBackbone(BaseModule):
         out = []
         for i in out_indices:
             if not -self.num_stages <= int(i) < self.num_stages:
-                raise ValueError(f'out_indices {tuple(out_indices)} out of range for '
-                                 f'{self.num_stages} stages')
+                raise ValueError(
+                    f'out_indices {tuple(out_indices)} out of range for {self.num_stages} stages'
+                )
             out.append(int(i) % self.num_stages)
         if not out:
             raise ValueError('out_indices is empty: give at least one stage')
@@ -149,18 +155,22 @@ class BaseBackbone(BaseModule):
         if isinstance(arch, str):
             key = arch.lower()
             if key not in cls.arch_zoo:
-                raise ValueError(f'unknown arch {arch!r} for {cls.__name__}; choose from '
-                                 f'{sorted(cls.arch_zoo)} or give a dict with '
-                                 f'{sorted(cls.arch_keys)}')
+                raise ValueError(
+                    f'unknown arch {arch!r} for {cls.__name__}; choose from '
+                    f'{sorted(cls.arch_zoo)} or give a dict with '
+                    f'{sorted(cls.arch_keys)}'
+                )
             arch = cls.arch_zoo[key]
         elif not isinstance(arch, dict):
             raise TypeError(f'arch must be a name or a dict, got {type(arch).__name__}')
         missing = sorted(set(cls.arch_keys) - set(arch))
         unknown = sorted(set(arch) - set(cls.arch_keys) - set(cls.arch_defaults))
         if missing or unknown:
-            raise ValueError(f'custom arch for {cls.__name__}: missing keys {missing}, unknown '
-                             f'keys {unknown}; required {sorted(cls.arch_keys)}, optional '
-                             f'{sorted(cls.arch_defaults)}')
+            raise ValueError(
+                f'custom arch for {cls.__name__}: missing keys {missing}, unknown '
+                f'keys {unknown}; required {sorted(cls.arch_keys)}, optional '
+                f'{sorted(cls.arch_defaults)}'
+            )
         out = copy.deepcopy({**cls.arch_defaults, **dict(arch)})
         n = len(out['depths'])
         for key, value in out.items():
@@ -191,8 +201,13 @@ class BaseBackbone(BaseModule):
     def stage_facts(self, i: int, j: int) -> dict:
         """Facts offered to the op of block ``j`` of stage ``i``; an op receives those its
         ``__init__`` declares (extend per family, e.g. ``sr_ratio``, ``shift``)."""
-        facts = dict(num_heads=self.op_heads(i), **self.op_knobs,
-                     pretrain_hw=self.pretrain_hw(i), stage_index=i, block_index=j)
+        facts = dict(
+            num_heads=self.op_heads(i),
+            **self.op_knobs,
+            pretrain_hw=self.pretrain_hw(i),
+            stage_index=i,
+            block_index=j,
+        )
         if self.fused_attn is not None:  # None: each op keeps its own default
             facts['fused_attn'] = self.fused_attn
         return facts
@@ -204,8 +219,13 @@ class BaseBackbone(BaseModule):
         cfgs = expand_attn_cfgs(attn_cfgs, self.arch['depths'])
         #: the expanded op configs, one list per stage (for the record and the converters)
         self.attn_cfgs = cfgs
-        return [[build_attention(cfg, dict(embed_dims=self.op_dims(i)), self.stage_facts(i, j))
-                 for j, cfg in enumerate(cfgs[i])] for i in range(self.num_built)]
+        return [
+            [
+                build_attention(cfg, dict(embed_dims=self.op_dims(i)), self.stage_facts(i, j))
+                for j, cfg in enumerate(cfgs[i])
+            ]
+            for i in range(self.num_built)
+        ]
 
     def build_stages(self, attns: List[List[nn.Module]]) -> None:
         """Build the stem and the ``range(self.num_built)`` stages around ``attns[i][j]``, the
@@ -262,9 +282,9 @@ class BaseBackbone(BaseModule):
         LayerNorm 1/0 (extend per family)."""
         for m in self.modules():
             if isinstance(m, nn.Linear):
-                trunc_normal_init(m, std=.02, bias=0.)
+                trunc_normal_init(m, std=0.02, bias=0.0)
             elif isinstance(m, nn.LayerNorm):
-                constant_init(m, val=1., bias=0.)
+                constant_init(m, val=1.0, bias=0.0)
 
     def init_weights(self) -> None:
         """Family default, then every op's own ``init_weights``, then ``init_cfg``."""
@@ -274,8 +294,11 @@ class BaseBackbone(BaseModule):
             self.default_init()
         for m in self.modules():
             op = getattr(m, 'attn', None) if isinstance(m, TransformerBlock) else None
-            if op is not None and callable(getattr(op, 'init_weights', None)) and not getattr(
-                    op, 'is_init', False):
+            if (
+                op is not None
+                and callable(getattr(op, 'init_weights', None))
+                and not getattr(op, 'is_init', False)
+            ):
                 op.init_weights()  # an op's own init wins over the skeleton-wide default
                 op.is_init = True
         super().init_weights()

@@ -5,6 +5,7 @@ CVPR 2023; official code https://github.com/rayleizhu/BiFormer (``models/biforme
 dense wrappers ``object_detection/models_mm/biformer_mm.py``,
 ``semantic_segmentation/models_mm/biformer_mm.py``).
 """
+
 from collections import OrderedDict
 from typing import Iterable, List, Optional, Sequence, Tuple, Union
 
@@ -38,15 +39,24 @@ class BiFormerBlock(TransformerBlock):
         with_cp (bool): Gradient checkpointing of the whole block. Defaults to False.
     """
 
-    def __init__(self,
-                 embed_dims: int,
-                 attn: nn.Module,
-                 mlp_ratio: float = 3.,
-                 drop_path_rate: float = 0.,
-                 act_cfg: dict = dict(type='GELU'),
-                 with_cp: bool = False) -> None:
-        super().__init__(embed_dims, attn, mlp_ratio, drop_path_rate=drop_path_rate,
-                         norm_cfg=dict(type='LN', eps=1e-6), act_cfg=act_cfg, with_cp=with_cp)
+    def __init__(
+        self,
+        embed_dims: int,
+        attn: nn.Module,
+        mlp_ratio: float = 3.0,
+        drop_path_rate: float = 0.0,
+        act_cfg: dict = dict(type='GELU'),
+        with_cp: bool = False,
+    ) -> None:
+        super().__init__(
+            embed_dims,
+            attn,
+            mlp_ratio,
+            drop_path_rate=drop_path_rate,
+            norm_cfg=dict(type='LN', eps=1e-6),
+            act_cfg=act_cfg,
+            with_cp=with_cp,
+        )
         self.pos_embed = nn.Conv2d(embed_dims, embed_dims, 3, padding=1, groups=embed_dims)
 
     def _forward_map(self, x: torch.Tensor) -> torch.Tensor:
@@ -132,37 +142,57 @@ class BiFormer(BaseBackbone):
     """
 
     arch_zoo = {
-        **dict.fromkeys(['t', 'tiny'], dict(
-            embed_dims=[64, 128, 256, 512], depths=[2, 2, 8, 2], topks=[1, 4, 16, -2],
-            mlp_ratios=[3, 3, 3, 3])),
-        **dict.fromkeys(['s', 'small'], dict(
-            embed_dims=[64, 128, 256, 512], depths=[4, 4, 18, 4], topks=[1, 4, 16, -2],
-            mlp_ratios=[3, 3, 3, 3])),
-        **dict.fromkeys(['b', 'base'], dict(
-            embed_dims=[96, 192, 384, 768], depths=[4, 4, 18, 4], topks=[1, 4, 16, -2],
-            mlp_ratios=[3, 3, 3, 3])),
+        **dict.fromkeys(
+            ['t', 'tiny'],
+            dict(
+                embed_dims=[64, 128, 256, 512],
+                depths=[2, 2, 8, 2],
+                topks=[1, 4, 16, -2],
+                mlp_ratios=[3, 3, 3, 3],
+            ),
+        ),
+        **dict.fromkeys(
+            ['s', 'small'],
+            dict(
+                embed_dims=[64, 128, 256, 512],
+                depths=[4, 4, 18, 4],
+                topks=[1, 4, 16, -2],
+                mlp_ratios=[3, 3, 3, 3],
+            ),
+        ),
+        **dict.fromkeys(
+            ['b', 'base'],
+            dict(
+                embed_dims=[96, 192, 384, 768],
+                depths=[4, 4, 18, 4],
+                topks=[1, 4, 16, -2],
+                mlp_ratios=[3, 3, 3, 3],
+            ),
+        ),
     }
     arch_keys = ('embed_dims', 'depths', 'topks')
     arch_defaults = dict(mlp_ratios=None, qk_dims=None)
 
-    def __init__(self,
-                 arch: Union[str, dict] = 'tiny',
-                 attn_cfgs: Optional[Union[dict, Sequence]] = None,
-                 in_channels: int = 3,
-                 n_win: int = 7,
-                 head_dims: int = 32,
-                 side_dwconv: int = 5,
-                 out_indices: Sequence[int] = (0, 1, 2, 3),
-                 frozen_stages: int = -1,
-                 norm_eval: bool = False,
-                 with_cp: bool = False,
-                 drop_path_rate: float = 0.,
-                 norm_cfg: dict = dict(type='BN', requires_grad=True),
-                 act_cfg: dict = dict(type='GELU'),
-                 pretrain_img_size: Union[int, Sequence[int]] = 224,
-                 fused_attn: Optional[bool] = None,
-                 pretrained: Optional[str] = None,
-                 init_cfg: Optional[Union[dict, List[dict]]] = None) -> None:
+    def __init__(
+        self,
+        arch: Union[str, dict] = 'tiny',
+        attn_cfgs: Optional[Union[dict, Sequence]] = None,
+        in_channels: int = 3,
+        n_win: int = 7,
+        head_dims: int = 32,
+        side_dwconv: int = 5,
+        out_indices: Sequence[int] = (0, 1, 2, 3),
+        frozen_stages: int = -1,
+        norm_eval: bool = False,
+        with_cp: bool = False,
+        drop_path_rate: float = 0.0,
+        norm_cfg: dict = dict(type='BN', requires_grad=True),
+        act_cfg: dict = dict(type='GELU'),
+        pretrain_img_size: Union[int, Sequence[int]] = 224,
+        fused_attn: Optional[bool] = None,
+        pretrained: Optional[str] = None,
+        init_cfg: Optional[Union[dict, List[dict]]] = None,
+    ) -> None:
         if pretrained is not None:
             if init_cfg is not None:
                 raise ValueError('set init_cfg or pretrained, not both')
@@ -170,8 +200,16 @@ class BiFormer(BaseBackbone):
         self.in_channels, self.n_win, self.head_dims = in_channels, n_win, head_dims
         self.side_dwconv, self.with_cp, self.drop_path_rate = side_dwconv, with_cp, drop_path_rate
         self.norm_cfg, self.act_cfg = norm_cfg, act_cfg
-        super().__init__(arch, attn_cfgs, out_indices, frozen_stages, norm_eval,
-                         pretrain_img_size, fused_attn, init_cfg=init_cfg)
+        super().__init__(
+            arch,
+            attn_cfgs,
+            out_indices,
+            frozen_stages,
+            norm_eval,
+            pretrain_img_size,
+            fused_attn,
+            init_cfg=init_cfg,
+        )
 
     @classmethod
     def parse_arch(cls, arch: Union[str, dict]) -> dict:
@@ -182,8 +220,10 @@ class BiFormer(BaseBackbone):
         a['qk_dims'] = a['qk_dims'] or list(a['embed_dims'])
         for i, topk in enumerate(a['topks']):
             if topk <= 0 and topk != -2:
-                raise ValueError(f'topk {topk} of stage {i}: BiFormer supports topk > 0 '
-                                 '(routing) and -2 (global attention + LePE)')
+                raise ValueError(
+                    f'topk {topk} of stage {i}: BiFormer supports topk > 0 '
+                    '(routing) and -2 (global attention + LePE)'
+                )
         return a
 
     def build_stages(self, attns) -> None:
@@ -197,14 +237,20 @@ class BiFormer(BaseBackbone):
                 bn1=build_norm_layer(norm_cfg, half)[1],
                 act=build_activation_layer(self.act_cfg),
                 conv2=nn.Conv2d(half, embed_dims[0], 3, stride=2, padding=1),
-                bn2=build_norm_layer(norm_cfg, embed_dims[0])[1]))
-        self.downsamples = ModuleList([
-            nn.Sequential(
-                OrderedDict(
-                    conv=nn.Conv2d(embed_dims[i], embed_dims[i + 1], 3, stride=2, padding=1),
-                    bn=build_norm_layer(norm_cfg, embed_dims[i + 1])[1]))
-            for i in range(self.num_built - 1)
-        ])
+                bn2=build_norm_layer(norm_cfg, embed_dims[0])[1],
+            )
+        )
+        self.downsamples = ModuleList(
+            [
+                nn.Sequential(
+                    OrderedDict(
+                        conv=nn.Conv2d(embed_dims[i], embed_dims[i + 1], 3, stride=2, padding=1),
+                        bn=build_norm_layer(norm_cfg, embed_dims[i + 1])[1],
+                    )
+                )
+                for i in range(self.num_built - 1)
+            ]
+        )
 
         rate = self.drop_path_rate
         dpr = [rate * i / max(sum(depths) - 1, 1) for i in range(sum(depths))]
@@ -213,29 +259,44 @@ class BiFormer(BaseBackbone):
         for i in range(self.num_built):
             # Sequential: the blocks take and return NCHW maps
             self.stages.append(
-                nn.Sequential(*[
-                    BiFormerBlock(embed_dims[i], attns[i][j], mlp_ratio=a['mlp_ratios'][i],
-                                  drop_path_rate=dpr[cur + j], act_cfg=self.act_cfg,
-                                  with_cp=self.with_cp)
-                    for j in range(depths[i])
-                ]))
+                nn.Sequential(
+                    *[
+                        BiFormerBlock(
+                            embed_dims[i],
+                            attns[i][j],
+                            mlp_ratio=a['mlp_ratios'][i],
+                            drop_path_rate=dpr[cur + j],
+                            act_cfg=self.act_cfg,
+                            with_cp=self.with_cp,
+                        )
+                        for j in range(depths[i])
+                    ]
+                )
+            )
             cur += depths[i]
         for i in self.out_indices:
             self.add_module(f'norm{i}', LayerNorm2d(embed_dims[i], eps=1e-6))
 
     def default_attn_cfgs(self):
         return [
-            dict(type='BiLevelRoutingAttention') if topk > 0 else
+            dict(type='BiLevelRoutingAttention')
+            if topk > 0
             # NOTE: 8 heads on purpose: the official model builds this op without num_heads
-            dict(type='GlobalAttentionLePE', num_heads=8) for topk in self.arch['topks']
+            else dict(type='GlobalAttentionLePE', num_heads=8)
+            for topk in self.arch['topks']
         ]
 
     def op_heads(self, i: int) -> int:
         return self.arch['qk_dims'][i] // self.head_dims
 
     def stage_facts(self, i: int, j: int) -> dict:
-        return dict(super().stage_facts(i, j), n_win=self.n_win, topk=self.arch['topks'][i],
-                    qk_dims=self.arch['qk_dims'][i], side_dwconv=self.side_dwconv)
+        return dict(
+            super().stage_facts(i, j),
+            n_win=self.n_win,
+            topk=self.arch['topks'][i],
+            qk_dims=self.arch['qk_dims'][i],
+            side_dwconv=self.side_dwconv,
+        )
 
     def stem_parts(self) -> Iterable:
         return [self.stem]

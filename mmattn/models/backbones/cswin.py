@@ -26,6 +26,7 @@ with ``lepe_kernel_size=3`` (the branch's ``get_v``, besides its own rank-restor
 Input sizes: any ``H x W``; the convs floor like the official ones (``floor((H - 3) / 4) + 1``
 tokens in stage 1, ``ceil(/ 2)`` after each merge); stripe ops pad inside.
 """
+
 from typing import Iterable, List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -52,8 +53,10 @@ class CSWinStem(nn.Module):
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, Tuple[int, int]]:
         if x.shape[2] < 3 or x.shape[3] < 3:
-            raise ValueError(f'input {x.shape[2]}x{x.shape[3]} is smaller than the 7x7 stride-4 '
-                             'stem can read (at least 3 px per side; 32 for four stages)')
+            raise ValueError(
+                f'input {x.shape[2]}x{x.shape[3]} is smaller than the 7x7 stride-4 '
+                'stem can read (at least 3 px per side; 32 for four stages)'
+            )
         x = self.proj(x)
         return self.norm(map_to_tokens(x)), (x.shape[2], x.shape[3])
 
@@ -66,8 +69,9 @@ class CSWinStage(nn.Module):
         self.merge = merge
         self.blocks = BlockSequence(blocks)
 
-    def forward(self, x: torch.Tensor, hw_shape: Tuple[int, int]
-                ) -> Tuple[torch.Tensor, Tuple[int, int]]:
+    def forward(
+        self, x: torch.Tensor, hw_shape: Tuple[int, int]
+    ) -> Tuple[torch.Tensor, Tuple[int, int]]:
         """Tokens of the previous stage's ``hw_shape`` map -> this stage's tokens and map size."""
         if self.merge is not None:
             x, hw_shape = self.merge(tokens_to_map(x, hw_shape))
@@ -112,44 +116,61 @@ class CSWin(BaseBackbone):
         init_cfg (dict, optional): e.g. ``dict(type='Pretrained', checkpoint=...)``.
             Defaults to None.
     """
+
     #: CSWin's own variants (CSWin-T/S/B, ``models/cswin.py``)
     arch_zoo = {
-        **dict.fromkeys(['t', 'tiny'], dict(embed_dims=64, depths=[1, 2, 21, 1],
-                                            num_heads=[2, 4, 8, 16])),
-        **dict.fromkeys(['s', 'small'], dict(embed_dims=64, depths=[2, 4, 32, 2],
-                                             num_heads=[2, 4, 8, 16])),
-        **dict.fromkeys(['b', 'base'], dict(embed_dims=96, depths=[2, 4, 32, 2],
-                                            num_heads=[4, 8, 16, 32])),
+        **dict.fromkeys(
+            ['t', 'tiny'], dict(embed_dims=64, depths=[1, 2, 21, 1], num_heads=[2, 4, 8, 16])
+        ),
+        **dict.fromkeys(
+            ['s', 'small'], dict(embed_dims=64, depths=[2, 4, 32, 2], num_heads=[2, 4, 8, 16])
+        ),
+        **dict.fromkeys(
+            ['b', 'base'], dict(embed_dims=96, depths=[2, 4, 32, 2], num_heads=[4, 8, 16, 32])
+        ),
     }
     arch_keys = ('embed_dims', 'depths', 'num_heads')
     arch_defaults = dict(split_sizes=[1, 2, 7, 7])
-    arch_scalars = ('embed_dims', )
+    arch_scalars = ('embed_dims',)
 
-    def __init__(self,
-                 arch: Union[str, dict] = 'tiny',
-                 attn_cfgs: Optional[Union[dict, Sequence]] = None,
-                 in_channels: int = 3,
-                 pretrain_img_size: Union[int, Sequence[int]] = 224,
-                 mlp_ratio: float = 4.,
-                 out_indices: Sequence[int] = (0, 1, 2, 3),
-                 out_norms: bool = True,
-                 qkv_bias: bool = True,
-                 qk_scale: Optional[float] = None,
-                 drop_rate: float = 0.,
-                 attn_drop_rate: float = 0.,
-                 drop_path_rate: float = 0.1,
-                 frozen_stages: int = -1,
-                 norm_eval: bool = False,
-                 with_cp: bool = False,
-                 fused_attn: Optional[bool] = None,
-                 init_cfg: Optional[dict] = None) -> None:
+    def __init__(
+        self,
+        arch: Union[str, dict] = 'tiny',
+        attn_cfgs: Optional[Union[dict, Sequence]] = None,
+        in_channels: int = 3,
+        pretrain_img_size: Union[int, Sequence[int]] = 224,
+        mlp_ratio: float = 4.0,
+        out_indices: Sequence[int] = (0, 1, 2, 3),
+        out_norms: bool = True,
+        qkv_bias: bool = True,
+        qk_scale: Optional[float] = None,
+        drop_rate: float = 0.0,
+        attn_drop_rate: float = 0.0,
+        drop_path_rate: float = 0.1,
+        frozen_stages: int = -1,
+        norm_eval: bool = False,
+        with_cp: bool = False,
+        fused_attn: Optional[bool] = None,
+        init_cfg: Optional[dict] = None,
+    ) -> None:
         self.in_channels, self.mlp_ratio, self.out_norms = in_channels, mlp_ratio, out_norms
         self.drop_rate, self.drop_path_rate, self.with_cp = drop_rate, drop_path_rate, with_cp
-        super().__init__(arch, attn_cfgs, out_indices, frozen_stages, norm_eval,
-                         pretrain_img_size, fused_attn,
-                         op_knobs=dict(qkv_bias=qkv_bias, qk_scale=qk_scale,
-                                       attn_drop_rate=attn_drop_rate, proj_drop_rate=drop_rate),
-                         init_cfg=init_cfg)
+        super().__init__(
+            arch,
+            attn_cfgs,
+            out_indices,
+            frozen_stages,
+            norm_eval,
+            pretrain_img_size,
+            fused_attn,
+            op_knobs=dict(
+                qkv_bias=qkv_bias,
+                qk_scale=qk_scale,
+                attn_drop_rate=attn_drop_rate,
+                proj_drop_rate=drop_rate,
+            ),
+            init_cfg=init_cfg,
+        )
 
     @property
     def num_features(self) -> List[int]:
@@ -166,9 +187,17 @@ class CSWin(BaseBackbone):
         for i in range(self.num_built):
             dims = self.num_features[i]
             merge = ConvPatchEmbed(self.num_features[i - 1], dims, 2, 3) if i else None
-            blocks = [TransformerBlock(dims, attns[i][j], self.mlp_ratio, self.drop_rate,
-                                       dpr[cur + j], with_cp=self.with_cp)
-                      for j in range(depths[i])]
+            blocks = [
+                TransformerBlock(
+                    dims,
+                    attns[i][j],
+                    self.mlp_ratio,
+                    self.drop_rate,
+                    dpr[cur + j],
+                    with_cp=self.with_cp,
+                )
+                for j in range(depths[i])
+            ]
             cur += depths[i]
             self.stages.append(CSWinStage(merge, blocks))
         if self.out_norms:
@@ -224,25 +253,34 @@ class AgentCSWin(AgentStagesMixin, CSWin):
             the pretrained grids (the official code has no dense variant to take others from).
         **kwargs: Arguments of :class:`CSWin`.
     """
+
     arch_zoo = {
-        **dict.fromkeys(['t', 'tiny'], dict(embed_dims=64, depths=[2, 4, 18, 1],
-                                            num_heads=[2, 4, 8, 16])),
-        **dict.fromkeys(['s', 'small'], dict(embed_dims=64, depths=[3, 6, 29, 2],
-                                             num_heads=[2, 4, 8, 16])),
-        **dict.fromkeys(['b', 'base'], dict(embed_dims=96, depths=[3, 6, 29, 2],
-                                            num_heads=[4, 8, 16, 32])),
+        **dict.fromkeys(
+            ['t', 'tiny'], dict(embed_dims=64, depths=[2, 4, 18, 1], num_heads=[2, 4, 8, 16])
+        ),
+        **dict.fromkeys(
+            ['s', 'small'], dict(embed_dims=64, depths=[3, 6, 29, 2], num_heads=[2, 4, 8, 16])
+        ),
+        **dict.fromkeys(
+            ['b', 'base'], dict(embed_dims=96, depths=[3, 6, 29, 2], num_heads=[4, 8, 16, 32])
+        ),
     }
 
-    def __init__(self, arch: Union[str, dict] = 'tiny',
-                 agent_nums: Sequence[int] = (9, 16, 49, 49),
-                 agent_shapes: Optional[Sequence] = None, **kwargs) -> None:
+    def __init__(
+        self,
+        arch: Union[str, dict] = 'tiny',
+        agent_nums: Sequence[int] = (9, 16, 49, 49),
+        agent_shapes: Optional[Sequence] = None,
+        **kwargs,
+    ) -> None:
         self.set_agents(arch, agent_nums, agent_shapes)
         super().__init__(arch=arch, **kwargs)
 
     def default_attn_cfgs(self):
         n = self.num_stages
-        return [dict(type='AgentAttention')] * min(2, n - 1) + \
-            [dict(type='CSWinAttention')] * (n - min(2, n - 1))
+        return [dict(type='AgentAttention')] * min(2, n - 1) + [dict(type='CSWinAttention')] * (
+            n - min(2, n - 1)
+        )
 
 
 @MODELS.register_module()
@@ -259,13 +297,17 @@ class FLattenCSWin(CSWin):
             Defaults to ``'tiny'``.
         **kwargs: Arguments of :class:`CSWin`.
     """
+
     arch_zoo = {
-        **dict.fromkeys(['t', 'tiny'], dict(embed_dims=64, depths=[2, 4, 18, 1],
-                                            num_heads=[2, 4, 8, 16])),
-        **dict.fromkeys(['s', 'small'], dict(embed_dims=64, depths=[2, 4, 32, 2],
-                                             num_heads=[2, 4, 8, 16])),
-        **dict.fromkeys(['b', 'base'], dict(embed_dims=96, depths=[3, 6, 29, 2],
-                                            num_heads=[4, 8, 16, 32])),
+        **dict.fromkeys(
+            ['t', 'tiny'], dict(embed_dims=64, depths=[2, 4, 18, 1], num_heads=[2, 4, 8, 16])
+        ),
+        **dict.fromkeys(
+            ['s', 'small'], dict(embed_dims=64, depths=[2, 4, 32, 2], num_heads=[2, 4, 8, 16])
+        ),
+        **dict.fromkeys(
+            ['b', 'base'], dict(embed_dims=96, depths=[3, 6, 29, 2], num_heads=[4, 8, 16, 32])
+        ),
     }
 
     def default_attn_cfgs(self):

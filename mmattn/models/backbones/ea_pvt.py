@@ -32,6 +32,5 @@ class EAPVT(PyramidVisionTransformerSkeleton):
         **kwargs: Arguments of :class:`PyramidVisionTransformerSkeleton`.
     """
 
-
     def default_attn_cfgs(self):
         return dict(type='MultiHeadExternalAttention')

@@ -9,6 +9,7 @@ All three are the skeletons of ``pvt.py`` / ``swin.py`` (FLatten-PVTv2: the PVT 
 its PVT v2 options) with the paper's layout as the default ``attn_cfgs``; any other layout or
 op is a config away.
 """
+
 from typing import Optional, Sequence, Union
 
 from mmattn.models.layers.weight_init import conv_fan_out_init
@@ -40,19 +41,25 @@ class FLattenPVT(PyramidVisionTransformerSkeleton):
             ``drop_path_rate``, ``pretrain_img_size``, ``init_cfg``).
     """
 
-
     def default_attn_cfgs(self):
         return dict(type='FocusedLinearAttention', sr_ratio=1)
 
 
 _PVTV2_ARCHS = {
-    name: dict(embed_dims=dims, num_heads=[1, 2, 5, 8], mlp_ratios=[8, 8, 4, 4], depths=depths,
-               sr_ratios=[8, 4, 2, 1])
-    for name, dims, depths in [('b0', [32, 64, 160, 256], [2, 2, 2, 2]),
-                               ('b1', [64, 128, 320, 512], [2, 2, 2, 2]),
-                               ('b2', [64, 128, 320, 512], [3, 4, 6, 3]),
-                               ('b3', [64, 128, 320, 512], [3, 4, 18, 3]),
-                               ('b4', [64, 128, 320, 512], [3, 8, 27, 3])]
+    name: dict(
+        embed_dims=dims,
+        num_heads=[1, 2, 5, 8],
+        mlp_ratios=[8, 8, 4, 4],
+        depths=depths,
+        sr_ratios=[8, 4, 2, 1],
+    )
+    for name, dims, depths in [
+        ('b0', [32, 64, 160, 256], [2, 2, 2, 2]),
+        ('b1', [64, 128, 320, 512], [2, 2, 2, 2]),
+        ('b2', [64, 128, 320, 512], [3, 4, 6, 3]),
+        ('b3', [64, 128, 320, 512], [3, 4, 18, 3]),
+        ('b4', [64, 128, 320, 512], [3, 8, 27, 3]),
+    ]
 }
 
 
@@ -85,14 +92,21 @@ class FLattenPVTv2(PyramidVisionTransformerSkeleton):
             layout (``patch_kernel_sizes=(7, 3, 3, 3)``, ``use_abs_pos_embed=False``,
             ``use_conv_ffn=True``, ``norm_after_stage=True``).
     """
+
     arch_zoo = _PVTV2_ARCHS
 
-    def __init__(self,
-                 arch: Union[str, dict] = 'b0',
-                 attn_cfgs: Optional[Union[dict, Sequence]] = None,
-                 **kwargs) -> None:
-        for key, value in dict(patch_kernel_sizes=(7, 3, 3, 3), use_abs_pos_embed=False,
-                               use_conv_ffn=True, norm_after_stage=True).items():
+    def __init__(
+        self,
+        arch: Union[str, dict] = 'b0',
+        attn_cfgs: Optional[Union[dict, Sequence]] = None,
+        **kwargs,
+    ) -> None:
+        for key, value in dict(
+            patch_kernel_sizes=(7, 3, 3, 3),
+            use_abs_pos_embed=False,
+            use_conv_ffn=True,
+            norm_after_stage=True,
+        ).items():
             kwargs.setdefault(key, value)
         super().__init__(arch=arch, attn_cfgs=attn_cfgs, **kwargs)
 
@@ -124,7 +138,6 @@ class FLattenSwin(SwinTransformerSkeleton):
         **kwargs: Arguments of :class:`SwinTransformerSkeleton` (e.g. ``window_size``:
             official 7, 12 for the 384 model).
     """
-
 
     def default_attn_cfgs(self):
         flatten, window = dict(type='FocusedLinearAttention'), dict(type='ShiftWindowMSA')

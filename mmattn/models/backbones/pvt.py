@@ -36,6 +36,7 @@ stage 1 and each later stage floors ``/ 2`` again; the rows/columns that do not 
 are dropped, and an input smaller than a patch raises a ``ValueError``. Overlapping (PVT v2,
 padding ``k // 2``): ``floor((H - 1) / 4) + 1 = ceil(H / 4)`` in stage 1, then ``ceil(/ 2)``.
 """
+
 import itertools
 import operator
 from typing import Iterable, Optional, Sequence, Tuple, Union
@@ -56,18 +57,46 @@ from .base import BaseBackbone
 __all__ = ['PyramidVisionTransformerSkeleton', 'AgentPVT']
 
 _PVT_ARCHS = {
-    **dict.fromkeys(['t', 'tiny'], dict(
-        embed_dims=[64, 128, 320, 512], num_heads=[1, 2, 5, 8], mlp_ratios=[8, 8, 4, 4],
-        depths=[2, 2, 2, 2], sr_ratios=[8, 4, 2, 1])),
-    **dict.fromkeys(['s', 'small'], dict(
-        embed_dims=[64, 128, 320, 512], num_heads=[1, 2, 5, 8], mlp_ratios=[8, 8, 4, 4],
-        depths=[3, 4, 6, 3], sr_ratios=[8, 4, 2, 1])),
-    **dict.fromkeys(['m', 'medium'], dict(
-        embed_dims=[64, 128, 320, 512], num_heads=[1, 2, 5, 8], mlp_ratios=[8, 8, 4, 4],
-        depths=[3, 4, 18, 3], sr_ratios=[8, 4, 2, 1])),
-    **dict.fromkeys(['l', 'large'], dict(
-        embed_dims=[64, 128, 320, 512], num_heads=[1, 2, 5, 8], mlp_ratios=[8, 8, 4, 4],
-        depths=[3, 8, 27, 3], sr_ratios=[8, 4, 2, 1])),
+    **dict.fromkeys(
+        ['t', 'tiny'],
+        dict(
+            embed_dims=[64, 128, 320, 512],
+            num_heads=[1, 2, 5, 8],
+            mlp_ratios=[8, 8, 4, 4],
+            depths=[2, 2, 2, 2],
+            sr_ratios=[8, 4, 2, 1],
+        ),
+    ),
+    **dict.fromkeys(
+        ['s', 'small'],
+        dict(
+            embed_dims=[64, 128, 320, 512],
+            num_heads=[1, 2, 5, 8],
+            mlp_ratios=[8, 8, 4, 4],
+            depths=[3, 4, 6, 3],
+            sr_ratios=[8, 4, 2, 1],
+        ),
+    ),
+    **dict.fromkeys(
+        ['m', 'medium'],
+        dict(
+            embed_dims=[64, 128, 320, 512],
+            num_heads=[1, 2, 5, 8],
+            mlp_ratios=[8, 8, 4, 4],
+            depths=[3, 4, 18, 3],
+            sr_ratios=[8, 4, 2, 1],
+        ),
+    ),
+    **dict.fromkeys(
+        ['l', 'large'],
+        dict(
+            embed_dims=[64, 128, 320, 512],
+            num_heads=[1, 2, 5, 8],
+            mlp_ratios=[8, 8, 4, 4],
+            depths=[3, 8, 27, 3],
+            sr_ratios=[8, 4, 2, 1],
+        ),
+    ),
 }
 
 
@@ -75,15 +104,23 @@ class PVTStage(nn.Module):
     """Patch embedding, absolute position embedding (resized to the input; PVT v1 only),
     blocks, and the norm after the blocks (PVT v2 only)."""
 
-    def __init__(self, patch_embed: ConvPatchEmbed, pretrain_hw: Tuple[int, int],
-                 embed_dims: int, blocks: Sequence[TransformerBlock], drop_rate: float,
-                 use_abs_pos_embed: bool = True, norm: Optional[nn.Module] = None) -> None:
+    def __init__(
+        self,
+        patch_embed: ConvPatchEmbed,
+        pretrain_hw: Tuple[int, int],
+        embed_dims: int,
+        blocks: Sequence[TransformerBlock],
+        drop_rate: float,
+        use_abs_pos_embed: bool = True,
+        norm: Optional[nn.Module] = None,
+    ) -> None:
         super().__init__()
         self.patch_embed = patch_embed
         self.pretrain_hw = pretrain_hw
         if use_abs_pos_embed:
             self.pos_embed = nn.Parameter(
-                torch.zeros(1, pretrain_hw[0] * pretrain_hw[1], embed_dims))
+                torch.zeros(1, pretrain_hw[0] * pretrain_hw[1], embed_dims)
+            )
             self.pos_drop = nn.Dropout(drop_rate)
         else:
             self.pos_embed = self.pos_drop = None
@@ -157,48 +194,64 @@ class PyramidVisionTransformerSkeleton(BaseBackbone):
         init_cfg (dict, optional): e.g. ``dict(type='Pretrained', checkpoint=...)`` with a
             converted checkpoint. Defaults to None.
     """
+
     arch_zoo = _PVT_ARCHS
     arch_keys = ('embed_dims', 'num_heads', 'mlp_ratios', 'depths', 'sr_ratios')
 
-    def __init__(self,
-                 arch: Union[str, dict] = 'tiny',
-                 attn_cfgs: Optional[Union[dict, Sequence]] = None,
-                 in_channels: int = 3,
-                 patch_sizes: Sequence[int] = (4, 2, 2, 2),
-                 patch_kernel_sizes: Optional[Sequence[int]] = None,
-                 use_abs_pos_embed: bool = True,
-                 use_conv_ffn: bool = False,
-                 norm_after_stage: bool = False,
-                 pretrain_img_size: Union[int, Sequence[int]] = 224,
-                 out_indices: Sequence[int] = (0, 1, 2, 3),
-                 qkv_bias: bool = True,
-                 qk_scale: Optional[float] = None,
-                 drop_rate: float = 0.,
-                 attn_drop_rate: float = 0.,
-                 drop_path_rate: float = 0.1,
-                 norm_eps: float = 1e-6,
-                 frozen_stages: int = -1,
-                 norm_eval: bool = False,
-                 with_cp: bool = False,
-                 fused_attn: Optional[bool] = None,
-                 init_cfg: Optional[dict] = None) -> None:
+    def __init__(
+        self,
+        arch: Union[str, dict] = 'tiny',
+        attn_cfgs: Optional[Union[dict, Sequence]] = None,
+        in_channels: int = 3,
+        patch_sizes: Sequence[int] = (4, 2, 2, 2),
+        patch_kernel_sizes: Optional[Sequence[int]] = None,
+        use_abs_pos_embed: bool = True,
+        use_conv_ffn: bool = False,
+        norm_after_stage: bool = False,
+        pretrain_img_size: Union[int, Sequence[int]] = 224,
+        out_indices: Sequence[int] = (0, 1, 2, 3),
+        qkv_bias: bool = True,
+        qk_scale: Optional[float] = None,
+        drop_rate: float = 0.0,
+        attn_drop_rate: float = 0.0,
+        drop_path_rate: float = 0.1,
+        norm_eps: float = 1e-6,
+        frozen_stages: int = -1,
+        norm_eval: bool = False,
+        with_cp: bool = False,
+        fused_attn: Optional[bool] = None,
+        init_cfg: Optional[dict] = None,
+    ) -> None:
         if patch_kernel_sizes is None:
             patch_kernel_sizes = patch_sizes
         num_stages = len(self.parse_arch(arch)['depths'])
         if not len(patch_sizes) == len(patch_kernel_sizes) == num_stages:
-            raise ValueError(f'patch_sizes {tuple(patch_sizes)} and patch_kernel_sizes '
-                             f'{tuple(patch_kernel_sizes)} need one entry per stage '
-                             f'({num_stages})')
+            raise ValueError(
+                f'patch_sizes {tuple(patch_sizes)} and patch_kernel_sizes '
+                f'{tuple(patch_kernel_sizes)} need one entry per stage '
+                f'({num_stages})'
+            )
         self.in_channels = in_channels
         self.patch_sizes, self.patch_kernel_sizes = tuple(patch_sizes), tuple(patch_kernel_sizes)
         self.use_abs_pos_embed, self.use_conv_ffn = use_abs_pos_embed, use_conv_ffn
         self.norm_after_stage, self.norm_eps = norm_after_stage, norm_eps
         self.drop_rate, self.drop_path_rate, self.with_cp = drop_rate, drop_path_rate, with_cp
-        super().__init__(arch, attn_cfgs, out_indices, frozen_stages, norm_eval,
-                         pretrain_img_size, fused_attn,
-                         op_knobs=dict(qkv_bias=qkv_bias, qk_scale=qk_scale,
-                                       attn_drop_rate=attn_drop_rate, proj_drop_rate=drop_rate),
-                         init_cfg=init_cfg)
+        super().__init__(
+            arch,
+            attn_cfgs,
+            out_indices,
+            frozen_stages,
+            norm_eval,
+            pretrain_img_size,
+            fused_attn,
+            op_knobs=dict(
+                qkv_bias=qkv_bias,
+                qk_scale=qk_scale,
+                attn_drop_rate=attn_drop_rate,
+                proj_drop_rate=drop_rate,
+            ),
+            init_cfg=init_cfg,
+        )
 
     @property
     def stage_strides(self) -> Tuple[int, ...]:
@@ -212,21 +265,38 @@ class PyramidVisionTransformerSkeleton(BaseBackbone):
         self.layers = nn.ModuleList()
         for i in range(self.num_built):
             blocks = [
-                TransformerBlock(embed_dims[i], attns[i][j], self.arch['mlp_ratios'][i],
-                                 self.drop_rate, dpr[cur + j],
-                                 norm_cfg=dict(type='LN', eps=self.norm_eps),
-                                 mlp_dw_kernel_size=3 if self.use_conv_ffn else 0,
-                                 mlp_dw_residual=False, with_cp=self.with_cp)
+                TransformerBlock(
+                    embed_dims[i],
+                    attns[i][j],
+                    self.arch['mlp_ratios'][i],
+                    self.drop_rate,
+                    dpr[cur + j],
+                    norm_cfg=dict(type='LN', eps=self.norm_eps),
+                    mlp_dw_kernel_size=3 if self.use_conv_ffn else 0,
+                    mlp_dw_residual=False,
+                    with_cp=self.with_cp,
+                )
                 for j in range(depths[i])
             ]
             cur += depths[i]
-            patch_embed = ConvPatchEmbed(self.in_channels if i == 0 else embed_dims[i - 1],
-                                         embed_dims[i], self.patch_sizes[i],
-                                         self.patch_kernel_sizes[i])
-            norm = nn.LayerNorm(embed_dims[i], eps=self.norm_eps) \
-                if self.norm_after_stage else None
-            self.layers.append(PVTStage(patch_embed, self.pretrain_hw(i), embed_dims[i], blocks,
-                                        self.drop_rate, self.use_abs_pos_embed, norm))
+            patch_embed = ConvPatchEmbed(
+                self.in_channels if i == 0 else embed_dims[i - 1],
+                embed_dims[i],
+                self.patch_sizes[i],
+                self.patch_kernel_sizes[i],
+            )
+            norm = nn.LayerNorm(embed_dims[i], eps=self.norm_eps) if self.norm_after_stage else None
+            self.layers.append(
+                PVTStage(
+                    patch_embed,
+                    self.pretrain_hw(i),
+                    embed_dims[i],
+                    blocks,
+                    self.drop_rate,
+                    self.use_abs_pos_embed,
+                    norm,
+                )
+            )
 
     def default_attn_cfgs(self):
         return dict(type='SpatialReductionAttention')
@@ -245,7 +315,7 @@ class PyramidVisionTransformerSkeleton(BaseBackbone):
         super().default_init()
         for layer in self.layers:
             if layer.pos_embed is not None:
-                trunc_normal_(layer.pos_embed, std=.02)
+                trunc_normal_(layer.pos_embed, std=0.02)
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         """Forward ``(B, C, H, W)`` images; returns the NCHW maps of ``out_indices``."""
@@ -279,12 +349,14 @@ class AgentPVT(AgentStagesMixin, PyramidVisionTransformerSkeleton):
         **kwargs: Arguments of :class:`PyramidVisionTransformerSkeleton`.
     """
 
-    def __init__(self,
-                 arch: Union[str, dict] = 'tiny',
-                 attn_cfgs: Optional[Union[dict, Sequence]] = None,
-                 agent_nums: Sequence[int] = (9, 16, 49, 49),
-                 agent_shapes: Optional[Sequence] = None,
-                 **kwargs) -> None:
+    def __init__(
+        self,
+        arch: Union[str, dict] = 'tiny',
+        attn_cfgs: Optional[Union[dict, Sequence]] = None,
+        agent_nums: Sequence[int] = (9, 16, 49, 49),
+        agent_shapes: Optional[Sequence] = None,
+        **kwargs,
+    ) -> None:
         self.set_agents(arch, agent_nums, agent_shapes)
         super().__init__(arch=arch, attn_cfgs=attn_cfgs, **kwargs)
 

@@ -3,6 +3,7 @@
 Reference: Ren et al., "Shunted Self-Attention via Multi-Scale Token Aggregation", CVPR 2022
 (arXiv 2111.15193); official code https://github.com/OliverRensu/Shunted-Transformer (``SSA.py``).
 """
+
 from typing import Iterable, List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -31,14 +32,29 @@ class ShuntedStem(BaseModule):
         norm_cfg (dict): Norm of the convs. Defaults to BN.
     """
 
-    def __init__(self, in_channels: int, embed_dims: int, num_convs: int,
-                 norm_cfg: dict = dict(type='BN')) -> None:
+    def __init__(
+        self, in_channels: int, embed_dims: int, num_convs: int, norm_cfg: dict = dict(type='BN')
+    ) -> None:
         super().__init__()
         act = dict(type='ReLU')
-        convs = [ConvModule(in_channels, embed_dims, 7, stride=2, padding=3, bias=False,
-                            norm_cfg=norm_cfg, act_cfg=act)]
-        convs += [ConvModule(embed_dims, embed_dims, 3, padding=1, bias=False,
-                             norm_cfg=norm_cfg, act_cfg=act) for _ in range(num_convs)]
+        convs = [
+            ConvModule(
+                in_channels,
+                embed_dims,
+                7,
+                stride=2,
+                padding=3,
+                bias=False,
+                norm_cfg=norm_cfg,
+                act_cfg=act,
+            )
+        ]
+        convs += [
+            ConvModule(
+                embed_dims, embed_dims, 3, padding=1, bias=False, norm_cfg=norm_cfg, act_cfg=act
+            )
+            for _ in range(num_convs)
+        ]
         self.convs = nn.Sequential(*convs)
         self.proj = nn.Conv2d(embed_dims, embed_dims, 2, stride=2)
         self.norm = nn.LayerNorm(embed_dims)  # eps 1e-5 as in the official stem
@@ -104,47 +120,84 @@ class ShuntedTransformer(BaseBackbone):
     """
 
     arch_zoo = {
-        **dict.fromkeys(['t', 'tiny'], dict(
-            embed_dims=[64, 128, 256, 512], num_heads=[2, 4, 8, 16], mlp_ratios=[8, 8, 4, 4],
-            sr_ratios=[8, 4, 2, 1], depths=[1, 2, 4, 1], num_convs=0)),
-        **dict.fromkeys(['s', 'small'], dict(
-            embed_dims=[64, 128, 256, 512], num_heads=[2, 4, 8, 16], mlp_ratios=[8, 8, 4, 4],
-            sr_ratios=[8, 4, 2, 1], depths=[2, 4, 12, 1], num_convs=1)),
-        **dict.fromkeys(['b', 'base'], dict(
-            embed_dims=[64, 128, 256, 512], num_heads=[2, 4, 8, 16], mlp_ratios=[8, 8, 4, 4],
-            sr_ratios=[8, 4, 2, 1], depths=[3, 4, 24, 2], num_convs=2)),
+        **dict.fromkeys(
+            ['t', 'tiny'],
+            dict(
+                embed_dims=[64, 128, 256, 512],
+                num_heads=[2, 4, 8, 16],
+                mlp_ratios=[8, 8, 4, 4],
+                sr_ratios=[8, 4, 2, 1],
+                depths=[1, 2, 4, 1],
+                num_convs=0,
+            ),
+        ),
+        **dict.fromkeys(
+            ['s', 'small'],
+            dict(
+                embed_dims=[64, 128, 256, 512],
+                num_heads=[2, 4, 8, 16],
+                mlp_ratios=[8, 8, 4, 4],
+                sr_ratios=[8, 4, 2, 1],
+                depths=[2, 4, 12, 1],
+                num_convs=1,
+            ),
+        ),
+        **dict.fromkeys(
+            ['b', 'base'],
+            dict(
+                embed_dims=[64, 128, 256, 512],
+                num_heads=[2, 4, 8, 16],
+                mlp_ratios=[8, 8, 4, 4],
+                sr_ratios=[8, 4, 2, 1],
+                depths=[3, 4, 24, 2],
+                num_convs=2,
+            ),
+        ),
     }
     arch_keys = ('embed_dims', 'num_heads', 'mlp_ratios', 'sr_ratios', 'depths', 'num_convs')
-    arch_scalars = ('num_convs', )
+    arch_scalars = ('num_convs',)
 
-    def __init__(self,
-                 arch: Union[str, dict] = 'tiny',
-                 attn_cfgs: Optional[Union[dict, Sequence]] = None,
-                 in_channels: int = 3,
-                 qkv_bias: bool = True,
-                 qk_scale: Optional[float] = None,
-                 drop_rate: float = 0.,
-                 attn_drop_rate: float = 0.,
-                 drop_path_rate: float = 0.1,
-                 out_indices: Sequence[int] = (0, 1, 2, 3),
-                 frozen_stages: int = -1,
-                 norm_eval: bool = False,
-                 with_cp: bool = False,
-                 stem_norm_cfg: dict = dict(type='BN'),
-                 norm_cfg: dict = dict(type='LN', eps=1e-6),
-                 act_cfg: dict = dict(type='GELU'),
-                 pretrain_img_size: Union[int, Sequence[int]] = 224,
-                 fused_attn: Optional[bool] = None,
-                 init_cfg: Optional[dict] = None) -> None:
+    def __init__(
+        self,
+        arch: Union[str, dict] = 'tiny',
+        attn_cfgs: Optional[Union[dict, Sequence]] = None,
+        in_channels: int = 3,
+        qkv_bias: bool = True,
+        qk_scale: Optional[float] = None,
+        drop_rate: float = 0.0,
+        attn_drop_rate: float = 0.0,
+        drop_path_rate: float = 0.1,
+        out_indices: Sequence[int] = (0, 1, 2, 3),
+        frozen_stages: int = -1,
+        norm_eval: bool = False,
+        with_cp: bool = False,
+        stem_norm_cfg: dict = dict(type='BN'),
+        norm_cfg: dict = dict(type='LN', eps=1e-6),
+        act_cfg: dict = dict(type='GELU'),
+        pretrain_img_size: Union[int, Sequence[int]] = 224,
+        fused_attn: Optional[bool] = None,
+        init_cfg: Optional[dict] = None,
+    ) -> None:
         self.in_channels, self.drop_rate = in_channels, drop_rate
         self.drop_path_rate, self.with_cp = drop_path_rate, with_cp
         self.stem_norm_cfg = stem_norm_cfg
         self.norm_cfg, self.act_cfg = norm_cfg, act_cfg
-        super().__init__(arch, attn_cfgs, out_indices, frozen_stages, norm_eval,
-                         pretrain_img_size, fused_attn,
-                         op_knobs=dict(qkv_bias=qkv_bias, qk_scale=qk_scale,
-                                       attn_drop_rate=attn_drop_rate, proj_drop_rate=drop_rate),
-                         init_cfg=init_cfg)
+        super().__init__(
+            arch,
+            attn_cfgs,
+            out_indices,
+            frozen_stages,
+            norm_eval,
+            pretrain_img_size,
+            fused_attn,
+            op_knobs=dict(
+                qkv_bias=qkv_bias,
+                qk_scale=qk_scale,
+                attn_drop_rate=attn_drop_rate,
+                proj_drop_rate=drop_rate,
+            ),
+            init_cfg=init_cfg,
+        )
 
     def build_stages(self, attns) -> None:
         s = self.arch
@@ -157,16 +210,30 @@ class ShuntedTransformer(BaseBackbone):
             dims = s['embed_dims'][i]
             if i == 0:
                 self.patch_embeds.append(
-                    ShuntedStem(self.in_channels, dims, s['num_convs'], self.stem_norm_cfg))
+                    ShuntedStem(self.in_channels, dims, s['num_convs'], self.stem_norm_cfg)
+                )
             else:
                 self.patch_embeds.append(
-                    ConvPatchEmbed(s['embed_dims'][i - 1], dims, patch_size=2, kernel_size=3))
-            self.stages.append(BlockSequence([
-                TransformerBlock(dims, attns[i][j], s['mlp_ratios'][i], self.drop_rate,
-                                 dpr[cur + j], norm_cfg=self.norm_cfg, act_cfg=self.act_cfg,
-                                 mlp_dw_kernel_size=3, with_cp=self.with_cp)
-                for j in range(s['depths'][i])
-            ]))
+                    ConvPatchEmbed(s['embed_dims'][i - 1], dims, patch_size=2, kernel_size=3)
+                )
+            self.stages.append(
+                BlockSequence(
+                    [
+                        TransformerBlock(
+                            dims,
+                            attns[i][j],
+                            s['mlp_ratios'][i],
+                            self.drop_rate,
+                            dpr[cur + j],
+                            norm_cfg=self.norm_cfg,
+                            act_cfg=self.act_cfg,
+                            mlp_dw_kernel_size=3,
+                            with_cp=self.with_cp,
+                        )
+                        for j in range(s['depths'][i])
+                    ]
+                )
+            )
             cur += s['depths'][i]
             # Official name `norm{i+1}`: on the main path for i < last, output norm otherwise.
             self.add_module(f'norm{i + 1}', build_norm_layer(self.norm_cfg, dims)[1])

@@ -26,6 +26,7 @@ to a multiple of the patch size, and each patch merging pads its input to even s
 ``H x W`` input gives ``ceil(H / 4) x ceil(W / 4)`` tokens in stage 1 and ``ceil(/ 2)`` after
 each merging; window ops pad to whole windows and crop back inside.
 """
+
 from typing import Iterable, List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -45,8 +46,9 @@ __all__ = ['SwinTransformerSkeleton', 'AgentSwin']
 class SwinPatchEmbed(nn.Module):
     """Conv patch embedding; the input is zero-padded right/bottom to the patch size."""
 
-    def __init__(self, in_channels: int, embed_dims: int, patch_size: int,
-                 patch_norm: bool = True) -> None:
+    def __init__(
+        self, in_channels: int, embed_dims: int, patch_size: int, patch_norm: bool = True
+    ) -> None:
         super().__init__()
         self.patch_size = patch_size
         self.proj = nn.Conv2d(in_channels, embed_dims, kernel_size=patch_size, stride=patch_size)
@@ -86,8 +88,9 @@ class PatchMerging(nn.Module):
 class SwinStage(nn.Module):
     """Blocks followed by an optional patch merging."""
 
-    def __init__(self, blocks: Sequence[TransformerBlock],
-                 downsample: Optional[PatchMerging]) -> None:
+    def __init__(
+        self, blocks: Sequence[TransformerBlock], downsample: Optional[PatchMerging]
+    ) -> None:
         super().__init__()
         self.blocks = BlockSequence(blocks)
         self.downsample = downsample
@@ -141,45 +144,62 @@ class SwinTransformerSkeleton(BaseBackbone):
         init_cfg (dict, optional): e.g. ``dict(type='Pretrained', checkpoint=...)``.
             Defaults to None.
     """
+
     arch_zoo = {
-        **dict.fromkeys(['t', 'tiny'], dict(embed_dims=96, depths=[2, 2, 6, 2],
-                                            num_heads=[3, 6, 12, 24])),
-        **dict.fromkeys(['s', 'small'], dict(embed_dims=96, depths=[2, 2, 18, 2],
-                                             num_heads=[3, 6, 12, 24])),
-        **dict.fromkeys(['b', 'base'], dict(embed_dims=128, depths=[2, 2, 18, 2],
-                                            num_heads=[4, 8, 16, 32])),
+        **dict.fromkeys(
+            ['t', 'tiny'], dict(embed_dims=96, depths=[2, 2, 6, 2], num_heads=[3, 6, 12, 24])
+        ),
+        **dict.fromkeys(
+            ['s', 'small'], dict(embed_dims=96, depths=[2, 2, 18, 2], num_heads=[3, 6, 12, 24])
+        ),
+        **dict.fromkeys(
+            ['b', 'base'], dict(embed_dims=128, depths=[2, 2, 18, 2], num_heads=[4, 8, 16, 32])
+        ),
     }
     arch_keys = ('embed_dims', 'depths', 'num_heads')
-    arch_scalars = ('embed_dims', )
+    arch_scalars = ('embed_dims',)
 
-    def __init__(self,
-                 arch: Union[str, dict] = 'tiny',
-                 attn_cfgs: Optional[Union[dict, Sequence]] = None,
-                 window_size: Union[int, Sequence[int]] = 7,
-                 in_channels: int = 3,
-                 patch_size: int = 4,
-                 pretrain_img_size: Union[int, Sequence[int]] = 224,
-                 mlp_ratio: float = 4.,
-                 out_indices: Sequence[int] = (0, 1, 2, 3),
-                 qkv_bias: bool = True,
-                 qk_scale: Optional[float] = None,
-                 drop_rate: float = 0.,
-                 attn_drop_rate: float = 0.,
-                 drop_path_rate: float = 0.1,
-                 patch_norm: bool = True,
-                 frozen_stages: int = -1,
-                 norm_eval: bool = False,
-                 with_cp: bool = False,
-                 fused_attn: Optional[bool] = None,
-                 init_cfg: Optional[dict] = None) -> None:
+    def __init__(
+        self,
+        arch: Union[str, dict] = 'tiny',
+        attn_cfgs: Optional[Union[dict, Sequence]] = None,
+        window_size: Union[int, Sequence[int]] = 7,
+        in_channels: int = 3,
+        patch_size: int = 4,
+        pretrain_img_size: Union[int, Sequence[int]] = 224,
+        mlp_ratio: float = 4.0,
+        out_indices: Sequence[int] = (0, 1, 2, 3),
+        qkv_bias: bool = True,
+        qk_scale: Optional[float] = None,
+        drop_rate: float = 0.0,
+        attn_drop_rate: float = 0.0,
+        drop_path_rate: float = 0.1,
+        patch_norm: bool = True,
+        frozen_stages: int = -1,
+        norm_eval: bool = False,
+        with_cp: bool = False,
+        fused_attn: Optional[bool] = None,
+        init_cfg: Optional[dict] = None,
+    ) -> None:
         self.window_size, self.in_channels, self.patch_size = window_size, in_channels, patch_size
         self.mlp_ratio, self.patch_norm, self.with_cp = mlp_ratio, patch_norm, with_cp
         self.drop_rate, self.drop_path_rate = drop_rate, drop_path_rate
-        super().__init__(arch, attn_cfgs, out_indices, frozen_stages, norm_eval,
-                         pretrain_img_size, fused_attn,
-                         op_knobs=dict(qkv_bias=qkv_bias, qk_scale=qk_scale,
-                                       attn_drop_rate=attn_drop_rate, proj_drop_rate=drop_rate),
-                         init_cfg=init_cfg)
+        super().__init__(
+            arch,
+            attn_cfgs,
+            out_indices,
+            frozen_stages,
+            norm_eval,
+            pretrain_img_size,
+            fused_attn,
+            op_knobs=dict(
+                qkv_bias=qkv_bias,
+                qk_scale=qk_scale,
+                attn_drop_rate=attn_drop_rate,
+                proj_drop_rate=drop_rate,
+            ),
+            init_cfg=init_cfg,
+        )
 
     @property
     def stage_strides(self) -> Tuple[int, ...]:
@@ -192,8 +212,9 @@ class SwinTransformerSkeleton(BaseBackbone):
 
     def build_stages(self, attns) -> None:
         depths = self.arch['depths']
-        self.patch_embed = SwinPatchEmbed(self.in_channels, self.num_features[0],
-                                          self.patch_size, self.patch_norm)
+        self.patch_embed = SwinPatchEmbed(
+            self.in_channels, self.num_features[0], self.patch_size, self.patch_norm
+        )
         self.drop_after_pos = nn.Dropout(self.drop_rate)
         dpr = torch.linspace(0, self.drop_path_rate, sum(depths)).tolist()
         cur = 0
@@ -201,8 +222,15 @@ class SwinTransformerSkeleton(BaseBackbone):
         for i in range(self.num_built):
             dims = self.num_features[i]
             blocks = [
-                TransformerBlock(dims, attns[i][j], self.mlp_ratio, self.drop_rate, dpr[cur + j],
-                                 with_cp=self.with_cp) for j in range(depths[i])
+                TransformerBlock(
+                    dims,
+                    attns[i][j],
+                    self.mlp_ratio,
+                    self.drop_rate,
+                    dpr[cur + j],
+                    with_cp=self.with_cp,
+                )
+                for j in range(depths[i])
             ]
             cur += depths[i]
             downsample = PatchMerging(dims) if i < self.num_built - 1 else None
@@ -266,15 +294,18 @@ class AgentSwin(AgentStagesMixin, SwinTransformerSkeleton):
             (7, 7)]``). Defaults to None: the pretrained grids.
         **kwargs: Arguments of :class:`SwinTransformerSkeleton` (e.g. ``window_size``).
     """
+
     #: arch name -> number of leading agent blocks per stage (the rest: window attention)
     official_layouts = {'tiny': (2, 2, 6, 0), 'small': (2, 2, 0, 0), 'base': (2, 2, 2, 0)}
 
-    def __init__(self,
-                 arch: Union[str, dict] = 'tiny',
-                 attn_cfgs: Optional[Union[dict, Sequence]] = None,
-                 agent_nums: Sequence[int] = (9, 16, 49, 49),
-                 agent_shapes: Optional[Sequence] = None,
-                 **kwargs) -> None:
+    def __init__(
+        self,
+        arch: Union[str, dict] = 'tiny',
+        attn_cfgs: Optional[Union[dict, Sequence]] = None,
+        agent_nums: Sequence[int] = (9, 16, 49, 49),
+        agent_shapes: Optional[Sequence] = None,
+        **kwargs,
+    ) -> None:
         self.set_agents(arch, agent_nums, agent_shapes)
         super().__init__(arch=arch, attn_cfgs=attn_cfgs, **kwargs)
 
@@ -283,8 +314,9 @@ class AgentSwin(AgentStagesMixin, SwinTransformerSkeleton):
         """``attn_cfgs`` with the first ``num_agent_blocks[i]`` blocks of stage ``i`` agent
         attention and the rest shifted-window attention."""
         agent, window = dict(type='AgentAttention'), dict(type='ShiftWindowMSA')
-        return [[agent] * min(k, d) + [window] * max(d - k, 0)
-                for k, d in zip(num_agent_blocks, depths)]
+        return [
+            [agent] * min(k, d) + [window] * max(d - k, 0) for k, d in zip(num_agent_blocks, depths)
+        ]
 
     def default_attn_cfgs(self):
         name = {'t': 'tiny', 's': 'small', 'b': 'base'}.get(self.arch_name, self.arch_name)

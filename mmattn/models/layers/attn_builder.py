@@ -17,6 +17,7 @@ The op is built with :func:`mmattn.registry.build_module` (mmattn scope pinned, 
 under an mmdet/mmseg default scope). It follows STYLE.md section 3: ``forward(x, hw_shape)``
 with ``x`` of shape ``(B, H*W, C)`` returns the same shape for any ``H, W``.
 """
+
 import copy
 import inspect
 from typing import List, Optional, Sequence, Union
@@ -102,17 +103,22 @@ def expand_attn_cfgs(attn_cfgs: AttnCfgs, depths: Sequence[int]) -> List[List[di
         attn_cfgs = [attn_cfgs] * n
     attn_cfgs = list(attn_cfgs)
     if len(attn_cfgs) != n:
-        raise ValueError(f'attn_cfgs has {len(attn_cfgs)} entries for {n} stages: give one op '
-                         'config for all blocks, or one entry per stage')
+        raise ValueError(
+            f'attn_cfgs has {len(attn_cfgs)} entries for {n} stages: give one op '
+            'config for all blocks, or one entry per stage'
+        )
     out = []
     for i, (entry, depth) in enumerate(zip(attn_cfgs, depths)):
         blocks = [entry] * depth if isinstance(entry, dict) else list(entry)
         if len(blocks) != depth:
-            raise ValueError(f'attn_cfgs[{i}] lists {len(blocks)} op configs for the {depth} '
-                             f'blocks of stage {i}: give one dict for the stage or one per block')
+            raise ValueError(
+                f'attn_cfgs[{i}] lists {len(blocks)} op configs for the {depth} '
+                f'blocks of stage {i}: give one dict for the stage or one per block'
+            )
         for cfg in blocks:
             if not isinstance(cfg, dict) or 'type' not in cfg:
-                raise TypeError(f'attn_cfgs[{i}]: an op config must be a dict with "type", '
-                                f'got {cfg!r}')
+                raise TypeError(
+                    f'attn_cfgs[{i}]: an op config must be a dict with "type", got {cfg!r}'
+                )
         out.append([copy.deepcopy(dict(cfg)) for cfg in blocks])
     return out

@@ -10,6 +10,7 @@ checkpoints load without a renaming table, and adds a depthwise conv on the hidd
 option: Shunted's (added to the hidden map) or PVT v2's (replacing it).
 Drop path, norms and activations are mmcv's bricks.
 """
+
 from typing import Optional, Sequence
 
 import torch
@@ -42,20 +43,30 @@ class Mlp(BaseModule):
         init_cfg (dict, optional): Initialisation config. Defaults to None.
     """
 
-    def __init__(self,
-                 embed_dims: int,
-                 hidden_dims: int,
-                 act_cfg: dict = dict(type='GELU'),
-                 drop_rate: float = 0.,
-                 dw_kernel_size: int = 0,
-                 dw_residual: bool = True,
-                 init_cfg: Optional[dict] = None) -> None:
+    def __init__(
+        self,
+        embed_dims: int,
+        hidden_dims: int,
+        act_cfg: dict = dict(type='GELU'),
+        drop_rate: float = 0.0,
+        dw_kernel_size: int = 0,
+        dw_residual: bool = True,
+        init_cfg: Optional[dict] = None,
+    ) -> None:
         super().__init__(init_cfg=init_cfg)
         self.dw_residual = dw_residual
         self.fc1 = nn.Linear(embed_dims, hidden_dims)
-        self.dwconv = nn.Conv2d(hidden_dims, hidden_dims, dw_kernel_size,
-                                padding=dw_kernel_size // 2,
-                                groups=hidden_dims) if dw_kernel_size else None
+        self.dwconv = (
+            nn.Conv2d(
+                hidden_dims,
+                hidden_dims,
+                dw_kernel_size,
+                padding=dw_kernel_size // 2,
+                groups=hidden_dims,
+            )
+            if dw_kernel_size
+            else None
+        )
         self.act = build_activation_layer(act_cfg)
         self.fc2 = nn.Linear(hidden_dims, embed_dims)
         self.drop = nn.Dropout(drop_rate)
@@ -90,26 +101,34 @@ class TransformerBlock(BaseModule):
         init_cfg (dict, optional): Initialisation config. Defaults to None.
     """
 
-    def __init__(self,
-                 embed_dims: int,
-                 attn: nn.Module,
-                 mlp_ratio: float,
-                 drop_rate: float = 0.,
-                 drop_path_rate: float = 0.,
-                 norm_cfg: dict = dict(type='LN'),
-                 act_cfg: dict = dict(type='GELU'),
-                 mlp_dw_kernel_size: int = 0,
-                 mlp_dw_residual: bool = True,
-                 with_cp: bool = False,
-                 init_cfg: Optional[dict] = None) -> None:
+    def __init__(
+        self,
+        embed_dims: int,
+        attn: nn.Module,
+        mlp_ratio: float,
+        drop_rate: float = 0.0,
+        drop_path_rate: float = 0.0,
+        norm_cfg: dict = dict(type='LN'),
+        act_cfg: dict = dict(type='GELU'),
+        mlp_dw_kernel_size: int = 0,
+        mlp_dw_residual: bool = True,
+        with_cp: bool = False,
+        init_cfg: Optional[dict] = None,
+    ) -> None:
         super().__init__(init_cfg=init_cfg)
         self.with_cp = with_cp
         self.norm1 = build_norm_layer(norm_cfg, embed_dims)[1]
         self.attn = attn
         self.drop_path = DropPath(drop_path_rate) if drop_path_rate > 0 else nn.Identity()
         self.norm2 = build_norm_layer(norm_cfg, embed_dims)[1]
-        self.mlp = Mlp(embed_dims, int(embed_dims * mlp_ratio), act_cfg, drop_rate,
-                       mlp_dw_kernel_size, mlp_dw_residual)
+        self.mlp = Mlp(
+            embed_dims,
+            int(embed_dims * mlp_ratio),
+            act_cfg,
+            drop_rate,
+            mlp_dw_kernel_size,
+            mlp_dw_residual,
+        )
 
     def _forward(self, x: torch.Tensor, hw_shape: Sequence[int]) -> torch.Tensor:
         x = x + self.drop_path(self.attn(self.norm1(x), hw_shape))

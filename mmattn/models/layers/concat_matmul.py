@@ -15,6 +15,7 @@ Autograd through ``torch.cat`` would also compute the gradient of the constant b
 large as the useful one, then thrown away) and keep the concatenated operands for backward;
 :func:`concat_matmul` keeps only its inputs and computes only the gradients they need.
 """
+
 import torch
 
 __all__ = ['concat_matmul']
@@ -27,13 +28,13 @@ def _product(x, y, u, w):
         return torch.cat([x, u], -1) @ torch.cat([y, w], -1).transpose(-2, -1)
     # concatenated operands larger than the output: accumulate into it instead
     out = x @ y.transpose(-2, -1)
-    out.view(-1, m, n).baddbmm_(u.reshape(-1, m, u.shape[-1]),
-                                w.reshape(-1, n, w.shape[-1]).transpose(1, 2))
+    out.view(-1, m, n).baddbmm_(
+        u.reshape(-1, m, u.shape[-1]), w.reshape(-1, n, w.shape[-1]).transpose(1, 2)
+    )
     return out
 
 
 class _ConcatMatmul(torch.autograd.Function):
-
     @staticmethod
     def forward(ctx, x, y, u, w):
         # The inputs are saved, not the concatenations: those are (N, d + K) copies, and
@@ -46,12 +47,17 @@ class _ConcatMatmul(torch.autograd.Function):
         x, y, u, w = ctx.saved_tensors
         need_x, need_y, need_u, need_w = ctx.needs_input_grad
         grad_t = grad.transpose(-2, -1)
-        return (grad @ y if need_x else None, grad_t @ x if need_y else None,
-                grad @ w if need_u else None, grad_t @ u if need_w else None)
+        return (
+            grad @ y if need_x else None,
+            grad_t @ x if need_y else None,
+            grad @ w if need_u else None,
+            grad_t @ u if need_w else None,
+        )
 
 
-def concat_matmul(x: torch.Tensor, y: torch.Tensor, u: torch.Tensor,
-                  w: torch.Tensor) -> torch.Tensor:
+def concat_matmul(
+    x: torch.Tensor, y: torch.Tensor, u: torch.Tensor, w: torch.Tensor
+) -> torch.Tensor:
     """``x @ y^T + u @ w^T`` computed as ``[x | u] @ [y | w]^T``, or, where the concatenated
     operands would be larger than the ``(M, N)`` output (a long token axis against few agents),
     as ``x @ y^T`` with ``u @ w^T`` accumulated into it in place (one more pass over the output

@@ -26,8 +26,9 @@ __all__ = ['linear_interp_matrix', 'bilinear_matrix', 'resize_pos_table']
 _MATRICES = SizeKeyedCache(max_entries=256)  # a few KiB each
 
 
-def linear_interp_matrix(n_in: int, n_out: int, dtype: torch.dtype,
-                         device: torch.device) -> torch.Tensor:
+def linear_interp_matrix(
+    n_in: int, n_out: int, dtype: torch.dtype, device: torch.device
+) -> torch.Tensor:
     """``(n_out, n_in)`` weights of 1-D linear interpolation as ``F.interpolate`` computes it.
 
     Half-pixel centres (``align_corners=False``), source positions clamped at 0 below and the
@@ -36,14 +37,18 @@ def linear_interp_matrix(n_in: int, n_out: int, dtype: torch.dtype,
 
     The result is cached per ``(n_in, n_out, dtype, device)`` and must not be written to.
     """
-    return _MATRICES.get((n_in, n_out, dtype, torch.device(device)),
-                         lambda: _build_linear_interp_matrix(n_in, n_out, dtype, device))
+    return _MATRICES.get(
+        (n_in, n_out, dtype, torch.device(device)),
+        lambda: _build_linear_interp_matrix(n_in, n_out, dtype, device),
+    )
 
 
-def _build_linear_interp_matrix(n_in: int, n_out: int, dtype: torch.dtype,
-                                device: torch.device) -> torch.Tensor:
-    src = ((torch.arange(n_out, device=device, dtype=torch.float64) + 0.5) * (n_in / n_out)
-           - 0.5).clamp(min=0)
+def _build_linear_interp_matrix(
+    n_in: int, n_out: int, dtype: torch.dtype, device: torch.device
+) -> torch.Tensor:
+    src = (
+        (torch.arange(n_out, device=device, dtype=torch.float64) + 0.5) * (n_in / n_out) - 0.5
+    ).clamp(min=0)
     lo = src.floor()
     frac = (src - lo)[:, None]
     lo = lo.long().clamp(max=n_in - 1)[:, None]
@@ -53,8 +58,9 @@ def _build_linear_interp_matrix(n_in: int, n_out: int, dtype: torch.dtype,
     return weights.to(dtype)
 
 
-def bilinear_matrix(src_hw: Sequence[int], dst_hw: Sequence[int], dtype: torch.dtype,
-                    device: torch.device) -> torch.Tensor:
+def bilinear_matrix(
+    src_hw: Sequence[int], dst_hw: Sequence[int], dtype: torch.dtype, device: torch.device
+) -> torch.Tensor:
     """``(H * W, h * w)`` weights of ``F.interpolate(mode='bilinear', align_corners=False)`` on
     row-major flattened maps: the Kronecker product of the row and column matrices.
 
@@ -64,11 +70,13 @@ def bilinear_matrix(src_hw: Sequence[int], dst_hw: Sequence[int], dtype: torch.d
     rows = linear_interp_matrix(src_hw[0], dst_hw[0], dtype, device)  # (H, h)
     cols = linear_interp_matrix(src_hw[1], dst_hw[1], dtype, device)  # (W, w)
     return (rows[:, None, :, None] * cols[None, :, None, :]).reshape(
-        rows.shape[0] * cols.shape[0], rows.shape[1] * cols.shape[1])
+        rows.shape[0] * cols.shape[0], rows.shape[1] * cols.shape[1]
+    )
 
 
-def resize_pos_table(table: torch.Tensor, src_hw: Sequence[int], dst_hw: Sequence[int],
-                     mode: str = 'bilinear') -> torch.Tensor:
+def resize_pos_table(
+    table: torch.Tensor, src_hw: Sequence[int], dst_hw: Sequence[int], mode: str = 'bilinear'
+) -> torch.Tensor:
     """Resize a learned ``(1, h0 * w0, C)`` token table to ``(1, H * W, C)``.
 
     The table is read as a row-major ``h0 x w0`` grid (the token order of every backbone here)

@@ -3,6 +3,7 @@
 Non-overlapping (PVT v1, kernel = stride) or overlapping (PVT v2, Shunted stages 2-4: kernel
 larger than the stride, padding ``kernel // 2``). Sizes floor like the official convs.
 """
+
 from typing import Optional, Tuple
 
 import torch
@@ -26,16 +27,24 @@ class ConvPatchEmbed(nn.Module):
             Defaults to None: ``patch_size``, non-overlapping, no padding (PVT v1).
     """
 
-    def __init__(self, in_channels: int, embed_dims: int, patch_size: int,
-                 kernel_size: Optional[int] = None) -> None:
+    def __init__(
+        self, in_channels: int, embed_dims: int, patch_size: int, kernel_size: Optional[int] = None
+    ) -> None:
         super().__init__()
         kernel_size = patch_size if kernel_size is None else int(kernel_size)
         if kernel_size < patch_size:
-            raise ValueError(f'patch kernel {kernel_size} is smaller than its stride '
-                             f'{patch_size}: pixels between patches would be skipped')
+            raise ValueError(
+                f'patch kernel {kernel_size} is smaller than its stride '
+                f'{patch_size}: pixels between patches would be skipped'
+            )
         self.overlap = kernel_size > patch_size
-        self.proj = nn.Conv2d(in_channels, embed_dims, kernel_size=kernel_size,
-                              stride=patch_size, padding=kernel_size // 2 if self.overlap else 0)
+        self.proj = nn.Conv2d(
+            in_channels,
+            embed_dims,
+            kernel_size=kernel_size,
+            stride=patch_size,
+            padding=kernel_size // 2 if self.overlap else 0,
+        )
         self.norm = nn.LayerNorm(embed_dims)
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, Tuple[int, int]]:
@@ -43,8 +52,9 @@ class ConvPatchEmbed(nn.Module):
         if not self.overlap and (x.shape[2] < p or x.shape[3] < p):
             raise ValueError(
                 f'stage input {x.shape[2]}x{x.shape[3]} is smaller than its {p}x{p} patch '
-                f'embedding: the image is smaller than the backbone\'s total stride; pad or '
-                f'resize it (at least 32 px per side for the 4-stage pyramid)')
+                f"embedding: the image is smaller than the backbone's total stride; pad or "
+                f'resize it (at least 32 px per side for the 4-stage pyramid)'
+            )
         x = self.proj(x)
         hw = (x.shape[2], x.shape[3])
         return self.norm(map_to_tokens(x)), hw

@@ -13,6 +13,7 @@ the graph (whose kernels are fused anyway), and Dynamo never sees the dict. The 
 when full, and tensors larger than ``max_bytes`` are not kept (at detection sizes, which change
 from image to image, the build is small next to the work it serves).
 """
+
 from typing import Callable, Dict, Hashable, Optional
 
 import torch

@@ -20,6 +20,7 @@ output is a view again. Every token <-> map change in the package goes through t
 :func:`check_tokens` is the input check every attention op starts with, and
 :func:`pad_map_to` the right/bottom zero padding of window and region attentions.
 """
+
 from typing import Sequence, Tuple
 
 import torch
@@ -65,8 +66,10 @@ def check_tokens(x: torch.Tensor, hw_shape: Sequence[int], owner: str) -> Tuple[
     # int() of a symbolic size would fix it in an exported graph (torch.export, ONNX)
     h, w = (v if isinstance(v, torch.SymInt) else int(v) for v in hw_shape)
     if x.shape[1] != h * w:
-        raise ValueError(f'{owner}: {x.shape[1]} tokens do not form the hw_shape {h} x {w} map '
-                         f'(N must equal H * W)')
+        raise ValueError(
+            f'{owner}: {x.shape[1]} tokens do not form the hw_shape {h} x {w} map '
+            f'(N must equal H * W)'
+        )
     return h, w
 
 

@@ -4,6 +4,7 @@ Its ``fan_out`` is ``k_h * k_w * out_channels / groups`` (so a depthwise conv's 
 which is not the ``fan_out`` of ``torch.nn.init.kaiming_normal_`` / mmengine's ``kaiming_init``
 (those ignore ``groups``); hence this one helper instead of theirs.
 """
+
 import math
 
 import torch.nn as nn

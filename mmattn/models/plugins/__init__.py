@@ -3,6 +3,7 @@
 :class:`AttentionPlugin` runs an op on NCHW maps (mmcv plug-in contract, identity at
 insertion); :class:`AttentionNeck` puts plug-ins on chosen levels of any neck.
 """
+
 from .attention_neck import AttentionNeck, build_foreign
 from .attention_plugin import AttentionPlugin, plugin_facts, plugin_heads
 

@@ -6,6 +6,7 @@ those packages (STYLE.md section 2); :func:`build_foreign` finds the neck's type
 registry scope holds it, so an unprefixed ``type='CSPNeXtPAFPN'`` in an mmdet config works
 although this wrapper itself is built in the ``mmattn`` scope.
 """
+
 import copy
 from typing import List, Optional, Sequence, Tuple, Union
 
@@ -59,12 +60,16 @@ def build_foreign(cfg: dict, owner: str = 'AttentionNeck') -> nn.Module:
         else:
             found = sorted(s for s, reg in scopes.items() if _holds(reg, name))
             if len(found) != 1:
-                where = (f'in several scopes ({", ".join(found)})' if found else
-                         f'in no imported scope ({", ".join(sorted(scopes))})')
+                where = (
+                    f'in several scopes ({", ".join(found)})'
+                    if found
+                    else f'in no imported scope ({", ".join(sorted(scopes))})'
+                )
                 raise KeyError(
                     f'{owner}: module type {name!r} is registered {where}; prefix it with its '
-                    f'package, e.g. type=\'mmdet.{name}\', and import that package (an mmdet or '
-                    'mmseg config does)')
+                    f"package, e.g. type='mmdet.{name}', and import that package (an mmdet or "
+                    'mmseg config does)'
+                )
             scope = found[0]
     cfg['type'] = name
     cfg['_scope_'] = scope  # nested builds of the module resolve in its own package
@@ -103,14 +108,16 @@ class AttentionNeck(BaseModule):
         init_cfg (dict, optional): Initialisation config. Defaults to None.
     """
 
-    def __init__(self,
-                 neck: dict,
-                 plugin: Union[dict, Sequence[dict]],
-                 levels: Optional[Sequence[int]] = None,
-                 where: str = 'in',
-                 map_sizes: Optional[Sequence] = None,
-                 channels: Optional[Sequence[int]] = None,
-                 init_cfg: Optional[dict] = None) -> None:
+    def __init__(
+        self,
+        neck: dict,
+        plugin: Union[dict, Sequence[dict]],
+        levels: Optional[Sequence[int]] = None,
+        where: str = 'in',
+        map_sizes: Optional[Sequence] = None,
+        channels: Optional[Sequence[int]] = None,
+        init_cfg: Optional[dict] = None,
+    ) -> None:
         super().__init__(init_cfg=init_cfg)
         if where not in ('in', 'out'):
             raise ValueError(f"AttentionNeck: where must be 'in' or 'out', got {where!r}")
@@ -124,28 +131,38 @@ class AttentionNeck(BaseModule):
         num_levels, level_channels = self._level_channels(neck, where)
         if levels is None:
             if num_levels is None:
-                raise ValueError('AttentionNeck: give levels=... (the neck config does not say '
-                                 f'how many {where}put levels it has)')
+                raise ValueError(
+                    'AttentionNeck: give levels=... (the neck config does not say '
+                    f'how many {where}put levels it has)'
+                )
             levels = range(num_levels)
         self.levels = self._check_levels(levels, num_levels)
         n = len(self.levels)
         if channels is not None:
             if len(channels) != n:
-                raise ValueError(f'AttentionNeck: channels has {len(channels)} entries for the '
-                                 f'{n} levels {self.levels}')
+                raise ValueError(
+                    f'AttentionNeck: channels has {len(channels)} entries for the '
+                    f'{n} levels {self.levels}'
+                )
             level_channels = {lv: int(c) for lv, c in zip(self.levels, channels)}
         missing = [lv for lv in self.levels if level_channels.get(lv) is None]
         if missing:
             key = 'in_channels' if where == 'in' else 'out_channels'
-            raise ValueError(f'AttentionNeck: the channels of levels {missing} are unknown: the '
-                             f'neck config has no {key} for them; give channels=[...]')
+            raise ValueError(
+                f'AttentionNeck: the channels of levels {missing} are unknown: the '
+                f'neck config has no {key} for them; give channels=[...]'
+            )
         plugins = [plugin] * n if isinstance(plugin, dict) else list(plugin)
         if len(plugins) != n or not all(isinstance(p, dict) for p in plugins):
-            raise ValueError(f'AttentionNeck: plugin must be one config dict or a list of {n} '
-                             f'(one per level {self.levels}), got {plugin!r}')
+            raise ValueError(
+                f'AttentionNeck: plugin must be one config dict or a list of {n} '
+                f'(one per level {self.levels}), got {plugin!r}'
+            )
         if map_sizes is not None and len(map_sizes) != n:
-            raise ValueError(f'AttentionNeck: map_sizes has {len(map_sizes)} entries for the '
-                             f'{n} levels {self.levels}')
+            raise ValueError(
+                f'AttentionNeck: map_sizes has {len(map_sizes)} entries for the '
+                f'{n} levels {self.levels}'
+            )
         self.plugins = nn.ModuleDict()
         for i, (lv, cfg) in enumerate(zip(self.levels, plugins)):
             cfg = dict(cfg)
@@ -162,7 +179,7 @@ class AttentionNeck(BaseModule):
         ``load_from``): keys of this module that are neither ``neck.*`` nor ``plugins.*`` are
         the wrapped neck's."""
         for key in [k for k in state_dict if k.startswith(prefix)]:
-            rest = key[len(prefix):]
+            rest = key[len(prefix) :]
             if not rest.startswith(('neck.', 'plugins.')):
                 state_dict[prefix + 'neck.' + rest] = state_dict.pop(key)
 
@@ -174,8 +191,11 @@ class AttentionNeck(BaseModule):
         if where == 'in':
             return (len(in_ch) if in_ch else None), dict(enumerate(in_ch or []))
         out = neck.get('out_channels')
-        num = neck.get('num_outs') or (len(out) if isinstance(out, (list, tuple)) else None) \
+        num = (
+            neck.get('num_outs')
+            or (len(out) if isinstance(out, (list, tuple)) else None)
             or (len(in_ch) if in_ch else None)
+        )
         if isinstance(out, (list, tuple)):
             return num, dict(enumerate(out))
         return num, ({lv: int(out) for lv in range(num)} if out is not None and num else {})
@@ -187,12 +207,16 @@ class AttentionNeck(BaseModule):
                 raise TypeError(f'AttentionNeck: levels must be ints, got {levels!r}')
             if num_levels is not None:
                 if not -num_levels <= lv < num_levels:
-                    raise ValueError(f'AttentionNeck: level {lv} does not exist: the neck has '
-                                     f'{num_levels} {self.where}put levels (0-{num_levels - 1})')
+                    raise ValueError(
+                        f'AttentionNeck: level {lv} does not exist: the neck has '
+                        f'{num_levels} {self.where}put levels (0-{num_levels - 1})'
+                    )
                 lv %= num_levels
             elif lv < 0:
-                raise ValueError(f'AttentionNeck: level {lv}: negative levels need a neck '
-                                 'config that gives its number of levels')
+                raise ValueError(
+                    f'AttentionNeck: level {lv}: negative levels need a neck '
+                    'config that gives its number of levels'
+                )
             out.append(lv)
         if len(set(out)) != len(out):
             raise ValueError(f'AttentionNeck: levels {list(levels)} name a level twice')
@@ -202,8 +226,10 @@ class AttentionNeck(BaseModule):
         maps = list(maps)
         for lv in self.levels:
             if lv >= len(maps):
-                raise ValueError(f'AttentionNeck: a plug-in sits on {stage} level {lv}, but the '
-                                 f'{stage} has {len(maps)} levels')
+                raise ValueError(
+                    f'AttentionNeck: a plug-in sits on {stage} level {lv}, but the '
+                    f'{stage} has {len(maps)} levels'
+                )
             maps[lv] = self.plugins[str(lv)](maps[lv])
         return tuple(maps)
 

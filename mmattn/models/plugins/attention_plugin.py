@@ -14,6 +14,7 @@ unchanged at insertion.
 Any op registered later, a user's own through ``custom_imports`` included, is a plug-in with no
 edit here: the facts are offered by parameter name, never by op type.
 """
+
 import math
 from typing import Callable, Dict, Optional, Sequence, Tuple, Union
 
@@ -44,13 +45,12 @@ def plugin_heads(channels: int, even: bool = False) -> int:
     for heads in range(top, 0, -1):
         if channels % heads == 0 and (not even or heads % 2 == 0):
             return heads
-    raise ValueError(f'no even head count divides {channels} channels; give num_heads in '
-                     'attn_cfg')
+    raise ValueError(f'no even head count divides {channels} channels; give num_heads in attn_cfg')
 
 
 def _reduction(side: int) -> int:
     """Largest power of two ``r`` with ``side / r >= 8`` (at least 1)."""
-    return 2**max(0, int(math.floor(math.log2(max(side, 1) / KEY_GRID))))
+    return 2 ** max(0, int(math.floor(math.log2(max(side, 1) / KEY_GRID))))
 
 
 FactRule = Callable[[int, Tuple[int, int]], object]
@@ -66,7 +66,7 @@ FACT_RULES: Dict[str, FactRule] = {
     'window_size': lambda c, hw: min(GRID7, min(hw)),
     # regions of about 4 x 4 tokens, at most BiFormer's 7 x 7 regions
     'n_win': lambda c, hw: max(1, min(GRID7, min(hw) // 4)),
-    'agent_num': lambda c, hw: min(GRID7, min(hw))**2,
+    'agent_num': lambda c, hw: min(GRID7, min(hw)) ** 2,
 }
 
 #: Per-type exceptions to :data:`FACT_RULES` for the shipped ops (types not listed here use
@@ -93,8 +93,9 @@ def _pair(x: Union[int, Sequence[int]]) -> Tuple[int, int]:
     return pair
 
 
-def plugin_facts(op_type: Union[str, type], in_channels: int,
-                 map_size: Union[int, Sequence[int]] = 32) -> dict:
+def plugin_facts(
+    op_type: Union[str, type], in_channels: int, map_size: Union[int, Sequence[int]] = 32
+) -> dict:
     """The defaults :class:`AttentionPlugin` derives for an op (before ``attn_cfg``'s keys).
 
     Args:
@@ -161,39 +162,51 @@ class AttentionPlugin(BaseModule):
         layer_scale_init (float): Initial value of ``gamma``. Defaults to 0 (identity).
         init_cfg (dict, optional): Initialisation config. Defaults to None.
     """
+
     _abbr_ = 'attn_plugin'
 
-    def __init__(self,
-                 in_channels: int,
-                 attn_cfg: dict,
-                 map_size: Union[int, Sequence[int]] = 32,
-                 norm_cfg: Optional[dict] = dict(type='LN'),
-                 layer_scale_init: float = 0.,
-                 init_cfg: Optional[dict] = None) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        attn_cfg: dict,
+        map_size: Union[int, Sequence[int]] = 32,
+        norm_cfg: Optional[dict] = dict(type='LN'),
+        layer_scale_init: float = 0.0,
+        init_cfg: Optional[dict] = None,
+    ) -> None:
         super().__init__(init_cfg=init_cfg)
         if not isinstance(attn_cfg, dict) or 'type' not in attn_cfg:
-            raise TypeError(f'AttentionPlugin: attn_cfg must be a dict with "type" (a registered '
-                            f'attention op), got {attn_cfg!r}')
+            raise TypeError(
+                f'AttentionPlugin: attn_cfg must be a dict with "type" (a registered '
+                f'attention op), got {attn_cfg!r}'
+            )
         cls = op_class(attn_cfg['type'])
         self.layout = op_layout(cls)
         if self.layout is None:
             raise TypeError(
                 f'AttentionPlugin: {cls.__name__} is not an attention op: its __init__ must take '
                 '`embed_dims` and its forward `(x, hw_shape)` (token op), or take `in_channels` '
-                'and `forward(x)` on NCHW maps')
+                'and `forward(x)` on NCHW maps'
+            )
         self.in_channels = int(in_channels)
         self.map_size = _pair(map_size)
         facts = plugin_facts(cls, self.in_channels, self.map_size)
-        common = dict(embed_dims=self.in_channels) if self.layout == 'tokens' else dict(
-            in_channels=self.in_channels)
+        common = (
+            dict(embed_dims=self.in_channels)
+            if self.layout == 'tokens'
+            else dict(in_channels=self.in_channels)
+        )
         self.attn = build_attention(dict(attn_cfg), common, facts)
-        self.norm = build_norm_layer(norm_cfg, self.in_channels)[1] \
-            if norm_cfg is not None and self.layout == 'tokens' else nn.Identity()
+        self.norm = (
+            build_norm_layer(norm_cfg, self.in_channels)[1]
+            if norm_cfg is not None and self.layout == 'tokens'
+            else nn.Identity()
+        )
         rate = getattr(self.attn, 'sr_ratio', 1)
         #: maps with a side below this are padded for the op (its reduction cell)
         self.min_side = rate if isinstance(rate, int) and rate > 1 else 1
         self.layer_scale_init = float(layer_scale_init)
-        self.gamma = nn.Parameter(torch.full((self.in_channels, ), self.layer_scale_init))
+        self.gamma = nn.Parameter(torch.full((self.in_channels,), self.layer_scale_init))
 
     def init_weights(self) -> None:
         """The op's own init, then ``gamma`` back to ``layer_scale_init``: a host's init
@@ -221,11 +234,16 @@ class AttentionPlugin(BaseModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Args: x (Tensor): ``(B, C, H, W)``. Returns: Tensor: the same shape and layout."""
         if x.dim() != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(f'AttentionPlugin: expected a (B, {self.in_channels}, H, W) map, '
-                             f'got shape {tuple(x.shape)}; in_channels must be the channels '
-                             'of the map it is inserted on')
+            raise ValueError(
+                f'AttentionPlugin: expected a (B, {self.in_channels}, H, W) map, '
+                f'got shape {tuple(x.shape)}; in_channels must be the channels '
+                'of the map it is inserted on'
+            )
         out = x + self.gamma.view(1, -1, 1, 1) * self.branch(x)
         # keep the input's memory layout: mmcv's RoIAlign reads any map as NCHW memory
-        fmt = torch.channels_last if (x.is_contiguous(memory_format=torch.channels_last)
-                                      and not x.is_contiguous()) else torch.contiguous_format
+        fmt = (
+            torch.channels_last
+            if (x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous())
+            else torch.contiguous_format
+        )
         return out.contiguous(memory_format=fmt)

@@ -1,4 +1,5 @@
 """AgentAttention against an explicit two-softmax implementation written from the formulas."""
+
 import math
 
 import pytest
@@ -53,8 +54,11 @@ def reference(op: AgentAttention, x: torch.Tensor, hw) -> torch.Tensor:
     p0 = math.isqrt(op.agent_num)
     gh, gw = op.agent_shape
     wq, wk, wv = op.qkv.weight.double().chunk(3, 0)
-    bq, bk, bv = (op.qkv.bias.double().chunk(3, 0) if op.qkv.bias is not None
-                  else (torch.zeros(c, dtype=torch.float64),) * 3)
+    bq, bk, bv = (
+        op.qkv.bias.double().chunk(3, 0)
+        if op.qkv.bias is not None
+        else (torch.zeros(c, dtype=torch.float64),) * 3
+    )
     # Agent-grid resampling: agents live on a p0 x p0 grid; new grid gh x gw (row-major).
     grid_map = torch.kron(interp_matrix(gh, p0), interp_matrix(gw, p0))  # (gh*gw, p0*p0)
     outs = []
@@ -80,8 +84,9 @@ def reference(op: AgentAttention, x: torch.Tensor, hw) -> torch.Tensor:
             agg = softmax(s * agents[:, sl] @ k[:, sl].T + b1) @ v[:, sl]  # agent aggregation
             o[:, sl] = softmax(s * q[:, sl] @ agents[:, sl].T + b2) @ agg  # agent broadcast
         v_img = v.T.reshape(1, c, h, w)
-        dwc = torch.nn.functional.conv2d(v_img, op.dwc.weight.double(), op.dwc.bias.double(),
-                                         padding=op.dwc.padding, groups=c)
+        dwc = torch.nn.functional.conv2d(
+            v_img, op.dwc.weight.double(), op.dwc.bias.double(), padding=op.dwc.padding, groups=c
+        )
         o = o + dwc.reshape(c, -1).T
         outs.append(o @ op.proj.weight.double().T + op.proj.bias.double())
     return torch.stack(outs)
@@ -89,8 +94,15 @@ def reference(op: AgentAttention, x: torch.Tensor, hw) -> torch.Tensor:
 
 def make(agent_shape=None, with_bias=True, fused=True, pretrain_hw=(7, 7)):
     torch.manual_seed(0)
-    op = AgentAttention(embed_dims=16, num_heads=2, pretrain_hw=pretrain_hw, agent_num=9,
-                        agent_shape=agent_shape, with_bias=with_bias, fused_attn=fused).eval()
+    op = AgentAttention(
+        embed_dims=16,
+        num_heads=2,
+        pretrain_hw=pretrain_hw,
+        agent_num=9,
+        agent_shape=agent_shape,
+        with_bias=with_bias,
+        fused_attn=fused,
+    ).eval()
     with torch.no_grad():  # biases larger than their init so that they matter
         for name, p in op.named_parameters():
             if name.endswith('_bias') or name.endswith('.bias'):
@@ -138,11 +150,13 @@ def test_cpu_folded_path_gradients_equal_math_path(hw, agent_shape, with_bias):
     ops = {}
     for fused in (True, False):
         op = make(agent_shape, with_bias, fused).double().train()
-        x = torch.randn(2, hw[0] * hw[1], 16, dtype=torch.float64,
-                        generator=torch.Generator().manual_seed(1)).requires_grad_()
+        x = torch.randn(
+            2, hw[0] * hw[1], 16, dtype=torch.float64, generator=torch.Generator().manual_seed(1)
+        ).requires_grad_()
         out = op(x, hw)
-        (out * torch.linspace(-1, 1, out.numel(), dtype=torch.float64).view_as(out)).sum(
-        ).backward()
+        (
+            out * torch.linspace(-1, 1, out.numel(), dtype=torch.float64).view_as(out)
+        ).sum().backward()
         ops[fused] = (op, x, out)
     (fop, fx, fout), (mop, mx, mout) = ops[True], ops[False]
     torch.testing.assert_close(fout, mout, rtol=0, atol=1e-12)

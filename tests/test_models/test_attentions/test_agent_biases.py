@@ -4,6 +4,7 @@ The biases are computed as products of small interpolation matrices; the referen
 the official definition written out with ``F.interpolate``: every table resized to the feature
 size, the row and column tables summed before resizing, then the agent axis resized from the
 pretraining agent grid to the run-time one."""
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -28,8 +29,11 @@ def _reference_biases(op, hw):
     h0, w0 = op.pretrain_hw
 
     def resize(t):
-        return t if tuple(t.shape[-2:]) == tuple(hw) else F.interpolate(
-            t, size=tuple(hw), mode='bilinear', align_corners=False)
+        return (
+            t
+            if tuple(t.shape[-2:]) == tuple(hw)
+            else F.interpolate(t, size=tuple(hw), mode='bilinear', align_corners=False)
+        )
 
     def agents(t):  # (heads, n, H, W) -> (heads, A', HW)
         g0, g = op.pretrain_grid, op.agent_shape
@@ -42,17 +46,21 @@ def _reference_biases(op, hw):
 
     an = resize(op.an_bias) + resize((op.ah_bias + op.aw_bias).reshape(heads, n, h0, w0))
     na = resize(op.na_bias) + resize(
-        (op.ha_bias + op.wa_bias).reshape(heads, h0, w0, n).permute(0, 3, 1, 2))
+        (op.ha_bias + op.wa_bias).reshape(heads, h0, w0, n).permute(0, 3, 1, 2)
+    )
     return agents(an), agents(na).transpose(1, 2)
 
 
-@pytest.mark.parametrize('kw,hw', [
-    (dict(), (9, 11)),  # grid 2x2 -> 3x3, growing map
-    (dict(), (8, 8)),  # pretraining size: the row / column tables unchanged
-    (dict(), (7, 7)),  # the 7x7 table unchanged, row / column tables shrink
-    (dict(agent_shape=None), (5, 13)),  # no agent-grid resize
-    (dict(agent_num=9, agent_shape=(2, 4)), (12, 6)),  # shrinking, non-square agent grid
-])
+@pytest.mark.parametrize(
+    'kw,hw',
+    [
+        (dict(), (9, 11)),  # grid 2x2 -> 3x3, growing map
+        (dict(), (8, 8)),  # pretraining size: the row / column tables unchanged
+        (dict(), (7, 7)),  # the 7x7 table unchanged, row / column tables shrink
+        (dict(agent_shape=None), (5, 13)),  # no agent-grid resize
+        (dict(agent_num=9, agent_shape=(2, 4)), (12, 6)),  # shrinking, non-square agent grid
+    ],
+)
 def test_biases_and_their_gradients_equal_the_interpolation_definition(kw, hw):
     op = _op(torch.float64, **kw)
     fast, ref = op.agent_biases(hw), _reference_biases(op, hw)
@@ -102,6 +110,7 @@ def test_counted_biases_follow_the_official_formulation():
     """What the FLOP counter traces (``papers_formulation``) is the interpolation chain the
     papers' FLOPs count, with the values of the op's own matrix-product path."""
     from mmattn.analysis.flops import papers_formulation
+
     op = _op(torch.float64)
     fast = op.agent_biases((9, 11))
 
@@ -114,7 +123,7 @@ def test_counted_biases_follow_the_official_formulation():
             return torch.cat([t.reshape(-1) for t in self.op.agent_biases((9, 11))]) + x
 
     with papers_formulation(op):
-        traced = torch.jit.trace(Biases(), (torch.zeros(()), ), check_trace=False)
+        traced = torch.jit.trace(Biases(), (torch.zeros(()),), check_trace=False)
     want = torch.cat([t.reshape(-1) for t in fast])
     torch.testing.assert_close(traced(torch.zeros(())), want, rtol=0, atol=1e-12)
     graph = str(traced.graph)

@@ -4,6 +4,7 @@ The reference computes full softmax attention over every (padded) token with an 
 mask that blocks each key outside its query's routed regions, plus the same LePE: the math
 of BRA without regions-as-batches, gathers or loops.
 """
+
 import math
 
 import pytest
@@ -27,7 +28,7 @@ def dense_bra_reference(op, x, hw_shape):
     xm = torch.zeros(b, hp, wp, c, dtype=x.dtype)
     xm[:, :h, :w] = x.view(b, h, w, c)
     qkv = F.linear(xm, op.qkv.weight, op.qkv.bias)
-    q, k, v = qkv[..., :qk], qkv[..., qk:2 * qk], qkv[..., 2 * qk:]
+    q, k, v = qkv[..., :qk], qkv[..., qk : 2 * qk], qkv[..., 2 * qk :]
     # region means by average pooling over each rh x rw block
     q_mean = F.avg_pool2d(q.permute(0, 3, 1, 2), (rh, rw)).flatten(2).transpose(1, 2)
     k_mean = F.avg_pool2d(k.permute(0, 3, 1, 2), (rh, rw)).flatten(2).transpose(1, 2)
@@ -50,8 +51,9 @@ def dense_bra_reference(op, x, hw_shape):
     vh = v.reshape(b, npad, m, -1).transpose(1, 2)
     attn = (scale * qh @ kh.transpose(-2, -1) + bias[:, None]).softmax(-1)
     out = (attn @ vh).transpose(1, 2).reshape(b, hp, wp, c)
-    lepe = F.conv2d(v.permute(0, 3, 1, 2), op.lepe.weight, op.lepe.bias,
-                    padding=op.lepe.padding, groups=c).permute(0, 2, 3, 1)
+    lepe = F.conv2d(
+        v.permute(0, 3, 1, 2), op.lepe.weight, op.lepe.bias, padding=op.lepe.padding, groups=c
+    ).permute(0, 2, 3, 1)
     out = (out + lepe)[:, :h, :w].reshape(b, n, c)
     return F.linear(out, op.proj.weight, op.proj.bias)
 
@@ -70,8 +72,9 @@ CASES = [  # n_win, topk, H, W
 @pytest.mark.parametrize('n_win,topk,h,w', CASES)
 def test_bra_equals_masked_dense_reference(n_win, topk, h, w, fused):
     torch.manual_seed(0)
-    op = BiLevelRoutingAttention(24, num_heads=3, n_win=n_win, topk=topk, qk_dims=12,
-                                 fused_attn=fused).eval()
+    op = BiLevelRoutingAttention(
+        24, num_heads=3, n_win=n_win, topk=topk, qk_dims=12, fused_attn=fused
+    ).eval()
     # non-trivial biases so that padded tokens (q = k = v = bias) matter
     torch.nn.init.normal_(op.qkv.bias, std=0.5)
     x = torch.randn(2, h * w, 24)
@@ -128,8 +131,11 @@ def test_default_path_follows_the_device(monkeypatch):
     """fused_attn=None: the lean loop on CPU (an explicit True/False always wins)."""
     calls = []
     real_fused = BiLevelRoutingAttention._attend_fused
-    monkeypatch.setattr(BiLevelRoutingAttention, '_attend_fused',
-                        lambda self, *a: calls.append('fused') or real_fused(self, *a))
+    monkeypatch.setattr(
+        BiLevelRoutingAttention,
+        '_attend_fused',
+        lambda self, *a: calls.append('fused') or real_fused(self, *a),
+    )
     x = torch.randn(1, 6 * 6, 16)
     BiLevelRoutingAttention(16, num_heads=2, n_win=2, topk=2)(x, (6, 6))
     assert calls == []
@@ -150,14 +156,15 @@ def test_region_gather_equals_indexing_with_gradient():
     assert got.shape == want.shape == (3, 5, 2, 2, 4, 6)
     assert torch.equal(got, want)
     g = torch.randn_like(got)
-    (g_got, ), (g_want, ) = (torch.autograd.grad(o, t, g) for o in (got, want))
+    (g_got,), (g_want,) = (torch.autograd.grad(o, t, g) for o in (got, want))
     torch.testing.assert_close(g_got, g_want)
 
 
 def test_every_parameter_gets_gradient_and_routing_has_none():
     torch.manual_seed(0)
-    op = build_module(dict(type='BiLevelRoutingAttention', embed_dims=16, num_heads=2,
-                           n_win=2, topk=2))
+    op = build_module(
+        dict(type='BiLevelRoutingAttention', embed_dims=16, num_heads=2, n_win=2, topk=2)
+    )
     x = torch.randn(1, 6 * 5, 16, requires_grad=True)
     op(x, (6, 5)).sum().backward()
     for name, p in op.named_parameters():
@@ -171,13 +178,15 @@ def test_soft_routing_options():
     torch.manual_seed(0)
     with pytest.raises(ValueError, match='soft_routing'):
         BiLevelRoutingAttention(16, num_heads=2, diff_routing=True)
-    op = BiLevelRoutingAttention(16, num_heads=2, n_win=2, topk=2, soft_routing=True,
-                                 diff_routing=True)
+    op = BiLevelRoutingAttention(
+        16, num_heads=2, n_win=2, topk=2, soft_routing=True, diff_routing=True
+    )
     x = torch.randn(1, 16, 16)
     weights, _ = op.route(*(torch.randn(1, 4, 4, 16, requires_grad=True),) * 2)
     assert weights.requires_grad
-    fused = BiLevelRoutingAttention(16, num_heads=2, n_win=2, topk=2, soft_routing=True,
-                                    fused_attn=True)
+    fused = BiLevelRoutingAttention(
+        16, num_heads=2, n_win=2, topk=2, soft_routing=True, fused_attn=True
+    )
     fused.load_state_dict(op.state_dict())
     assert (op(x, (4, 4)) - fused(x, (4, 4))).abs().max() <= 1e-5
 
@@ -201,8 +210,9 @@ def global_reference(op, x, hw_shape, num_heads):
         sl = slice(i * c // num_heads, (i + 1) * c // num_heads)
         a = (q[..., sl] @ k[..., sl].transpose(1, 2) / math.sqrt(c // num_heads)).softmax(-1)
         outs.append(a @ v[..., sl])
-    lepe = F.conv2d(x.transpose(1, 2).reshape(b, c, h, w), op.lepe.weight, op.lepe.bias,
-                    padding=2, groups=c)  # LePE on the op input x, as the official code
+    lepe = F.conv2d(
+        x.transpose(1, 2).reshape(b, c, h, w), op.lepe.weight, op.lepe.bias, padding=2, groups=c
+    )  # LePE on the op input x, as the official code
     out = torch.cat(outs, -1) + lepe.flatten(2).transpose(1, 2)
     return F.linear(out, op.proj.weight, op.proj.bias)
 

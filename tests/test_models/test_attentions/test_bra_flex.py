@@ -1,5 +1,6 @@
 """BRA as block-sparse flex attention: equal to an independent dense reference (attention under
 the routing block mask) and to BiLevelRoutingAttention's own routed attention."""
+
 import pytest
 import torch
 
@@ -41,8 +42,9 @@ def _attend_masked(q, k, v, mask, num_heads, scale):
     return out.transpose(1, 2).reshape(b, hp, wp, num_heads * dv)
 
 
-@pytest.mark.parametrize('n_win,rh,rw,heads,topk', [(2, 3, 5, 2, 1), (3, 5, 7, 2, 4),
-                                                    (4, 2, 2, 1, 16)])
+@pytest.mark.parametrize(
+    'n_win,rh,rw,heads,topk', [(2, 3, 5, 2, 1), (3, 5, 7, 2, 4), (4, 2, 2, 1, 16)]
+)
 def test_layout_round_trip(n_win, rh, rw, heads, topk):
     x = torch.randn(2, n_win * rh, n_win * rw, heads * 4)
     tok = regions_to_tokens(x, n_win, heads)
@@ -78,8 +80,13 @@ def test_flex_equals_dense_masked_attention(n_win, rh, rw, heads, topk, compiled
     r_idx = torch.randn(b, p, p).topk(topk, dim=-1).indices
     scale = 0.3
     with torch.no_grad():
-        out = bra_flex_attention(*(regions_to_tokens(t, n_win, heads) for t in (q, k, v)),
-                                 r_idx, rh * rw, scale=scale, compiled=compiled)
+        out = bra_flex_attention(
+            *(regions_to_tokens(t, n_win, heads) for t in (q, k, v)),
+            r_idx,
+            rh * rw,
+            scale=scale,
+            compiled=compiled,
+        )
     out = tokens_to_regions(out, n_win, rh, rw)
     mask = _routing_mask(r_idx, n_win, rh, rw)
     ref = _attend_masked(q, k, v, mask, heads, scale)
@@ -92,18 +99,24 @@ def test_flex_equals_dense_masked_attention(n_win, rh, rw, heads, topk, compiled
 def test_flex_equals_bra_gather_path():
     """Same q, k, v and routing through BiLevelRoutingAttention's fused gather + SDPA path."""
     from mmattn.models.attentions.bi_level_routing_attention import BiLevelRoutingAttention
+
     torch.manual_seed(0)
     n_win, rh, rw, heads, topk, c = 3, 4, 5, 2, 3, 16
     op = BiLevelRoutingAttention(c, num_heads=heads, n_win=n_win, topk=topk, fused_attn=True)
     q, k, v = (torch.randn(1, n_win * rh, n_win * rw, c) for _ in range(3))
-    to_r = [t.view(1, n_win, rh, n_win, rw, c).permute(0, 1, 3, 2, 4, 5).reshape(
-        1, n_win * n_win, rh * rw, c) for t in (q, k, v)]
+    to_r = [
+        t.view(1, n_win, rh, n_win, rw, c)
+        .permute(0, 1, 3, 2, 4, 5)
+        .reshape(1, n_win * n_win, rh * rw, c)
+        for t in (q, k, v)
+    ]
     _, r_idx = op.route(to_r[0], to_r[1])
     qr, kr, vr = (t.view(1, n_win * n_win, rh * rw, heads, -1).transpose(2, 3) for t in to_r)
     with torch.no_grad():
         ref = op._attend_fused(qr, kr, vr, r_idx, None)  # (B, P, heads, w2, d)
-        out = bra_flex_attention(*(regions_to_tokens(t, n_win, heads) for t in (q, k, v)),
-                                 r_idx, rh * rw, scale=op.scale)
+        out = bra_flex_attention(
+            *(regions_to_tokens(t, n_win, heads) for t in (q, k, v)), r_idx, rh * rw, scale=op.scale
+        )
     ref = ref.permute(0, 2, 1, 3, 4).reshape_as(out)  # (B, heads, P*w2, d)
     torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
 

@@ -4,6 +4,7 @@ Every op raises ValueError when N != H * W, takes non-contiguous tokens (what
 ``map_to_tokens`` returns) with the same result as contiguous ones, and, while a tool records,
 computes the same output through its math path and hands over the weights it used.
 """
+
 import pytest
 import torch
 
@@ -36,10 +37,10 @@ def test_non_contiguous_tokens(name):
     # and a view that no .view() can reshape: every other channel of a wider map
     wide = map_to_tokens(torch.randn(2, 64, *hw, dtype=torch.float64))[..., ::2]
     with torch.no_grad():
-        torch.testing.assert_close(op(tokens, hw), op(tokens.contiguous(), hw),
-                                   rtol=1e-12, atol=1e-12)
-        torch.testing.assert_close(op(wide, hw), op(wide.contiguous(), hw),
-                                   rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(
+            op(tokens, hw), op(tokens.contiguous(), hw), rtol=1e-12, atol=1e-12
+        )
+        torch.testing.assert_close(op(wide, hw), op(wide.contiguous(), hw), rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize('name', TOKEN_OPS)

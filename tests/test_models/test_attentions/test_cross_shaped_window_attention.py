@@ -1,4 +1,5 @@
 """CSWinAttention against dense attention under an explicit stripe mask, plus LePE by slices."""
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -35,9 +36,11 @@ def reference(op, x, hw):
         top, left = ph // 2, pw // 2
         hp, wp = h + ph, w + pw
         part = torch.zeros(b, hp, wp, 3, cb, dtype=torch.float64)
-        part[:, top:top + h, left:left + w] = qkv[..., c0:c0 + cb]
-        q, k, v = (part[:, :, :, i].reshape(b, hp * wp, heads, cb // heads).transpose(1, 2)
-                   for i in range(3))
+        part[:, top : top + h, left : left + w] = qkv[..., c0 : c0 + cb]
+        q, k, v = (
+            part[:, :, :, i].reshape(b, hp * wp, heads, cb // heads).transpose(1, 2)
+            for i in range(3)
+        )
         rows, cols = torch.meshgrid(torch.arange(hp), torch.arange(wp), indexing='ij')
         stripe = ((rows // sh) * (wp // sw) + cols // sw).reshape(-1)
         logits = (q * op.scale) @ k.transpose(-2, -1)
@@ -47,11 +50,15 @@ def reference(op, x, hw):
         lepe = torch.zeros_like(vmap)
         for r0 in range(0, hp, sh):
             for q0 in range(0, wp, sw):
-                lepe[:, :, r0:r0 + sh, q0:q0 + sw] = F.conv2d(
-                    vmap[:, :, r0:r0 + sh, q0:q0 + sw], wgt[c0:c0 + cb], bias[c0:c0 + cb],
-                    padding=op.lepe.padding, groups=cb)
+                lepe[:, :, r0 : r0 + sh, q0 : q0 + sw] = F.conv2d(
+                    vmap[:, :, r0 : r0 + sh, q0 : q0 + sw],
+                    wgt[c0 : c0 + cb],
+                    bias[c0 : c0 + cb],
+                    padding=op.lepe.padding,
+                    groups=cb,
+                )
         out = out + lepe.permute(0, 2, 3, 1)
-        outs.append(out[:, top:top + h, left:left + w])
+        outs.append(out[:, top : top + h, left : left + w])
     out = torch.cat(outs, -1).reshape(b, n, c)
     return out @ op.proj.weight.double().T + op.proj.bias.double()
 
@@ -84,8 +91,9 @@ def test_float32_matches_reference_and_official_layout_exactness():
     op = _op(split_size=7)
     x = torch.randn(1, 14 * 21, 16)
     with torch.no_grad():
-        torch.testing.assert_close(op(x, (14, 21)).double(), reference(op, x, (14, 21)),
-                                   rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(
+            op(x, (14, 21)).double(), reference(op, x, (14, 21)), rtol=1e-4, atol=1e-5
+        )
         # a map needing padding: the border stripes see the zero keys
         y = torch.randn(1, 10 * 10, 16)
         ref = reference(op, y, (10, 10))
@@ -105,8 +113,7 @@ def test_global_mode_is_full_attention():
     x = torch.randn(1, 6 * 5, 16, dtype=torch.float64)
     b, n, c = x.shape
     with torch.no_grad():
-        q, k, v = (x @ op.qkv.weight.T + op.qkv.bias).reshape(b, n, 3, 2, 8).permute(2, 0, 3,
-                                                                                       1, 4)
+        q, k, v = (x @ op.qkv.weight.T + op.qkv.bias).reshape(b, n, 3, 2, 8).permute(2, 0, 3, 1, 4)
         attn = ((q @ k.transpose(-2, -1)) * 8**-0.5).softmax(-1) @ v
         vmap = v.transpose(-2, -1).reshape(b, c, 6, 5)
         lepe = F.conv2d(vmap, op.lepe.weight, op.lepe.bias, padding=1, groups=c)
@@ -127,7 +134,7 @@ def test_gradients_reach_every_parameter():
 def test_gradcheck_float64():
     op = _op(dims=8, heads=2, split_size=2).double()
     x = torch.randn(1, 5 * 3, 8, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda t: op(t, (5, 3)), (x, ))
+    assert torch.autograd.gradcheck(lambda t: op(t, (5, 3)), (x,))
 
 
 @pytest.mark.parametrize('split', [1, 7, None])
@@ -148,8 +155,9 @@ def test_batch_independence():
     with torch.no_grad():
         full = op(x, (10, 12))
         for i in range(3):
-            torch.testing.assert_close(op(x[i:i + 1], (10, 12)), full[i:i + 1], rtol=0,
-                                       atol=1e-12)
+            torch.testing.assert_close(
+                op(x[i : i + 1], (10, 12)), full[i : i + 1], rtol=0, atol=1e-12
+            )
 
 
 def test_recorded_rows_are_distributions_in_the_stripe():
@@ -166,15 +174,19 @@ def test_recorded_rows_are_distributions_in_the_stripe():
     assert vert.key_hw == (7, 9)
     assert grid[:, :, :3].abs().sum() == 0 and grid[:, :, 6:].abs().sum() == 0
     from mmattn.analysis.query_maps import query_maps
+
     maps = query_maps(op, records, (2, 4))
     assert all(m.map.shape == hw for m in maps)
 
 
-@pytest.mark.parametrize('kwargs, match', [
-    (dict(embed_dims=18, num_heads=3), 'even'),
-    (dict(split_size=0), 'positive'),
-    (dict(num_heads=5, split_size=None), 'divisible'),
-])
+@pytest.mark.parametrize(
+    'kwargs, match',
+    [
+        (dict(embed_dims=18, num_heads=3), 'even'),
+        (dict(split_size=0), 'positive'),
+        (dict(num_heads=5, split_size=None), 'divisible'),
+    ],
+)
 def test_bad_arguments(kwargs, match):
     args = dict(embed_dims=16, num_heads=4, split_size=7)
     args.update(kwargs)

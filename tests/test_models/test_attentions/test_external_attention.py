@@ -1,4 +1,5 @@
 """External attention (both forms) against naive implementations written from the formulas."""
+
 import math
 
 import pytest
@@ -35,14 +36,18 @@ def _naive_single_head(m, x):
     mv = m.mem_v.weight[:, :, 0].double()  # (D, S)
     y = torch.empty(B, C, H, W, dtype=torch.float64)
     for b in range(B):
-        feat = F.conv2d(x[b:b + 1].double(), m.conv_in.weight.double(),
-                        m.conv_in.bias.double())[0].reshape(D, H * W).T  # (N, D)
+        feat = (
+            F.conv2d(x[b : b + 1].double(), m.conv_in.weight.double(), m.conv_in.bias.double())[0]
+            .reshape(D, H * W)
+            .T
+        )  # (N, D)
         attn = _naive_double_norm(feat @ mk.T)  # (N, S)
         out = (attn @ mv.T).T.reshape(1, D, H, W)  # (1, D, H, W)
         out = F.conv2d(out, m.conv_out.weight.double())
         bn = m.norm
         out = (out - bn.running_mean.double().view(1, -1, 1, 1)) / torch.sqrt(
-            bn.running_var.double().view(1, -1, 1, 1) + bn.eps)
+            bn.running_var.double().view(1, -1, 1, 1) + bn.eps
+        )
         out = out * bn.weight.double().view(1, -1, 1, 1) + bn.bias.double().view(1, -1, 1, 1)
         y[b] = torch.relu(out[0] + x[b].double())
     return y
@@ -56,7 +61,7 @@ def _naive_multi_head(m, x):
     for b in range(B):
         per_head = []
         for h in range(heads):
-            xh = t[b, :, h * hd:(h + 1) * hd]  # (N, hd)
+            xh = t[b, :, h * hd : (h + 1) * hd]  # (N, hd)
             logits = xh @ m.mem_k.weight.double().T + m.mem_k.bias.double()
             attn = _naive_double_norm(logits)
             per_head.append(attn @ m.mem_v.weight.double().T + m.mem_v.bias.double())
@@ -117,7 +122,7 @@ def test_tied_init_matches_official_state():
     # values tied, storage not: the parameters train independently (official GPU behaviour)
     assert mk.data_ptr() != mv.data_ptr()
     # officially the shared storage is drawn last with fan_out = C
-    assert abs(mv.std().item() - math.sqrt(2. / c)) < 0.1 * math.sqrt(2. / c)
+    assert abs(mv.std().item() - math.sqrt(2.0 / c)) < 0.1 * math.sqrt(2.0 / c)
     assert torch.all(m.norm.weight == 1) and torch.all(m.norm.bias == 0)
     # init_weights (what MMEngine calls) restores the tie after a parent re-initialised us
     with torch.no_grad():
@@ -130,9 +135,11 @@ def test_tied_init_matches_official_state():
 
 def test_block_is_identity_at_init_and_builds_as_plugin():
     from mmcv.cnn import build_plugin_layer
+
     torch.manual_seed(0)
-    name, block = build_plugin_layer(dict(type='mmattn.ExternalAttentionBlock'),
-                                     postfix=1, in_channels=32)
+    name, block = build_plugin_layer(
+        dict(type='mmattn.ExternalAttentionBlock'), postfix=1, in_channels=32
+    )
     assert name == 'ea_block1' and isinstance(block, ExternalAttentionBlock)
     assert block.conv_in.out_channels == 8 and block.mem_k.weight.shape == (64, 8, 1)
     x = torch.randn(2, 32, 6, 7)  # negative values must survive (no trailing ReLU)
@@ -142,9 +149,10 @@ def test_block_is_identity_at_init_and_builds_as_plugin():
 
 def test_every_parameter_gets_a_gradient():
     torch.manual_seed(0)
-    for m, x in ((ExternalAttention(8, num_slots=4), torch.randn(2, 8, 5, 6)),
-                 (MultiHeadExternalAttention(8, num_heads=2, num_slots=4),
-                  torch.randn(2, 30, 8))):
+    for m, x in (
+        (ExternalAttention(8, num_slots=4), torch.randn(2, 8, 5, 6)),
+        (MultiHeadExternalAttention(8, num_heads=2, num_slots=4), torch.randn(2, 30, 8)),
+    ):
         m.train()
         y = m(x) if x.dim() == 4 else m(x, (5, 6))
         y.square().sum().backward()
@@ -156,8 +164,8 @@ def test_bf16_autocast_large_inputs_no_nan():
     torch.manual_seed(0)
     single = ExternalAttention(32).eval()
     multi = MultiHeadExternalAttention(32, num_heads=4).eval()
-    x4 = torch.randn(1, 32, 48, 48) * 300.  # large logits, N = 2304
-    x3 = torch.randn(1, 48 * 48, 32) * 300.
+    x4 = torch.randn(1, 32, 48, 48) * 300.0  # large logits, N = 2304
+    x3 = torch.randn(1, 48 * 48, 32) * 300.0
     with torch.autocast('cpu', dtype=torch.bfloat16):
         y4 = single(x4)
         y3 = multi(x3, (48, 48))

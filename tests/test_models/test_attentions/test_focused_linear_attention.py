@@ -1,5 +1,6 @@
 """FocusedLinearAttention against naive N x n references (with and without spatial reduction),
 AMP safety, the official initial state and the pos-enc resize."""
+
 import math
 
 import pytest
@@ -44,7 +45,7 @@ def naive_flatten(m: FocusedLinearAttention, x: torch.Tensor, hw) -> torch.Tenso
 
     def phi(t):
         t = (torch.relu(t) + 1e-6) / scale
-        tp = t ** m.focusing_factor
+        tp = t**m.focusing_factor
         return tp / tp.norm(dim=-1, keepdim=True) * t.norm(dim=-1, keepdim=True)
 
     qf, kf = phi(q), phi(k)
@@ -60,8 +61,9 @@ def naive_flatten(m: FocusedLinearAttention, x: torch.Tensor, hw) -> torch.Tenso
     dwc = F.conv2d(vmap, w, b, padding=m.dwc.padding, groups=C)
     out = out + dwc.flatten(2).transpose(1, 2)
     if m.lepe is not None:  # CSWin's LePE: a depthwise conv over all channels of V
-        lepe = F.conv2d(vmap, m.lepe.weight.double(), m.lepe.bias.double(),
-                        padding=m.lepe.padding, groups=C)
+        lepe = F.conv2d(
+            vmap, m.lepe.weight.double(), m.lepe.bias.double(), padding=m.lepe.padding, groups=C
+        )
         out = out + lepe.flatten(2).transpose(1, 2)
     return F.linear(out, m.proj.weight.double(), m.proj.bias.double())
 
@@ -85,11 +87,11 @@ def _linear_resample_matrix(n_in: int, n_out: int) -> torch.Tensor:
     """
     mat = torch.zeros(n_out, n_in, dtype=torch.float64)
     for i in range(n_out):
-        src = max((i + 0.5) * n_in / n_out - 0.5, 0.)
+        src = max((i + 0.5) * n_in / n_out - 0.5, 0.0)
         lo = min(int(src), n_in - 1)
         hi = min(lo + 1, n_in - 1)
         frac = src - lo
-        mat[i, lo] += 1. - frac
+        mat[i, lo] += 1.0 - frac
         mat[i, hi] += frac
     return mat
 
@@ -128,7 +130,7 @@ def naive_flatten_sr(m: FocusedLinearAttention, x: torch.Tensor, hw) -> torch.Te
 
     def phi(z):
         z = (torch.relu(z) + 1e-6) / scale
-        zp = z ** m.focusing_factor
+        zp = z**m.focusing_factor
         return zp / zp.norm(dim=-1, keepdim=True) * z.norm(dim=-1, keepdim=True)
 
     qf, kf = phi(q), phi(k)
@@ -159,8 +161,11 @@ def test_linear_resample_matrix_is_what_the_op_relies_on():
 @pytest.mark.parametrize('sr_ratio,hw', [(2, (8, 8)), (2, (7, 9)), (4, (9, 13))])
 @pytest.mark.parametrize('pretrain_hw', [None, (8, 8), (16, 12)])
 def test_spatial_reduction_matches_naive_reference(order, sr_ratio, hw, pretrain_hw):
-    m = _randomise(FocusedLinearAttention(32, num_heads=4, sr_ratio=sr_ratio,
-                                          pretrain_hw=pretrain_hw, compute_order=order))
+    m = _randomise(
+        FocusedLinearAttention(
+            32, num_heads=4, sr_ratio=sr_ratio, pretrain_hw=pretrain_hw, compute_order=order
+        )
+    )
     x = torch.randn(2, hw[0] * hw[1], 32, generator=torch.Generator().manual_seed(1))
     out = m(x, hw)
     ref = naive_flatten_sr(m, x, hw)
@@ -174,8 +179,9 @@ def test_spatial_reduction_matches_naive_reference(order, sr_ratio, hw, pretrain
 def test_matches_naive_reference(order, hw, pretrain_hw):
     if pretrain_hw == 'same':
         pretrain_hw = hw
-    m = _randomise(FocusedLinearAttention(32, num_heads=4, pretrain_hw=pretrain_hw,
-                                          compute_order=order))
+    m = _randomise(
+        FocusedLinearAttention(32, num_heads=4, pretrain_hw=pretrain_hw, compute_order=order)
+    )
     x = torch.randn(2, hw[0] * hw[1], 32, generator=torch.Generator().manual_seed(1))
     out = m(x, hw)
     ref = naive_flatten(m, x, hw)
@@ -223,7 +229,7 @@ def test_pos_encoding_resize():
     ref = F.interpolate(grid, size=(9, 5), mode='bilinear', align_corners=False)
     torch.testing.assert_close(out, ref.flatten(2).transpose(1, 2))
     # Row-major grid reading: a table constant along rows stays constant along rows.
-    rows = torch.arange(4.).view(1, 4, 1, 1).expand(1, 4, 6, 2).reshape(1, 24, 2)
+    rows = torch.arange(4.0).view(1, 4, 1, 1).expand(1, 4, 6, 2).reshape(1, 24, 2)
     up = resize_pos_table(rows, (4, 6), (8, 3)).reshape(8, 3, 2)
     assert torch.allclose(up, up[:, :1].expand_as(up))
     assert torch.all(up[1:, 0, 0] >= up[:-1, 0, 0])
@@ -242,14 +248,15 @@ def test_pos_encoding_used_at_any_size_and_learns():
     x = torch.randn(1, 9 * 7, 16)
     with torch.no_grad():
         before = m(x, (9, 7))
-        m.positional_encoding.add_(1.)
+        m.positional_encoding.add_(1.0)
         assert not torch.allclose(before, m(x, (9, 7)))
 
 
 @pytest.mark.parametrize('sr_ratio', [1, 2])
 def test_gradients_reach_every_parameter(sr_ratio):
-    m = _randomise(FocusedLinearAttention(16, num_heads=2, sr_ratio=sr_ratio,
-                                          pretrain_hw=(8, 8))).train()
+    m = _randomise(
+        FocusedLinearAttention(16, num_heads=2, sr_ratio=sr_ratio, pretrain_hw=(8, 8))
+    ).train()
     x = torch.randn(2, 7 * 9, 16, requires_grad=True)
     m(x, (7, 9)).square().mean().backward()
     for name, p in m.named_parameters():
@@ -273,8 +280,10 @@ def test_bf16_autocast_large_inputs_stay_finite():
     g = torch.Generator().manual_seed(0)
     m = _randomise(FocusedLinearAttention(64, num_heads=2, pretrain_hw=(8, 8)), seed=1)
     for i in range(100):
-        hw = (int(torch.randint(2, 13, (1,), generator=g)),
-              int(torch.randint(2, 13, (1,), generator=g)))
+        hw = (
+            int(torch.randint(2, 13, (1,), generator=g)),
+            int(torch.randint(2, 13, (1,), generator=g)),
+        )
         mag = 10 ** float(torch.empty(1).uniform_(0, 4, generator=g))
         x = torch.randn(2, hw[0] * hw[1], 64, generator=g) * mag
         if i % 2:
@@ -301,13 +310,13 @@ def test_initial_state_is_official():
     m = FocusedLinearAttention(16, num_heads=2, pretrain_hw=6)
     with torch.no_grad():
         for lin in (m.q, m.kv, m.proj):
-            lin.weight.fill_(1.)
-            lin.bias.fill_(1.)
+            lin.weight.fill_(1.0)
+            lin.bias.fill_(1.0)
     m.init_weights()
     for lin in (m.q, m.kv, m.proj):
         assert 0.015 < lin.weight.std().item() < 0.025, lin
         assert lin.weight.abs().max().item() < 0.15 and not lin.bias.any()
-    torch.testing.assert_close(F.softplus(m.scale), torch.full((1, 1, 16), math.log(2.)))
+    torch.testing.assert_close(F.softplus(m.scale), torch.full((1, 1, 16), math.log(2.0)))
     assert m.positional_encoding.shape == (1, 36, 16) and not m.positional_encoding.any()
 
 
@@ -331,9 +340,9 @@ def test_scale_acts_per_channel_and_pos_encoding_shifts_keys():
     divisor = F.softplus(m.scale.detach().clone())
     with torch.no_grad():
         base = m(x, (5, 7))
-        _set_kernel_divisor(m, divisor * 2.)  # common factor: (almost) no effect
+        _set_kernel_divisor(m, divisor * 2.0)  # common factor: (almost) no effect
         common = m(x, (5, 7))
-        profile = torch.linspace(0.5, 2., 16).view(1, 1, 16)
+        profile = torch.linspace(0.5, 2.0, 16).view(1, 1, 16)
         _set_kernel_divisor(m, divisor * profile)  # per-channel factor: an effect
         per_channel = m(x, (5, 7))
         _set_kernel_divisor(m, divisor)
@@ -346,8 +355,7 @@ def test_scale_acts_per_channel_and_pos_encoding_shifts_keys():
 
 
 def test_registry_and_argument_checks():
-    m = build_module(dict(type='FocusedLinearAttention', embed_dims=16, num_heads=2,
-                          pretrain_hw=6))
+    m = build_module(dict(type='FocusedLinearAttention', embed_dims=16, num_heads=2, pretrain_hw=6))
     assert m.positional_encoding.shape == (1, 36, 16)
     assert m.dwc.weight.shape == (8, 1, 5, 5)  # one kernel shared by the heads
     with pytest.raises(ValueError, match='hw_shape'):

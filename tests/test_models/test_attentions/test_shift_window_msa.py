@@ -1,4 +1,5 @@
 """ShiftWindowMSA against dense attention under an explicit window/region mask."""
+
 import pytest
 import torch
 
@@ -24,8 +25,12 @@ def reference(op, x, hw):
     def region(pos, size, win_size, s):
         return 0 if pos < size - win_size else (1 if pos < size - s else 2)
 
-    reg = torch.tensor([region(r, hp, wh, sh) * 3 + region(q, wp, ww, sw) if shift else 0
-                        for r, q in zip(rows.tolist(), cols.tolist())])
+    reg = torch.tensor(
+        [
+            region(r, hp, wh, sh) * 3 + region(q, wp, ww, sw) if shift else 0
+            for r, q in zip(rows.tolist(), cols.tolist())
+        ]
+    )
     table = op.relative_position_bias_table.double()
     heads, d = op.num_heads, c // op.num_heads
     tokens = img.reshape(b, -1, c)
@@ -82,6 +87,7 @@ def test_gradients_and_autocast():
 
 def test_shift_mask_is_built_once_per_size_and_reused_exactly():
     from mmattn.models.attentions import shift_window_msa as swm
+
     args = ((21, 14), (7, 7), (3, 3), torch.device('cpu'))
     first = swm.shift_window_mask(*args)
     assert swm.shift_window_mask(*args) is first  # no rebuild (GPU: ~25 launches a block)

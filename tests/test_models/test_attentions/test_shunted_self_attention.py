@@ -1,4 +1,5 @@
 """Shunted self-attention against a naive per-head reference built from the paper's math."""
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -9,7 +10,7 @@ from mmattn.registry import MODELS
 
 def _layer_norm(t, norm):
     mu = t.mean(-1, keepdim=True)
-    var = ((t - mu)**2).mean(-1, keepdim=True)
+    var = ((t - mu) ** 2).mean(-1, keepdim=True)
     return (t - mu) / torch.sqrt(var + norm.eps) * norm.weight + norm.bias
 
 
@@ -31,29 +32,33 @@ def naive_ssa(op, x, H, W):
         groups = []
         half = heads // 2
         for g, (rate, sr, norm, kvl, lconv) in enumerate(
-                ((op.sr_ratio, op.sr1, op.norm1, op.kv1, op.local_conv1),
-                 (op.sr_ratio // 2, op.sr2, op.norm2, op.kv2, op.local_conv2))):
+            (
+                (op.sr_ratio, op.sr1, op.norm1, op.kv1, op.local_conv1),
+                (op.sr_ratio // 2, op.sr2, op.norm2, op.kv2, op.local_conv2),
+            )
+        ):
             h, w = H // rate, W // rate  # floored aggregation
             # Aggregate each rate x rate patch explicitly: weighted sum over the cropped map.
-            crop = x_map[:, :, :h * rate, :w * rate]
+            crop = x_map[:, :, : h * rate, : w * rate]
             patches = crop.reshape(B, C, h, rate, w, rate).permute(0, 2, 4, 1, 3, 5)
             red = torch.einsum('bijcuv,ocuv->bijo', patches, sr.weight) + sr.bias
             tok = F.gelu(_layer_norm(red.reshape(B, h * w, C), norm))
             kv = tok @ kvl.weight.T + kvl.bias
-            k, v = kv[..., :C // 2], kv[..., C // 2:]
+            k, v = kv[..., : C // 2], kv[..., C // 2 :]
             v_map = v.transpose(1, 2).reshape(B, C // 2, h, w)
-            v = v + F.conv2d(v_map, lconv.weight, lconv.bias, padding=1,
-                             groups=C // 2).reshape(B, C // 2, h * w).transpose(1, 2)
+            v = v + F.conv2d(v_map, lconv.weight, lconv.bias, padding=1, groups=C // 2).reshape(
+                B, C // 2, h * w
+            ).transpose(1, 2)
             groups.append((list(range(g * half, (g + 1) * half)), k, v))
         post = 0
     for head_ids, k, v in groups:
         for j, hid in enumerate(head_ids):
-            qh = q[..., hid * d:(hid + 1) * d]
-            kh, vh = k[..., j * d:(j + 1) * d], v[..., j * d:(j + 1) * d]
+            qh = q[..., hid * d : (hid + 1) * d]
+            kh, vh = k[..., j * d : (j + 1) * d], v[..., j * d : (j + 1) * d]
             logits = torch.einsum('bnd,bmd->bnm', qh, kh) * d**-0.5
             p = torch.exp(logits - logits.max(-1, keepdim=True).values)
             p = p / p.sum(-1, keepdim=True)
-            out[..., hid * d:(hid + 1) * d] = torch.einsum('bnm,bmd->bnd', p, vh)
+            out[..., hid * d : (hid + 1) * d] = torch.einsum('bnm,bmd->bnd', p, vh)
     out = out + post
     return out @ op.proj.weight.T + op.proj.bias
 
@@ -112,8 +117,9 @@ def test_bf16_autocast_no_nan():
     assert torch.isfinite(out.float()).all()
 
 
-@pytest.mark.parametrize('sr,heads,msg', [(3, 4, 'even'), (0, 4, '>= 1'), (2.0, 4, 'integer'),
-                                           (4, 3, 'num_heads')])
+@pytest.mark.parametrize(
+    'sr,heads,msg', [(3, 4, 'even'), (0, 4, '>= 1'), (2.0, 4, 'integer'), (4, 3, 'num_heads')]
+)
 def test_rejects_invalid_rates(sr, heads, msg):
     with pytest.raises(ValueError, match=msg):
         ShuntedSelfAttention(24, heads, sr_ratio=sr)
@@ -130,6 +136,14 @@ def test_rejects_map_smaller_than_rate_and_bad_shape():
 def test_registered_and_param_names():
     op = MODELS.build(dict(type='ShuntedSelfAttention', embed_dims=16, num_heads=2, sr_ratio=2))
     names = {n for n, _ in op.named_parameters()}
-    assert {'q.weight', 'kv1.weight', 'kv2.weight', 'sr1.weight', 'sr2.weight',
-            'local_conv1.weight', 'local_conv2.weight', 'proj.weight'} <= names
+    assert {
+        'q.weight',
+        'kv1.weight',
+        'kv2.weight',
+        'sr1.weight',
+        'sr2.weight',
+        'local_conv1.weight',
+        'local_conv2.weight',
+        'proj.weight',
+    } <= names
     assert op.sr2.kernel_size == (1, 1) and op.sr1.kernel_size == (2, 2)

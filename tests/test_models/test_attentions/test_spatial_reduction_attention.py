@@ -1,4 +1,5 @@
 """SpatialReductionAttention (PVT v1) against a per-head float64 reference."""
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -15,8 +16,13 @@ def reference(op, x, hw):
     if op.sr_ratio > 1:
         img = x.transpose(1, 2).reshape(b, c, h, w)
         img = F.conv2d(img, op.sr.weight.double(), op.sr.bias.double(), stride=op.sr_ratio)
-        src = F.layer_norm(img.flatten(2).transpose(1, 2), (c,), op.norm.weight.double(),
-                           op.norm.bias.double(), op.norm.eps)
+        src = F.layer_norm(
+            img.flatten(2).transpose(1, 2),
+            (c,),
+            op.norm.weight.double(),
+            op.norm.bias.double(),
+            op.norm.eps,
+        )
     kv = src @ op.kv.weight.double().T + op.kv.bias.double()
     k, v = kv[..., :c], kv[..., c:]
     d = c // op.num_heads

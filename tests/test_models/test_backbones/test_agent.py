@@ -1,5 +1,6 @@
 """PVT / Swin skeletons and Agent-PVT / Agent-Swin: strides, arch zoo, plug-in contract,
 freezing, norm_eval, with_cp, init_cfg."""
+
 import pytest
 import torch
 import torch.nn as nn
@@ -13,21 +14,26 @@ from mmattn.models.backbones.swin import AgentSwin, SwinTransformerSkeleton
 from mmattn.registry import MODELS
 from mmattn.utils.checkpoint import save_atomic
 
-TINY_PVT = dict(embed_dims=[16, 32, 48, 64], num_heads=[1, 2, 3, 4], mlp_ratios=[2, 2, 2, 2],
-                depths=[1, 2, 1, 1], sr_ratios=[8, 4, 2, 1])
+TINY_PVT = dict(
+    embed_dims=[16, 32, 48, 64],
+    num_heads=[1, 2, 3, 4],
+    mlp_ratios=[2, 2, 2, 2],
+    depths=[1, 2, 1, 1],
+    sr_ratios=[8, 4, 2, 1],
+)
 TINY_SWIN = dict(embed_dims=16, depths=[1, 2, 3, 2], num_heads=[1, 2, 2, 4])
 
 
 def tiny_agent_pvt(**kw):
     torch.manual_seed(0)
-    return AgentPVT(arch=TINY_PVT, drop_path_rate=0., **kw)
+    return AgentPVT(arch=TINY_PVT, drop_path_rate=0.0, **kw)
 
 
 def tiny_agent_swin(**kw):
     torch.manual_seed(0)
     # agent blocks: all of stages 1-2, the first two of stage 3 (Agent-Swin-B's pattern)
     kw.setdefault('attn_cfgs', AgentSwin.layout_cfgs((1, 2, 2, 0), TINY_SWIN['depths']))
-    return AgentSwin(arch=TINY_SWIN, drop_path_rate=0., **kw)
+    return AgentSwin(arch=TINY_SWIN, drop_path_rate=0.0, **kw)
 
 
 @pytest.mark.parametrize('hw', [(224, 224), (511, 511), (112, 137)])
@@ -57,7 +63,11 @@ def test_agent_swin_strides_and_channels(hw):
 def test_swin_layouts():
     agent, window = dict(type='AgentAttention'), dict(type='ShiftWindowMSA')
     assert AgentSwin.layout_cfgs((2, 2, 2, 0), [2, 2, 18, 2]) == [
-        [agent] * 2, [agent] * 2, [agent] * 2 + [window] * 16, [window] * 2]
+        [agent] * 2,
+        [agent] * 2,
+        [agent] * 2 + [window] * 16,
+        [window] * 2,
+    ]
     model = tiny_agent_swin()
     kinds = [[type(b.attn).__name__[0] for b in layer.blocks] for layer in model.layers]
     assert kinds == [['A'], ['A', 'A'], ['A', 'A', 'S'], ['S', 'S']]
@@ -69,15 +79,25 @@ def test_swin_layouts():
     assert model.layers[2].blocks[0].attn.an_bias.shape == (2, 49, 7, 7)
     assert model.layers[2].blocks[0].attn.ha_bias.shape == (1, 2, 14, 1, 49)
     # a custom arch defaults to agent attention in every stage but the last
-    kinds = [[type(b.attn).__name__[0] for b in layer.blocks]
-             for layer in AgentSwin(arch=TINY_SWIN).layers]
+    kinds = [
+        [type(b.attn).__name__[0] for b in layer.blocks]
+        for layer in AgentSwin(arch=TINY_SWIN).layers
+    ]
     assert kinds == [['A'], ['A', 'A'], ['A', 'A', 'A'], ['S', 'S']]
 
 
-@pytest.mark.parametrize('cls,arch,params', [
-    (AgentPVT, 't', 11.06), (AgentPVT, 's', 20.12), (AgentPVT, 'm', 35.41),
-    (AgentPVT, 'l', 48.23), (AgentSwin, 't', 28.14), (AgentSwin, 's', 48.90),
-    (AgentSwin, 'b', 87.07)])
+@pytest.mark.parametrize(
+    'cls,arch,params',
+    [
+        (AgentPVT, 't', 11.06),
+        (AgentPVT, 's', 20.12),
+        (AgentPVT, 'm', 35.41),
+        (AgentPVT, 'l', 48.23),
+        (AgentSwin, 't', 28.14),
+        (AgentSwin, 's', 48.90),
+        (AgentSwin, 'b', 87.07),
+    ],
+)
 def test_arch_zoo_param_counts(cls, arch, params):
     """Backbone parameters (the paper's 11.6/20.6/35.9/48.7M and 29/50/88M include the
     ImageNet classifier: 0.51M for PVT, 0.77M/1.03M for Swin-T,S/B)."""
@@ -92,17 +112,23 @@ def test_official_agent_layout():
     assert all(isinstance(op, AgentAttention) for op in ops)
     assert [pvt.layers[i].blocks[0].attn.agent_num for i in range(4)] == [9, 16, 49, 49]
     assert [pvt.layers[i].pos_embed.shape[1] for i in range(4)] == [3136, 784, 196, 49]
-    for arch, pattern in [('tiny', ['AA', 'AA', 'A' * 6, 'BB']),
-                          ('small', ['AA', 'AA', 'B' * 18, 'BB']),
-                          ('base', ['AA', 'AA', 'AA' + 'B' * 16, 'BB'])]:  # AAAB, AABB, AAMB2
-        cfgs = AgentSwin.layout_cfgs(AgentSwin.official_layouts[arch],
-                                     AgentSwin.arch_zoo[arch]['depths'])
-        letters = [''.join('A' if c['type'] == 'AgentAttention' else 'B' for c in stage)
-                   for stage in cfgs]
+    for arch, pattern in [
+        ('tiny', ['AA', 'AA', 'A' * 6, 'BB']),
+        ('small', ['AA', 'AA', 'B' * 18, 'BB']),
+        ('base', ['AA', 'AA', 'AA' + 'B' * 16, 'BB']),
+    ]:  # AAAB, AABB, AAMB2
+        cfgs = AgentSwin.layout_cfgs(
+            AgentSwin.official_layouts[arch], AgentSwin.arch_zoo[arch]['depths']
+        )
+        letters = [
+            ''.join('A' if c['type'] == 'AgentAttention' else 'B' for c in stage) for stage in cfgs
+        ]
         assert letters == pattern, arch
     swin = AgentSwin(arch='t')  # the built model follows its table
-    letters = [''.join('A' if isinstance(b.attn, AgentAttention) else 'B' for b in layer.blocks)
-               for layer in swin.layers]
+    letters = [
+        ''.join('A' if isinstance(b.attn, AgentAttention) else 'B' for b in layer.blocks)
+        for layer in swin.layers
+    ]
     assert letters == ['AA', 'AA', 'A' * 6, 'BB']
     assert swin.layers[3].blocks[1].attn.window_size == (7, 7)
 
@@ -122,11 +148,26 @@ def test_bad_arch_messages():
 class _RecordingAttention(nn.Module):
     """A user op that records which stage facts the skeleton passed."""
 
-    def __init__(self, embed_dims, num_heads, qkv_bias, qk_scale, attn_drop_rate,
-                 proj_drop_rate, pretrain_hw, block_index, scale=1.0):
+    def __init__(
+        self,
+        embed_dims,
+        num_heads,
+        qkv_bias,
+        qk_scale,
+        attn_drop_rate,
+        proj_drop_rate,
+        pretrain_hw,
+        block_index,
+        scale=1.0,
+    ):
         super().__init__()
-        self.facts = dict(embed_dims=embed_dims, num_heads=num_heads, pretrain_hw=pretrain_hw,
-                          block_index=block_index, scale=scale)
+        self.facts = dict(
+            embed_dims=embed_dims,
+            num_heads=num_heads,
+            pretrain_hw=pretrain_hw,
+            block_index=block_index,
+            scale=scale,
+        )
         self.lin = nn.Linear(embed_dims, embed_dims)
 
     def forward(self, x, hw_shape):
@@ -135,14 +176,19 @@ class _RecordingAttention(nn.Module):
 
 def test_pvt_plugin_contract():
     model = PyramidVisionTransformerSkeleton(
-        arch=TINY_PVT, drop_path_rate=0.,
-        attn_cfgs=[dict(type='_RecordingAttention', scale=2.0),
-                   dict(type='SpatialReductionAttention'),
-                   dict(type='AgentAttention', agent_num=4),
-                   dict(type='mmattn.ShiftWindowMSA', window_size=(3, 2))])
+        arch=TINY_PVT,
+        drop_path_rate=0.0,
+        attn_cfgs=[
+            dict(type='_RecordingAttention', scale=2.0),
+            dict(type='SpatialReductionAttention'),
+            dict(type='AgentAttention', agent_num=4),
+            dict(type='mmattn.ShiftWindowMSA', window_size=(3, 2)),
+        ],
+    )
     ops = [[blk.attn for blk in layer.blocks] for layer in model.layers]
-    assert ops[0][0].facts == dict(embed_dims=16, num_heads=1, pretrain_hw=(56, 56),
-                                   block_index=0, scale=2.0)
+    assert ops[0][0].facts == dict(
+        embed_dims=16, num_heads=1, pretrain_hw=(56, 56), block_index=0, scale=2.0
+    )
     assert isinstance(ops[1][0], SpatialReductionAttention) and ops[1][0].sr_ratio == 4
     assert ops[2][0].pretrain_hw == (14, 14) and ops[2][0].agent_num == 4
     assert isinstance(ops[3][0], ShiftWindowMSA)
@@ -156,9 +202,11 @@ def test_pvt_plugin_contract():
 
 def test_swin_plugin_contract():
     rec, win = dict(type='_RecordingAttention'), dict(type='ShiftWindowMSA', window_size=(4, 6))
-    model = SwinTransformerSkeleton(arch=TINY_SWIN, attn_cfgs=[rec, win, [rec, win, win],
-                                                               dict(type='AgentAttention')],
-                                    pretrain_img_size=(224, 160))
+    model = SwinTransformerSkeleton(
+        arch=TINY_SWIN,
+        attn_cfgs=[rec, win, [rec, win, win], dict(type='AgentAttention')],
+        pretrain_img_size=(224, 160),
+    )
     ops = [[blk.attn for blk in layer.blocks] for layer in model.layers]
     assert ops[0][0].facts['pretrain_hw'] == (56, 40)
     assert [op.shift for op in ops[1]] == [False, True]
@@ -225,8 +273,9 @@ def test_with_cp_same_output_and_grads(build):
 
 def test_drop_path_schedule():
     model = AgentPVT(arch=TINY_PVT, drop_path_rate=0.4)
-    rates = [getattr(blk.drop_path, 'drop_prob', 0.) for layer in model.layers
-             for blk in layer.blocks]
+    rates = [
+        getattr(blk.drop_path, 'drop_prob', 0.0) for layer in model.layers for blk in layer.blocks
+    ]
     assert rates[0] == 0 and abs(rates[-1] - 0.4) < 1e-6 and rates == sorted(rates)
 
 
@@ -251,6 +300,7 @@ def test_init_cfg_pretrained(build, tmp_path):
 
 def test_registered_and_scoped_build():
     from mmengine.registry import DefaultScope
+
     with DefaultScope.overwrite_default_scope('mmattn'):
         model = MODELS.build(dict(type='AgentSwin', arch=TINY_SWIN))
     assert isinstance(model, AgentSwin)

@@ -5,6 +5,7 @@ out_indices pruning (a subset state dict; a full checkpoint still loads), attn_c
 in any skeleton), the input-size policy at odd sizes, and init only in init_weights() with
 an op's own init respected.
 """
+
 import pytest
 import torch
 import torch.nn as nn
@@ -14,35 +15,69 @@ from torch.nn.modules.batchnorm import _BatchNorm
 import mmattn.models  # noqa: F401
 from mmattn.registry import MODELS, build_module
 
-_PVT = dict(embed_dims=[16, 32, 48, 64], num_heads=[2, 2, 4, 4], mlp_ratios=[2, 2, 2, 2],
-            depths=[1, 1, 1, 1], sr_ratios=[8, 4, 2, 1])
+_PVT = dict(
+    embed_dims=[16, 32, 48, 64],
+    num_heads=[2, 2, 4, 4],
+    mlp_ratios=[2, 2, 2, 2],
+    depths=[1, 1, 1, 1],
+    sr_ratios=[8, 4, 2, 1],
+)
 _SWIN = dict(embed_dims=16, depths=[1, 1, 1, 1], num_heads=[2, 2, 4, 4])
 
 #: family -> (config, stem prefixes, prefixes of what computes stage 0, of stage 1)
 FAMILIES = {
-    'AgentPVT': (dict(arch=_PVT), ['layers.0.patch_embed.', 'layers.0.pos_embed'],
-                 ['layers.0.'], ['layers.1.']),
-    'FLattenPVT': (dict(arch=_PVT), ['layers.0.patch_embed.', 'layers.0.pos_embed'],
-                   ['layers.0.'], ['layers.1.']),
+    'AgentPVT': (
+        dict(arch=_PVT),
+        ['layers.0.patch_embed.', 'layers.0.pos_embed'],
+        ['layers.0.'],
+        ['layers.1.'],
+    ),
+    'FLattenPVT': (
+        dict(arch=_PVT),
+        ['layers.0.patch_embed.', 'layers.0.pos_embed'],
+        ['layers.0.'],
+        ['layers.1.'],
+    ),
     'FLattenPVTv2': (dict(arch=_PVT), ['layers.0.patch_embed.'], ['layers.0.'], ['layers.1.']),
-    'EAPVT': (dict(arch=_PVT, attn_cfgs=dict(type='MultiHeadExternalAttention', num_slots=8)),
-              ['layers.0.patch_embed.', 'layers.0.pos_embed'], ['layers.0.'], ['layers.1.']),
-    'AgentSwin': (dict(arch=_SWIN), ['patch_embed.'], ['layers.0.blocks.', 'norm0.'],
-                  ['layers.0.downsample.', 'layers.1.blocks.', 'norm1.']),
-    'FLattenSwin': (dict(arch=_SWIN), ['patch_embed.'], ['layers.0.blocks.', 'norm0.'],
-                    ['layers.0.downsample.', 'layers.1.blocks.', 'norm1.']),
-    'BiFormer': (dict(arch=dict(embed_dims=[32, 64, 96, 128], depths=[1, 1, 1, 1],
-                                topks=[1, 4, 16, -2]), n_win=2), ['stem.'],
-                 ['stages.0.', 'norm0.'], ['downsamples.0.', 'stages.1.', 'norm1.']),
-    'ShuntedTransformer': (dict(arch=dict(_PVT, num_convs=1)), ['patch_embeds.0.'],
-                           ['patch_embeds.0.', 'stages.0.', 'norm1.'],
-                           ['patch_embeds.1.', 'stages.1.', 'norm2.']),
+    'EAPVT': (
+        dict(arch=_PVT, attn_cfgs=dict(type='MultiHeadExternalAttention', num_slots=8)),
+        ['layers.0.patch_embed.', 'layers.0.pos_embed'],
+        ['layers.0.'],
+        ['layers.1.'],
+    ),
+    'AgentSwin': (
+        dict(arch=_SWIN),
+        ['patch_embed.'],
+        ['layers.0.blocks.', 'norm0.'],
+        ['layers.0.downsample.', 'layers.1.blocks.', 'norm1.'],
+    ),
+    'FLattenSwin': (
+        dict(arch=_SWIN),
+        ['patch_embed.'],
+        ['layers.0.blocks.', 'norm0.'],
+        ['layers.0.downsample.', 'layers.1.blocks.', 'norm1.'],
+    ),
+    'BiFormer': (
+        dict(
+            arch=dict(embed_dims=[32, 64, 96, 128], depths=[1, 1, 1, 1], topks=[1, 4, 16, -2]),
+            n_win=2,
+        ),
+        ['stem.'],
+        ['stages.0.', 'norm0.'],
+        ['downsamples.0.', 'stages.1.', 'norm1.'],
+    ),
+    'ShuntedTransformer': (
+        dict(arch=dict(_PVT, num_convs=1)),
+        ['patch_embeds.0.'],
+        ['patch_embeds.0.', 'stages.0.', 'norm1.'],
+        ['patch_embeds.1.', 'stages.1.', 'norm2.'],
+    ),
 }
 
 
 def build(family, **kw):
     torch.manual_seed(0)
-    cfg = dict(FAMILIES[family][0], drop_path_rate=0., **kw)
+    cfg = dict(FAMILIES[family][0], drop_path_rate=0.0, **kw)
     return build_module(dict(type=family, **cfg))
 
 
@@ -65,8 +100,11 @@ def test_frozen_stages_stem_then_k_stages(family):
     model = build(family, frozen_stages=2).train()
     assert _frozen(model) == _under(model, stem + stage0 + stage1)
     # frozen parts stay in eval mode (dropout, BN) after train()
-    frozen_modules = [m for n, m in model.named_modules()
-                      if n and n.startswith(tuple(stem + stage0)) and list(m.parameters())]
+    frozen_modules = [
+        m
+        for n, m in model.named_modules()
+        if n and n.startswith(tuple(stem + stage0)) and list(m.parameters())
+    ]
     assert frozen_modules and not any(m.training for m in frozen_modules)
     # and get no gradient
     sum(o.sum() for o in model(torch.randn(1, 3, 64, 64))).backward()
@@ -93,15 +131,26 @@ def test_norm_eval_freezes_batchnorm_statistics_only(family):
 @pytest.mark.parametrize('family', list(FAMILIES))
 def test_stages_after_the_last_output_are_not_built(family, tmp_path):
     full = build(family).eval()
-    pruned = build(family, out_indices=(1, )).eval()
+    pruned = build(family, out_indices=(1,)).eval()
     full_sd, pruned_sd = full.state_dict(), pruned.state_dict()
     assert set(pruned_sd) < set(full_sd)
-    assert not any(k.startswith(('layers.2.', 'stages.2.', 'norm3.', 'patch_embeds.2.',
-                                 'downsamples.1.', 'layers.1.downsample.')) for k in pruned_sd)
+    assert not any(
+        k.startswith(
+            (
+                'layers.2.',
+                'stages.2.',
+                'norm3.',
+                'patch_embeds.2.',
+                'downsamples.1.',
+                'layers.1.downsample.',
+            )
+        )
+        for k in pruned_sd
+    )
     # a full checkpoint loads the way MMEngine's Pretrained does: the extra keys reported
     path = str(tmp_path / 'full.pth')
     torch.save({'state_dict': full_sd}, path)
-    loaded = build(family, out_indices=(1, ), init_cfg=dict(type='Pretrained', checkpoint=path))
+    loaded = build(family, out_indices=(1,), init_cfg=dict(type='Pretrained', checkpoint=path))
     logger = MMLogger.get_current_instance()
     messages = []
     handler = _ListHandler(messages)
@@ -113,7 +162,7 @@ def test_stages_after_the_last_output_are_not_built(family, tmp_path):
     assert any('unexpected key' in m for m in messages), messages
     x = torch.randn(1, 3, 64, 80)
     with torch.no_grad():
-        (out, ) = loaded.eval()(x)
+        (out,) = loaded.eval()(x)
         torch.testing.assert_close(out, full(x)[1])
     # every built parameter is used (DDP needs no find_unused_parameters)
     pruned.train()
@@ -128,21 +177,23 @@ class _ListHandler:
         import logging
 
         class Handler(logging.Handler):
-
             def emit(self, record):
                 messages.append(record.getMessage())
 
         return Handler()
 
 
-@pytest.mark.parametrize('family,op', [
-    ('AgentPVT', dict(type='mmattn.ShuntedSelfAttention')),
-    ('ShuntedTransformer', dict(type='AgentAttention')),
-    ('BiFormer', dict(type='FocusedLinearAttention')),
-    ('AgentSwin', dict(type='SpatialReductionAttention', sr_ratio=2)),
-    ('FLattenPVT', dict(type='BiLevelRoutingAttention', n_win=2, topk=2)),
-    ('EAPVT', dict(type='GlobalAttentionLePE')),
-])
+@pytest.mark.parametrize(
+    'family,op',
+    [
+        ('AgentPVT', dict(type='mmattn.ShuntedSelfAttention')),
+        ('ShuntedTransformer', dict(type='AgentAttention')),
+        ('BiFormer', dict(type='FocusedLinearAttention')),
+        ('AgentSwin', dict(type='SpatialReductionAttention', sr_ratio=2)),
+        ('FLattenPVT', dict(type='BiLevelRoutingAttention', n_win=2, topk=2)),
+        ('EAPVT', dict(type='GlobalAttentionLePE')),
+    ],
+)
 def test_any_op_in_any_skeleton(family, op):
     model = build(family, attn_cfgs=op)
     name = op['type'].split('.')[-1]
@@ -171,8 +222,7 @@ def test_attn_cfgs_per_stage_and_per_block_and_errors():
 
 def test_fused_attn_switch_reaches_every_op_that_has_one():
     model = build('BiFormer', fused_attn=True)
-    assert all(m.fused_attn for m in model.modules() if hasattr(m, 'fused_attn')
-               and m is not model)
+    assert all(m.fused_attn for m in model.modules() if hasattr(m, 'fused_attn') and m is not model)
     # None: each op's own default (BRA by device: lean loop on CPU, SDPA on CUDA; global SDPA)
     model = build('BiFormer')
     assert [s[0].attn.fused_attn for s in model.stages] == [None, None, None, True]
@@ -205,7 +255,8 @@ def test_odd_sizes_follow_the_documented_policy(family, hw):
     with torch.no_grad():
         outs = build(family).eval()(torch.randn(1, 3, *hw))
     assert [tuple(o.shape[2:]) for o in outs] == [
-        (POLICY[family](hw[0], i), POLICY[family](hw[1], i)) for i in range(4)]
+        (POLICY[family](hw[0], i), POLICY[family](hw[1], i)) for i in range(4)
+    ]
 
 
 @MODELS.register_module()

@@ -1,5 +1,6 @@
 """BiFormer backbone: arch zoo, strides/channels on square and odd inputs, freezing,
 norm_eval, with_cp, the official head-count quirk of the last stage."""
+
 import pytest
 import torch
 from torch.nn.modules.batchnorm import _BatchNorm
@@ -68,8 +69,12 @@ def test_out_indices_and_registry():
 def test_frozen_stages_and_norm_eval():
     model = BiFormer(TINY, frozen_stages=2, norm_eval=True)
     model.train()
-    for p in list(model.stem.parameters()) + list(model.stages[1].parameters()) + \
-            list(model.downsamples[0].parameters()) + list(model.norm1.parameters()):
+    for p in (
+        list(model.stem.parameters())
+        + list(model.stages[1].parameters())
+        + list(model.downsamples[0].parameters())
+        + list(model.norm1.parameters())
+    ):
         assert not p.requires_grad
     assert all(p.requires_grad for p in model.stages[2].parameters())
     assert all(p.requires_grad for p in model.downsamples[1].parameters())
@@ -85,7 +90,7 @@ def test_frozen_stages_and_norm_eval():
 
 def test_with_cp_same_output_and_grads():
     torch.manual_seed(0)
-    ref = BiFormer(TINY, n_win=4, drop_path_rate=0.).train()
+    ref = BiFormer(TINY, n_win=4, drop_path_rate=0.0).train()
     cp = BiFormer(TINY, n_win=4, with_cp=True).train()
     cp.load_state_dict(ref.state_dict())
     x = torch.randn(2, 3, 60, 76, requires_grad=True)
@@ -100,8 +105,12 @@ def test_with_cp_same_output_and_grads():
 
 def test_drop_path_and_init():
     model = BiFormer(TINY, drop_path_rate=0.3)
-    rates = [b.drop_path.drop_prob for s in model.stages for b in s
-             if not isinstance(b.drop_path, torch.nn.Identity)]
+    rates = [
+        b.drop_path.drop_prob
+        for s in model.stages
+        for b in s
+        if not isinstance(b.drop_path, torch.nn.Identity)
+    ]
     assert rates[-1] == pytest.approx(0.3) and rates == sorted(rates)
     model.init_weights()
     assert model.stages[0][0].mlp.fc1.bias.abs().sum() == 0

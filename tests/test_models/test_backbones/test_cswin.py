@@ -1,5 +1,6 @@
 """CSWin / AgentCSWin / FLattenCSWin: shapes and strides, op layouts and stage facts,
 freezing, norm_eval, with_cp, out_norms, params against the official key fixture."""
+
 import json
 import math
 import os.path as osp
@@ -43,7 +44,7 @@ def test_strides_and_channels(cls, hw):
 
 
 def test_official_layouts_and_stage_facts():
-    m = AgentCSWin('t', drop_path_rate=0.)
+    m = AgentCSWin('t', drop_path_rate=0.0)
     assert [len(s.blocks) for s in m.stages] == [2, 4, 18, 1]
     for i, (hw, agents) in enumerate(zip([56, 28], [9, 16])):
         for blk in m.stages[i].blocks:
@@ -55,7 +56,7 @@ def test_official_layouts_and_stage_facts():
     assert [b.attn.split_size for b in m.stages[2].blocks] == [7] * 18
     assert isinstance(m.stages[3].blocks[0].attn, CSWinAttention)
     assert m.stages[3].blocks[0].attn.split_size is None  # last stage: global
-    f = FLattenCSWin('s', drop_path_rate=0.)
+    f = FLattenCSWin('s', drop_path_rate=0.0)
     assert [len(s.blocks) for s in f.stages] == [2, 4, 32, 2]
     lin = f.stages[1].blocks[0].attn
     assert isinstance(lin, FocusedLinearAttention)
@@ -68,8 +69,9 @@ def test_official_layouts_and_stage_facts():
 
 
 def test_arch_tables():
-    assert AgentCSWin.parse_arch('b') == dict(embed_dims=96, depths=[3, 6, 29, 2],
-                                              num_heads=[4, 8, 16, 32], split_sizes=[1, 2, 7, 7])
+    assert AgentCSWin.parse_arch('b') == dict(
+        embed_dims=96, depths=[3, 6, 29, 2], num_heads=[4, 8, 16, 32], split_sizes=[1, 2, 7, 7]
+    )
     assert FLattenCSWin.parse_arch('small')['depths'] == [2, 4, 32, 2]
     assert AgentCSWin.parse_arch('small')['depths'] == [3, 6, 29, 2]
     with pytest.raises(ValueError, match='unknown arch'):
@@ -81,8 +83,7 @@ def test_arch_tables():
 def _fixture_params(name):
     with open(osp.join(REPO, 'tests', 'data', 'cswin_official_keys.json')) as f:
         keys = json.load(f)[name]
-    return sum(math.prod(s) for k, s in keys.items()
-               if not k.startswith(('head.', 'norm.')))
+    return sum(math.prod(s) for k, s in keys.items() if not k.startswith(('head.', 'norm.')))
 
 
 @pytest.mark.parametrize('name', ['agent-t', 'flatten-t'])
@@ -92,13 +93,14 @@ def test_params_equal_official_without_classifier(name):
     assert sum(p.numel() for p in m.parameters()) == _fixture_params(name)
     m = cls(name[-1])  # plus one LayerNorm per output
     assert sum(p.numel() for p in m.parameters()) == _fixture_params(name) + 2 * (
-        64 + 128 + 256 + 512)
+        64 + 128 + 256 + 512
+    )
 
 
 def test_out_norms_and_out_indices():
     x = torch.randn(1, 3, 64, 80)
-    a = _build(out_norms=True, drop_path_rate=0.).eval()
-    b = _build(out_norms=False, drop_path_rate=0.).eval()
+    a = _build(out_norms=True, drop_path_rate=0.0).eval()
+    b = _build(out_norms=False, drop_path_rate=0.0).eval()
     assert not any(k.startswith('norm') for k in b.state_dict())
     b.load_state_dict({k: v for k, v in a.state_dict().items() if not k.startswith('norm')})
     with torch.no_grad():
@@ -124,7 +126,7 @@ def test_frozen_stages_and_norm_eval():
 
 def test_with_cp_same_output_and_grads():
     x = torch.randn(1, 3, 45, 61)
-    ref, cp_model = _build(drop_path_rate=0.), _build(drop_path_rate=0., with_cp=True)
+    ref, cp_model = _build(drop_path_rate=0.0), _build(drop_path_rate=0.0, with_cp=True)
     cp_model.load_state_dict(ref.state_dict())
     outs_a = ref.train()(x.clone().requires_grad_())
     outs_b = cp_model.train()(x.clone().requires_grad_())
@@ -139,6 +141,9 @@ def test_with_cp_same_output_and_grads():
 
 def test_drop_path_linear_over_blocks():
     m = _build(drop_path_rate=0.5)
-    rates = [blk.drop_path.drop_prob if hasattr(blk.drop_path, 'drop_prob') else 0.
-             for s in m.stages for blk in s.blocks]
+    rates = [
+        blk.drop_path.drop_prob if hasattr(blk.drop_path, 'drop_prob') else 0.0
+        for s in m.stages
+        for blk in s.blocks
+    ]
     torch.testing.assert_close(torch.tensor(rates), torch.linspace(0, 0.5, 5))

@@ -1,4 +1,5 @@
 """EA-PVT (PVT skeleton + multi-head external attention) and ResNet + EA plugin backbones."""
+
 import pytest
 import torch
 
@@ -8,8 +9,13 @@ from mmattn.models.attentions.external_attention import (
 )
 from mmattn.models.backbones.ea_pvt import EAPVT
 
-TINY = dict(embed_dims=[16, 32, 48, 64], num_heads=[1, 2, 3, 4], mlp_ratios=[2, 2, 2, 2],
-            depths=[1, 1, 1, 1], sr_ratios=[8, 4, 2, 1])
+TINY = dict(
+    embed_dims=[16, 32, 48, 64],
+    num_heads=[1, 2, 3, 4],
+    mlp_ratios=[2, 2, 2, 2],
+    depths=[1, 1, 1, 1],
+    sr_ratios=[8, 4, 2, 1],
+)
 
 
 @pytest.mark.parametrize('hw', [(64, 64), (61, 75)])
@@ -19,7 +25,7 @@ def test_shapes_and_strides(hw):
     outs = m(torch.randn(1, 3, *hw))
     assert len(outs) == 4
     for i, (o, c) in enumerate(zip(outs, TINY['embed_dims'])):
-        s = 4 * 2 ** i
+        s = 4 * 2**i
         assert o.shape[:2] == (1, c)
         assert o.shape[2] in (hw[0] // s, -(-hw[0] // s))
         assert o.shape[3] in (hw[1] // s, -(-hw[1] // s))
@@ -38,8 +44,13 @@ def test_every_block_uses_external_attention():
 
 def test_frozen_norm_eval_and_with_cp():
     torch.manual_seed(0)
-    m = EAPVT(arch=TINY, attn_cfgs=dict(type='MultiHeadExternalAttention', num_slots=8),
-              frozen_stages=1, norm_eval=True, drop_path_rate=0.)
+    m = EAPVT(
+        arch=TINY,
+        attn_cfgs=dict(type='MultiHeadExternalAttention', num_slots=8),
+        frozen_stages=1,
+        norm_eval=True,
+        drop_path_rate=0.0,
+    )
     m.train()
     assert all(not p.requires_grad for p in m.layers[0].parameters())
     assert all(p.requires_grad for p in m.layers[1].parameters())
@@ -60,9 +71,15 @@ def test_resnet_with_ea_plugin_equals_plain_resnet_at_init():
     from mmdet.models.backbones import ResNet
 
     import mmattn.models  # noqa: F401
+
     torch.manual_seed(0)
-    plugins = [dict(cfg=dict(type='mmattn.ExternalAttentionBlock', num_slots=8),
-                    stages=(False, True, True, True), position='after_conv3')]
+    plugins = [
+        dict(
+            cfg=dict(type='mmattn.ExternalAttentionBlock', num_slots=8),
+            stages=(False, True, True, True),
+            position='after_conv3',
+        )
+    ]
     plain = ResNet(depth=50, base_channels=8, out_indices=(0, 1, 2, 3))
     plugged = ResNet(depth=50, base_channels=8, out_indices=(0, 1, 2, 3), plugins=plugins)
     plugged.init_weights()  # ResNet's Kaiming/Constant init first, then ours (zero norm)

@@ -1,6 +1,7 @@
 """FLattenPVT / FLattenPVTv2 / FLattenSwin: shapes/strides, op layouts, freezing, norm_eval,
 with_cp, params, and the PVT v2 bricks (overlapping patch embedding, conv FFN) against naive
 references."""
+
 import math
 
 import pytest
@@ -14,8 +15,13 @@ from mmattn.models.backbones.flatten import FLattenPVT, FLattenPVTv2, FLattenSwi
 from mmattn.models.layers.block import Mlp
 from mmattn.registry import MODELS
 
-PVT_TINY = dict(embed_dims=[16, 32, 48, 64], num_heads=[1, 2, 3, 4], mlp_ratios=[2, 2, 2, 2],
-                depths=[1, 1, 2, 1], sr_ratios=[8, 4, 2, 1])
+PVT_TINY = dict(
+    embed_dims=[16, 32, 48, 64],
+    num_heads=[1, 2, 3, 4],
+    mlp_ratios=[2, 2, 2, 2],
+    depths=[1, 1, 2, 1],
+    sr_ratios=[8, 4, 2, 1],
+)
 SWIN_TINY = dict(embed_dims=16, depths=[2, 2, 2, 2], num_heads=[1, 2, 2, 4])
 
 
@@ -74,8 +80,9 @@ def test_pvt_layouts_and_pos_encoding_sizes():
     m = _pvt(attn_cfgs=dict(type='FocusedLinearAttention'), pretrain_img_size=(256, 192))
     attn = m.layers[0].blocks[0].attn
     assert attn.sr_ratio == 8 and attn.positional_encoding.shape == (1, 8 * 6, 16)
-    assert all(isinstance(layer.blocks[0].attn, FocusedLinearAttention)
-               for layer in _pvt().layers)  # default: the paper's op everywhere
+    assert all(
+        isinstance(layer.blocks[0].attn, FocusedLinearAttention) for layer in _pvt().layers
+    )  # default: the paper's op everywhere
     with pytest.raises(KeyError, match='unknown'):
         _pvt(attn_cfgs=dict(type='NoSuchAttention'))
     m = _pvt(attn_cfgs=dict(type='SpatialReductionAttention'))
@@ -125,7 +132,7 @@ def test_frozen_stages_and_norm_eval(build):
 @pytest.mark.parametrize('build', [_pvt, _pvtv2, _swin])
 def test_with_cp_same_output_and_grads(build):
     x = torch.randn(1, 3, 45, 61)
-    ref, cp_model = build(drop_path_rate=0.), build(drop_path_rate=0., with_cp=True)
+    ref, cp_model = build(drop_path_rate=0.0), build(drop_path_rate=0.0, with_cp=True)
     cp_model.load_state_dict(ref.state_dict())
     outs_a = ref.train()(x.clone().requires_grad_())
     outs_b = cp_model.train()(x.clone().requires_grad_())
@@ -139,7 +146,7 @@ def test_with_cp_same_output_and_grads(build):
 
 
 def test_out_indices_and_every_parameter_trains():
-    m = _pvt(out_indices=(1, 3), drop_path_rate=0.)
+    m = _pvt(out_indices=(1, 3), drop_path_rate=0.0)
     outs = m(torch.randn(1, 3, 64, 80))
     assert [o.shape[1] for o in outs] == [32, 64]
     sum(o.square().mean() for o in outs).backward()
@@ -162,8 +169,13 @@ def test_pretrained_init_cfg(tmp_path):
 #: official ``flatten_pvt_v2_b{0..4}`` parameters (built from LeapLabTHU/FLatten-Transformer
 #: ``models/flatten_pvt_v2.py`` outside the repo) minus the 1000-class head
 #: (``embed_dims[3] * 1000 + 1000``); the backbone has nothing the classifier lacks.
-PVTV2_PARAMS = dict(b0=3594824 - 257000, b1=12931240 - 513000, b2=22548264 - 513000,
-                    b3=38273832 - 513000, b4=51836968 - 513000)
+PVTV2_PARAMS = dict(
+    b0=3594824 - 257000,
+    b1=12931240 - 513000,
+    b2=22548264 - 513000,
+    b3=38273832 - 513000,
+    b4=51836968 - 513000,
+)
 
 
 @pytest.mark.parametrize('hw', [(224, 224), (511, 511), (112, 137)])
@@ -179,8 +191,7 @@ def test_pvtv2_strides_and_channels(hw):
         assert torch.isfinite(o).all()
     # tiny inputs work too: a padded 7x7/4 conv never runs out of image
     with torch.no_grad():
-        assert [o.shape[2:] for o in m(torch.randn(1, 3, 5, 9))] == [(2, 3), (1, 2), (1, 1),
-                                                                    (1, 1)]
+        assert [o.shape[2:] for o in m(torch.randn(1, 3, 5, 9))] == [(2, 3), (1, 2), (1, 1), (1, 1)]
 
 
 @pytest.mark.parametrize('arch', sorted(PVTV2_PARAMS))
@@ -188,13 +199,15 @@ def test_pvtv2_official_sizes_and_params(arch):
     m = MODELS.build(dict(type='mmattn.FLattenPVTv2', arch=arch))  # built, not run: < 1 s
     assert sum(p.numel() for p in m.parameters()) == PVTV2_PARAMS[arch]
     dims = [32, 64, 160, 256] if arch == 'b0' else [64, 128, 320, 512]
-    depths = dict(b0=[2, 2, 2, 2], b1=[2, 2, 2, 2], b2=[3, 4, 6, 3], b3=[3, 4, 18, 3],
-                  b4=[3, 8, 27, 3])[arch]
+    depths = dict(
+        b0=[2, 2, 2, 2], b1=[2, 2, 2, 2], b2=[3, 4, 6, 3], b3=[3, 4, 18, 3], b4=[3, 8, 27, 3]
+    )[arch]
     assert m.embed_dims == dims and [len(layer.blocks) for layer in m.layers] == depths
     for i, layer in enumerate(m.layers):
         proj = layer.patch_embed.proj
         assert (proj.kernel_size, proj.stride, proj.padding) == (
-            ((7, 7), (4, 4), (3, 3)) if i == 0 else ((3, 3), (2, 2), (1, 1)))
+            ((7, 7), (4, 4), (3, 3)) if i == 0 else ((3, 3), (2, 2), (1, 1))
+        )
         assert layer.pos_embed is None and layer.norm.eps == 1e-6
         assert layer.patch_embed.norm.eps == 1e-5
         blk = layer.blocks[0]
@@ -204,7 +217,7 @@ def test_pvtv2_official_sizes_and_params(arch):
         attn = blk.attn  # official LLLL with PVT_LA_SR_RATIOS = 1111: full-resolution keys
         assert isinstance(attn, FocusedLinearAttention) and attn.sr_ratio == 1
         assert attn.num_heads == [1, 2, 5, 8][i] and attn.focusing_factor == 3
-        assert attn.positional_encoding.shape == (1, (56 >> i)**2, dims[i])
+        assert attn.positional_encoding.shape == (1, (56 >> i) ** 2, dims[i])
 
 
 def test_pvtv2_b0_full_size_forward():
@@ -212,25 +225,33 @@ def test_pvtv2_b0_full_size_forward():
     m.init_weights()
     with torch.no_grad():
         outs = m.eval()(torch.randn(1, 3, 224, 224))
-    assert [tuple(o.shape[1:]) for o in outs] == [(32, 56, 56), (64, 28, 28), (160, 14, 14),
-                                                  (256, 7, 7)]
+    assert [tuple(o.shape[1:]) for o in outs] == [
+        (32, 56, 56),
+        (64, 28, 28),
+        (160, 14, 14),
+        (256, 7, 7),
+    ]
     for o in outs:  # each output went through its stage's LayerNorm (unit gain, zero bias)
         tokens = o.flatten(2).transpose(1, 2)
-        torch.testing.assert_close(tokens.mean(-1), torch.zeros_like(tokens[..., 0]),
-                                   atol=1e-5, rtol=0)
-        torch.testing.assert_close(tokens.var(-1, unbiased=False),
-                                   torch.ones_like(tokens[..., 0]), atol=1e-3, rtol=0)
+        torch.testing.assert_close(
+            tokens.mean(-1), torch.zeros_like(tokens[..., 0]), atol=1e-5, rtol=0
+        )
+        torch.testing.assert_close(
+            tokens.var(-1, unbiased=False), torch.ones_like(tokens[..., 0]), atol=1e-3, rtol=0
+        )
 
 
 def test_pvtv2_official_init():
     m = _pvtv2(arch='b0')
     m.init_weights()
-    for name, conv in [('patch', m.layers[0].patch_embed.proj),
-                       ('ffn dwconv', m.layers[1].blocks[0].mlp.dwconv),
-                       ('attn dwc', m.layers[2].blocks[0].attn.dwc)]:
+    for name, conv in [
+        ('patch', m.layers[0].patch_embed.proj),
+        ('ffn dwconv', m.layers[1].blocks[0].mlp.dwconv),
+        ('attn dwc', m.layers[2].blocks[0].attn.dwc),
+    ]:
         fan_out = conv.kernel_size[0] * conv.kernel_size[1] * conv.out_channels // conv.groups
         std = conv.weight.std().item()
-        assert abs(std / math.sqrt(2. / fan_out) - 1) < 0.15, (name, std)
+        assert abs(std / math.sqrt(2.0 / fan_out) - 1) < 0.15, (name, std)
         assert conv.bias.abs().sum() == 0, name
     fc1 = m.layers[3].blocks[1].mlp.fc1
     assert abs(fc1.weight.std().item() - 0.02) < 0.002 and fc1.bias.abs().sum() == 0
@@ -246,7 +267,7 @@ def _naive_dwconv3x3(h, weight, bias, hw):
     out = bias.reshape(1, 1, 1, C).expand(B, H, W, C).clone()
     for dy in range(3):
         for dx in range(3):
-            out += padded[:, dy:dy + H, dx:dx + W] * weight[:, 0, dy, dx]
+            out += padded[:, dy : dy + H, dx : dx + W] * weight[:, 0, dy, dx]
     return out.reshape(B, N, C)
 
 
@@ -265,33 +286,35 @@ def test_conv_ffn_equals_naive_reference(dw_residual):
     torch.testing.assert_close(mlp(x, hw), ref, rtol=1e-12, atol=1e-12)
     # the neighbourhood is really 2-D: a token's output moves with the token below it
     x2 = x.clone()
-    x2[:, 1 * 7 + 3] += 1.
+    x2[:, 1 * 7 + 3] += 1.0
     changed = (mlp(x2, hw) - mlp(x, hw)).abs().amax(dim=(0, 2)) > 0
     assert set(changed.nonzero().flatten().tolist()) == {
-        r * 7 + c for r in (0, 1, 2) for c in (2, 3, 4)}
+        r * 7 + c for r in (0, 1, 2) for c in (2, 3, 4)
+    }
 
 
 def test_pvtv2_patch_embedding_overlaps():
-    m = _pvtv2(out_indices=(0, )).eval()
+    m = _pvtv2(out_indices=(0,)).eval()
     embed = m.layers[0].patch_embed
     x = torch.randn(1, 3, 32, 32)
     with torch.no_grad():
         a, hw = embed(x)
         x2 = x.clone()
-        x2[..., 3, 3] += 1.  # inside the 7x7 windows of tokens 0 and 1 along each axis
+        x2[..., 3, 3] += 1.0  # inside the 7x7 windows of tokens 0 and 1 along each axis
         b, _ = embed(x2)
     assert hw == (8, 8)
     moved = ((a - b).abs().amax(-1) > 0).reshape(8, 8).nonzero().tolist()
     assert moved == [[0, 0], [0, 1], [1, 0], [1, 1]]
     # and the conv is the padded 7x7 stride-4 one of PVT v2
     ref = F.conv2d(x, embed.proj.weight, embed.proj.bias, stride=4, padding=3)
-    ref = F.layer_norm(ref.flatten(2).transpose(1, 2), (16, ), embed.norm.weight,
-                       embed.norm.bias, 1e-5)
+    ref = F.layer_norm(
+        ref.flatten(2).transpose(1, 2), (16,), embed.norm.weight, embed.norm.bias, 1e-5
+    )
     torch.testing.assert_close(a, ref)
 
 
 def test_pvtv2_every_parameter_trains_and_layout_swaps():
-    m = _pvtv2(out_indices=(1, 3), drop_path_rate=0.)
+    m = _pvtv2(out_indices=(1, 3), drop_path_rate=0.0)
     outs = m(torch.randn(1, 3, 64, 80))
     assert [o.shape[1] for o in outs] == [32, 64]
     sum(o.square().mean() for o in outs).backward()
@@ -300,10 +323,16 @@ def test_pvtv2_every_parameter_trains_and_layout_swaps():
     m = _pvtv2(attn_cfgs=dict(type='SpatialReductionAttention'))
     assert [layer.blocks[0].attn.sr_ratio for layer in m.layers] == [8, 4, 2, 1]
     # the v2 options are the skeleton's: FLatten-PVT with them on has FLatten-PVTv2's keys
-    v1 = FLattenPVT(arch=PVT_TINY, patch_kernel_sizes=(7, 3, 3, 3), use_abs_pos_embed=False,
-                    use_conv_ffn=True, norm_after_stage=True)
+    v1 = FLattenPVT(
+        arch=PVT_TINY,
+        patch_kernel_sizes=(7, 3, 3, 3),
+        use_abs_pos_embed=False,
+        use_conv_ffn=True,
+        norm_after_stage=True,
+    )
     assert {k: v.shape for k, v in v1.state_dict().items()} == {
-        k: v.shape for k, v in _pvtv2().state_dict().items()}
+        k: v.shape for k, v in _pvtv2().state_dict().items()
+    }
     with pytest.raises(ValueError, match='smaller than its stride'):
         _pvtv2(patch_kernel_sizes=(3, 3, 3, 3))
     with pytest.raises(ValueError, match='one entry per stage'):

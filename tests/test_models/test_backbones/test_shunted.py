@@ -1,4 +1,5 @@
 """ShuntedTransformer: shapes/strides, arch zoo, freezing, norm_eval, with_cp, init_cfg."""
+
 import pytest
 import torch
 from torch.nn.modules.batchnorm import _BatchNorm
@@ -7,8 +8,14 @@ from mmattn.models.backbones.shunted import ShuntedTransformer
 from mmattn.registry import MODELS
 
 # Same structure as Shunted-S (two stem convs would be Shunted-B) at a fraction of the width.
-TINY = dict(embed_dims=[16, 32, 64, 128], num_heads=[2, 2, 4, 4], mlp_ratios=[2, 2, 2, 2],
-            sr_ratios=[8, 4, 2, 1], depths=[1, 2, 1, 1], num_convs=1)
+TINY = dict(
+    embed_dims=[16, 32, 64, 128],
+    num_heads=[2, 2, 4, 4],
+    mlp_ratios=[2, 2, 2, 2],
+    sr_ratios=[8, 4, 2, 1],
+    depths=[1, 2, 1, 1],
+    num_convs=1,
+)
 
 
 def _tiny(**kw):
@@ -109,7 +116,7 @@ def test_norm_eval():
 def test_with_cp_same_output_and_grads():
     x = torch.randn(2, 3, 70, 90)
     # drop_path off: stochastic depth would draw different masks in the two runs
-    ref, cpm = _tiny(drop_path_rate=0.), _tiny(with_cp=True, drop_path_rate=0.)
+    ref, cpm = _tiny(drop_path_rate=0.0), _tiny(with_cp=True, drop_path_rate=0.0)
     cpm.load_state_dict(ref.state_dict())
     for m in (ref, cpm):
         m.train()

@@ -1,4 +1,5 @@
 """concat_matmul: x @ y^T + u @ w^T as one GEMM, with a backward that skips constants."""
+
 import pytest
 import torch
 
@@ -8,8 +9,10 @@ from mmattn.models.layers.concat_matmul import concat_matmul
 def _inputs(grad, m, n, d, k):
     g = torch.Generator().manual_seed(0)
     shapes = dict(x=(2, 3, m, d), y=(2, 3, n, d), u=(2, 3, m, k), w=(2, 3, n, k))
-    return {k: torch.randn(*s, dtype=torch.float64, generator=g).requires_grad_(k in grad)
-            for k, s in shapes.items()}
+    return {
+        k: torch.randn(*s, dtype=torch.float64, generator=g).requires_grad_(k in grad)
+        for k, s in shapes.items()
+    }
 
 
 # (M, N, d, K): the first two take the concatenated form, the others accumulate in place
@@ -50,4 +53,5 @@ def test_constants_get_no_gradient_and_broadcast_factors_accumulate():
     torch.testing.assert_close(pg, p.grad, rtol=0, atol=1e-12)
     assert torch.autograd.gradcheck(
         lambda a, b, c: concat_matmul(a, b, c.expand(2, 5, 3), basis.expand(2, 7, 3)),
-        (x.detach().requires_grad_(), y.detach().requires_grad_(), p.detach().requires_grad_()))
+        (x.detach().requires_grad_(), y.detach().requires_grad_(), p.detach().requires_grad_()),
+    )

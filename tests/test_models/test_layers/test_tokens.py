@@ -1,4 +1,5 @@
 """map_to_tokens / tokens_to_map: values, round trip, and BatchNorm's gradient at batch size 1."""
+
 import pytest
 import torch
 import torch.nn as nn
@@ -30,20 +31,20 @@ def test_batchnorm_then_tokens_has_the_finite_difference_gradient_at_batch_one(t
     bn = nn.BatchNorm2d(8).double().train(training)
     with torch.no_grad():
         bn.running_mean.normal_()
-        bn.running_var.uniform_(0.5, 2.)
+        bn.running_var.uniform_(0.5, 2.0)
         bn.weight.normal_()
     x = torch.randn(1, 8, 5, 6, dtype=torch.float64)
     weight = torch.randn(1, 30, 8, dtype=torch.float64)
 
     def loss(inp):
-        return (F.layer_norm(map_to_tokens(bn(inp)), (8, )) * weight).sum()
+        return (F.layer_norm(map_to_tokens(bn(inp)), (8,)) * weight).sum()
 
     xg = x.clone().requires_grad_()
     loss(xg).backward()
     direction = torch.randn_like(x)
     eps = 1e-6
     with torch.no_grad():
-        momentum, bn.momentum = bn.momentum, 0.  # keep running stats fixed in train mode
+        momentum, bn.momentum = bn.momentum, 0.0  # keep running stats fixed in train mode
         numeric = (loss(x + eps * direction) - loss(x - eps * direction)) / (2 * eps)
         bn.momentum = momentum
     assert (xg.grad * direction).sum().item() == pytest.approx(numeric.item(), rel=1e-6)

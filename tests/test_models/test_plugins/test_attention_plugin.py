@@ -6,6 +6,7 @@ reach it, and one optimiser step makes it a different function. Also: the docume
 rules, overrides, a later-registered op, maps smaller than an op's reduction cell, mmcv's
 ``build_plugin_layer`` and MMDetection's ResNet-50 ``plugins``, and bf16 autocast.
 """
+
 from typing import Optional, Sequence
 
 import pytest
@@ -38,8 +39,14 @@ def _step(module, x, lr=0.05):
 
 
 def test_every_registered_token_and_map_op_is_found():
-    assert {'AgentAttention', 'BiLevelRoutingAttention', 'MultiHeadExternalAttention',
-            'FocusedLinearAttention', 'ShuntedSelfAttention', 'ExternalAttention'} <= set(OPS)
+    assert {
+        'AgentAttention',
+        'BiLevelRoutingAttention',
+        'MultiHeadExternalAttention',
+        'FocusedLinearAttention',
+        'ShuntedSelfAttention',
+        'ExternalAttention',
+    } <= set(OPS)
 
 
 @pytest.mark.parametrize('name', OPS)
@@ -58,8 +65,11 @@ def test_op_as_plugin_identity_then_learns(name):
     assert delta > 1e-4, f'{name}: still the identity after a step ({delta:.2e})'
     # from the second step on, the op itself receives gradients: every parameter gets one
     (after * target).sum().backward()
-    missing = [n for n, p in plugin.named_parameters() if p.grad is None or not
-               torch.isfinite(p.grad).all()]
+    missing = [
+        n
+        for n, p in plugin.named_parameters()
+        if p.grad is None or not torch.isfinite(p.grad).all()
+    ]
     assert not missing, f'{name}: no or non-finite gradient for {missing}'
     zero = [n for n, p in plugin.attn.named_parameters() if p.grad.abs().sum() == 0]
     assert not zero, f'{name}: zero gradient for {zero}'
@@ -69,7 +79,7 @@ def test_op_as_plugin_identity_then_learns(name):
 def test_maps_smaller_than_the_ops_cells(name):
     """A 3 x 5 map: below Swin's window (7), BiFormer's regions (7 x 7), Agent's 7 x 7 agents
     and the reduction rate 4 of SRA / Shunted at the default 32 x 32 nominal map."""
-    plugin = _plugin(name, layer_scale_init=1.)
+    plugin = _plugin(name, layer_scale_init=1.0)
     x = torch.randn(2, 64, 3, 5)
     out = plugin(x)
     assert out.shape == x.shape and torch.isfinite(out).all()
@@ -78,7 +88,7 @@ def test_maps_smaller_than_the_ops_cells(name):
 
 def test_small_map_padding_equals_the_op_on_the_padded_map():
     """Below its reduction rate the op sees the normalised map zero-padded to the rate."""
-    plugin = _plugin('SpatialReductionAttention', layer_scale_init=1.).eval()
+    plugin = _plugin('SpatialReductionAttention', layer_scale_init=1.0).eval()
     assert plugin.attn.sr_ratio == 4 and plugin.min_side == 4
     x = torch.randn(1, 64, 3, 5)
     with torch.no_grad():
@@ -102,8 +112,9 @@ def test_default_rules():
     small = plugin_facts('AgentAttention', 64, (5, 12))
     assert small['agent_num'] == 25 and small['window_size'] == 5 and small['n_win'] == 1
     assert small['sr_ratio'] == 1 and small['pretrain_hw'] == (5, 12)
-    assert [plugin_facts('SpatialReductionAttention', 64, s)['sr_ratio']
-            for s in (8, 16, 20, 40, 80)] == [1, 2, 2, 4, 8]
+    assert [
+        plugin_facts('SpatialReductionAttention', 64, s)['sr_ratio'] for s in (8, 16, 20, 40, 80)
+    ] == [1, 2, 2, 4, 8]
     assert plugin_facts('ShuntedSelfAttention', 96, 80)['num_heads'] == 2
     assert plugin_facts('FocusedLinearAttention', 96, 80)['sr_ratio'] == 1
 
@@ -123,8 +134,9 @@ def test_default_rules():
 
 
 def test_attn_cfg_keys_override_the_defaults():
-    op = AttentionPlugin(64, dict(type='mmattn.SpatialReductionAttention', sr_ratio=2,
-                                  num_heads=4)).attn
+    op = AttentionPlugin(
+        64, dict(type='mmattn.SpatialReductionAttention', sr_ratio=2, num_heads=4)
+    ).attn
     assert op.sr_ratio == 2 and op.num_heads == 4
 
 
@@ -133,8 +145,13 @@ class _PluginToyOp(nn.Module):
     """An op registered after the plug-in was written (as a user's custom_imports file does):
     softmax attention inside windows of ``window_size``, heads from the plug-in's rule."""
 
-    def __init__(self, embed_dims: int, num_heads: int = 1, window_size: int = 3,
-                 init_cfg: Optional[dict] = None) -> None:
+    def __init__(
+        self,
+        embed_dims: int,
+        num_heads: int = 1,
+        window_size: int = 3,
+        init_cfg: Optional[dict] = None,
+    ) -> None:
         super().__init__()
         self.num_heads, self.window_size = num_heads, window_size
         self.qkv = nn.Linear(embed_dims, 3 * embed_dims)
@@ -174,23 +191,41 @@ def test_mmcv_build_plugin_layer_under_mmdet_scope():
     import mmdet.models  # noqa: F401
     from mmcv.cnn import build_plugin_layer
     from mmengine.registry import DefaultScope
+
     with DefaultScope.overwrite_default_scope('mmdet'):
         name, layer = build_plugin_layer(
             dict(type='mmattn.AttentionPlugin', attn_cfg=dict(type='AgentAttention')),
-            in_channels=64, postfix='_2')
+            in_channels=64,
+            postfix='_2',
+        )
     assert name == 'attn_plugin_2' and isinstance(layer, AttentionPlugin)
     assert layer.in_channels == 64
 
 
 def _resnet(op=None):
     from mmdet.models.backbones import ResNet
-    plugins = None if op is None else [dict(
-        cfg=dict(type='mmattn.AttentionPlugin', attn_cfg=dict(type=op), map_size=8),
-        stages=(False, False, True, True), position='after_conv2')]
+
+    plugins = (
+        None
+        if op is None
+        else [
+            dict(
+                cfg=dict(type='mmattn.AttentionPlugin', attn_cfg=dict(type=op), map_size=8),
+                stages=(False, False, True, True),
+                position='after_conv2',
+            )
+        ]
+    )
     # zero_init_residual=False: as in a pretrained ResNet, norm3 is not zero, so gradients
     # reach what comes before it in a bottleneck
-    return ResNet(depth=50, base_channels=8, out_indices=(0, 1, 2, 3), norm_eval=False,
-                  zero_init_residual=False, plugins=plugins)
+    return ResNet(
+        depth=50,
+        base_channels=8,
+        out_indices=(0, 1, 2, 3),
+        norm_eval=False,
+        zero_init_residual=False,
+        plugins=plugins,
+    )
 
 
 @pytest.mark.parametrize('name', OPS)
@@ -201,6 +236,7 @@ def test_inside_mmdet_resnet50_plugins(name):
     plain ResNet-50 with the same weights; one step later it differs, and the plug-ins got
     gradients."""
     from mmengine.registry import DefaultScope
+
     torch.manual_seed(0)
     with DefaultScope.overwrite_default_scope('mmdet'):
         model = _resnet(name)
@@ -233,7 +269,7 @@ def test_linear_attention_fp32_islands_under_bf16(name):
     half-ulps of bf16 (relative, whole output) of the fp32 result, because the ops compute their
     normalisers in fp32 (tests/test_reliability/test_amp_families.py measures the op alone)."""
     torch.manual_seed(0)
-    plugin = AttentionPlugin(64, dict(type=name), norm_cfg=None, layer_scale_init=1.).eval()
+    plugin = AttentionPlugin(64, dict(type=name), norm_cfg=None, layer_scale_init=1.0).eval()
     x = torch.randn(2, 64, 37, 53) * 200
     with torch.no_grad():
         ref = plugin.branch(x)
@@ -241,12 +277,12 @@ def test_linear_attention_fp32_islands_under_bf16(name):
             out = plugin.branch(x)
     assert torch.isfinite(out).all()
     err = ((out.float() - ref).norm() / ref.norm()).item()
-    assert err < 4 * 2.**-8, f'{name}: relative error {err:.3g} under bf16'
+    assert err < 4 * 2.0**-8, f'{name}: relative error {err:.3g} under bf16'
 
 
 @pytest.mark.parametrize('name', OPS)
 def test_bf16_autocast_no_nan(name):
-    plugin = _plugin(name, layer_scale_init=1.)
+    plugin = _plugin(name, layer_scale_init=1.0)
     x = torch.randn(*SHAPE) * 30
     with torch.autocast('cpu', dtype=torch.bfloat16):
         out = plugin(x)
