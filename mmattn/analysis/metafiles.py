@@ -48,13 +48,14 @@ BIBTEX_RE = re.compile(r'@\w+\s*\{\s*([^,\s]+)\s*,')
 def families(configs_root: str = 'configs') -> Dict[str, List[str]]:
     """``{folder: [recipe paths]}`` of the method folders that have a README (the paper's).
 
-    ``configs/comparison`` (our controlled study, no paper) and ``configs/shapes`` are not
-    families.
+    ``configs/comparison`` (our controlled study, no paper), ``configs/plugins`` (the ops of
+    the families inside mmdet/mmseg CNN recipes; its README cites mmattn and the hosts) and
+    ``configs/shapes`` are not families.
     """
     return {
         name: paths
         for name, paths in discover_configs(configs_root).items()
-        if osp.isfile(osp.join(configs_root, name, 'README.md'))
+        if name != 'plugins' and osp.isfile(osp.join(configs_root, name, 'README.md'))
     }
 
 

@@ -78,6 +78,9 @@ def test_params_and_flops_are_the_zoo_s():
             continue
         counted += 1
         assert md['Parameters'] == zoo[config]['params'], config
+        if zoo[config]['flops'] is None:  # the zoo has not traced it yet: no FLOPs listed
+            assert 'FLOPs' not in md, config
+            continue
         assert md['FLOPs'] == zoo[config]['flops'], config
         assert md['FLOPs Input'] == 'x'.join(map(str, zoo[config]['shape'])), config
     assert counted >= len(models) - 2, (counted, len(models))

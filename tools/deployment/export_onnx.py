@@ -15,7 +15,7 @@ import sys
 
 sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..', '..')))
 
-from mmattn.utils.cli import UserInputError, add_common_args, load_config, user_errors  # noqa
+from mmattn.utils.cli import UserInputError, load_config, parse_run_args, user_errors  # noqa
 
 
 def parse_args(argv=None):
@@ -39,8 +39,7 @@ def parse_args(argv=None):
         help='run the file beside PyTorch at the export size and at another '
         'size and print the differences',
     )
-    add_common_args(parser)
-    return parser.parse_args(argv)
+    return parse_run_args(parser, argv)
 
 
 def main(argv=None) -> None:

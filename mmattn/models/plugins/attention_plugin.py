@@ -74,6 +74,8 @@ FACT_RULES: Dict[str, FactRule] = {
 TYPE_RULES: Dict[str, Dict[str, FactRule]] = {
     # two head groups (rates r and r / 2) need an even head count
     'ShuntedSelfAttention': {'num_heads': lambda c, hw: plugin_heads(c, even=True)},
+    # half the heads in horizontal stripes, half in vertical ones
+    'CSWinAttention': {'num_heads': lambda c, hw: plugin_heads(c, even=True)},
     # linear in the tokens: full-resolution keys are affordable
     'FocusedLinearAttention': {'sr_ratio': lambda c, hw: 1},
     # the plug-in adds the residual; the EANet module's own ReLU after its sum would clip it
@@ -132,7 +134,7 @@ class AttentionPlugin(BaseModule):
     of ``map_size``):
 
     ====================  ===============================================================
-    ``num_heads``         largest divisor of ``C`` up to ``C // 32`` (Shunted: even, >= 2)
+    ``num_heads``         largest divisor of ``C`` up to ``C // 32`` (Shunted, CSWin: even, >= 2)
     ``sr_ratio``          largest power of two with ``S / r >= 8`` (FLatten: 1)
     ``pretrain_hw``       ``map_size``
     ``window_size``       ``min(7, S)``
