@@ -8,7 +8,6 @@ the real-layout smoke run of the RTMDet recipe is in tests/test_tools/test_real_
 import glob
 import os.path as osp
 
-import torch
 from mmengine.config import Config
 from test_tools.test_train_test import (
     DET_MIN_GAIN,
@@ -16,6 +15,8 @@ from test_tools.test_train_test import (
     _metrics,
     _untrained_checkpoint,
 )
+
+from mmattn.utils.checkpoint import safe_load
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 PLUGINS = osp.join(REPO, 'configs', 'plugins')
@@ -140,6 +141,6 @@ def test_plugin_detector_memorises_a_fixed_set(tool, shapes_data, tmp_path):
     trained = _metrics(osp.join(work, 'test'))
     key = 'coco/bbox_mAP'
     assert trained[key] > untrained.get(key, 0.0) + DET_MIN_GAIN, (trained, untrained)
-    state = torch.load(ckpt, map_location='cpu', weights_only=False)['state_dict']
+    state = safe_load(ckpt)['state_dict']
     gammas = [v for k, v in state.items() if k.endswith('attn_plugin.gamma')]
     assert len(gammas) == 6 + 3 and all(g.abs().max() > 0 for g in gammas)

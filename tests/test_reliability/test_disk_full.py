@@ -17,10 +17,10 @@ import sys
 import uuid
 
 import pytest
-import torch
 
 from mmattn.engine.faults import EXIT_WRITE_FAILED
 from mmattn.engine.hooks import is_complete_checkpoint
+from mmattn.utils.checkpoint import safe_load
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
@@ -113,7 +113,7 @@ def _one_error(proc):
 def _assert_previous_intact(work, step):
     path = osp.join(work, f'iter_{step}.pth')
     assert is_complete_checkpoint(path)
-    assert torch.load(path, map_location='cpu', weights_only=False)['meta']['iter'] == step
+    assert safe_load(path)['meta']['iter'] == step
     with open(osp.join(work, 'last_checkpoint')) as f:
         assert f.read().strip() == path
     for name in os.listdir(work):

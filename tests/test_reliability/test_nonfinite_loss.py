@@ -23,6 +23,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from mmattn.engine.faults import EXIT_NONFINITE_LOSS, NonFiniteLossError, NonFiniteLossHook
+from mmattn.utils.checkpoint import safe_load
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
@@ -205,7 +206,7 @@ def test_train_py_stops_on_blow_up_and_resume_reaches_the_same_point(shapes_data
     assert [osp.basename(p) for p in saved] == ['iter_4.pth'], saved
     with open(work / 'last_checkpoint') as f:
         assert f.read().strip() == saved[0]
-    state = torch.load(saved[0], map_location='cpu', weights_only=False)['state_dict']
+    state = safe_load(saved[0])['state_dict']
     assert all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point())
 
     # Resuming works (from iteration 4) and, the run being deterministic, meets the same

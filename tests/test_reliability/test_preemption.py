@@ -20,6 +20,7 @@ import torch
 
 from mmattn.engine.faults import preempted_exit_code
 from mmattn.engine.hooks import is_complete_checkpoint
+from mmattn.utils.checkpoint import safe_load
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
@@ -87,7 +88,7 @@ def train(cfg, work_dir, *extra, send=None, after_iter=2, group=False, timeout=6
 
 def final_state(work_dir, step=MAX_ITERS):
     path = osp.join(work_dir, f'iter_{step}.pth')
-    return torch.load(path, map_location='cpu', weights_only=False)
+    return safe_load(path)
 
 
 def assert_same_weights(a, b):
@@ -131,7 +132,7 @@ def test_signal_saves_then_resume_equals_uninterrupted(reference, tmp_path, sign
     assert path == osp.join(work, f'iter_{step}.pth') and is_complete_checkpoint(path)
     with open(osp.join(work, 'last_checkpoint')) as f:
         assert f.read().strip() == path
-    assert torch.load(path, map_location='cpu', weights_only=False)['meta']['iter'] == step
+    assert safe_load(path)['meta']['iter'] == step
     assert 'Traceback' not in out, out[-3000:]
     assert not glob.glob(osp.join(work, '.tmp-*.part'))
 

@@ -171,8 +171,10 @@ def final_metrics(work, step):
 def same_state(a_path, b_path):
     import torch
 
-    a = torch.load(a_path, map_location='cpu', weights_only=False)
-    b = torch.load(b_path, map_location='cpu', weights_only=False)
+    from mmattn.utils.checkpoint import safe_load
+
+    a = safe_load(a_path)
+    b = safe_load(b_path)
     sa, sb = a['state_dict'], b['state_dict']
     if sa.keys() != sb.keys():
         return False, 'different tensor names'
