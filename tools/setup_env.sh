@@ -43,8 +43,10 @@ else
   "${PIP[@]}" install "$TORCH_SPEC"
 fi
 # pkg_resources (used by mmengine to find mmdet::/mmseg:: configs) is gone from setuptools >= 81,
-# and torch 2.13 asks for >= 77.
-"${PIP[@]}" install numpy wheel 'setuptools>=77,<81'
+# setuptools 80 makes every editable install a PEP 660 one (see step 3), and torch 2.13 asks for
+# >= 77.0.3.
+SETUPTOOLS_SPEC='setuptools>=77.0.3,<80'
+"${PIP[@]}" install numpy wheel "$SETUPTOOLS_SPEC"
 
 # 2. mmcv with compiled ops (RoIAlign, NMS, ...). No CPU wheel exists on the registry, so build
 #    it once from source and cache the wheel per (python, torch) outside the work tree.
@@ -77,7 +79,7 @@ else
     hb=
     log "mmcv built in $(( ($(date +%s) - t0) / 60 )) min"
     mv "$tmp"/mmcv-$MMCV_VERSION-*.whl "$wheel_dir"/
-    "${PIP[@]}" install 'setuptools>=77,<81'
+    "${PIP[@]}" install "$SETUPTOOLS_SPEC"
     wheel=$(ls "$wheel_dir"/mmcv-$MMCV_VERSION-*.whl | head -n 1)
   else
     log "reusing cached $wheel"
@@ -91,7 +93,13 @@ log "installing mmengine, mmdet, mmsegmentation and mmattn"
   -r "$ROOT/requirements/mim.txt"
 # mim without its dataset-download dependency chain (see requirements/mim.txt)
 "${PIP[@]}" install --no-deps openmim==0.3.9
-"${PIP[@]}" install --no-deps -e "$ROOT"
+# mmattn as a legacy (egg-link) editable install: mim and MMEngine's `mmattn::` config paths look
+# for the package beside its distribution's metadata, which a PEP 660 editable install puts in
+# site-packages, away from the code. A pip that no longer does legacy installs gets PEP 660.
+if ! "${PIP[@]}" install --no-deps --no-build-isolation --no-use-pep517 -e "$ROOT" 2>/dev/null; then
+  log "this pip refuses legacy editable installs: PEP 660 install (mim then needs 'pip install .')"
+  "${PIP[@]}" install --no-deps -e "$ROOT"
+fi
 "$PY" -c 'import mmcv.ops, mmdet, mmseg, mmattn'
 
 rm -f "$VENV"/.mmattn-setup-*

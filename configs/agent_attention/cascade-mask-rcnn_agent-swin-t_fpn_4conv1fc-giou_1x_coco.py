@@ -15,7 +15,9 @@ _base_ = [
     '../_base_/schedules/schedule_1x.py',
     '../_base_/default_runtime_det.py',
 ]
-custom_imports = dict(imports=['mmattn.models'], allow_failed_imports=False)
+custom_imports = dict(
+    imports=['mmattn.models', 'mmattn.det', 'mmattn.safe_loading'], allow_failed_imports=False
+)
 norm_cfg = dict(type='SyncBN', requires_grad=True)
 
 

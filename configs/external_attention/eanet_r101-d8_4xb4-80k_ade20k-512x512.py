@@ -8,7 +8,9 @@ _base_ = [
     '../_base_/default_runtime_seg.py',
     '../_base_/schedules/schedule_80k.py',
 ]
-custom_imports = dict(imports=['mmattn.models', 'mmattn.seg'], allow_failed_imports=False)
+custom_imports = dict(
+    imports=['mmattn.models', 'mmattn.seg', 'mmattn.safe_loading'], allow_failed_imports=False
+)
 crop_size = (512, 512)
 norm_cfg = dict(type='SyncBN', requires_grad=True)
 model = dict(

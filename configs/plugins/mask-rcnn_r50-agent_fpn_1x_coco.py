@@ -6,7 +6,9 @@
 # identity, so the ImageNet weights compute what they computed. map_size: the stage-3/4 maps of
 # an 800 x 1333 image, from which the op's defaults derive (docs/plugins.md).
 _base_ = ['mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py', '../_base_/tta/coco_instance_tta.py']
-custom_imports = dict(imports=['mmattn.models'], allow_failed_imports=False)
+custom_imports = dict(
+    imports=['mmattn.models', 'mmattn.det', 'mmattn.safe_loading'], allow_failed_imports=False
+)
 attn = dict(type='AgentAttention')
 model = dict(
     backbone=dict(

@@ -6,7 +6,7 @@
 # the C3-C5 maps of a 640 x 640 training crop, from which the op's defaults derive
 # (docs/plugins.md).
 _base_ = './rtmdet_s_8xb32-300e_coco.py'
-custom_imports = dict(imports=['mmattn.models'], allow_failed_imports=False)
+custom_imports = dict(imports=['mmattn.models', 'mmattn.safe_loading'], allow_failed_imports=False)
 model = dict(
     neck=dict(
         _delete_=True,

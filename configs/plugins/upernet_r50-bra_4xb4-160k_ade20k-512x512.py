@@ -5,7 +5,7 @@
 # (SGD 0.01, poly, open-mmlab://resnet50_v1c): the plug-ins start as the identity. map_size:
 # the stage-3/4 maps of a 512 x 512 crop (docs/plugins.md).
 _base_ = 'mmseg::upernet/upernet_r50_4xb4-160k_ade20k-512x512.py'
-custom_imports = dict(imports=['mmattn.models'], allow_failed_imports=False)
+custom_imports = dict(imports=['mmattn.models', 'mmattn.safe_loading'], allow_failed_imports=False)
 attn = dict(type='BiLevelRoutingAttention')
 model = dict(
     backbone=dict(

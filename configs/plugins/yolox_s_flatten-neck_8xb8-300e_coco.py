@@ -5,7 +5,7 @@
 # MMDetection's yolox_s_8xb8-300e_coco.py (its multi-scale training, 480-800 px, feeds the
 # plug-ins maps of every size). map_sizes: C3-C5 at 640 x 640 (docs/plugins.md).
 _base_ = 'mmdet::yolox/yolox_s_8xb8-300e_coco.py'
-custom_imports = dict(imports=['mmattn.models'], allow_failed_imports=False)
+custom_imports = dict(imports=['mmattn.models', 'mmattn.safe_loading'], allow_failed_imports=False)
 model = dict(
     neck=dict(
         _delete_=True,

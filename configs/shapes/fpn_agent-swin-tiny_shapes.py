@@ -3,7 +3,7 @@
 # the Agent Attention family's end-to-end segmentation config. Agent biases are sized for the
 # 128x128 images (pretrain_img_size).
 _base_ = './fpn_r18_shapes.py'
-custom_imports = dict(imports=['mmattn.models'], allow_failed_imports=False)
+custom_imports = dict(imports=['mmattn.models', 'mmattn.safe_loading'], allow_failed_imports=False)
 model = dict(
     backbone=dict(
         _delete_=True,

@@ -5,7 +5,7 @@
 # 128 px images); the recipe's AdamW (weight decay 0.05, none on norms and biases) on a short
 # iteration schedule, no EMA. The rtmdet-tiny_<op>-neck_shapes.py siblings add the plug-ins only.
 _base_ = 'mmdet::rtmdet/rtmdet_tiny_8xb32-300e_coco.py'
-custom_imports = dict(imports=['mmattn.models'], allow_failed_imports=False)
+custom_imports = dict(imports=['mmattn.models', 'mmattn.safe_loading'], allow_failed_imports=False)
 norm_cfg = dict(type='BN')
 model = dict(
     backbone=dict(norm_cfg=norm_cfg, init_cfg=None),

@@ -3,7 +3,7 @@
 # classes, the data and schedule of rtmdet-tiny_shapes.py (128 px, flips; no mosaic, mix-up or
 # multi-scale batches), SGD as the recipe (lr scaled to 4 images per iteration), no EMA.
 _base_ = 'mmdet::yolox/yolox_s_8xb8-300e_coco.py'
-custom_imports = dict(imports=['mmattn.models'], allow_failed_imports=False)
+custom_imports = dict(imports=['mmattn.models', 'mmattn.safe_loading'], allow_failed_imports=False)
 model = dict(
     data_preprocessor=dict(batch_augments=None),
     neck=dict(

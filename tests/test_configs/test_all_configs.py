@@ -60,6 +60,26 @@ def assert_recipe_tta(cfg, config):
         want = 'mmattn.InstanceSegTTAModel' if has_masks else 'DetTTAModel'
         assert cfg.tta_model.type == want, config
         assert len(resize) == 3, config
+    assert_own_tools_can_run(cfg, config)
+
+
+def assert_own_tools_can_run(cfg, config):
+    """MMDetection's / MMSegmentation's own ``tools/test.py`` (also ``mim test mmdet``) import
+    only the config's ``custom_imports``: those must register every mmattn type the recipe names,
+    its TTA merger included, and install the safe checkpoint loader (torch >= 2.6)."""
+    from mmattn.registry import MODELS
+
+    imports = (cfg.get('custom_imports') or {}).get('imports', [])
+    if not imports:  # a plain MMDetection / MMSegmentation baseline, no mmattn type in it
+        assert 'mmattn' not in cfg.pretty_text, config
+        return
+    assert 'mmattn.safe_loading' in imports, config
+    if cfg.tta_model.type.startswith('mmattn.'):
+        module = MODELS.get(cfg.tta_model.type.split('.', 1)[1]).__module__
+        assert any(module == m or module.startswith(m + '.') for m in imports), (
+            f'{config}: custom_imports {imports} do not import {module} '
+            f'({cfg.tta_model.type}, needed by --tta)'
+        )
 
 
 def test_configs_found():
