@@ -32,14 +32,16 @@ def test_analyze_logs_plots_losses_and_metrics(tmp_path):
         dict(loss=2.0 - i / 10, loss_cls=1.0 - i / 20, lr=1e-3, iter=i * 10, step=i * 10)
         for i in range(1, 6)
     ]
-    recs.insert(3, {'coco/bbox_mAP': 0.1, 'coco/segm_mAP': 0.08, 'step': 30})
-    recs.append({'coco/bbox_mAP': 0.2, 'coco/segm_mAP': 0.15, 'step': 50})
+    # an iteration-based run logs its validations at step 0 (MMEngine's log_metric_by_epoch)
+    recs.insert(3, {'coco/bbox_mAP': 0.1, 'coco/segm_mAP': 0.08, 'step': 0})
+    recs.append({'coco/bbox_mAP': 0.2, 'coco/segm_mAP': 0.15, 'step': 0})
     (run / 'scalars.json').write_text('\n'.join(json.dumps(r) for r in recs) + '\n')
     out = logs.main([str(tmp_path / 'work')])
     assert out == str(tmp_path / 'work' / 'curves.png')
     img = mmcv.imread(out)
     assert img.shape[1] > 1000 and img.std() > 10  # a drawn figure, not a blank canvas
     train, val = logs.read_scalars(str(run / 'scalars.json'))
+    assert [r['step'] for r in val] == [30, 50]  # placed after the training records before them
     drawn = logs.plot(train, val, str(tmp_path / 'c.png'))
     assert drawn == {'loss': 5, 'loss_cls': 5, 'coco/bbox_mAP': 2, 'coco/segm_mAP': 2}
     with pytest.raises(SystemExit, match='scalars.json'):

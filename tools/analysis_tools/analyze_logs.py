@@ -34,7 +34,12 @@ def find_scalars(path: str) -> str:
 
 
 def read_scalars(path: str):
-    """``(train, val)``: lists of the log's records, training ones and validation ones."""
+    """``(train, val)``: lists of the log's records, training ones and validation ones.
+
+    A validation record's ``step`` becomes the iteration of the training record logged before
+    it: MMEngine's LoggerHook writes the epoch there by default (``log_metric_by_epoch``), which
+    is 0 in an iteration-based loop, so the metric curve would collapse onto one x.
+    """
     train, val = [], []
     with open(path, encoding='utf-8') as f:
         for line in f:
@@ -42,7 +47,12 @@ def read_scalars(path: str):
             if not line:
                 continue
             rec = json.loads(line)
-            (train if any(k.startswith('loss') for k in rec) else val).append(rec)
+            if any(k.startswith('loss') for k in rec):
+                train.append(rec)
+            else:
+                val.append(
+                    dict(rec, step=max(rec.get('step', 0), train[-1]['step'] if train else 0))
+                )
     return train, val
 
 
