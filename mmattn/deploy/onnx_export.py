@@ -24,6 +24,8 @@ from mmattn.utils.cli import UserInputError
 
 #: Opsets the dynamo exporter writes and onnxruntime 1.32 runs.
 SUPPORTED_OPSETS = range(18, 24)
+#: The smallest height and width the tool exports and verifies at.
+MIN_SIZE = 32
 
 _INTERPOLATE = F.interpolate
 _ADAPTIVE_AVG_POOL2D = F.adaptive_avg_pool2d
@@ -228,9 +230,7 @@ def export_wrapper(model: nn.Module, task: str, mode: str, shape: Sequence[int])
         return _TensorForward(model, task, tuple(shape)).eval()
     if mode == 'end2end' and task == 'seg':
         return SegEnd2End(model).eval()
-    raise UserInputError(
-        f'--mode {mode} is not implemented for {task} models yet; use --mode tensor'
-    )
+    raise UserInputError(f'--mode {mode} is not implemented for {task} models; use --mode tensor')
 
 
 def export_onnx(
@@ -240,12 +240,16 @@ def export_onnx(
     mode: str = 'tensor',
     shape: Sequence[int] = (128, 160),
     opset: int = 18,
-    batch: int = 1,
+    batch: int = 2,
 ) -> Dict[str, object]:
-    """Export ``model`` to ``out``; return ``dict(outputs=[names], fixed=[notes])``.
+    """Export ``model`` to ``out``; return ``dict(outputs=[names], fixed=[notes],
+    bounds=[notes])``.
 
-    Batch, height and width are exported as dynamic; an axis the exporter had to fix (an op
-    that is not size-generic) is reported in ``fixed`` with the size the file requires.
+    Batch, height and width are exported as dynamic (the example batch is 2 by default:
+    ``torch.export`` specialises a size-1 axis). An axis the exporter had to fix (an op that is
+    not size-generic) is reported in ``fixed``; an axis it bounded (a Python branch on the size,
+    evaluated at the export size, or the deepest stage's size kept above 1) in ``bounds``,
+    e.g. ``'height must be >= 64'``.
     """
     if opset not in SUPPORTED_OPSETS:
         raise UserInputError(
@@ -258,7 +262,7 @@ def export_onnx(
     dynamic = {'img': {0: auto, 2: auto, 3: auto}}
     # optimize=False: onnxscript 0.7.2's constant folding fails on a split by a symbolic size
     with torch.no_grad(), _export_patches():
-        torch.onnx.export(
+        program = torch.onnx.export(
             wrapper,
             (img,),
             out,
@@ -289,7 +293,36 @@ def export_onnx(
         for axis, d in zip(('batch', 'channels', 'height', 'width'), dims)
         if axis != 'channels' and d.HasField('dim_value')
     ]
-    return dict(outputs=names, fixed=fixed)
+    return dict(outputs=names, fixed=fixed, bounds=_bounded_axes(program.exported_program))
+
+
+def _finite_int(value) -> Optional[int]:
+    """``int(value)``, or None for sympy's infinities (torch's ``int_oo`` claims to be
+    finite, so it is recognised by failing the conversion)."""
+    try:
+        return int(value)
+    except (OverflowError, TypeError, AttributeError):
+        return None
+
+
+def _bounded_axes(exported) -> List[str]:
+    """Notes for the input axes that ``torch.export`` bounded: a Python ``if`` on a size is
+    evaluated at the export size and kept only as a range on that axis, which ONNX cannot
+    express, so the file would silently take the export size's branch outside it."""
+    inp = next(n for n in exported.graph.nodes if n.op == 'placeholder' and n.name == 'img')
+    notes = []
+    for axis, size in zip(('batch', 'channels', 'height', 'width'), inp.meta['val'].shape):
+        if axis == 'channels' or not isinstance(size, torch.SymInt):
+            continue
+        vr = exported.range_constraints.get(size.node.expr)
+        if vr is None:
+            continue
+        lower, upper = int(vr.lower), _finite_int(vr.upper)
+        # (lower bounds up to MIN_SIZE come from 0/1 specialisation of the deepest stage's size)
+        if lower > (2 if axis == 'batch' else MIN_SIZE) or upper is not None:
+            span = f'{lower}..{upper}' if upper is not None else f'>= {lower}'
+            notes.append(f'{axis} must be {span}')
+    return notes
 
 
 def run_onnx(path: str, img: np.ndarray, threads: int = 1) -> List[np.ndarray]:

@@ -32,7 +32,7 @@ try:
     model, task = build_export_model(Config.fromfile(cfg))
     info = export_onnx(model, task, out, mode, (h, w))
     rows = verify_onnx(model, task, out, mode, [(h, w), (h + 32, w - 32)])
-    print('RESULT ' + json.dumps(dict(fixed=info['fixed'], rows=rows)))
+    print('RESULT ' + json.dumps(dict(fixed=info['fixed'] + info['bounds'], rows=rows)))
 except Exception as err:
     line = (str(err).strip().splitlines() or [''])[0][:160]
     print('RESULT ' + json.dumps(dict(error=f'{{type(err).__name__}}: {{line}}')))
