@@ -22,6 +22,8 @@ import torch.nn.functional as F
 from mmattn.analysis.flops import _flatten_tensors, _TensorForward, build_model_from_cfg, task_of
 from mmattn.utils.cli import UserInputError
 
+from .onnx_ops import ONNX_TRANSLATIONS
+
 #: Opsets the dynamo exporter writes and onnxruntime 1.32 runs.
 SUPPORTED_OPSETS = range(18, 24)
 #: The smallest height and width the tool exports and verifies at.
@@ -230,6 +232,10 @@ def export_wrapper(model: nn.Module, task: str, mode: str, shape: Sequence[int])
         return _TensorForward(model, task, tuple(shape)).eval()
     if mode == 'end2end' and task == 'seg':
         return SegEnd2End(model).eval()
+    if mode == 'end2end' and task == 'det':
+        from .det_end2end import DetEnd2End
+
+        return DetEnd2End(model).eval()
     raise UserInputError(f'--mode {mode} is not implemented for {task} models; use --mode tensor')
 
 
@@ -273,12 +279,15 @@ def export_onnx(
             external_data=False,
             verbose=False,
             optimize=False,
+            custom_translation_table=ONNX_TRANSLATIONS,
         )
     import onnx
 
     proto = onnx.load(out, load_external_data=False)
     if task == 'seg' and mode == 'end2end':
         names = ['seg_pred']
+    elif task == 'det' and mode == 'end2end':
+        names = wrapper.output_names
     else:
         names = [f'output{i}' for i in range(len(proto.graph.output))]
     for o, name in zip(proto.graph.output, names):
@@ -338,12 +347,17 @@ def run_onnx(path: str, img: np.ndarray, threads: int = 1) -> List[np.ndarray]:
 
 
 def torch_reference(model: nn.Module, task: str, mode: str, img: torch.Tensor):
-    """What PyTorch gives for ``img``: tensor mode's flattened outputs, or (end2end, seg) the
-    ``pred_sem_seg`` of ``model.test_step`` fed the raw image."""
+    """What PyTorch gives for ``img``: tensor mode's flattened outputs, or (end2end) what
+    ``model.test_step`` gives for the raw image: a segmentor's ``pred_sem_seg``, a detector's
+    ``pred_instances`` (one dict per image)."""
     with torch.no_grad():
         if mode == 'tensor':
             shape = tuple(img.shape[2:])
             return [t.numpy() for t in _TensorForward(model, task, shape)(img)]
+        if task == 'det':
+            from .det_end2end import det_reference
+
+            return det_reference(model, img, bool(getattr(model, 'with_mask', False)))
         from mmseg.structures import SegDataSample
 
         h, w = img.shape[2:]
@@ -358,7 +372,12 @@ def torch_reference(model: nn.Module, task: str, mode: str, img: torch.Tensor):
 
 def compare(ref: Sequence[np.ndarray], got: Sequence[np.ndarray], mode: str) -> Dict[str, float]:
     """Tensor mode: the largest ``max|a-b| / max|b|`` over outputs; seg end2end: the share of
-    equal pixels."""
+    equal pixels; det end2end (``ref`` from ``test_step``): the boxes above 0.3 matched
+    (:func:`~mmattn.deploy.det_end2end.compare_detections`)."""
+    if mode == 'end2end' and ref and isinstance(ref[0], dict):
+        from .det_end2end import compare_detections
+
+        return compare_detections(ref, got)
     if len(ref) != len(got):
         raise AssertionError(f'{len(got)} ONNX outputs for {len(ref)} PyTorch outputs')
     for r, g in zip(ref, got):

@@ -4,9 +4,11 @@
         [--mode tensor|end2end] [--shape H W] [--opset N] [--verify]
 
 ``--mode tensor``: preprocessed ``(N, 3, H, W)`` float32 -> what ``model(img, mode='tensor')``
-returns, flattened in order. ``--mode end2end`` (segmentors): raw 0-255 image in the config's
-channel order -> ``seg_pred`` ``(N, H, W)`` int64. Batch, height and width are dynamic; an axis
-that had to be fixed is printed. See docs/deployment.md.
+returns, flattened in order. ``--mode end2end``: raw 0-255 image in the config's channel order
+-> ``seg_pred`` ``(N, H, W)`` int64 (segmentors), or ``dets`` ``(N, K, 5)``, ``labels``
+``(N, K)`` and for Mask R-CNN ``masks`` ``(N, K, H, W)`` (RetinaNet-style detectors, Faster /
+Mask R-CNN). Batch, height and width are dynamic; an axis that had to be fixed or was bounded
+is printed. See docs/deployment.md.
 """
 
 import argparse
