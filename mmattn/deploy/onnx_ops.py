@@ -15,7 +15,6 @@ Stock onnxruntime runs both; tests/test_deploy checks each translation against t
 from typing import Dict
 
 import torch
-from onnxscript import opset18 as op
 
 __all__ = ['roi_align', 'nms_keep', 'ONNX_TRANSLATIONS']
 
@@ -39,6 +38,8 @@ def _roi_align_fake(feat, rois, out_size, spatial_scale, sampling_ratio):
 
 
 def _onnx_roi_align(feat, rois, out_size: int, spatial_scale: float, sampling_ratio: int):
+    from onnxscript import opset18 as op  # a test/export dependency, imported when exporting
+
     batch = op.Cast(op.Squeeze(op.Slice(rois, [0], [1], [1]), [1]), to=7)  # int64
     boxes = op.Slice(rois, [1], [5], [1])
     # half_pixel: the -0.5 pixel offset of mmcv's aligned=True, no minimum RoI size
@@ -106,6 +107,8 @@ def _nms_keep_fake(boxes, scores, classes, num_classes, iou_threshold, max_per_c
 def _onnx_nms_keep(
     boxes, scores, classes, num_classes: int, iou_threshold: float, max_per_class: int
 ):
+    from onnxscript import opset18 as op
+
     # (N, C, K) class scores: a box scores only in its own class, -1 (excluded) elsewhere
     cls = op.Unsqueeze(classes, [1])
     ids = op.Reshape(op.Range(op.Constant(value_int=0), num_classes, 1), [1, -1, 1])
