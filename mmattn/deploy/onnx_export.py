@@ -224,10 +224,30 @@ class _Flat(nn.Module):
         return _flatten_tensors(self.model(img))
 
 
+class _DetTensor(nn.Module):
+    """A single-stage detector's tensor mode (per-level head outputs, flattened in order),
+    without the ``DetDataSample`` per image that ``_TensorForward`` builds (a Python loop over
+    the batch would fix its size; the head's forward does not read them)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, img: torch.Tensor):
+        return _flatten_tensors(self.model(img, None, mode='tensor'))
+
+
 def export_wrapper(model: nn.Module, task: str, mode: str, shape: Sequence[int]) -> nn.Module:
     """The module whose ``forward(img)`` is exported (``task='backbone'``: a bare backbone)."""
     if task == 'backbone':
         return _Flat(model).eval()
+    if mode == 'tensor' and task == 'det':
+        if getattr(model, 'with_rpn', False) or hasattr(model, 'roi_head'):
+            raise UserInputError(
+                f'--mode tensor of {type(model).__name__} runs the RPN (NMS, RoI selection) '
+                'with data-dependent sizes; use --mode end2end'
+            )
+        return _DetTensor(model).eval()
     if mode == 'tensor':
         return _TensorForward(model, task, tuple(shape)).eval()
     if mode == 'end2end' and task == 'seg':

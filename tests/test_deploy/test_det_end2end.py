@@ -22,28 +22,11 @@ pytest.importorskip('onnxruntime')
 pytest.importorskip('onnxscript')
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-RETINANET = f"""
-_base_ = [
-    '{ROOT}/configs/_base_/models/retinanet_fpn.py',
-    '{ROOT}/configs/_base_/datasets/shapes_instance.py',
-    '{ROOT}/configs/_base_/default_runtime_det.py',
-]
-model = dict(
-    backbone=dict(_delete_=True, type='ResNet', depth=18, base_channels=32, num_stages=4,
-                  out_indices=(0, 1, 2, 3), norm_cfg=dict(type='BN', requires_grad=True),
-                  style='pytorch', init_cfg=None),
-    neck=dict(in_channels=[32, 64, 128, 256], out_channels=64),
-    bbox_head=dict(num_classes=3, in_channels=64, feat_channels=64, stacked_convs=2),
-)
-"""
 
 
-def _retinanet(tmp):
-    """A narrow ResNet-18 RetinaNet twin of the shapes recipes (mmdet's RetinaNet test_cfg)."""
-    path = tmp / 'retinanet_r18_fpn_shapes.py'
-    path.write_text(RETINANET)
+def _retinanet(cfg):
     torch.manual_seed(0)
-    model, _ = build_export_model(Config.fromfile(str(path)))
+    model, _ = build_export_model(cfg)
     head = model.bbox_head
     with torch.no_grad():  # focal-loss init scores ~0.01 everywhere: spread them
         head.retina_cls.weight.normal_(0, 0.05)
@@ -81,9 +64,9 @@ def _mask_rcnn():
 
 
 @pytest.fixture(scope='module')
-def retinanet(tmp_path_factory):
+def retinanet(tmp_path_factory, retinanet_config):
     tmp = tmp_path_factory.mktemp('retinanet')
-    model = _retinanet(tmp)
+    model = _retinanet(retinanet_config(tmp))
     path = str(tmp / 'retinanet.onnx')
     # 160 x 192: the stride-128 level must be at least 2 x 2 for the sizes to stay symbolic
     info = export_onnx(model, 'det', path, 'end2end', shape=(160, 192))

@@ -15,6 +15,8 @@ from mmattn.deploy import (
     matrix_adaptive_avg_pool2d,
     verify_onnx,
 )
+from mmattn.deploy.onnx_export import export_wrapper
+from mmattn.utils.cli import UserInputError
 
 pytest.importorskip('onnxruntime')
 pytest.importorskip('onnxscript')
@@ -81,7 +83,9 @@ def test_bad_inputs_give_one_error_line(tmp_path, capsys):
 
 def _export_and_verify(tmp_path, config, mode, shapes):
     torch.manual_seed(0)
-    model, task = build_export_model(Config.fromfile(osp.join(ROOT, config)))
+    if not isinstance(config, Config):
+        config = Config.fromfile(osp.join(ROOT, config))
+    model, task = build_export_model(config)
     path = str(tmp_path / 'm.onnx')
     info = export_onnx(model, task, path, mode, shape=shapes[0])
     assert info['fixed'] == [], info['fixed']  # batch, H and W stay dynamic
@@ -131,6 +135,37 @@ def test_tensor_mode_per_family(tmp_path, config):
     rows = _export_and_verify(tmp_path, config, 'tensor', [(128, 160), (160, 96)])
     for row in rows:
         assert row['max_rel_diff'] <= 1e-4, row
+
+
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize(
+    'config',
+    [
+        'configs/shapes/upernet_r50-bra_shapes.py',  # UperNet: PPM pooling, BRA plug-ins
+        'configs/external_attention/fpn_ea-pvt-t_4xb4-40k_ade20k-512x512.py',  # EANet backbone
+    ],
+)
+def test_tensor_mode_upernet_and_external_attention(tmp_path, config):
+    rows = _export_and_verify(tmp_path, config, 'tensor', [(128, 160), (160, 128)])
+    for row in rows:
+        assert row['max_rel_diff'] <= 1e-4, row
+
+
+@pytest.mark.timeout(900)
+def test_tensor_mode_detector(tmp_path, retinanet_config):
+    """RetinaNet with Agent-PVT-tiny: the five levels' class and box maps, flattened in order
+    (160 x 192: the stride-128 level must be at least 2 x 2)."""
+    cfg = retinanet_config(tmp_path, 'configs/shapes/mask-rcnn_agent-pvt-tiny_fpn_shapes.py')
+    rows = _export_and_verify(tmp_path, cfg, 'tensor', [(160, 192), (192, 160)])
+    for row in rows:
+        assert row['max_rel_diff'] <= 1e-4, row
+
+
+def test_two_stage_tensor_mode_is_one_error():
+    cfg = Config.fromfile(osp.join(ROOT, 'configs/shapes/mask-rcnn_r18_fpn_shapes.py'))
+    model, task = build_export_model(cfg)
+    with pytest.raises(UserInputError, match='use --mode end2end'):
+        export_wrapper(model, task, 'tensor', (128, 160))
 
 
 @pytest.mark.parametrize(
