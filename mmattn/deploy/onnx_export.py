@@ -146,7 +146,8 @@ class SegEnd2End(nn.Module):
         super().__init__()
         self.model = model
         pre = model.data_preprocessor
-        self.swap = bool(getattr(pre, '_channel_conversion', False))
+        # mmseg's SegDataPreProcessor names it channel_conversion (mmengine's: _channel_...)
+        self.swap = bool(getattr(pre, 'channel_conversion', False))
         self.register_buffer('pixel_mean', pre.mean.detach().clone().float().view(1, -1, 1, 1))
         self.register_buffer('pixel_std', pre.std.detach().clone().float().view(1, -1, 1, 1))
         self.align_corners = model.decode_head.align_corners
@@ -390,14 +391,16 @@ def torch_reference(model: nn.Module, task: str, mode: str, img: torch.Tensor):
         return [np.stack([r.pred_sem_seg.data[0].numpy() for r in res])]
 
 
-def compare(ref: Sequence[np.ndarray], got: Sequence[np.ndarray], mode: str) -> Dict[str, float]:
+def compare(
+    ref: Sequence[np.ndarray], got: Sequence[np.ndarray], mode: str, det_score_thr: float = 0.3
+) -> Dict[str, float]:
     """Tensor mode: the largest ``max|a-b| / max|b|`` over outputs; seg end2end: the share of
     equal pixels; det end2end (``ref`` from ``test_step``): the boxes above 0.3 matched
     (:func:`~mmattn.deploy.det_end2end.compare_detections`)."""
     if mode == 'end2end' and ref and isinstance(ref[0], dict):
         from .det_end2end import compare_detections
 
-        return compare_detections(ref, got)
+        return compare_detections(ref, got, det_score_thr)
     if len(ref) != len(got):
         raise AssertionError(f'{len(got)} ONNX outputs for {len(ref)} PyTorch outputs')
     for r, g in zip(ref, got):
@@ -419,8 +422,10 @@ def verify_onnx(
     shapes: Sequence[Sequence[int]],
     batch: int = 1,
     seed: int = 0,
+    det_score_thr: float = 0.3,
 ) -> List[Dict[str, object]]:
-    """Run ``path`` beside PyTorch at each of ``shapes``; one dict of differences per shape."""
+    """Run ``path`` beside PyTorch at each of ``shapes``; one dict of differences per shape
+    (a detector's boxes are compared above ``det_score_thr``)."""
     gen = torch.Generator().manual_seed(seed)
     rows = []
     for shape in shapes:
@@ -430,7 +435,7 @@ def verify_onnx(
             img = _test_image(batch, shape, gen)
         ref = torch_reference(model, task, mode, img)
         got = run_onnx(path, img.numpy())
-        rows.append(dict(shape=tuple(shape), **compare(ref, got, mode)))
+        rows.append(dict(shape=tuple(shape), **compare(ref, got, mode, det_score_thr)))
     return rows
 
 

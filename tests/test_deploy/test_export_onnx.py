@@ -195,3 +195,24 @@ def test_mmseg_upsample_forward_equals_eager(factor, mode, align):
         got = up(x)
     assert Upsample.forward.__name__ == 'forward'  # restored
     assert torch.equal(got, ref)
+
+
+def test_seg_end2end_wrapper_equals_test_step():
+    """The end2end wrapper in eager mode gives test_step's label map, channel swap included
+    (mmseg's preprocessor names its flag `channel_conversion`: the wrapper once read
+    mmengine's `_channel_conversion`, never swapped, and 28% of Agent-PVT-T's pixels differed)."""
+    from mmattn.deploy.onnx_export import SegEnd2End, _test_image, torch_reference
+
+    torch.manual_seed(0)
+    cfg = Config.fromfile(osp.join(ROOT, 'configs/shapes/fpn_r18_shapes.py'))
+    model, task = build_export_model(cfg)
+    with torch.no_grad():  # separate the classes' logits
+        model.decode_head.conv_seg.weight.normal_(0, 1)
+    img = _test_image(2, (96, 128), torch.Generator().manual_seed(0))
+    ref = torch_reference(model, task, 'end2end', img)[0]
+    wrapper = SegEnd2End(model).eval()
+    assert wrapper.swap
+    with torch.no_grad():
+        assert (wrapper(img).numpy() == ref).mean() >= 0.999
+        wrapper.swap = False
+        assert (wrapper(img).numpy() == ref).mean() < 0.99
