@@ -22,8 +22,12 @@ import torch.nn.functional as F
 from mmattn.analysis.flops import _flatten_tensors, _TensorForward, build_model_from_cfg, task_of
 from mmattn.utils.cli import UserInputError
 
+from .onnx_ops import ONNX_TRANSLATIONS
+
 #: Opsets the dynamo exporter writes and onnxruntime 1.32 runs.
 SUPPORTED_OPSETS = range(18, 24)
+#: The smallest height and width the tool exports and verifies at.
+MIN_SIZE = 32
 
 _INTERPOLATE = F.interpolate
 _ADAPTIVE_AVG_POOL2D = F.adaptive_avg_pool2d
@@ -142,7 +146,8 @@ class SegEnd2End(nn.Module):
         super().__init__()
         self.model = model
         pre = model.data_preprocessor
-        self.swap = bool(getattr(pre, '_channel_conversion', False))
+        # mmseg's SegDataPreProcessor names it channel_conversion (mmengine's: _channel_...)
+        self.swap = bool(getattr(pre, 'channel_conversion', False))
         self.register_buffer('pixel_mean', pre.mean.detach().clone().float().view(1, -1, 1, 1))
         self.register_buffer('pixel_std', pre.std.detach().clone().float().view(1, -1, 1, 1))
         self.align_corners = model.decode_head.align_corners
@@ -220,17 +225,39 @@ class _Flat(nn.Module):
         return _flatten_tensors(self.model(img))
 
 
+class _DetTensor(nn.Module):
+    """A single-stage detector's tensor mode (per-level head outputs, flattened in order),
+    without the ``DetDataSample`` per image that ``_TensorForward`` builds (a Python loop over
+    the batch would fix its size; the head's forward does not read them)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, img: torch.Tensor):
+        return _flatten_tensors(self.model(img, None, mode='tensor'))
+
+
 def export_wrapper(model: nn.Module, task: str, mode: str, shape: Sequence[int]) -> nn.Module:
     """The module whose ``forward(img)`` is exported (``task='backbone'``: a bare backbone)."""
     if task == 'backbone':
         return _Flat(model).eval()
+    if mode == 'tensor' and task == 'det':
+        if getattr(model, 'with_rpn', False) or hasattr(model, 'roi_head'):
+            raise UserInputError(
+                f'--mode tensor of {type(model).__name__} runs the RPN (NMS, RoI selection) '
+                'with data-dependent sizes; use --mode end2end'
+            )
+        return _DetTensor(model).eval()
     if mode == 'tensor':
         return _TensorForward(model, task, tuple(shape)).eval()
     if mode == 'end2end' and task == 'seg':
         return SegEnd2End(model).eval()
-    raise UserInputError(
-        f'--mode {mode} is not implemented for {task} models yet; use --mode tensor'
-    )
+    if mode == 'end2end' and task == 'det':
+        from .det_end2end import DetEnd2End
+
+        return DetEnd2End(model).eval()
+    raise UserInputError(f'--mode {mode} is not implemented for {task} models; use --mode tensor')
 
 
 def export_onnx(
@@ -240,12 +267,16 @@ def export_onnx(
     mode: str = 'tensor',
     shape: Sequence[int] = (128, 160),
     opset: int = 18,
-    batch: int = 1,
+    batch: int = 2,
 ) -> Dict[str, object]:
-    """Export ``model`` to ``out``; return ``dict(outputs=[names], fixed=[notes])``.
+    """Export ``model`` to ``out``; return ``dict(outputs=[names], fixed=[notes],
+    bounds=[notes])``.
 
-    Batch, height and width are exported as dynamic; an axis the exporter had to fix (an op
-    that is not size-generic) is reported in ``fixed`` with the size the file requires.
+    Batch, height and width are exported as dynamic (the example batch is 2 by default:
+    ``torch.export`` specialises a size-1 axis). An axis the exporter had to fix (an op that is
+    not size-generic) is reported in ``fixed``; an axis it bounded (a Python branch on the size,
+    evaluated at the export size, or the deepest stage's size kept above 1) in ``bounds``,
+    e.g. ``'height must be >= 64'``.
     """
     if opset not in SUPPORTED_OPSETS:
         raise UserInputError(
@@ -258,7 +289,7 @@ def export_onnx(
     dynamic = {'img': {0: auto, 2: auto, 3: auto}}
     # optimize=False: onnxscript 0.7.2's constant folding fails on a split by a symbolic size
     with torch.no_grad(), _export_patches():
-        torch.onnx.export(
+        program = torch.onnx.export(
             wrapper,
             (img,),
             out,
@@ -269,12 +300,15 @@ def export_onnx(
             external_data=False,
             verbose=False,
             optimize=False,
+            custom_translation_table=ONNX_TRANSLATIONS,
         )
     import onnx
 
     proto = onnx.load(out, load_external_data=False)
     if task == 'seg' and mode == 'end2end':
         names = ['seg_pred']
+    elif task == 'det' and mode == 'end2end':
+        names = wrapper.output_names
     else:
         names = [f'output{i}' for i in range(len(proto.graph.output))]
     for o, name in zip(proto.graph.output, names):
@@ -289,7 +323,36 @@ def export_onnx(
         for axis, d in zip(('batch', 'channels', 'height', 'width'), dims)
         if axis != 'channels' and d.HasField('dim_value')
     ]
-    return dict(outputs=names, fixed=fixed)
+    return dict(outputs=names, fixed=fixed, bounds=_bounded_axes(program.exported_program))
+
+
+def _finite_int(value) -> Optional[int]:
+    """``int(value)``, or None for sympy's infinities (torch's ``int_oo`` claims to be
+    finite, so it is recognised by failing the conversion)."""
+    try:
+        return int(value)
+    except (OverflowError, TypeError, AttributeError):
+        return None
+
+
+def _bounded_axes(exported) -> List[str]:
+    """Notes for the input axes that ``torch.export`` bounded: a Python ``if`` on a size is
+    evaluated at the export size and kept only as a range on that axis, which ONNX cannot
+    express, so the file would silently take the export size's branch outside it."""
+    inp = next(n for n in exported.graph.nodes if n.op == 'placeholder' and n.name == 'img')
+    notes = []
+    for axis, size in zip(('batch', 'channels', 'height', 'width'), inp.meta['val'].shape):
+        if axis == 'channels' or not isinstance(size, torch.SymInt):
+            continue
+        vr = exported.range_constraints.get(size.node.expr)
+        if vr is None:
+            continue
+        lower, upper = int(vr.lower), _finite_int(vr.upper)
+        # (lower bounds up to MIN_SIZE come from 0/1 specialisation of the deepest stage's size)
+        if lower > (2 if axis == 'batch' else MIN_SIZE) or upper is not None:
+            span = f'{lower}..{upper}' if upper is not None else f'>= {lower}'
+            notes.append(f'{axis} must be {span}')
+    return notes
 
 
 def run_onnx(path: str, img: np.ndarray, threads: int = 1) -> List[np.ndarray]:
@@ -305,12 +368,17 @@ def run_onnx(path: str, img: np.ndarray, threads: int = 1) -> List[np.ndarray]:
 
 
 def torch_reference(model: nn.Module, task: str, mode: str, img: torch.Tensor):
-    """What PyTorch gives for ``img``: tensor mode's flattened outputs, or (end2end, seg) the
-    ``pred_sem_seg`` of ``model.test_step`` fed the raw image."""
+    """What PyTorch gives for ``img``: tensor mode's flattened outputs, or (end2end) what
+    ``model.test_step`` gives for the raw image: a segmentor's ``pred_sem_seg``, a detector's
+    ``pred_instances`` (one dict per image)."""
     with torch.no_grad():
         if mode == 'tensor':
             shape = tuple(img.shape[2:])
             return [t.numpy() for t in _TensorForward(model, task, shape)(img)]
+        if task == 'det':
+            from .det_end2end import det_reference
+
+            return det_reference(model, img, bool(getattr(model, 'with_mask', False)))
         from mmseg.structures import SegDataSample
 
         h, w = img.shape[2:]
@@ -323,9 +391,16 @@ def torch_reference(model: nn.Module, task: str, mode: str, img: torch.Tensor):
         return [np.stack([r.pred_sem_seg.data[0].numpy() for r in res])]
 
 
-def compare(ref: Sequence[np.ndarray], got: Sequence[np.ndarray], mode: str) -> Dict[str, float]:
+def compare(
+    ref: Sequence[np.ndarray], got: Sequence[np.ndarray], mode: str, det_score_thr: float = 0.3
+) -> Dict[str, float]:
     """Tensor mode: the largest ``max|a-b| / max|b|`` over outputs; seg end2end: the share of
-    equal pixels."""
+    equal pixels; det end2end (``ref`` from ``test_step``): the boxes above 0.3 matched
+    (:func:`~mmattn.deploy.det_end2end.compare_detections`)."""
+    if mode == 'end2end' and ref and isinstance(ref[0], dict):
+        from .det_end2end import compare_detections
+
+        return compare_detections(ref, got, det_score_thr)
     if len(ref) != len(got):
         raise AssertionError(f'{len(got)} ONNX outputs for {len(ref)} PyTorch outputs')
     for r, g in zip(ref, got):
@@ -347,8 +422,10 @@ def verify_onnx(
     shapes: Sequence[Sequence[int]],
     batch: int = 1,
     seed: int = 0,
+    det_score_thr: float = 0.3,
 ) -> List[Dict[str, object]]:
-    """Run ``path`` beside PyTorch at each of ``shapes``; one dict of differences per shape."""
+    """Run ``path`` beside PyTorch at each of ``shapes``; one dict of differences per shape
+    (a detector's boxes are compared above ``det_score_thr``)."""
     gen = torch.Generator().manual_seed(seed)
     rows = []
     for shape in shapes:
@@ -358,7 +435,7 @@ def verify_onnx(
             img = _test_image(batch, shape, gen)
         ref = torch_reference(model, task, mode, img)
         got = run_onnx(path, img.numpy())
-        rows.append(dict(shape=tuple(shape), **compare(ref, got, mode)))
+        rows.append(dict(shape=tuple(shape), **compare(ref, got, mode, det_score_thr)))
     return rows
 
 

@@ -4,9 +4,11 @@
         [--mode tensor|end2end] [--shape H W] [--opset N] [--verify]
 
 ``--mode tensor``: preprocessed ``(N, 3, H, W)`` float32 -> what ``model(img, mode='tensor')``
-returns, flattened in order. ``--mode end2end`` (segmentors): raw 0-255 image in the config's
-channel order -> ``seg_pred`` ``(N, H, W)`` int64. Batch, height and width are dynamic; an axis
-that had to be fixed is printed. See docs/deployment.md.
+returns, flattened in order. ``--mode end2end``: raw 0-255 image in the config's channel order
+-> ``seg_pred`` ``(N, H, W)`` int64 (segmentors), or ``dets`` ``(N, K, 5)``, ``labels``
+``(N, K)`` and for Mask R-CNN ``masks`` ``(N, K, H, W)`` (RetinaNet-style detectors, Faster /
+Mask R-CNN). Batch, height and width are dynamic; an axis that had to be fixed or was bounded
+is printed. See docs/deployment.md.
 """
 
 import argparse
@@ -45,16 +47,18 @@ def parse_args(argv=None):
 def main(argv=None) -> None:
     args = parse_args(argv)
     with user_errors():
-        from mmattn.deploy import SUPPORTED_OPSETS, build_export_model, export_onnx, verify_onnx
+        from mmattn.deploy import build_export_model, export_onnx, verify_onnx
+        from mmattn.deploy.onnx_export import MIN_SIZE, SUPPORTED_OPSETS
 
         if args.opset not in SUPPORTED_OPSETS:
             raise UserInputError(
                 f'--opset {args.opset} is not supported; use one of '
                 f'{SUPPORTED_OPSETS.start}..{SUPPORTED_OPSETS.stop - 1}'
             )
-        if min(args.shape) < 32:
+        if min(args.shape) < MIN_SIZE:
             raise UserInputError(
-                f'--shape {args.shape[0]} {args.shape[1]} is too small; use at least 32 32'
+                f'--shape {args.shape[0]} {args.shape[1]} is too small; '
+                f'use at least {MIN_SIZE} {MIN_SIZE}'
             )
         cfg = load_config(args.config, args.cfg_options)
         ckpt = None if args.checkpoint.lower() == 'none' else args.checkpoint
@@ -62,7 +66,12 @@ def main(argv=None) -> None:
         info = export_onnx(model, task, args.out, args.mode, args.shape, args.opset)
     print(f'wrote {args.out}: outputs {", ".join(info["outputs"])}')
     for note in info['fixed']:
-        print(f'note: {note} (an op is not size-generic here); the file runs at that size only')
+        print(f'note: {note} (an op is not size-generic there); the file runs at that size only')
+    for note in info['bounds']:
+        print(
+            f'note: {note} (a size rule was evaluated at the export size); other sizes are '
+            'not valid for this file'
+        )
     if args.verify:
         h, w = args.shape
         other = (h + 32, w - 32) if w >= 96 else (h + 32, w + 32)

@@ -18,7 +18,13 @@ from mmattn.registry import MODELS
 
 from .base import AttentionWeights, BaseAttention
 
-__all__ = ['ShiftWindowMSA', 'window_partition', 'window_reverse', 'shift_window_mask']
+__all__ = [
+    'ShiftWindowMSA',
+    'window_partition',
+    'window_reverse',
+    'shift_window_mask',
+    'exportable_shift',
+]
 
 
 def window_partition(x: torch.Tensor, window: Tuple[int, int]) -> torch.Tensor:
@@ -67,6 +73,54 @@ def _build_shift_window_mask(hw_pad, window, shift, device) -> torch.Tensor:
     ids = window_partition(img, window).squeeze(-1)  # (nW, N)
     mask = ids.unsqueeze(1) - ids.unsqueeze(2)
     return mask.masked_fill(mask != 0, -100.0).masked_fill(mask == 0, 0.0)
+
+
+def exportable_shift(
+    x: torch.Tensor, hw: Tuple[int, int], window: Tuple[int, int]
+) -> Tuple[torch.Tensor, torch.Tensor, Tuple[torch.Tensor, torch.Tensor]]:
+    """The shift step of :class:`ShiftWindowMSA` (``pad_small_map=False``) with the size rule
+    computed on tensors, for an exported graph that must follow it at every input size.
+
+    Eager code decides in Python (shift by half a window only when ``min(H, W)`` exceeds the
+    smallest window side); ``torch.export`` evaluates that once and keeps no check. Here the
+    shift amount is ``half window * (min(H, W) > min(window))`` as a tensor, the roll is an
+    index gather, and the region mask is computed from the shift: with a zero shift every
+    window holds one region, so the mask is all zeros and adding it changes nothing. Equal to
+    the eager roll and :func:`shift_window_mask` (tests/test_models/test_attentions).
+
+    Args:
+        x (Tensor): The padded channels-last map ``(B, Hp, Wp, C)``.
+        hw (tuple[int, int]): The map's size before padding.
+        window (tuple[int, int]): ``(wh, ww)``.
+
+    Returns:
+        tuple: The rolled map, the ``(nW, N, N)`` additive mask, and the row and column
+        indices that roll the map back.
+    """
+    (h, w), (wh, ww) = hw, window
+    hp, wp = x.shape[1], x.shape[2]
+    dev = x.device
+    side = torch.minimum(torch.full((), h, device=dev), torch.full((), w, device=dev))
+    on = (side > min(wh, ww)).long()
+
+    def wrap(idx, n):
+        idx = torch.where(idx >= n, idx - n, idx)
+        return torch.where(idx < 0, idx + n, idx)
+
+    def axis(n, win):
+        s = on * (win // 2)
+        pos = torch.arange(n, device=dev)
+        region = (pos >= n - win).long() + (pos >= n - s).long()  # 0, 1, 2 as in the mask
+        return wrap(pos + s, n), wrap(pos - s, n), region
+
+    rows, unrows, rid = axis(hp, wh)
+    cols, uncols, cid = axis(wp, ww)
+    x = x.index_select(1, rows).index_select(2, cols)
+    ids = (rid[:, None] * 3 + cid[None, :]).to(torch.float32)
+    ids = window_partition(ids[None, :, :, None], window).squeeze(-1)  # (nW, N)
+    mask = ids.unsqueeze(1) - ids.unsqueeze(2)
+    mask = mask.masked_fill(mask != 0, -100.0).masked_fill(mask == 0, 0.0)
+    return x, mask, (unrows, uncols)
 
 
 @MODELS.register_module()
@@ -165,9 +219,16 @@ class ShiftWindowMSA(BaseAttention):
         # (n + p - 1) // p, not -(-n // p): the ONNX exporter truncates a negative floor division
         hp, wp = (h + wh - 1) // wh * wh, (w + ww - 1) // ww * ww
         x = pad_map_to(x, (hp, wp))
-        shift = self.shift and (self.pad_small_map or min(h, w) > min(wh, ww))
-        mask = None
-        if shift:
+        unroll = None
+        if self.shift and not self.pad_small_map and torch.compiler.is_exporting():
+            # torch.export evaluates the size rule below once, at the export size, and writes
+            # no check into the file: decide it in the graph instead (same values as eager)
+            shift = True
+            x, mask, unroll = exportable_shift(x, (h, w), (wh, ww))
+        else:
+            shift = self.shift and (self.pad_small_map or min(h, w) > min(wh, ww))
+            mask = None
+        if shift and unroll is None:
             sh, sw = wh // 2, ww // 2
             x = torch.roll(x, shifts=(-sh, -sw), dims=(1, 2))
             mask = shift_window_mask((hp, wp), (wh, ww), (sh, sw), device=x.device)
@@ -197,7 +258,9 @@ class ShiftWindowMSA(BaseAttention):
         out = self.proj_drop(self.proj(out.transpose(1, 2).reshape(bw, nt, c)))
 
         x = window_reverse(out, (wh, ww), hp, wp)
-        if shift:
+        if unroll is not None:
+            x = x.index_select(1, unroll[0]).index_select(2, unroll[1])
+        elif shift:
             x = torch.roll(x, shifts=(sh, sw), dims=(1, 2))
         return x[:, :h, :w, :].reshape(b, n, c)
 

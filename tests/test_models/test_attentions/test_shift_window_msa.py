@@ -114,3 +114,20 @@ def test_cached_mask_from_inference_mode_serves_a_training_step():
     with torch.no_grad():
         op.eval()
         assert (op(x, (13, 11)).double() - reference(op, x, (13, 11))).abs().max() <= 1e-5
+
+
+@pytest.mark.parametrize('hw', [(14, 14), (11, 17), (7, 9), (5, 9), (6, 6)])
+@pytest.mark.parametrize('window', [7, (3, 5)])
+def test_exportable_shift_equals_eager(hw, window, monkeypatch):
+    """The export path (shift rule on tensors) gives the eager op's output on both sides of
+    the small-map rule, bitwise in float64."""
+    torch.manual_seed(0)
+    op = ShiftWindowMSA(16, 2, window_size=window, shift=True).double().eval()
+    with torch.no_grad():
+        op.relative_position_bias_table.normal_(0, 1)
+    x = torch.randn(2, hw[0] * hw[1], 16, dtype=torch.float64)
+    with torch.no_grad():
+        ref = op(x, hw)
+        monkeypatch.setattr(torch.compiler, 'is_exporting', lambda: True)
+        got = op(x, hw)
+    assert torch.equal(got, ref)
