@@ -16,7 +16,7 @@ from mmattn.registry import MODELS
 
 from .base import AttentionWeights, BaseAttention
 
-__all__ = ['BiLevelRoutingAttention', 'GlobalAttentionLePE']
+__all__ = ['BiLevelRoutingAttention', 'GlobalAttentionLePE', 'exportable_regions']
 
 
 def _to_regions(t: torch.Tensor, n_win: int, rh: int, rw: int) -> torch.Tensor:
@@ -31,6 +31,53 @@ def _from_regions(t: torch.Tensor, n_win: int, rh: int, rw: int) -> torch.Tensor
     b, c = t.shape[0], t.shape[-1]
     t = t.reshape(b, n_win, n_win, rh, rw, c).permute(0, 1, 3, 2, 4, 5)
     return t.reshape(b, n_win * rh, n_win * rw, c)
+
+
+def exportable_regions(
+    t: torch.Tensor, n_win: int, rh: int, rw: int, hw: Tuple[int, int]
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """:func:`_to_regions` for an exported graph, plus the index that undoes it and crops.
+
+    ``torch.export`` traces a reshape that splits a dimension ``n_win * r`` into
+    ``(n_win, r)`` through a branch taken when ``r == 1`` (the dimension already has the
+    target length) and keeps that as a range on the input size: with ``n_win=16`` and a stage
+    map of at most 16 (a 160x160 export at stride 16), ``H, W <= 256``. The graph stays
+    general, but the bound is wrong. Here no dimension is split: the tokens are gathered with
+    a ``(P, w2)`` index computed arithmetically. Same values as :func:`_to_regions` (pure data
+    movement; test in tests/test_models/test_attentions).
+
+    Args:
+        t (Tensor): The padded map ``(B, n_win * rh, n_win * rw, C)``.
+        n_win (int): Regions per side.
+        rh (int): Region height.
+        rw (int): Region width.
+        hw (tuple[int, int]): The map's size before padding.
+
+    Returns:
+        tuple[Tensor, Tensor]: The regions ``(B, P, w2, C)`` and, for each of the ``H * W``
+        unpadded tokens in raster order, its row in the regions flattened to
+        ``(B, P * w2, C)``.
+    """
+    h, w = hw
+    dev = t.device
+    # the region size as 0-d tensors: onnxscript cannot lower `%` by a symbolic Python int
+    rh_t, rw_t = (torch.full((), r, dtype=torch.long, device=dev) for r in (rh, rw))
+
+    def divmod_(a, d):
+        q = torch.div(a, d, rounding_mode='floor')
+        return q, a - q * d
+
+    region = torch.arange(n_win * n_win, device=dev)[:, None]  # (P, 1)
+    token = torch.arange(rh * rw, device=dev)[None, :]  # (1, w2)
+    (ri, rj), (ta, tb) = divmod_(region, n_win), divmod_(token, rw_t)
+    pos = (ri * rh_t + ta) * (n_win * rw_t) + rj * rw_t + tb
+    regions = t.flatten(1, 2)[:, pos]  # (B, P, w2, C)
+    (yi, ya), (xj, xb) = (
+        divmod_(torch.arange(h, device=dev), rh_t),
+        divmod_(torch.arange(w, device=dev), rw_t),
+    )
+    back = (yi[:, None] * n_win + xj[None, :]) * (rh_t * rw_t) + ya[:, None] * rw_t + xb[None, :]
+    return regions, back.flatten()
 
 
 @MODELS.register_module()
@@ -185,7 +232,15 @@ class BiLevelRoutingAttention(BaseAttention):
         if self.lepe is not None:
             lepe = self.lepe(v.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)  # (B, Hp, Wp, C)
 
-        q_r, k_r, v_r = (_to_regions(t, s, rh, rw) for t in (q, k, v))  # (B, P, w2, *)
+        back = None
+        if torch.compiler.is_exporting():
+            # no reshape of n_win * rh into (n_win, rh): torch.export would bound H and W to
+            # the export size's side of rh == 1 (see exportable_regions; same values)
+            (q_r, back), (k_r, _), (v_r, _) = (
+                exportable_regions(t, s, rh, rw, (h, w)) for t in (q, k, v)
+            )
+        else:
+            q_r, k_r, v_r = (_to_regions(t, s, rh, rw) for t in (q, k, v))  # (B, P, w2, *)
         r_weight, r_idx = self.route(q_r, k_r)
 
         m, p, w2 = self.num_heads, s * s, rh * rw
@@ -198,7 +253,13 @@ class BiLevelRoutingAttention(BaseAttention):
             out = self._attend_fused(q_r, k_r, v_r, r_idx, r_weight)
         else:
             out = self._attend_lean(q_r, k_r, v_r, r_idx, r_weight, ((h, w), (hp, wp)))
-        out = _from_regions(out.transpose(2, 3).reshape(b, p, w2, c), s, rh, rw)
+        out = out.transpose(2, 3).reshape(b, p, w2, c)
+        if back is not None:  # export: back to raster order and cropped, by index
+            out = out.flatten(1, 2).index_select(1, back)
+            if self.lepe is not None:
+                out = out + lepe[:, :h, :w].reshape(b, n, c)
+            return self.proj_drop(self.proj(out))
+        out = _from_regions(out, s, rh, rw)
         if self.lepe is not None:
             out = out + lepe
         # projection is per token: crop first (the legacy op crops after it; same result)

@@ -85,6 +85,25 @@ def test_bra_equals_masked_dense_reference(n_win, topk, h, w, fused):
     assert (out - ref).abs().max().item() <= 1e-5
 
 
+@pytest.mark.parametrize('fused', [False, True])
+@pytest.mark.parametrize('n_win,h,w', [(16, 10, 12), (3, 5, 9), (4, 13, 7), (2, 8, 8)])
+def test_export_path_equals_eager(n_win, h, w, fused, monkeypatch):
+    """The export path (regions gathered by index, no reshape that torch.export bounds at
+    region size 1) gives the eager op's values bitwise in float64, padded or not. The output
+    projection is left out: the same Linear on the same values, which BLAS may round 1 ulp
+    apart for a different memory layout."""
+    torch.manual_seed(0)
+    op = BiLevelRoutingAttention(16, 2, n_win=n_win, topk=3, fused_attn=fused).double().eval()
+    torch.nn.init.normal_(op.qkv.bias, std=0.5)
+    op.proj = torch.nn.Identity()
+    x = torch.randn(2, h * w, 16, dtype=torch.float64)
+    with torch.no_grad():
+        ref = op(x, (h, w))
+        monkeypatch.setattr(torch.compiler, 'is_exporting', lambda: True)
+        got = op(x, (h, w))
+    assert torch.equal(got, ref)
+
+
 def test_auto_pad_equals_explicit_zero_padding():
     """Legacy auto_pad semantics: padding the op input with zero tokens to a multiple of n_win
     and cropping the output is what the op does for any H, W."""
