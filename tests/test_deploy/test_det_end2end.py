@@ -108,6 +108,21 @@ def test_mask_rcnn_end2end(mask_rcnn, shape, batch):
 
 
 @pytest.mark.parametrize('which', ['retinanet', 'mask_rcnn'])
+def test_files_hold_standard_onnx_operators_only(which, request):
+    """NMS, RoIAlign and the mask paste leave no custom-domain node: stock onnxruntime runs the
+    file without a custom-op library (the NMS and RoIAlign translations must be in use)."""
+    import onnx
+
+    _, path = request.getfixturevalue(which)
+    nodes = onnx.load(path).graph.node
+    assert {n.domain for n in nodes} <= {'', 'ai.onnx'}, {n.domain for n in nodes}
+    ops = {n.op_type for n in nodes}
+    assert 'NonMaxSuppression' in ops, ops
+    if which == 'mask_rcnn':
+        assert {'RoiAlign', 'GridSample'} <= ops, ops
+
+
+@pytest.mark.parametrize('which', ['retinanet', 'mask_rcnn'])
 def test_fixed_size_postprocessing_equals_test_step(which, request):
     """The wrapper in eager mode (mmcv's kernels behind the custom ops) gives test_step's
     detections in test_step's order: the padding, score -1 filtering, per-level top-k, level
