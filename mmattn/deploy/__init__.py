@@ -8,6 +8,7 @@ from .onnx_export import (
     integral_scale_interpolate,
     matrix_adaptive_avg_pool2d,
     run_onnx,
+    spread_seg_logits,
     verify_onnx,
 )
 
@@ -19,5 +20,6 @@ __all__ = [
     'integral_scale_interpolate',
     'matrix_adaptive_avg_pool2d',
     'run_onnx',
+    'spread_seg_logits',
     'verify_onnx',
 ]

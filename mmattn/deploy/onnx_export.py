@@ -395,7 +395,8 @@ def compare(
     ref: Sequence[np.ndarray], got: Sequence[np.ndarray], mode: str, det_score_thr: float = 0.3
 ) -> Dict[str, float]:
     """Tensor mode: the largest ``max|a-b| / max|b|`` over outputs; seg end2end: the share of
-    equal pixels; det end2end (``ref`` from ``test_step``): the boxes above 0.3 matched
+    equal pixels and the number of classes in PyTorch's map; det end2end (``ref`` from
+    ``test_step``): the boxes above 0.3 matched
     (:func:`~mmattn.deploy.det_end2end.compare_detections`)."""
     if mode == 'end2end' and ref and isinstance(ref[0], dict):
         from .det_end2end import compare_detections
@@ -411,7 +412,8 @@ def compare(
             float(np.abs(g - r).max() / max(np.abs(r).max(), 1e-12)) for r, g in zip(ref, got)
         )
         return dict(max_rel_diff=rel)
-    return dict(equal_pixels=float((ref[0] == got[0]).mean()))
+    # the classes in PyTorch's map: one class everywhere would make equal pixels vacuous
+    return dict(equal_pixels=float((ref[0] == got[0]).mean()), classes=len(np.unique(ref[0])))
 
 
 def verify_onnx(
@@ -437,6 +439,28 @@ def verify_onnx(
         got = run_onnx(path, img.numpy())
         rows.append(dict(shape=tuple(shape), **compare(ref, got, mode, det_score_thr)))
     return rows
+
+
+def spread_seg_logits(model: nn.Module, shape: Sequence[int] = (128, 160), seed: int = 0):
+    """Centre a random segmentor's class logits, so that its label map is not one class.
+
+    With random weights every pixel's feature points nearly the same way, so one class wins
+    everywhere and "equal pixels" compares constant maps. Setting ``decode_head.conv_seg``'s
+    bias to minus its response to the mean feature of a test image makes each pixel's class
+    follow its own deviation from that mean. For checks with random weights only.
+    """
+    conv = model.decode_head.conv_seg
+    seen = []
+    hook = conv.register_forward_hook(lambda m, i, o: seen.append(i[0]))
+    try:
+        torch_reference(
+            model, 'seg', 'end2end', _test_image(1, shape, torch.Generator().manual_seed(seed))
+        )
+    finally:
+        hook.remove()
+    mean = seen[0].mean((0, 2, 3))
+    with torch.no_grad():
+        conv.bias.copy_(-(conv.weight.flatten(1) @ mean))
 
 
 def _test_image(batch: int, shape: Sequence[int], gen: torch.Generator) -> torch.Tensor:

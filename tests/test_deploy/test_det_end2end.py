@@ -14,7 +14,12 @@ import torch
 from mmengine.config import Config
 
 from mmattn.deploy import build_export_model, export_onnx, run_onnx, verify_onnx
-from mmattn.deploy.det_end2end import DetEnd2End, compare_detections, det_reference
+from mmattn.deploy.det_end2end import (
+    DetEnd2End,
+    compare_detections,
+    det_reference,
+    spread_det_scores,
+)
 from mmattn.deploy.onnx_export import _test_image, export_wrapper
 from mmattn.utils.cli import UserInputError
 
@@ -27,39 +32,30 @@ ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 def _retinanet(cfg):
     torch.manual_seed(0)
     model, _ = build_export_model(cfg)
-    head = model.bbox_head
-    with torch.no_grad():  # focal-loss init scores ~0.01 everywhere: spread them
-        head.retina_cls.weight.normal_(0, 0.05)
-        head.retina_cls.bias.fill_(-1.0)
-        head.retina_reg.weight.normal_(0, 0.01)
+    spread_det_scores(model)  # focal-loss init scores ~0.01 everywhere
     return model.eval()
 
 
+# A narrow Agent-CSWin (global agent attention in stages 1-2, CSWin stripes of 7 in stages
+# 3-4): the CSWin family's export in the suite, with stripes padded at 128 x 160 and 160 x 96.
+CSWIN_NANO = dict(
+    type='mmattn.AgentCSWin',
+    arch=dict(embed_dims=32, depths=[1, 1, 1, 1], num_heads=[1, 2, 4, 8]),
+    drop_path_rate=0.0,
+    out_norms=True,
+)
+
+
 def _mask_rcnn():
-    """configs/shapes/mask-rcnn_r18_fpn_shapes.py with spread RPN, class and mask logits."""
+    """configs/shapes/mask-rcnn_r18_fpn_shapes.py with a narrow Agent-CSWin backbone and spread
+    RPN, class and mask logits."""
     torch.manual_seed(0)
     cfg = Config.fromfile(osp.join(ROOT, 'configs/shapes/mask-rcnn_r18_fpn_shapes.py'))
+    cfg.model.backbone = dict(CSWIN_NANO)
+    cfg.model.neck.in_channels = [32, 64, 128, 256]
     model, _ = build_export_model(cfg)
     model.eval()
-    gen = torch.Generator().manual_seed(1)
-    roi, head = model.roi_head, model.roi_head.bbox_head
-    with torch.no_grad():
-        model.rpn_head.rpn_cls.weight.normal_(0, 0.05)
-        head.fc_reg.weight.normal_(0, 0.01)
-        roi.mask_head.conv_logits.weight.normal_(0, 0.3)
-        roi.mask_head.conv_logits.bias.zero_()
-        # class weights orthogonal to the mean RoI feature, so that no class wins everywhere
-        seen = []
-        hook = head.fc_cls.register_forward_hook(lambda m, i, o: seen.append(i[0]))
-        det_reference(model, _test_image(2, (128, 160), gen), True)
-        hook.remove()
-        feat = torch.cat(seen)
-        mean = feat.mean(0)
-        w = torch.randn(head.fc_cls.weight.shape, generator=gen)
-        w -= (w @ mean)[:, None] * mean / mean.dot(mean)
-        head.fc_cls.weight.copy_(w * 2 / (feat - mean).norm(dim=1).mean())
-        head.fc_cls.bias.zero_()
-        head.fc_cls.bias[-1] = -1.0
+    spread_det_scores(model, (128, 160))
     return model
 
 

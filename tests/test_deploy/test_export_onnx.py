@@ -13,6 +13,7 @@ from mmattn.deploy import (
     export_onnx,
     integral_scale_interpolate,
     matrix_adaptive_avg_pool2d,
+    spread_seg_logits,
     verify_onnx,
 )
 from mmattn.deploy.onnx_export import export_wrapper
@@ -86,6 +87,8 @@ def _export_and_verify(tmp_path, config, mode, shapes):
     if not isinstance(config, Config):
         config = Config.fromfile(osp.join(ROOT, config))
     model, task = build_export_model(config)
+    if mode == 'end2end' and task == 'seg':
+        spread_seg_logits(model, shapes[0])  # random weights: one class everywhere otherwise
     path = str(tmp_path / 'm.onnx')
     info = export_onnx(model, task, path, mode, shape=shapes[0])
     assert info['fixed'] == [], info['fixed']  # batch, H and W stay dynamic
@@ -119,6 +122,7 @@ def test_segmentor_end2end_biformer(tmp_path):
     )
     for row in rows:
         assert row['equal_pixels'] >= 0.995, row
+        assert row['classes'] >= 3, row  # not one class everywhere (4 in the shapes set)
 
 
 @pytest.mark.timeout(900)
@@ -221,10 +225,10 @@ def test_seg_end2end_wrapper_equals_test_step():
     torch.manual_seed(0)
     cfg = Config.fromfile(osp.join(ROOT, 'configs/shapes/fpn_r18_shapes.py'))
     model, task = build_export_model(cfg)
-    with torch.no_grad():  # separate the classes' logits
-        model.decode_head.conv_seg.weight.normal_(0, 1)
+    spread_seg_logits(model, (96, 128))
     img = _test_image(2, (96, 128), torch.Generator().manual_seed(0))
     ref = torch_reference(model, task, 'end2end', img)[0]
+    assert len(set(ref.ravel().tolist())) >= 2  # not one class everywhere
     wrapper = SegEnd2End(model).eval()
     assert wrapper.swap
     with torch.no_grad():

@@ -3,7 +3,8 @@
     python tools/deployment/onnx_latency.py CONFIG [CONFIG ...] --shape 512 512 --threads 1
 
 Random weights; the backbone of each config is exported with dynamic sizes, checked against
-PyTorch, and both are timed (median of ``--runs`` after ``--warmup`` runs).
+PyTorch, and both are timed in turn, run after run (median of ``--runs`` each, after
+``--warmup``).
 """
 
 import argparse
@@ -16,15 +17,19 @@ import time
 sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..', '..')))
 
 
-def _median_ms(fn, warmup, runs):
-    for _ in range(warmup):
-        fn()
-    times = []
+def _alternating_medians(fns, warmup, runs):
+    """Median ms of each of ``fns``, timed in turn (a, b, a, b, ...) so that a change in the
+    machine's load between runs touches both alike."""
+    for fn in fns:
+        for _ in range(warmup):
+            fn()
+    times = [[] for _ in fns]
     for _ in range(runs):
-        t = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t) * 1e3)
-    return statistics.median(times)
+        for fn, bucket in zip(fns, times):
+            t = time.perf_counter()
+            fn()
+            bucket.append((time.perf_counter() - t) * 1e3)
+    return [statistics.median(bucket) for bucket in times]
 
 
 def main():
@@ -66,9 +71,10 @@ def main():
             with torch.no_grad():
                 ref = [t.numpy() for t in flat(img)]
             diff = max(float(np.abs(g - r).max() / np.abs(r).max()) for g, r in zip(got, ref))
-            ort_ms = _median_ms(lambda: sess.run(None, feed), args.warmup, args.runs)
-        with torch.no_grad():
-            pt_ms = _median_ms(lambda: flat(img), args.warmup, args.runs)
+            with torch.no_grad():
+                ort_ms, pt_ms = _alternating_medians(
+                    [lambda: sess.run(None, feed), lambda: flat(img)], args.warmup, args.runs
+                )
         name = type(backbone).__name__
         print(
             f'| {osp.basename(path)} ({name}) | {ort_ms:.0f} | {pt_ms:.0f} | {diff:.1e} |',

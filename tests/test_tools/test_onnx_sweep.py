@@ -1,0 +1,56 @@
+"""tools/deployment/onnx_sweep.py: which recipes it exports for which (one per code path, the
+smallest backbone), resuming from its results file, and the table's row per recipe."""
+
+import importlib.util
+import json
+import os.path as osp
+
+from mmengine.config import Config
+
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+FPN = [f'configs/biformer/fpn_biformer-{a}_8xb4-80k_ade20k-512x512.py' for a in 'bst']
+UPERNET_T = 'configs/biformer/upernet_biformer-t_8xb2-160k_ade20k-512x512.py'
+
+
+def _tool():
+    path = osp.join(ROOT, 'tools', 'deployment', 'onnx_sweep.py')
+    spec = importlib.util.spec_from_file_location('onnx_sweep_tool', path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_code_path_separates_heads_and_ops_not_sizes():
+    tool = _tool()
+
+    def key(name):
+        return tool.code_path(Config.fromfile(osp.join(ROOT, name)))
+
+    assert key(FPN[0]) == key(FPN[2])  # BiFormer-B and -T: other depths and widths
+    assert key(FPN[2]) != key(UPERNET_T)  # another neck and head
+    agent = key('configs/comparison/fpn_pvt-s-agent_8xb2-40k_ade20k-512x512.py')
+    bra = key('configs/comparison/fpn_pvt-s-bra_8xb2-40k_ade20k-512x512.py')
+    assert agent != bra and 'mmattn.AgentAttention' in agent[2]  # one skeleton, other ops
+
+
+def test_exports_the_smallest_per_code_path_and_resumes(tmp_path, capsys):
+    tool = _tool()
+    recipes = [osp.join(ROOT, p) for p in FPN + [UPERNET_T]]
+    rep = tool.pick_representatives(recipes)
+    t = osp.join(ROOT, FPN[2])
+    assert rep == {recipes[0]: t, recipes[1]: t, recipes[2]: t, recipes[3]: recipes[3]}
+
+    results = tmp_path / 'sweep.jsonl'
+    results.write_text(json.dumps(dict(recipe=FPN[2], mode='tensor', cell='ok (x)')) + '\n')
+    out = str(tmp_path / 'sweep.md')
+    tool.main(recipes + ['--out', out, '--one-per-code-path', '--list'])
+    listed = capsys.readouterr().out.splitlines()
+    assert listed[:-1] == [f'{FPN[2]} end2end', f'{UPERNET_T} tensor', f'{UPERNET_T} end2end']
+    assert listed[-1].startswith('3 exports for 4 recipes (1 cells done before)')
+
+    tool.write_table(out, recipes, ['tensor', 'end2end'], rep, tool.load_results(str(results)))
+    rows = {r.split(' | ')[0][2:]: r for r in open(out).read().splitlines()[2:]}
+    assert len(rows) == 4
+    assert f'as `{FPN[2]}`' in rows[FPN[0]] and 'not exported' in rows[FPN[0]]
+    assert rows[FPN[2]].endswith('| ok (x) | not run |')
+    assert rows[UPERNET_T].endswith('| not run | not run |')
