@@ -418,19 +418,38 @@ def det_reference(model: nn.Module, img: torch.Tensor, with_mask: bool) -> List[
     return out
 
 
+def _unit_logits(model: nn.Module, conv: nn.Module, img: torch.Tensor, with_mask: bool):
+    """Scale ``conv``'s weight so that its outputs, less the bias, have standard deviation 1
+    on ``img``: random weights with wide features give logits of 30 and more, sigmoid scores
+    of exactly 1.0 in float32, and ties that any two runtimes order differently."""
+    seen = []
+
+    def grab(module, inputs, output):
+        seen.append((output - module.bias.view(1, -1, 1, 1)).flatten())
+
+    hook = conv.register_forward_hook(grab)
+    try:
+        det_reference(model, img, with_mask)
+    finally:
+        hook.remove()
+    conv.weight.div_(torch.cat(seen).std())
+
+
 def spread_det_scores(model: nn.Module, shape: Sequence[int] = (128, 160), seed: int = 1):
     """Give a random detector spread scores, so that boxes pass 0.3 and a comparison of
     detections is not vacuous. For checks with random weights only.
 
     MMDetection's inits score every box alike: the focal-loss prior (about 0.01) for sigmoid
-    heads, about 1 / (classes + 1) for a softmax RoI head. Single-stage anchor heads get class
-    weights N(0, 0.05), bias -1 and box weights N(0, 0.01); two-stage detectors get RPN class
-    weights N(0, 0.05), box weights N(0, 0.01), mask logits N(0, 0.3), and RoI class weights
+    heads, about 1 / (classes + 1) for a softmax RoI head. Single-stage anchor heads get random
+    class weights scaled to logits of standard deviation 1 on a test image around a bias of
+    -1, and box weights N(0, 0.01); two-stage detectors get RPN class weights scaled to
+    standard deviation 1, box weights N(0, 0.01), mask logits N(0, 0.3), and RoI class weights
     orthogonal to the mean RoI feature of a test image (so that no class wins everywhere),
     scaled to the features' spread, with the background's bias at -1.
     """
     from .onnx_export import _test_image
 
+    gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         if not hasattr(model, 'roi_head'):
             head = model.bbox_head
@@ -439,18 +458,20 @@ def spread_det_scores(model: nn.Module, shape: Sequence[int] = (128, 160), seed:
             cls.weight.normal_(0, 0.05)
             cls.bias.fill_(-1.0)
             reg.weight.normal_(0, 0.01)
+            _unit_logits(model, cls, _test_image(2, shape, gen), False)
             return
         roi, head = model.roi_head, model.roi_head.bbox_head
+        with_mask = getattr(roi, 'with_mask', False)
         model.rpn_head.rpn_cls.weight.normal_(0, 0.05)
         head.fc_reg.weight.normal_(0, 0.01)
-        if getattr(roi, 'with_mask', False):
+        if with_mask:
             roi.mask_head.conv_logits.weight.normal_(0, 0.3)
             roi.mask_head.conv_logits.bias.zero_()
-        gen = torch.Generator().manual_seed(seed)
+        _unit_logits(model, model.rpn_head.rpn_cls, _test_image(2, shape, gen), with_mask)
         seen = []
         hook = head.fc_cls.register_forward_hook(lambda m, i, o: seen.append(i[0]))
         try:
-            det_reference(model, _test_image(2, shape, gen), getattr(roi, 'with_mask', False))
+            det_reference(model, _test_image(2, shape, gen), with_mask)
         finally:
             hook.remove()
         feat = torch.cat(seen)
@@ -460,6 +481,56 @@ def spread_det_scores(model: nn.Module, shape: Sequence[int] = (128, 160), seed:
         head.fc_cls.weight.copy_(w * 2 / (feat - mean).norm(dim=1).mean())
         head.fc_cls.bias.zero_()
         head.fc_cls.bias[-1] = -1.0
+
+
+def detections_as_arrays(dets: List[dict], k: int, with_mask: bool) -> List[np.ndarray]:
+    """``det_reference``'s detections laid out as the ONNX file's padded outputs."""
+    n = len(dets)
+    boxes = np.zeros((n, k, 5), np.float32)
+    labels = -np.ones((n, k), np.int64)
+    out = [boxes, labels]
+    if with_mask:
+        hw = next((d['masks'].shape[1:] for d in dets if len(d['masks'])), (0, 0))
+        out.append(np.zeros((n, k, *hw), bool))
+    for i, d in enumerate(dets):
+        m = min(len(d['scores']), k)
+        boxes[i, :m, :4], boxes[i, :m, 4], labels[i, :m] = (
+            d['bboxes'][:m],
+            d['scores'][:m],
+            d['labels'][:m],
+        )
+        if with_mask and m:
+            out[2][i, :m] = d['masks'][:m]
+    return out
+
+
+def detection_noise_floor(
+    model: nn.Module, img: torch.Tensor, score_thr: float, draws: int = 4, sigma: float = 1e-3
+) -> dict:
+    """How far ``test_step``'s own detections move when ``img`` (0-255) gets Gaussian noise of
+    ``sigma`` grey levels, far below one level of an 8-bit image: the worst of ``draws``
+    :func:`compare_detections` against the clean image. A model sitting on near-ties (NMS,
+    top-k cut-offs, masks at the threshold) moves by this much under any float32 rounding, so
+    an ONNX file that differs by no more differs by rounding, not by a wrong graph."""
+    with_mask = bool(getattr(model, 'with_mask', False))
+    ref = det_reference(model, img, with_mask)
+    k = max(max(len(d['scores']) for d in ref), 1)
+    gen = torch.Generator().manual_seed(1)
+    worst = None
+    for _ in range(draws):
+        noisy = img + torch.randn(img.shape, generator=gen) * sigma
+        got = detections_as_arrays(det_reference(model, noisy, with_mask), k, with_mask)
+        row = compare_detections(ref, got, score_thr)
+        if worst is None:
+            worst = row
+        else:
+            worst['min_iou'] = min(worst['min_iou'], row['min_iou'])
+            worst['max_coord_diff'] = max(worst['max_coord_diff'], row['max_coord_diff'])
+            worst['matched'] = min(worst['matched'], row['matched'])
+            worst['extra'] = max(worst['extra'], row['extra'])
+            if 'min_mask_iou' in row:
+                worst['min_mask_iou'] = min(worst['min_mask_iou'], row['min_mask_iou'])
+    return worst
 
 
 def _iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:

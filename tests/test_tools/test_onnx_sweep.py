@@ -54,3 +54,30 @@ def test_exports_the_smallest_per_code_path_and_resumes(tmp_path, capsys):
     assert f'as `{FPN[2]}`' in rows[FPN[0]] and 'not exported' in rows[FPN[0]]
     assert rows[FPN[2]].endswith('| ok (x) | not run |')
     assert rows[UPERNET_T].endswith('| not run | not run |')
+
+
+def test_cells_tell_ok_from_differs_and_near_ties():
+    """A detector cell is ok on the issue's criteria (or a sliver box's coordinates), a
+    near-tie only when PyTorch itself, under input noise far below one grey level, moves at
+    least as far as the file, and DIFFERS otherwise."""
+    cell = _tool().format_cell
+    good = dict(boxes=10, matched=10, extra=0, min_iou=0.9995, max_coord_diff=1e-4)
+
+    def res(row, noise=None):
+        out = dict(rows=[row], fixed=[], export_s=1.0)
+        return dict(out, noise=[noise]) if noise else out
+
+    assert cell(res(good), 0.3).startswith('ok')
+    sliver = dict(good, min_iou=0.989, max_coord_diff=1e-3)  # a box 0.03 px high
+    assert cell(res(sliver), 0.3).startswith('ok')
+    swapped = dict(good, min_iou=0.52, max_coord_diff=26.8)
+    assert cell(res(swapped), 0.3).startswith('DIFFERS')
+    assert cell(res(swapped, good), 0.3).startswith('DIFFERS')  # PyTorch is stable there
+    assert cell(res(swapped, dict(good, min_iou=0.51)), 0.3).startswith('near-tie')
+    missing = dict(swapped, matched=9)
+    assert cell(res(missing, dict(good, min_iou=0.0)), 0.3).startswith('DIFFERS')
+    masks = dict(good, min_mask_iou=0.7)
+    assert cell(res(masks, dict(good, min_mask_iou=0.9)), 0.3).startswith('DIFFERS')
+    assert cell(res(masks, dict(good, min_mask_iou=0.6)), 0.3).startswith('near-tie')
+    seg = dict(rows=[dict(equal_pixels=0.99, classes=7)], fixed=[], export_s=1.0)
+    assert cell(seg, 0.3).startswith('DIFFERS') and 'classes in the map 7' in cell(seg, 0.3)
