@@ -41,7 +41,8 @@ def test_exports_the_smallest_per_code_path_and_resumes(tmp_path, capsys):
     assert rep == {recipes[0]: t, recipes[1]: t, recipes[2]: t, recipes[3]: recipes[3]}
 
     results = tmp_path / 'sweep.jsonl'
-    results.write_text(json.dumps(dict(recipe=FPN[2], mode='tensor', cell='ok (x)')) + '\n')
+    line = json.dumps(dict(recipe=FPN[2], mode='tensor', cell='ok (x)'))
+    results.write_text(line + '\n' + line[:20])  # the last line cut short by a crash: skipped
     out = str(tmp_path / 'sweep.md')
     tool.main(recipes + ['--out', out, '--one-per-code-path', '--list'])
     listed = capsys.readouterr().out.splitlines()
@@ -81,3 +82,29 @@ def test_cells_tell_ok_from_differs_and_near_ties():
     assert cell(res(masks, dict(good, min_mask_iou=0.6)), 0.3).startswith('near-tie')
     seg = dict(rows=[dict(equal_pixels=0.99, classes=7)], fixed=[], export_s=1.0)
     assert cell(seg, 0.3).startswith('DIFFERS') and 'classes in the map 7' in cell(seg, 0.3)
+
+
+def test_recheck_adds_pytorchs_own_movement_to_old_cells(tmp_path, monkeypatch):
+    """--recheck-differs measures only PyTorch's movement (no export) for a detector cell that
+    differs and was stored without it, and rewrites that cell."""
+    tool = _tool()
+    recipe = 'configs/biformer/retinanet_biformer-t_fpn_1x_coco.py'
+    swapped = dict(boxes=10, matched=10, extra=0, min_iou=0.52, max_coord_diff=26.8)
+    old = dict(rows=[swapped], fixed=[], export_s=1.0)
+    results = tmp_path / 'sweep.jsonl'
+    cell = tool.format_cell(old, 0.3)
+    results.write_text(json.dumps(dict(recipe=recipe, mode='end2end', cell=cell, result=old)))
+    calls = []
+
+    def fake_run_one(cfg, mode, shape, timeout, thr, raw, noise_only):
+        calls.append((osp.relpath(cfg, ROOT), mode, noise_only))
+        raw.append(dict(noise=[dict(swapped, min_iou=0.5)]))
+
+    monkeypatch.setattr(tool, 'run_one', fake_run_one)
+    out = str(tmp_path / 'sweep.md')
+    tool.main([osp.join(ROOT, recipe), '--out', out, '--modes', 'end2end', '--recheck-differs'])
+    assert calls == [(recipe, 'end2end', True)]
+    # appended on a line of its own although the old line had no newline
+    assert len(results.read_text().splitlines()) == 2
+    assert tool.load_results(str(results))[(recipe, 'end2end')].startswith('near-tie')
+    assert '| near-tie, PyTorch moves as far by itself' in open(out).read()

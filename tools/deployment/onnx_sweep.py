@@ -232,14 +232,29 @@ def pick_representatives(paths):
 
 
 def load_results(path):
+    """{(recipe, mode): cell} of the results file; a later line wins, and a line cut short
+    by a crash is skipped (that cell runs again)."""
     done = {}
     if path and osp.exists(path):
         with open(path) as f:
             for line in f:
-                if line.strip():
+                try:
                     r = json.loads(line)
-                    done[(r['recipe'], r['mode'])] = r['cell']
+                except ValueError:
+                    continue
+                done[(r['recipe'], r['mode'])] = r['cell']
     return done
+
+
+def append_result(path, row):
+    """One JSON line, on a line of its own even after a line a crash left unterminated."""
+    with open(path, 'a+') as f:
+        end = f.seek(0, os.SEEK_END)
+        if end:
+            f.seek(end - 1)
+            if f.read(1) != '\n':
+                f.write('\n')
+        f.write(json.dumps(row) + '\n')
 
 
 def write_table(out, recipes, modes, rep, done):
@@ -279,8 +294,7 @@ def recheck(results, recipes, args, rep, done):
         res = dict(res, noise=extra[0]['noise'])
         cell = format_cell(res, args.det_score_thr)
         print(f'{name} {mode}: {cell}', flush=True)
-        with open(results, 'a') as f:
-            f.write(json.dumps(dict(recipe=name, mode=mode, cell=cell, result=res)) + '\n')
+        append_result(results, dict(recipe=name, mode=mode, cell=cell, result=res))
         done[(name, mode)] = cell
     write_table(args.out, recipes, args.modes, rep, done)
 
@@ -339,9 +353,8 @@ def main(argv=None):
         name = osp.relpath(cfg, ROOT)
         print(f'{name} {mode}: {cell} ({time.time() - t:.0f} s)', flush=True)
         with lock:
-            with open(results, 'a') as f:
-                row = dict(recipe=name, mode=mode, cell=cell, result=raw[0] if raw else None)
-                f.write(json.dumps(row) + '\n')
+            row = dict(recipe=name, mode=mode, cell=cell, result=raw[0] if raw else None)
+            append_result(results, row)
             done[(name, mode)] = cell
             write_table(args.out, recipes, args.modes, rep, done)
 
