@@ -42,12 +42,12 @@ def _gather_rows(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     return x.gather(1, idx.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
 
 
-def _nms_cfg(cfg, where: str) -> float:
+def _nms_cfg(cfg, where: str, other: str = 'use --mode tensor') -> float:
     nms = cfg.get('nms') or {}
     if nms.get('type', 'nms') != 'nms' or nms.get('class_agnostic', False):
         raise UserInputError(
             f'{where}.nms is {dict(nms)}; end2end export writes plain per-class NMS '
-            f"(type='nms'); use --mode tensor for this config"
+            f"(type='nms'); {other}"
         )
     return float(nms['iou_threshold'])
 
@@ -81,23 +81,30 @@ class DetEnd2End(nn.Module):
         self.divisor = int(getattr(pre, 'pad_size_divisor', 1) or 1)
         self.pad_value = float(getattr(pre, 'pad_value', 0))
         name = type(model).__name__
+        two_stage = getattr(model, 'with_rpn', False) or hasattr(model, 'roi_head')
+        # tensor mode cannot take a two-stage detector either: never send the user back there
+        other = (
+            'no ONNX export covers it (tensor mode runs the RPN with data-dependent sizes)'
+            if two_stage
+            else 'use --mode tensor'
+        )
         if getattr(model, 'with_rpn', False) and isinstance(
             getattr(model, 'roi_head', None), StandardRoIHead
         ):
             if not isinstance(model.rpn_head, RPNHead):
-                raise UserInputError(f'{name}: end2end needs an RPNHead; use --mode tensor')
+                raise UserInputError(f'{name}: end2end needs an RPNHead; {other}')
             self.kind = 'two_stage'
             roi = model.roi_head
             self.with_mask = bool(roi.with_mask)
             self.rpn_cfg = model.test_cfg.rpn
             self.rcnn_cfg = model.test_cfg.rcnn
-            self.rpn_iou = _nms_cfg(self.rpn_cfg, 'test_cfg.rpn')
-            self.rcnn_iou = _nms_cfg(self.rcnn_cfg, 'test_cfg.rcnn')
-            self._check_extractor(roi.bbox_roi_extractor, name)
+            self.rpn_iou = _nms_cfg(self.rpn_cfg, 'test_cfg.rpn', other)
+            self.rcnn_iou = _nms_cfg(self.rcnn_cfg, 'test_cfg.rcnn', other)
+            self._check_extractor(roi.bbox_roi_extractor, name, other)
             if self.with_mask:
-                self._check_extractor(roi.mask_roi_extractor, name)
+                self._check_extractor(roi.mask_roi_extractor, name, other)
                 if not roi.share_roi_extractor and roi.mask_roi_extractor is None:
-                    raise UserInputError(f'{name}: no mask RoI extractor; use --mode tensor')
+                    raise UserInputError(f'{name}: no mask RoI extractor; {other}')
                 if float(self.rcnn_cfg.get('mask_thr_binary', 0.5)) < 0:
                     raise UserInputError(
                         f'{name}: test_cfg.rcnn.mask_thr_binary < 0 (soft masks) is not '
@@ -105,8 +112,7 @@ class DetEnd2End(nn.Module):
                     )
             if getattr(roi.bbox_head, 'custom_cls_channels', False) or roi.with_shared_head:
                 raise UserInputError(
-                    f'{name}: a custom classifier or a shared RoI head is not exported; '
-                    'use --mode tensor'
+                    f'{name}: a custom classifier or a shared RoI head is not exported; {other}'
                 )
         elif hasattr(model, 'bbox_head') and not hasattr(model, 'roi_head'):
             head = model.bbox_head
@@ -130,11 +136,11 @@ class DetEnd2End(nn.Module):
         else:
             raise UserInputError(
                 f'{name}: end2end supports RetinaNet-style detectors and Faster / Mask R-CNN; '
-                'use --mode tensor'
+                + other
             )
 
     @staticmethod
-    def _check_extractor(extractor, name: str) -> None:
+    def _check_extractor(extractor, name: str, other: str = 'use --mode tensor') -> None:
         layer = extractor.roi_layers[0]
         if (
             type(layer).__name__ != 'RoIAlign'
@@ -144,7 +150,7 @@ class DetEnd2End(nn.Module):
         ):
             raise UserInputError(
                 f"{name}: end2end needs RoIAlign(aligned=True, pool_mode='avg') RoI extractors "
-                '(ONNX RoiAlign half_pixel); use --mode tensor'
+                f'(ONNX RoiAlign half_pixel); {other}'
             )
 
     @property

@@ -244,6 +244,9 @@ def export_wrapper(model: nn.Module, task: str, mode: str, shape: Sequence[int])
         return _Flat(model).eval()
     if mode == 'tensor' and task == 'det':
         if getattr(model, 'with_rpn', False) or hasattr(model, 'roi_head'):
+            from .det_end2end import DetEnd2End
+
+            DetEnd2End(model)  # a two-stage detector end2end refuses too: its reason, once
             raise UserInputError(
                 f'--mode tensor of {type(model).__name__} runs the RPN (NMS, RoI selection) '
                 'with data-dependent sizes; use --mode end2end'

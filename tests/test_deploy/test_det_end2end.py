@@ -291,3 +291,21 @@ def test_noise_floor_of_a_stable_detector_is_small(retinanet):
     row = detection_noise_floor(model, img, 0.3)
     assert row['boxes'] >= 10 and row['matched'] == row['boxes'], row
     assert row['min_iou'] >= 0.999 and row['max_coord_diff'] < 0.01, row
+
+
+def test_cascade_refusals_do_not_send_the_user_back_and_forth():
+    """Cascade R-CNN is exported by neither mode: each mode's one error line says so, instead
+    of pointing to the other mode."""
+    cfg = Config.fromfile(
+        osp.join(
+            ROOT,
+            'configs/agent_attention/cascade-mask-rcnn_agent-swin-t_fpn_4conv1fc-giou_1x_coco.py',
+        )
+    )
+    model, task = build_export_model(cfg)
+    for mode in ('tensor', 'end2end'):
+        with pytest.raises(UserInputError) as err:
+            export_wrapper(model, task, mode, (128, 128))
+        msg = str(err.value)
+        assert 'CascadeRCNN' in msg and 'no ONNX export covers it' in msg, msg
+        assert 'use --mode' not in msg, msg
